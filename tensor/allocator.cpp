@@ -1,0 +1,139 @@
+// CPU allocator and the size-class caching allocator (the CUDA instance lives in
+// cuda_allocator.cpp so this file builds without the CUDA toolkit).
+#include "tensor/allocator.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include "kernels/common/error.h"
+
+namespace mp {
+
+namespace {
+
+class CpuAllocator : public Allocator {
+  public:
+    void* allocate(size_t bytes) override {
+        if (bytes == 0) return nullptr;
+        size_t rounded = (bytes + 63) / 64 * 64;
+        void* ptr = std::aligned_alloc(64, rounded);
+        if (ptr == nullptr) throw std::bad_alloc();
+        std::lock_guard<std::mutex> lock(mutex_);
+        stats_.current_bytes += bytes;
+        stats_.reserved_bytes += bytes;
+        stats_.system_allocs += 1;
+        stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.current_bytes);
+        return ptr;
+    }
+    void deallocate(void* ptr, size_t bytes) override {
+        if (ptr == nullptr) return;
+        std::free(ptr);
+        std::lock_guard<std::mutex> lock(mutex_);
+        stats_.current_bytes -= bytes;
+        stats_.reserved_bytes -= bytes;
+    }
+    MemoryStats stats() const override {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return stats_;
+    }
+    void reset_peak() override {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stats_.peak_bytes = stats_.current_bytes;
+    }
+
+  private:
+    mutable std::mutex mutex_;
+    MemoryStats stats_;
+};
+
+}  // namespace
+
+Allocator& cpu_allocator() {
+    static CpuAllocator* allocator = new CpuAllocator();  // never destroyed: tensors may outlive statics
+    return *allocator;
+}
+
+Allocator& allocator_for(Device device) {
+    return device.is_cpu() ? cpu_allocator() : cuda_allocator(device.index);
+}
+
+size_t cuda_size_class(size_t bytes) {
+    constexpr size_t kGranule = 512;
+    constexpr size_t kSmallLimit = size_t(1) << 20;
+    if (bytes == 0) return 0;
+    if (bytes <= kSmallLimit) return (bytes + kGranule - 1) / kGranule * kGranule;
+    // Four classes per power of two: round up to a multiple of (highest power of two) / 4.
+    size_t power = size_t(1) << (63 - __builtin_clzll(static_cast<unsigned long long>(bytes)));
+    size_t step = power / 4;
+    return (bytes + step - 1) / step * step;
+}
+
+CachingAllocator::CachingAllocator(RawAlloc raw_alloc, RawFree raw_free, const char* name)
+    : raw_alloc_(raw_alloc), raw_free_(raw_free), name_(name) {}
+
+CachingAllocator::~CachingAllocator() { empty_cache(); }
+
+void* CachingAllocator::allocate(size_t bytes) {
+    if (bytes == 0) return nullptr;
+    size_t size_class = cuda_size_class(bytes);
+    std::lock_guard<std::mutex> lock(mutex_);
+    void* ptr = nullptr;
+    auto it = free_lists_.find(size_class);
+    if (it != free_lists_.end() && !it->second.empty()) {
+        ptr = it->second.back();
+        it->second.pop_back();
+        stats_.cached_bytes -= size_class;
+        stats_.cache_hits += 1;
+    } else {
+        ptr = raw_alloc_(size_class);
+        if (ptr == nullptr) {
+            // Out of memory: give every cached block back and try once more.
+            for (auto& [cls, blocks] : free_lists_)
+                for (void* block : blocks) raw_free_(block);
+            stats_.reserved_bytes -= stats_.cached_bytes;
+            stats_.cached_bytes = 0;
+            free_lists_.clear();
+            ptr = raw_alloc_(size_class);
+        }
+        if (ptr == nullptr)
+            throw RuntimeError(str(name_, ": out of memory allocating ", bytes, " bytes (size class ", size_class,
+                                   "); ", stats_.current_bytes, " bytes in use, peak ", stats_.peak_bytes));
+        stats_.reserved_bytes += size_class;
+        stats_.system_allocs += 1;
+    }
+    stats_.current_bytes += size_class;
+    stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.current_bytes);
+    return ptr;
+}
+
+void CachingAllocator::deallocate(void* ptr, size_t bytes) {
+    if (ptr == nullptr) return;
+    size_t size_class = cuda_size_class(bytes);
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_lists_[size_class].push_back(ptr);
+    stats_.current_bytes -= size_class;
+    stats_.cached_bytes += size_class;
+}
+
+MemoryStats CachingAllocator::stats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+}
+
+void CachingAllocator::reset_peak() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.peak_bytes = stats_.current_bytes;
+}
+
+void CachingAllocator::empty_cache() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [size_class, blocks] : free_lists_)
+        for (void* block : blocks) raw_free_(block);
+    stats_.reserved_bytes -= stats_.cached_bytes;
+    stats_.cached_bytes = 0;
+    free_lists_.clear();
+}
+
+}  // namespace mp

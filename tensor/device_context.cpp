@@ -1,0 +1,132 @@
+// Device queries, compute streams and the CUDA caching allocators. Compiled by g++ in every
+// build; the CUDA parts are behind MP_CUDA so a CPU-only build needs no toolkit.
+#include "tensor/device_context.h"
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "kernels/common/error.h"
+#include "tensor/allocator.h"
+
+#if MP_CUDA
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/check.cuh"
+#endif
+
+namespace mp {
+
+namespace {
+std::atomic<MatmulPrecision> g_matmul_precision{MatmulPrecision::Exact};
+
+[[noreturn]] void throw_no_cuda(const char* what) {
+    throw RuntimeError(str(what, ": this build of minipipe has no CUDA backend (built with CUDA=0 or without nvcc)"));
+}
+}  // namespace
+
+void set_matmul_precision(MatmulPrecision precision) { g_matmul_precision = precision; }
+MatmulPrecision matmul_precision() { return g_matmul_precision; }
+
+bool cuda_compiled() { return MP_CUDA != 0; }
+
+#if MP_CUDA
+
+int cuda_device_count() {
+    static const int count = [] {
+        int n = 0;
+        // No driver or no device is not an error here: it means "no GPU", and GPU tests skip.
+        if (cudaGetDeviceCount(&n) != cudaSuccess) {
+            cudaGetLastError();  // clear the sticky error
+            return 0;
+        }
+        return n;
+    }();
+    return count;
+}
+
+namespace {
+void check_index(int index, const char* what) {
+    int count = cuda_device_count();
+    MP_REQUIRE(index >= 0 && index < count, what, ": cuda:", index, " requested but ", count, " GPU(s) are visible");
+}
+
+struct DeviceState {
+    std::once_flag stream_once;
+    cudaStream_t stream = nullptr;
+    std::unique_ptr<CachingAllocator> allocator;
+    std::once_flag allocator_once;
+};
+
+DeviceState& state(int index) {
+    static std::vector<DeviceState>* states = new std::vector<DeviceState>(cuda_device_count());
+    return (*states)[index];
+}
+}  // namespace
+
+cudaStream_t compute_stream(int index) {
+    check_index(index, "compute_stream");
+    DeviceState& s = state(index);
+    std::call_once(s.stream_once, [&] {
+        int previous = 0;
+        CUDA_CHECK(cudaGetDevice(&previous));
+        CUDA_CHECK(cudaSetDevice(index));
+        CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+        CUDA_CHECK(cudaSetDevice(previous));
+    });
+    return s.stream;
+}
+
+void set_current_device(int index) {
+    check_index(index, "set_current_device");
+    CUDA_CHECK(cudaSetDevice(index));
+}
+
+void synchronize(Device device) {
+    if (device.is_cpu()) return;
+    CUDA_CHECK(cudaStreamSynchronize(compute_stream(device.index)));
+}
+
+Allocator& cuda_allocator(int index) {
+    check_index(index, "cuda_allocator");
+    DeviceState& s = state(index);
+    std::call_once(s.allocator_once, [&] {
+        auto raw_alloc = [index](size_t bytes) -> void* {
+            int previous = 0;
+            CUDA_CHECK(cudaGetDevice(&previous));
+            CUDA_CHECK(cudaSetDevice(index));
+            void* ptr = nullptr;
+            cudaError_t err = cudaMalloc(&ptr, bytes);
+            CUDA_CHECK(cudaSetDevice(previous));
+            if (err == cudaErrorMemoryAllocation) {
+                cudaGetLastError();
+                return nullptr;
+            }
+            CUDA_CHECK(err);
+            return ptr;
+        };
+        // Blocks are freed only by empty_cache() or on out-of-memory; wait for queued work first.
+        auto raw_free = [index](void* ptr) {
+            CUDA_CHECK(cudaSetDevice(index));
+            CUDA_CHECK(cudaDeviceSynchronize());
+            CUDA_CHECK(cudaFree(ptr));
+        };
+        s.allocator = std::make_unique<CachingAllocator>(raw_alloc, raw_free, "cuda_allocator");
+    });
+    return *s.allocator;
+}
+
+#else  // CPU-only build
+
+int cuda_device_count() { return 0; }
+cudaStream_t compute_stream(int) { throw_no_cuda("compute_stream"); }
+void set_current_device(int) { throw_no_cuda("set_current_device"); }
+void synchronize(Device device) {
+    if (device.is_cuda()) throw_no_cuda("synchronize");
+}
+Allocator& cuda_allocator(int) { throw_no_cuda("cuda_allocator"); }
+
+#endif
+
+}  // namespace mp

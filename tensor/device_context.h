@@ -1,0 +1,23 @@
+// The per-GPU device context: one compute stream per device (every kernel of that device runs
+// on it, in order), device selection and synchronisation, and the process-wide GEMM precision.
+#pragma once
+
+#include "kernels/common/stream.h"
+#include "tensor/device.h"
+
+namespace mp {
+
+// The compute stream of GPU `index`, created on first use. Throws in a CPU-only build.
+cudaStream_t compute_stream(int index);
+// Makes GPU `index` current for this thread (cudaSetDevice), checked.
+void set_current_device(int index);
+// Waits for all work queued on the device's compute stream; a no-op for the CPU.
+void synchronize(Device device);
+
+// GEMM precision for float32 matmuls on CUDA: Exact (true fp32, the default, so results match
+// the CPU reference) or TF32 (tensor cores, ~10 mantissa bits in the products). CPU is always exact.
+enum class MatmulPrecision { Exact, TF32 };
+void set_matmul_precision(MatmulPrecision precision);
+MatmulPrecision matmul_precision();
+
+}  // namespace mp

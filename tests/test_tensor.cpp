@@ -1,0 +1,153 @@
+// Tensor basics: factories, views (reshape, dim-0 slice) sharing storage, copies, item,
+// printing, the counter-based generator (CPU vs CUDA identical), and the argument errors.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "tensor/allocator.h"
+#include "tensor/device_context.h"
+#include "tests/support/test_util.h"
+
+using namespace mp;
+using mp::testing::expect_close;
+using mp::testing::expect_equal;
+using mp::testing::expect_invalid_argument;
+
+TEST(Tensor, FactoriesFillValues) {
+    Tensor z = Tensor::zeros({2, 3});
+    EXPECT_EQ(z.shape(), (Shape{2, 3}));
+    EXPECT_EQ(z.numel(), 6);
+    for (float v : z.to_vector<float>()) EXPECT_EQ(v, 0.0f);
+    Tensor f = Tensor::full({4}, 2.5, DType::Float64);
+    for (double v : f.to_vector<double>()) EXPECT_EQ(v, 2.5);
+    Tensor a = Tensor::arange(5, DType::Int32);
+    EXPECT_EQ(a.to_vector<int32_t>(), (std::vector<int32_t>{0, 1, 2, 3, 4}));
+    Tensor s = Tensor::full({}, 7.0);
+    EXPECT_EQ(s.dim(), 0);
+    EXPECT_EQ(s.item(), 7.0);
+}
+
+TEST(Tensor, RankUpToFour) {
+    Tensor t = Tensor::zeros({2, 3, 4, 5});
+    EXPECT_EQ(t.dim(), 4);
+    EXPECT_EQ(t.size(-1), 5);
+    EXPECT_EQ(t.size(1), 3);
+    expect_invalid_argument([&] { t.size(4); }, {"size", "dim 4", "(2, 3, 4, 5)"});
+}
+
+TEST(Tensor, ReshapeAndSliceShareStorage) {
+    Tensor t = Tensor::arange(24, DType::Float32).reshape({4, 6});
+    Tensor r = t.reshape({2, -1, 3});
+    EXPECT_EQ(r.shape(), (Shape{2, 4, 3}));
+    EXPECT_TRUE(r.shares_storage_with(t));
+    Tensor rows = t.slice(1, 3);
+    EXPECT_EQ(rows.shape(), (Shape{2, 6}));
+    EXPECT_TRUE(rows.shares_storage_with(t));
+    EXPECT_EQ(rows.to_vector<float>()[0], 6.0f);
+    rows.fill_(-1.0);  // writes through the view
+    std::vector<float> all = t.to_vector<float>();
+    EXPECT_EQ(all[5], 5.0f);
+    EXPECT_EQ(all[6], -1.0f);
+    EXPECT_EQ(all[17], -1.0f);
+    EXPECT_EQ(all[18], 18.0f);
+}
+
+TEST(Tensor, ViewErrorsNameTheShapes) {
+    Tensor t = Tensor::zeros({4, 6});
+    expect_invalid_argument([&] { t.reshape({5, 5}); }, {"reshape", "(4, 6)", "(5, 5)", "24", "25"});
+    expect_invalid_argument([&] { t.reshape({-1, -1}); }, {"reshape", "more than one -1"});
+    expect_invalid_argument([&] { t.slice(3, 5); }, {"slice", "[3, 5)", "(4, 6)"});
+    expect_invalid_argument([&] { Tensor::from_vector<float>({1, 2, 3}, {2, 2}); }, {"from_vector", "3 values", "(2, 2)"});
+    expect_invalid_argument([&] { t.data<int32_t>(); }, {"data<int32>", "float32(4, 6)"});
+    expect_invalid_argument([&] { t.item(); }, {"item", "one-element", "(4, 6)"});
+    expect_invalid_argument([&] { Tensor::zeros({2, -3}); }, {"negative dimension", "(2, -3)"});
+}
+
+TEST(Tensor, CopiesAreIndependent) {
+    Tensor a = Tensor::from_vector<float>({1, 2, 3, 4}, {2, 2});
+    Tensor b = a.clone();
+    EXPECT_FALSE(b.shares_storage_with(a));
+    b.fill_(0.0);
+    EXPECT_EQ(a.to_vector<float>(), (std::vector<float>{1, 2, 3, 4}));
+    Tensor c = Tensor::zeros({2, 2});
+    c.copy_from(a);
+    EXPECT_EQ(c.to_vector<float>(), (std::vector<float>{1, 2, 3, 4}));
+    expect_invalid_argument([&] { c.copy_from(Tensor::zeros({4})); }, {"copy_from", "float32(2, 2)", "float32(4)"});
+    Tensor d = a.to(DType::Float64);
+    EXPECT_EQ(d.to_vector<double>(), (std::vector<double>{1, 2, 3, 4}));
+}
+
+TEST(Tensor, PrintsSmallTensorsReadably) {
+    std::ostringstream out;
+    out << Tensor::from_vector<float>({1, 2.5f, 3, 4, 5, 6}, {2, 3});
+    EXPECT_EQ(out.str(), "Tensor([[1, 2.5, 3],\n [4, 5, 6]], float32(2, 3) on cpu)");
+    std::ostringstream longer;
+    longer << Tensor::arange(10, DType::Int32);
+    EXPECT_EQ(longer.str(), "Tensor([0, 1, 2, ..., 7, 8, 9], int32(10) on cpu)");
+}
+
+TEST(Generator, SameSeedSameValuesAndDrawsAdvance) {
+    Generator g1(42), g2(42), g3(43);
+    Tensor a = Tensor::randn({1000}, g1);
+    Tensor b = Tensor::randn({1000}, g2);
+    Tensor c = Tensor::randn({1000}, g3);
+    expect_equal(a, b, "same seed");
+    EXPECT_NE(a.to_vector<float>()[0], c.to_vector<float>()[0]);
+    Tensor a2 = Tensor::randn({1000}, g1);  // the next draw continues the stream
+    EXPECT_NE(a.to_vector<float>()[0], a2.to_vector<float>()[0]);
+    EXPECT_EQ(g1.offset(), 2000u);
+}
+
+// Moments of 200k draws: the mean's standard error is 1/sqrt(n) ~ 0.0022, so 0.01 is > 4 sigma;
+// the variance's standard error is sqrt(2/n) ~ 0.0032, so 0.015 is > 4 sigma.
+TEST(Generator, NormalAndUniformHaveTheRightMoments) {
+    Generator gen(7);
+    std::vector<double> x = Tensor::randn({200000}, gen, 0.0, 1.0, DType::Float64).to_vector<double>();
+    double mean = 0, var = 0;
+    for (double v : x) mean += v;
+    mean /= x.size();
+    for (double v : x) var += (v - mean) * (v - mean);
+    var /= x.size();
+    EXPECT_NEAR(mean, 0.0, 0.01);
+    EXPECT_NEAR(var, 1.0, 0.015);
+    std::vector<double> u = Tensor::uniform({200000}, gen, -2.0, 3.0, DType::Float64).to_vector<double>();
+    double umean = 0, umin = 1e9, umax = -1e9;
+    for (double v : u) umean += v, umin = std::min(umin, v), umax = std::max(umax, v);
+    umean /= u.size();
+    EXPECT_NEAR(umean, 0.5, 0.02);  // std 5/sqrt(12)=1.44; s.e. 0.0032
+    EXPECT_GE(umin, -2.0);
+    EXPECT_LT(umax, 3.0);
+}
+
+TEST(Generator, CudaMatchesCpuExactly) {
+    MP_REQUIRE_GPU();
+    // Both sides compute in double with the same integer hash and round once to float; the
+    // double log/cos of CUDA and glibc agree to within 1 ulp of double, far below float rounding.
+    Generator cpu_gen(1234), gpu_gen(1234);
+    Tensor cpu = Tensor::randn({4099}, cpu_gen);
+    Tensor gpu = Tensor::randn({4099}, gpu_gen, 0.0, 1.0, DType::Float32, Device::cuda(0));
+    expect_close(gpu, cpu, 1.2e-7, 0.0, "randn cuda vs cpu (<= 1 float ulp)");
+    Tensor cpu_u = Tensor::uniform({1001}, cpu_gen, -1.0, 1.0);
+    Tensor gpu_u = Tensor::uniform({1001}, gpu_gen, -1.0, 1.0, DType::Float32, Device::cuda(0));
+    expect_equal(gpu_u, cpu_u, "uniform cuda vs cpu");
+}
+
+TEST(Tensor, CudaRoundTripAndViews) {
+    MP_REQUIRE_GPU();
+    Tensor host = Tensor::arange(35, DType::Float32).reshape({5, 7});
+    Tensor gpu = host.to(Device::cuda(0));
+    EXPECT_TRUE(gpu.device().is_cuda());
+    expect_equal(gpu.slice(2, 4).to(Device::cpu()), host.slice(2, 4), "cuda slice");
+    Tensor filled = Tensor::full({3, 3}, 1.5, DType::Float32, Device::cuda(0));
+    EXPECT_EQ(filled.to_vector<float>(), std::vector<float>(9, 1.5f));
+    Tensor ids = Tensor::arange(6, DType::Int32, Device::cuda(0));
+    EXPECT_EQ(ids.to_vector<int32_t>(), (std::vector<int32_t>{0, 1, 2, 3, 4, 5}));
+    expect_invalid_argument([&] { Tensor::zeros({2}, DType::Float64, Device::cuda(0)); }, {"float64 is CPU-only"});
+}
+
+TEST(Tensor, CudaDeviceOutOfRangeIsAnError) {
+    if (!cuda_compiled()) GTEST_SKIP() << "built without CUDA";
+    int n = cuda_device_count();
+    expect_invalid_argument([&] { Tensor::zeros({2}, DType::Float32, Device::cuda(n)); },
+                            {"cuda:" + std::to_string(n), std::to_string(n) + " GPU(s) are visible"});
+}
