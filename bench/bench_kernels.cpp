@@ -1,0 +1,203 @@
+// Kernel benchmarks at GPT-2-small shapes (B·T = 16384 rows, C = 768, 4C = 3072, V = 50257,
+// 12 heads, T = 1024) on GPU 0: median time over repetitions, achieved GB/s against each op's
+// byte floor, the fraction of the device-to-device copy bandwidth measured in this same run,
+// and TFLOP/s for GEMMs. Writes one JSON object per case to --json FILE for bench/report.py,
+// which sets them beside PyTorch eager measured in the same run (bench/torch_ops.py).
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tensor/allocator.h"
+#include "tensor/device_context.h"
+#include "tensor/ops.h"
+
+#if MP_CUDA
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/check.cuh"
+#endif
+
+using namespace mp;
+
+namespace {
+
+struct Result {
+    std::string name;
+    double ms;
+    double bytes;  // floor: bytes the op must move (0 for GEMMs)
+    double flops;  // 2mnk for GEMMs, else 0
+};
+
+#if MP_CUDA
+// Median over `reps` timed runs of fn (after `warmup` untimed runs), each timed by CUDA events
+// on the compute stream so only GPU time counts.
+double time_ms(const std::function<void()>& fn, int reps = 20, int warmup = 5) {
+    cudaStream_t stream = compute_stream(0);
+    for (int i = 0; i < warmup; ++i) fn();
+    CUDA_CHECK(cudaStreamSynchronize(stream));
+    cudaEvent_t start, stop;
+    CUDA_CHECK(cudaEventCreate(&start));
+    CUDA_CHECK(cudaEventCreate(&stop));
+    std::vector<float> times;
+    for (int i = 0; i < reps; ++i) {
+        CUDA_CHECK(cudaEventRecord(start, stream));
+        fn();
+        CUDA_CHECK(cudaEventRecord(stop, stream));
+        CUDA_CHECK(cudaEventSynchronize(stop));
+        float ms = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+        times.push_back(ms);
+    }
+    CUDA_CHECK(cudaEventDestroy(start));
+    CUDA_CHECK(cudaEventDestroy(stop));
+    std::sort(times.begin(), times.end());
+    return times[times.size() / 2];
+}
+#endif
+
+void print_row(const Result& r, double copy_gbps) {
+    if (r.flops > 0) {
+        std::printf("%-34s %9.3f ms  %8.1f TFLOP/s\n", r.name.c_str(), r.ms, r.flops / r.ms / 1e9);
+    } else {
+        double gbps = r.bytes / r.ms / 1e6;
+        std::printf("%-34s %9.3f ms  %8.1f GB/s  %5.1f%% of copy\n", r.name.c_str(), r.ms, gbps,
+                    copy_gbps > 0 ? 100.0 * gbps / copy_gbps : 0.0);
+    }
+    std::fflush(stdout);
+}
+
+}  // namespace
+
+int run_benchmarks(int argc, char** argv) {
+    std::string json_path;
+    std::string only;
+    for (int i = 1; i < argc; ++i) {
+        if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
+        else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else {
+            std::fprintf(stderr, "usage: %s [--json FILE] [--only NAME_SUBSTRING]\n", argv[0]);
+            return 2;
+        }
+    }
+#if !MP_CUDA
+    std::printf("bench_kernels: built without CUDA; the kernel benchmarks need a GPU\n");
+    return 0;
+#else
+    if (!cuda_available()) {
+        std::printf("bench_kernels: no GPU visible; the kernel benchmarks need one\n");
+        return 0;
+    }
+    const Device gpu = Device::cuda(0);
+    const int64_t B = 16, T = 1024, C = 768, H = 12, V = 50257, N = B * T;
+    Generator gen(0);
+    auto randn = [&](const Shape& shape, double std = 1.0) { return Tensor::randn(shape, gen, 0.0, std, DType::Float32, gpu); };
+    std::vector<Result> results;
+    double copy_gbps = 0;
+    auto run = [&](const std::string& name, double bytes, double flops, const std::function<void()>& fn, int reps = 20) {
+        if (!only.empty() && name.find(only) == std::string::npos && name != "copy_1GiB") return;
+        Result r{name, time_ms(fn, reps), bytes, flops};
+        if (name == "copy_1GiB") copy_gbps = r.bytes / r.ms / 1e6;
+        print_row(r, copy_gbps);
+        results.push_back(r);
+    };
+
+    {  // the ceiling every memory-bound kernel is compared with
+        Tensor src = randn({int64_t(1) << 28});
+        Tensor dst = Tensor::empty(src.shape(), DType::Float32, gpu);
+        run("copy_1GiB", 2.0 * src.nbytes(), 0, [&] { dst.copy_from(src); });
+    }
+    {
+        Tensor x = randn({N, C}), w = randn({4 * C, C});
+        for (MatmulPrecision precision : {MatmulPrecision::Exact, MatmulPrecision::TF32}) {
+            set_matmul_precision(precision);
+            run(precision == MatmulPrecision::Exact ? "gemm_fc_fp32" : "gemm_fc_tf32", 0, 2.0 * N * C * 4 * C,
+                [&] { ops::matmul(x, w, false, true); });
+        }
+        set_matmul_precision(MatmulPrecision::Exact);
+    }
+    {
+        Tensor x = randn({N, C}), gamma = randn({C}), beta = randn({C}), dy = randn({N, C});
+        run("layernorm_fwd", 2.0 * N * C * 4, 0, [&] { ops::layernorm(x, gamma, beta); });
+        ops::LayerNormResult saved = ops::layernorm(x, gamma, beta);
+        run("layernorm_bwd", 3.0 * N * C * 4, 0, [&] { ops::layernorm_backward(dy, x, gamma, saved.mean, saved.rstd); });
+    }
+    {
+        Tensor scores = randn({B * H * T, T});
+        run("softmax_fwd_attn", 2.0 * scores.nbytes(), 0, [&] { ops::softmax(scores); });
+        Tensor causal = scores.reshape({B * H, T, T});
+        // The causal kernel reads only the unmasked half but writes every element.
+        run("causal_softmax_fwd_attn", 1.5 * scores.nbytes(), 0, [&] { ops::causal_softmax(causal, 0.125); });
+    }
+    {
+        Tensor h = randn({N, 4 * C}), dy = randn({N, 4 * C});
+        run("gelu_fwd", 2.0 * h.nbytes(), 0, [&] { ops::gelu(h); });
+        run("gelu_bwd", 3.0 * h.nbytes(), 0, [&] { ops::gelu_backward(h, dy); });
+        run("add", 3.0 * h.nbytes(), 0, [&] { ops::add(h, dy); });
+        Tensor bias = randn({4 * C});
+        run("bias_add", 2.0 * h.nbytes(), 0, [&] { ops::bias_add(h, bias); });
+        run("sum_rows", 1.0 * h.nbytes(), 0, [&] { ops::sum_rows(h); });
+    }
+    {
+        Tensor logits = randn({N, V});
+        Tensor targets = Tensor::uniform({N}, gen, 0.0, 1.0, DType::Float32, Device::cpu());
+        std::vector<int32_t> ids(N);
+        std::vector<float> u = targets.to_vector<float>();
+        for (int64_t i = 0; i < N; ++i) ids[i] = static_cast<int32_t>(u[i] * (V - 1));
+        Tensor target_ids = Tensor::from_vector(ids, {N}, gpu);
+        Tensor dlosses = Tensor::full({N}, 1.0 / N, DType::Float32, gpu);
+        // Forward reads the logits once; backward reads them again and writes dlogits.
+        run("crossentropy_fwd_bwd", 3.0 * logits.nbytes(), 0, [&] {
+            ops::CrossEntropyResult r = ops::cross_entropy_forward(logits, target_ids);
+            ops::cross_entropy_backward(logits, target_ids, r.logsumexp, dlosses);
+        }, 10);
+    }
+    {
+        const int64_t P = 124000000;
+        Tensor p = randn({P}, 0.02), g = randn({P}), m = Tensor::zeros({P}, DType::Float32, gpu),
+               v = Tensor::zeros({P}, DType::Float32, gpu);
+        int64_t step = 0;
+        run("adamw_step_124M", 7.0 * P * 4, 0, [&] { ops::adamw_step_(p, g, m, v, ++step, 1e-4, 0.9, 0.999, 1e-8, 0.1); });
+    }
+    {
+        Tensor wte = randn({V, C}), ids = Tensor::zeros({B, T}, DType::Int32, gpu);
+        run("embedding_fwd", 2.0 * N * C * 4, 0, [&] { ops::embedding(ids, wte); });
+    }
+    {
+        Tensor qkv = randn({B, T, 3 * C});
+        run("split_qkv_heads", 2.0 * qkv.nbytes(), 0, [&] { ops::split_qkv_heads(qkv, H); });
+    }
+
+    MemoryStats stats = cuda_allocator(0).stats();
+    std::printf("cuda allocator: peak %.2f GiB, %llu cudaMalloc calls, %llu cache hits\n",
+                stats.peak_bytes / double(1 << 30), (unsigned long long)stats.system_allocs,
+                (unsigned long long)stats.cache_hits);
+    if (!json_path.empty()) {
+        std::ofstream out(json_path);
+        out << "{\n";
+        for (size_t i = 0; i < results.size(); ++i) {
+            const Result& r = results[i];
+            out << "  \"" << r.name << "\": {\"ms\": " << r.ms << ", \"bytes\": " << r.bytes << ", \"flops\": " << r.flops
+                << "}" << (i + 1 < results.size() ? "," : "") << "\n";
+        }
+        out << "}\n";
+        if (!out) {
+            std::fprintf(stderr, "bench_kernels: could not write %s\n", json_path.c_str());
+            return 1;
+        }
+    }
+    return 0;
+#endif
+}
+
+int main(int argc, char** argv) {
+    try {
+        return run_benchmarks(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_kernels: %s\n", e.what());
+        return 1;
+    }
+}
