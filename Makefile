@@ -102,7 +102,8 @@ endif
 LIB_OBJ := $(LIB_CPP:%.cpp=$(BUILD)/obj/%.o) $(LIB_CU:%.cu=$(BUILD)/obj/%.cu.o)
 LIB := $(BUILD)/libminipipe.a
 
-TEST_SRC := $(if $(ONLY),$(wildcard $(foreach f,$(ONLY),tests/test_$(f).cpp)),$(wildcard tests/test_*.cpp))
+CORE_TESTS := tests/test_tensor.cpp tests/test_allocator.cpp
+TEST_SRC := $(if $(ONLY),$(CORE_TESTS) $(wildcard $(foreach f,$(ONLY),tests/test_$(f).cpp)),$(wildcard tests/test_*.cpp))
 TEST_BIN := $(TEST_SRC:tests/%.cpp=$(BUILD)/tests/%)
 TEST_SUPPORT_OBJ := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard tests/support/*.cpp))
 

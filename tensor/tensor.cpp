@@ -2,6 +2,7 @@
 // compute stream so they are ordered after the kernels that produced the data.
 #include "tensor/tensor.h"
 
+#include <atomic>
 #include <cstring>
 #include <iomanip>
 #include <ostream>
@@ -86,6 +87,18 @@ void fill_typed(const Tensor& t, double value) {
 
 }  // namespace
 
+uint64_t Tensor::next_id() {
+    static std::atomic<uint64_t> counter{0};
+    return ++counter;
+}
+
+Tensor Tensor::derived_view() const {
+    Tensor view = *this;
+    view.id_ = next_id();
+    view.autograd_meta_.reset();
+    return view;
+}
+
 int64_t Tensor::size(int64_t d) const {
     int64_t rank = dim();
     MP_REQUIRE(d >= -rank && d < rank, "size: dim ", d, " out of range for shape ", shape_str(shape_));
@@ -126,6 +139,7 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
     t.storage_ = std::make_shared<Storage>(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device);
     t.shape_ = shape;
     t.dtype_ = dtype;
+    t.id_ = next_id();
     return t;
 }
 
@@ -247,7 +261,7 @@ Tensor Tensor::reshape(const Shape& shape) const {
     }
     MP_REQUIRE(shape_numel(resolved) == numel(), "reshape: shape ", shape_str(shape_), " (", numel(),
                " elements) cannot become ", shape_str(shape), " (", shape_numel(resolved), " elements)");
-    Tensor view = *this;
+    Tensor view = derived_view();
     view.shape_ = resolved;
     return view;
 }
@@ -258,7 +272,7 @@ Tensor Tensor::slice(int64_t start, int64_t end) const {
     MP_REQUIRE(0 <= start && start <= end && end <= shape_[0], "slice: rows [", start, ", ", end,
                ") out of range for shape ", shape_str(shape_));
     int64_t row_elements = shape_[0] == 0 ? 0 : numel() / shape_[0];
-    Tensor view = *this;
+    Tensor view = derived_view();
     view.offset_bytes_ += static_cast<size_t>(start * row_elements) * dtype_size(dtype_);
     view.shape_[0] = end - start;
     return view;

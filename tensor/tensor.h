@@ -15,6 +15,8 @@
 
 namespace mp {
 
+struct AutogradMeta;  // defined by autograd/: the gradient slot of a parameter
+
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& shape);  // "(4, 7, 33)"
 int64_t shape_numel(const Shape& shape);
@@ -90,6 +92,14 @@ class Tensor {
     Tensor slice(int64_t start, int64_t end) const;           // rows [start, end) of dim 0
     bool shares_storage_with(const Tensor& other) const { return storage_ && storage_ == other.storage_; }
 
+    // ---- identity, for autograd: copies of a handle share an id; every new tensor or view
+    // (factories, reshape, slice, copies) gets a fresh one.
+    uint64_t id() const { return id_; }
+    // The autograd slot (a parameter's accumulated gradient), shared by copies of the handle
+    // and not inherited by views. Null for ordinary tensors.
+    const std::shared_ptr<AutogradMeta>& autograd_meta() const { return autograd_meta_; }
+    void set_autograd_meta(std::shared_ptr<AutogradMeta> meta) { autograd_meta_ = std::move(meta); }
+
     // ---- copies
     Tensor to(Device device) const;  // a copy on `device` (a copy even when already there)
     Tensor to(DType dtype) const;    // a converted copy (CPU only: float32 <-> float64 <-> int32)
@@ -101,7 +111,12 @@ class Tensor {
     void fill_(double value);
 
   private:
+    static uint64_t next_id();
+    Tensor derived_view() const;  // a copy of this handle with a fresh id and no autograd slot
+
     std::shared_ptr<Storage> storage_;
+    std::shared_ptr<AutogradMeta> autograd_meta_;
+    uint64_t id_ = 0;
     size_t offset_bytes_ = 0;
     Shape shape_;
     DType dtype_ = DType::Float32;

@@ -151,3 +151,13 @@ TEST(Tensor, CudaDeviceOutOfRangeIsAnError) {
     expect_invalid_argument([&] { Tensor::zeros({2}, DType::Float32, Device::cuda(n)); },
                             {"cuda:" + std::to_string(n), std::to_string(n) + " GPU(s) are visible"});
 }
+
+TEST(Tensor, IdentitySharedByCopiesFreshForViews) {
+    Tensor a = Tensor::zeros({4, 3});
+    Tensor copy = a;
+    EXPECT_EQ(copy.id(), a.id());
+    EXPECT_NE(a.reshape({12}).id(), a.id());
+    EXPECT_NE(a.slice(0, 2).id(), a.id());
+    EXPECT_NE(a.clone().id(), a.id());
+    EXPECT_NE(Tensor::zeros({4, 3}).id(), a.id());
+}
