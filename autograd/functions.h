@@ -1,0 +1,44 @@
+// Differentiable functions: each computes its result with tensor ops and, when a tape is
+// recording, records a backward closure that captures only what its gradient needs.
+// Composite functions (attention) are built from these and need no gradient code of their own.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "autograd/tape.h"
+#include "tensor/tensor.h"
+
+namespace mp::fn {
+
+// ---- basic (autograd/functions/basic.cpp)
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& x, double s);
+Tensor reshape(const Tensor& x, const Shape& shape);
+// y = x · weightᵀ + bias, x (..., in), weight (out, in), bias (out) or undefined.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// Batched op(a) · op(b) · alpha over leading batch dims (attention scores and values).
+Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false, double alpha = 1.0);
+
+// ---- activations (autograd/functions/activations.cpp)
+Tensor relu(const Tensor& x);
+Tensor gelu(const Tensor& x);
+Tensor causal_softmax(const Tensor& scores, double scale);
+
+// ---- normalisation and embedding (autograd/functions/layers.cpp)
+Tensor layernorm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps = 1e-5);
+Tensor embedding(const Tensor& ids, const Tensor& weight);
+
+// ---- attention layout (autograd/functions/attention.cpp)
+std::array<Tensor, 3> split_qkv_heads(const Tensor& qkv, int64_t heads);
+Tensor merge_heads(const Tensor& y);
+// Multi-head causal self-attention core on a fused qkv (B, T, 3C) -> (B, T, C).
+Tensor causal_attention(const Tensor& qkv, int64_t heads);
+
+// ---- losses (autograd/functions/losses.cpp): scalar (shape {}) means
+// Mean cross-entropy over the rows whose target is not ignore_index.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index = -100);
+// Mean squared error over all elements.
+Tensor mse(const Tensor& prediction, const Tensor& target);
+
+}  // namespace mp::fn
