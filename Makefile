@@ -110,6 +110,7 @@ TEST_SUPPORT_OBJ := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard tests/support/*
 BENCH_SRC := $(wildcard bench/bench_*.cpp)
 BENCH_BIN := $(BENCH_SRC:bench/%.cpp=$(BUILD)/bench/%)
 
+.SECONDARY:
 .PHONY: all lib tests benches test run-tests demo bench deps clean help check-only
 all: lib $(if $(filter 1,$(HAVE_GTEST)),tests) benches
 lib: $(LIB)

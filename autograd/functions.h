@@ -24,6 +24,8 @@ Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b 
 Tensor relu(const Tensor& x);
 Tensor gelu(const Tensor& x);
 Tensor causal_softmax(const Tensor& scores, double scale);
+// Dropout whose mask is a function of (seed, offset): backward regenerates it.
+Tensor dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset);
 
 // ---- normalisation and embedding (autograd/functions/layers.cpp)
 Tensor layernorm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps = 1e-5);

@@ -6,6 +6,7 @@
 #include "tensor/ops/activations.h"
 #include "tensor/ops/attention_layout.h"
 #include "tensor/ops/cross_entropy.h"
+#include "tensor/ops/dropout.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/embedding.h"
 #include "tensor/ops/gemm.h"

@@ -3,6 +3,7 @@
 // once, so CPU and CUDA produce the same float32 values for the same seed.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)

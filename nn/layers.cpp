@@ -1,0 +1,191 @@
+// Layer implementations: parameter creation and initialisation, and forward passes written
+// with the differentiable functions of autograd/ (so backward comes for free).
+#include "nn/layers.h"
+
+#include <cmath>
+
+#include "autograd/functions.h"
+
+namespace mp::nn {
+
+// ---- Linear
+Linear::Linear(int64_t in_features, int64_t out_features, Generator& gen, bool with_bias, double init_std)
+    : in_features_(in_features), out_features_(out_features) {
+    MP_REQUIRE(in_features > 0 && out_features > 0, "Linear: features must be positive, got ", in_features, " -> ",
+               out_features);
+    if (init_std > 0) {
+        weight = Tensor::randn({out_features, in_features}, gen, 0.0, init_std);
+        if (with_bias) bias = Tensor::zeros({out_features});
+    } else {
+        double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
+        weight = Tensor::uniform({out_features, in_features}, gen, -bound, bound);
+        if (with_bias) bias = Tensor::uniform({out_features}, gen, -bound, bound);
+    }
+    register_parameter("weight", &weight);
+    if (with_bias) register_parameter("bias", &bias);
+}
+
+Tensor Linear::forward(const Tensor& x) {
+    MP_REQUIRE(x.dim() >= 1 && x.size(-1) == in_features_, "Linear: input ", shape_str(x.shape()), " has ",
+               x.dim() ? x.size(-1) : 0, " features, weight expects ", in_features_);
+    return fn::linear(x, weight, bias);
+}
+
+std::string Linear::describe() const {
+    return str("Linear(", in_features_, " -> ", out_features_, bias.defined() ? "" : ", no bias", ")");
+}
+
+// ---- activations
+Tensor ReLU::forward(const Tensor& x) { return fn::relu(x); }
+Tensor GELU::forward(const Tensor& x) { return fn::gelu(x); }
+
+// ---- Embedding
+Embedding::Embedding(int64_t num_embeddings, int64_t dim, Generator& gen, double init_std) {
+    MP_REQUIRE(num_embeddings > 0 && dim > 0, "Embedding: sizes must be positive, got ", num_embeddings, " x ", dim);
+    weight = Tensor::randn({num_embeddings, dim}, gen, 0.0, init_std);
+    register_parameter("weight", &weight);
+}
+
+Tensor Embedding::forward(const Tensor& ids) { return fn::embedding(ids, weight); }
+
+std::string Embedding::describe() const { return str("Embedding(", weight.size(0), ", ", weight.size(1), ")"); }
+
+// ---- TokenPositionEmbedding
+TokenPositionEmbedding::TokenPositionEmbedding(int64_t vocab, int64_t context, int64_t channels, Generator& gen,
+                                               double init_std)
+    : context_(context) {
+    MP_REQUIRE(vocab > 0 && context > 0 && channels > 0, "TokenPositionEmbedding: sizes must be positive, got vocab ",
+               vocab, ", context ", context, ", channels ", channels);
+    wte = Tensor::randn({vocab, channels}, gen, 0.0, init_std);
+    wpe = Tensor::randn({context, channels}, gen, 0.0, init_std);
+    register_parameter("wte", &wte);
+    register_parameter("wpe", &wpe);
+}
+
+Tensor TokenPositionEmbedding::forward(const Tensor& ids) {
+    MP_REQUIRE(ids.dim() == 2, "TokenPositionEmbedding: ids must be (B, T), got ", shape_str(ids.shape()));
+    int64_t batch = ids.size(0), time = ids.size(1);
+    MP_REQUIRE(time <= context_, "TokenPositionEmbedding: sequence length ", time, " exceeds the context ", context_);
+    // Positions 0..T-1 for every sequence: an int32 (B, T) tensor, built on the host (tiny).
+    std::vector<int32_t> positions(static_cast<size_t>(batch * time));
+    for (int64_t i = 0; i < batch * time; ++i) positions[i] = static_cast<int32_t>(i % time);
+    Tensor position_ids = Tensor::from_vector(positions, {batch, time}, ids.device());
+    return fn::add(fn::embedding(ids, wte), fn::embedding(position_ids, wpe));
+}
+
+std::string TokenPositionEmbedding::describe() const {
+    return str("TokenPositionEmbedding(vocab ", wte.size(0), ", context ", context_, ", channels ", wte.size(1), ")");
+}
+
+// ---- LayerNorm
+LayerNorm::LayerNorm(int64_t channels, double eps) : eps_(eps) {
+    MP_REQUIRE(channels > 0, "LayerNorm: channels must be positive, got ", channels);
+    weight = Tensor::full({channels}, 1.0);
+    bias = Tensor::zeros({channels});
+    register_parameter("weight", &weight);
+    register_parameter("bias", &bias);
+}
+
+Tensor LayerNorm::forward(const Tensor& x) { return fn::layernorm(x, weight, bias, eps_); }
+
+std::string LayerNorm::describe() const { return str("LayerNorm(", weight.size(0), ")"); }
+
+// ---- Dropout
+Dropout::Dropout(double p, uint64_t seed) : p_(p), gen_(seed) {
+    MP_REQUIRE(p >= 0.0 && p < 1.0, "Dropout: p must be in [0, 1), got ", p);
+}
+
+Tensor Dropout::forward(const Tensor& x) {
+    if (!is_training() || p_ == 0.0) return x;
+    return fn::dropout(x, p_, gen_.seed(), gen_.advance(static_cast<uint64_t>(x.numel())));
+}
+
+std::string Dropout::describe() const { return str("Dropout(", p_, ")"); }
+
+// ---- CausalSelfAttention
+CausalSelfAttention::CausalSelfAttention(int64_t channels, int64_t heads, Generator& gen, double init_std,
+                                         double proj_init_std)
+    : channels_(channels), heads_(heads) {
+    MP_REQUIRE(heads > 0 && channels % heads == 0, "CausalSelfAttention: channels ", channels,
+               " must be divisible by heads ", heads);
+    qkv_ = std::make_shared<Linear>(channels, 3 * channels, gen, true, init_std);
+    proj_ = std::make_shared<Linear>(channels, channels, gen, true, proj_init_std);
+    register_module("qkv", qkv_);
+    register_module("proj", proj_);
+}
+
+Tensor CausalSelfAttention::forward(const Tensor& x) {
+    MP_REQUIRE(x.dim() == 3 && x.size(2) == channels_, "CausalSelfAttention: input must be (B, T, ", channels_,
+               "), got ", shape_str(x.shape()));
+    return proj_->forward(fn::causal_attention(qkv_->forward(x), heads_));
+}
+
+std::string CausalSelfAttention::describe() const {
+    return str("CausalSelfAttention(", channels_, ", heads ", heads_, ")");
+}
+
+// ---- MLP
+MLP::MLP(int64_t channels, Generator& gen, double init_std, double proj_init_std) {
+    fc_ = std::make_shared<Linear>(channels, 4 * channels, gen, true, init_std);
+    gelu_ = std::make_shared<GELU>();
+    proj_ = std::make_shared<Linear>(4 * channels, channels, gen, true, proj_init_std);
+    register_module("fc", fc_);
+    register_module("proj", proj_);
+}
+
+Tensor MLP::forward(const Tensor& x) { return proj_->forward(gelu_->forward(fc_->forward(x))); }
+
+std::string MLP::describe() const { return "MLP"; }
+
+// ---- TransformerBlock
+TransformerBlock::TransformerBlock(int64_t channels, int64_t heads, int64_t layers, Generator& gen, double dropout,
+                                   uint64_t dropout_seed) {
+    // GPT-2 initialisation: N(0, 0.02²), and the two projections that write into the residual
+    // stream scaled by 1/√(2·layers) so the residual's variance does not grow with depth.
+    const double init_std = 0.02;
+    const double proj_init_std = 0.02 / std::sqrt(2.0 * static_cast<double>(layers));
+    ln_1_ = std::make_shared<LayerNorm>(channels);
+    attn_ = std::make_shared<CausalSelfAttention>(channels, heads, gen, init_std, proj_init_std);
+    ln_2_ = std::make_shared<LayerNorm>(channels);
+    mlp_ = std::make_shared<MLP>(channels, gen, init_std, proj_init_std);
+    register_module("ln_1", ln_1_);
+    register_module("attn", attn_);
+    register_module("ln_2", ln_2_);
+    register_module("mlp", mlp_);
+    if (dropout > 0.0) {
+        dropout_ = std::make_shared<Dropout>(dropout, dropout_seed);
+        register_module("dropout", dropout_);
+    }
+}
+
+Tensor TransformerBlock::forward(const Tensor& x) {
+    auto residual_branch = [&](const Tensor& branch) { return dropout_ ? dropout_->forward(branch) : branch; };
+    Tensor h = fn::add(x, residual_branch(attn_->forward(ln_1_->forward(x))));
+    return fn::add(h, residual_branch(mlp_->forward(ln_2_->forward(h))));
+}
+
+std::string TransformerBlock::describe() const { return "TransformerBlock"; }
+
+// ---- Sequential
+void Sequential::add(const std::string& name, std::shared_ptr<Module> layer) {
+    register_module(name, layer);
+    layers_.emplace_back(name, std::move(layer));
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+    Tensor h = x;
+    for (auto& [name, layer] : layers_) h = layer->forward(h);
+    return h;
+}
+
+std::string Sequential::describe() const { return str("Sequential(", layers_.size(), " layers)"); }
+
+std::shared_ptr<Sequential> Sequential::slice(size_t begin, size_t end) const {
+    MP_REQUIRE(begin <= end && end <= layers_.size(), "Sequential::slice: [", begin, ", ", end, ") out of range for ",
+               layers_.size(), " layers");
+    auto part = std::make_shared<Sequential>();
+    for (size_t i = begin; i < end; ++i) part->add(layers_[i].first, layers_[i].second);
+    return part;
+}
+
+}  // namespace mp::nn

@@ -1,0 +1,141 @@
+// The layers: Linear, ReLU, GELU, Embedding, token+position embedding, LayerNorm, Dropout,
+// CausalSelfAttention, MLP, TransformerBlock (pre-LN, GPT-2 residual layout) and Sequential.
+// Each takes one tensor and returns one; parameters are created on the CPU from a seeded
+// Generator (move a model with Module::to).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/module.h"
+
+namespace mp::nn {
+
+// y = x·Wᵀ + b. weight (out, in), bias (out). init_std > 0: weight ~ N(0, init_std²) and zero
+// bias (GPT-2); init_std <= 0: PyTorch's default, U(−1/√in, 1/√in) for both.
+class Linear : public Module {
+  public:
+    Linear(int64_t in_features, int64_t out_features, Generator& gen, bool bias = true, double init_std = 0.0);
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override;
+    Tensor weight, bias;
+
+  private:
+    int64_t in_features_, out_features_;
+};
+
+class ReLU : public Module {
+  public:
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override { return "ReLU"; }
+};
+
+class GELU : public Module {
+  public:
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override { return "GELU(tanh)"; }
+};
+
+// ids (int32, any shape) -> ids.shape + (dim). weight ~ N(0, init_std²).
+class Embedding : public Module {
+  public:
+    Embedding(int64_t num_embeddings, int64_t dim, Generator& gen, double init_std = 1.0);
+    Tensor forward(const Tensor& ids) override;
+    std::string describe() const override;
+    Tensor weight;
+};
+
+// GPT-2 input layer: ids (B, T) -> wte[ids] + wpe[0..T) of shape (B, T, C).
+class TokenPositionEmbedding : public Module {
+  public:
+    TokenPositionEmbedding(int64_t vocab, int64_t context, int64_t channels, Generator& gen, double init_std = 0.02);
+    Tensor forward(const Tensor& ids) override;
+    std::string describe() const override;
+    Tensor wte, wpe;
+
+  private:
+    int64_t context_;
+};
+
+class LayerNorm : public Module {
+  public:
+    explicit LayerNorm(int64_t channels, double eps = 1e-5);
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override;
+    Tensor weight, bias;
+
+  private:
+    double eps_;
+};
+
+// Zeroes each element with probability p (training only) and scales survivors by 1/(1−p).
+// The mask is a function of (seed, counter) — regenerated in backward, never stored.
+class Dropout : public Module {
+  public:
+    Dropout(double p, uint64_t seed);
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override;
+
+  private:
+    double p_;
+    Generator gen_;
+};
+
+// Multi-head causal self-attention: fused qkv projection, causal softmax(q·kᵀ/√D)·v, output projection.
+class CausalSelfAttention : public Module {
+  public:
+    CausalSelfAttention(int64_t channels, int64_t heads, Generator& gen, double init_std, double proj_init_std);
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override;
+
+  private:
+    int64_t channels_, heads_;
+    std::shared_ptr<Linear> qkv_, proj_;
+};
+
+// Linear(C, 4C) -> GELU -> Linear(4C, C).
+class MLP : public Module {
+  public:
+    MLP(int64_t channels, Generator& gen, double init_std, double proj_init_std);
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override;
+
+  private:
+    std::shared_ptr<Linear> fc_, proj_;
+    std::shared_ptr<GELU> gelu_;
+};
+
+// x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)).
+class TransformerBlock : public Module {
+  public:
+    TransformerBlock(int64_t channels, int64_t heads, int64_t layers, Generator& gen, double dropout = 0.0,
+                     uint64_t dropout_seed = 0);
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override;
+
+  private:
+    std::shared_ptr<LayerNorm> ln_1_, ln_2_;
+    std::shared_ptr<CausalSelfAttention> attn_;
+    std::shared_ptr<MLP> mlp_;
+    std::shared_ptr<Dropout> dropout_;
+};
+
+// An ordered list of named layers, each taking and returning one tensor.
+class Sequential : public Module {
+  public:
+    Sequential() = default;
+    void add(const std::string& name, std::shared_ptr<Module> layer);
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override;
+    size_t size() const { return layers_.size(); }
+    const std::string& layer_name(size_t i) const { return layers_.at(i).first; }
+    Module& layer(size_t i) const { return *layers_.at(i).second; }
+    // Layers [begin, end) as a new Sequential sharing the layers (a pipeline stage), names kept.
+    std::shared_ptr<Sequential> slice(size_t begin, size_t end) const;
+
+  private:
+    std::vector<std::pair<std::string, std::shared_ptr<Module>>> layers_;
+};
+
+}  // namespace mp::nn

@@ -1,0 +1,53 @@
+// Module: a layer with named parameters (stable dotted names such as
+// "blocks.3.attn.qkv.weight", which are also the checkpoint keys) and named children.
+// Every layer takes one tensor and returns one tensor, so layers chain in a Sequential —
+// the unit the pipeline partitions.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace mp::nn {
+
+class Module {
+  public:
+    Module() = default;
+    virtual ~Module() = default;
+    Module(const Module&) = delete;  // parameters are registered by address
+    Module& operator=(const Module&) = delete;
+
+    virtual Tensor forward(const Tensor& x) = 0;
+    Tensor operator()(const Tensor& x) { return forward(x); }
+    // A short type name for reports ("Linear(768 -> 3072)").
+    virtual std::string describe() const = 0;
+
+    // All parameters of this module and its children, depth first, with dotted names.
+    std::vector<std::pair<std::string, Tensor>> named_parameters() const;
+    std::vector<Tensor> parameters() const;
+    int64_t num_parameters() const;
+    // Moves every parameter to `device` (they stay parameters; gradients are dropped).
+    void to(Device device);
+    Device device() const;
+    // Training mode (dropout active) or evaluation mode, recursively.
+    void train(bool on = true);
+    void eval() { train(false); }
+    bool is_training() const { return training_; }
+
+  protected:
+    // Registers a member tensor as a parameter under `name` (gives it a gradient slot).
+    void register_parameter(const std::string& name, Tensor* parameter);
+    // Registers a child module under `name`; its parameters appear as "name.<param>".
+    void register_module(const std::string& name, std::shared_ptr<Module> child);
+
+  private:
+    void collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const;
+    std::vector<std::pair<std::string, Tensor*>> parameters_;
+    std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+    bool training_ = true;
+};
+
+}  // namespace mp::nn
