@@ -1,0 +1,46 @@
+// Model builders. Each returns a Sequential — the unit the pipeline partitions — whose layer
+// names give the stable dotted parameter names ("blocks.3.attn.qkv.weight").
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "nn/layers.h"
+
+namespace mp::nn {
+
+// Linear(w0, w1) -> ReLU -> Linear(w1, w2) -> ... -> Linear(w_{n-2}, w_{n-1}); no ReLU after the last.
+std::shared_ptr<Sequential> mlp(const std::vector<int64_t>& widths, uint64_t seed);
+
+struct GPTConfig {
+    int64_t vocab = 256;
+    int64_t context = 64;
+    int64_t layers = 2;
+    int64_t heads = 4;
+    int64_t channels = 64;
+    double dropout = 0.0;
+    uint64_t seed = 1337;
+};
+// [embed: TokenPositionEmbedding, blocks.0 .. blocks.{L-1}: TransformerBlock, ln_f: LayerNorm,
+//  head: Linear(C, vocab, no bias)], GPT-2 initialisation. The head is not tied to wte, so the
+// first and last pipeline stages own their parameters outright.
+std::shared_ptr<Sequential> gpt(const GPTConfig& config);
+
+// Linear -> ReLU -> Linear, one block of the seed notebook's RealisticModel.
+class LinearReluLinear : public Module {
+  public:
+    LinearReluLinear(int64_t hidden, Generator& gen);
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override;
+
+  private:
+    std::shared_ptr<Linear> l1_, l2_;
+};
+
+// The seed notebook's "RealisticModel": Embedding(vocab, hidden) -> blocks × (Linear–ReLU–Linear)
+// -> Linear(hidden, vocab), with PyTorch's default initialisation.
+std::shared_ptr<Sequential> realistic_model(int64_t vocab = 1000, int64_t hidden = 2048, int64_t blocks = 30,
+                                            uint64_t seed = 0);
+
+}  // namespace mp::nn
