@@ -105,7 +105,8 @@ LIB := $(BUILD)/libminipipe.a
 CORE_TESTS := tests/test_tensor.cpp tests/test_allocator.cpp
 TEST_SRC := $(if $(ONLY),$(CORE_TESTS) $(wildcard $(foreach f,$(ONLY),tests/test_$(f).cpp)),$(wildcard tests/test_*.cpp))
 TEST_BIN := $(TEST_SRC:tests/%.cpp=$(BUILD)/tests/%)
-TEST_SUPPORT_OBJ := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard tests/support/*.cpp))
+TEST_SUPPORT_SRC := $(if $(ONLY),tests/support/test_util.cpp,$(wildcard tests/support/*.cpp))
+TEST_SUPPORT_OBJ := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(TEST_SUPPORT_SRC))
 
 BENCH_SRC := $(wildcard bench/bench_*.cpp)
 BENCH_BIN := $(BENCH_SRC:bench/%.cpp=$(BUILD)/bench/%)

@@ -1,0 +1,225 @@
+// Elementwise ops and reductions: argument checks, output (and CUDA workspace) allocation, and
+// dispatch to kernels::cpu (float or double) or kernels::cuda (float).
+#include "tensor/ops/elementwise.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/elementwise.h"
+#include "tensor/ops/common.h"
+
+namespace mp::ops {
+
+namespace {
+
+// Calls body(T{}) with T = double for a float64 tensor and float otherwise: the two
+// instantiations of the CPU kernels.
+template <typename Body>
+void with_cpu_type(DType dtype, Body&& body) {
+    if (dtype == DType::Float64)
+        body(double{});
+    else
+        body(float{});
+}
+
+// The checks shared by add / sub / mul and axpy_: both defined, one device, float, one dtype.
+void check_pair(const char* op, const Tensor& a, const char* a_name, const Tensor& b, const char* b_name) {
+    detail::require_defined(op, a, a_name);
+    detail::require_defined(op, b, b_name);
+    detail::require_same_device(op, {&a, &b});
+    detail::require_float(op, a);
+    detail::require_float(op, b);
+    detail::require_same_dtype(op, {&a, &b});
+}
+
+// An output like a, after the checks of a binary elementwise op.
+Tensor binary_output(const char* op, const Tensor& a, const Tensor& b) {
+    check_pair(op, a, "a", b, "b");
+    detail::require_same_shape(op, a, b);
+    return Tensor::empty(a.shape(), a.dtype(), a.device());
+}
+
+#if MP_CUDA
+// Scratch memory for a CUDA reduction from the device's caching allocator; undefined (and a
+// null pointer) when the kernel needs none.
+Tensor cuda_workspace(size_t floats, Device device) {
+    if (floats == 0) return Tensor();
+    return Tensor::empty({static_cast<int64_t>(floats)}, DType::Float32, device);
+}
+
+float* data_or_null(const Tensor& workspace) { return workspace.defined() ? workspace.data<float>() : nullptr; }
+
+// The sum over CUDA tensors (one device) of their sums of squares: one float partial per tensor,
+// written on the device and copied back together (one synchronisation), added in double here.
+double sum_of_squares_cuda(const std::vector<Tensor>& tensors) {
+    const Device device = tensors[0].device();
+    size_t workspace_floats = 0;
+    for (const Tensor& t : tensors)
+        workspace_floats = std::max(workspace_floats, kernels::cuda::sum_workspace_floats(t.numel()));
+    Tensor workspace = cuda_workspace(workspace_floats, device);  // stream-ordered: one serves all
+    Tensor partials = Tensor::empty({static_cast<int64_t>(tensors.size())}, DType::Float32, device);
+    for (size_t i = 0; i < tensors.size(); ++i)
+        kernels::cuda::sum_squares(partials.data<float>() + i, tensors[i].data<float>(), tensors[i].numel(),
+                                   data_or_null(workspace), detail::stream_of(tensors[i]));
+    double total = 0.0;
+    for (float partial : partials.to_vector<float>()) total += static_cast<double>(partial);
+    return total;
+}
+#endif
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) {
+    Tensor out = binary_output("add", a, b);
+    if (a.device().is_cpu()) {
+        with_cpu_type(a.dtype(), [&](auto zero) {
+            using T = decltype(zero);
+            kernels::cpu::add(out.data<T>(), a.data<T>(), b.data<T>(), a.numel());
+        });
+    } else {
+        MP_ON_CUDA(kernels::cuda::add(out.data<float>(), a.data<float>(), b.data<float>(), a.numel(),
+                                      detail::stream_of(a)));
+    }
+    return out;
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) {
+    Tensor out = binary_output("sub", a, b);
+    if (a.device().is_cpu()) {
+        with_cpu_type(a.dtype(), [&](auto zero) {
+            using T = decltype(zero);
+            kernels::cpu::sub(out.data<T>(), a.data<T>(), b.data<T>(), a.numel());
+        });
+    } else {
+        MP_ON_CUDA(kernels::cuda::sub(out.data<float>(), a.data<float>(), b.data<float>(), a.numel(),
+                                      detail::stream_of(a)));
+    }
+    return out;
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+    Tensor out = binary_output("mul", a, b);
+    if (a.device().is_cpu()) {
+        with_cpu_type(a.dtype(), [&](auto zero) {
+            using T = decltype(zero);
+            kernels::cpu::mul(out.data<T>(), a.data<T>(), b.data<T>(), a.numel());
+        });
+    } else {
+        MP_ON_CUDA(kernels::cuda::mul(out.data<float>(), a.data<float>(), b.data<float>(), a.numel(),
+                                      detail::stream_of(a)));
+    }
+    return out;
+}
+
+Tensor scale(const Tensor& x, double s) {
+    detail::require_defined("scale", x, "x");
+    detail::require_float("scale", x);
+    Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+    if (x.device().is_cpu()) {
+        with_cpu_type(x.dtype(), [&](auto zero) {
+            using T = decltype(zero);
+            kernels::cpu::scale(out.data<T>(), x.data<T>(), x.numel(), s);
+        });
+    } else {
+        MP_ON_CUDA(kernels::cuda::scale(out.data<float>(), x.data<float>(), x.numel(), s, detail::stream_of(x)));
+    }
+    return out;
+}
+
+void axpy_(Tensor& y, const Tensor& x, double alpha) {
+    check_pair("axpy_", y, "y", x, "x");
+    MP_REQUIRE(y.numel() == x.numel(), "axpy_: y has ", y.numel(), " elements ", shape_str(y.shape()), " but x has ",
+               x.numel(), " ", shape_str(x.shape()));
+    detail::require_same_shape("axpy_", y, x);
+    if (y.device().is_cpu()) {
+        with_cpu_type(y.dtype(), [&](auto zero) {
+            using T = decltype(zero);
+            kernels::cpu::axpy(y.data<T>(), x.data<T>(), y.numel(), alpha);
+        });
+    } else {
+        MP_ON_CUDA(kernels::cuda::axpy(y.data<float>(), x.data<float>(), y.numel(), alpha, detail::stream_of(y)));
+    }
+}
+
+Tensor bias_add(const Tensor& x, const Tensor& bias) {
+    check_pair("bias_add", x, "x", bias, "bias");
+    detail::require_rank_at_least("bias_add", x, 1, "x");
+    const int64_t cols = detail::last_dim(x);
+    MP_REQUIRE(bias.shape() == Shape{cols}, "bias_add: bias has shape ", shape_str(bias.shape()), ", expected (", cols,
+               ") to match x ", shape_str(x.shape()));
+    const int64_t rows = detail::rows_over_last_dim(x);
+    Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+    if (x.device().is_cpu()) {
+        with_cpu_type(x.dtype(), [&](auto zero) {
+            using T = decltype(zero);
+            kernels::cpu::bias_add(out.data<T>(), x.data<T>(), bias.data<T>(), rows, cols);
+        });
+    } else {
+        MP_ON_CUDA(kernels::cuda::bias_add(out.data<float>(), x.data<float>(), bias.data<float>(), rows, cols,
+                                           detail::stream_of(x)));
+    }
+    return out;
+}
+
+Tensor sum_rows(const Tensor& x) {
+    detail::require_defined("sum_rows", x, "x");
+    detail::require_float("sum_rows", x);
+    detail::require_rank_at_least("sum_rows", x, 1, "x");
+    const int64_t cols = detail::last_dim(x);
+    const int64_t rows = detail::rows_over_last_dim(x);
+    Tensor out = Tensor::empty({cols}, x.dtype(), x.device());
+    if (x.device().is_cpu()) {
+        with_cpu_type(x.dtype(), [&](auto zero) {
+            using T = decltype(zero);
+            kernels::cpu::sum_rows(out.data<T>(), x.data<T>(), rows, cols);
+        });
+    } else {
+        MP_ON_CUDA(Tensor workspace = cuda_workspace(kernels::cuda::sum_rows_workspace_floats(rows, cols), x.device());
+                   kernels::cuda::sum_rows(out.data<float>(), x.data<float>(), rows, cols, data_or_null(workspace),
+                                           detail::stream_of(x)));
+    }
+    return out;
+}
+
+Tensor sum(const Tensor& x) {
+    detail::require_defined("sum", x, "x");
+    detail::require_float("sum", x);
+    Tensor out = Tensor::empty({}, x.dtype(), x.device());
+    if (x.device().is_cpu()) {
+        with_cpu_type(x.dtype(), [&](auto zero) {
+            using T = decltype(zero);
+            kernels::cpu::sum(out.data<T>(), x.data<T>(), x.numel());
+        });
+    } else {
+        MP_ON_CUDA(Tensor workspace = cuda_workspace(kernels::cuda::sum_workspace_floats(x.numel()), x.device());
+                   kernels::cuda::sum(out.data<float>(), x.data<float>(), x.numel(), data_or_null(workspace),
+                                      detail::stream_of(x)));
+    }
+    return out;
+}
+
+double global_l2_norm(const std::vector<Tensor>& tensors) {
+    if (tensors.empty()) return 0.0;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+        MP_REQUIRE(tensors[i].defined(), "global_l2_norm: tensor ", i, " is an undefined tensor");
+        detail::require_float("global_l2_norm", tensors[i]);
+        MP_REQUIRE(tensors[i].device() == tensors[0].device(), "global_l2_norm: tensors on different devices: tensor 0 is ",
+                   tensors[0].describe(), ", tensor ", i, " is ", tensors[i].describe());
+    }
+    double total = 0.0;
+    if (tensors[0].device().is_cpu()) {
+        for (const Tensor& t : tensors) {
+            with_cpu_type(t.dtype(), [&](auto zero) {
+                using T = decltype(zero);
+                T partial = 0;
+                kernels::cpu::sum_squares(&partial, t.data<T>(), t.numel());
+                total += static_cast<double>(partial);
+            });
+        }
+    } else {
+        MP_ON_CUDA(total = sum_of_squares_cuda(tensors));
+    }
+    return std::sqrt(total);
+}
+
+}  // namespace mp::ops

@@ -1,0 +1,30 @@
+// Shape-checked elementwise ops and reductions: add / sub / mul, scale, in-place axpy_
+// (gradient accumulation), bias_add and its gradient sum_rows, the full sum, and the global L2
+// norm of a list of tensors (gradient clipping). float32 on any device, float64 on the CPU.
+#pragma once
+
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace mp::ops {
+
+// a + b, a - b, a * b elementwise; a and b must have the same shape, dtype and device.
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+// s * x.
+Tensor scale(const Tensor& x, double s);
+// y += alpha * x, in place; x and y must have the same shape, dtype and device.
+void axpy_(Tensor& y, const Tensor& x, double alpha = 1.0);
+// x (..., C) + bias (C), the bias broadcast over every row.
+Tensor bias_add(const Tensor& x, const Tensor& bias);
+// x (..., C) -> (C): the sum over every dimension but the last (the gradient of bias_add's bias).
+Tensor sum_rows(const Tensor& x);
+// The sum of all elements, as a shape-{} tensor on x's device.
+Tensor sum(const Tensor& x);
+// sqrt(sum over the tensors of the sum of their squares); 0 for an empty list. The tensors must
+// share one device; the per-tensor partials are added in double on the host.
+double global_l2_norm(const std::vector<Tensor>& tensors);
+
+}  // namespace mp::ops
