@@ -1,0 +1,97 @@
+// CPU reference for cross-entropy with an ignore index: plain loops over each row, max-subtracted
+// logsumexp accumulated in double, rows in parallel (each row's result is independent of threading).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/common/error.h"
+#include "kernels/cross_entropy.h"
+
+namespace mp::kernels::cpu {
+
+namespace {
+
+bool target_is_valid(int32_t target, int64_t vocab, int ignore_index) {
+    return target == ignore_index || (target >= 0 && target < vocab);
+}
+
+[[noreturn]] void throw_invalid_target(const char* op, int32_t target, int64_t row, int64_t vocab,
+                                       int ignore_index) {
+    throw std::invalid_argument(str(op, ": target ", target, " at row ", row, " is outside [0, ", vocab,
+                                    ") and is not ignore_index ", ignore_index));
+}
+
+}  // namespace
+
+void check_targets(const char* op, const int32_t* targets, int64_t rows, int64_t vocab, int ignore_index) {
+    for (int64_t r = 0; r < rows; ++r)
+        if (!target_is_valid(targets[r], vocab, ignore_index)) throw_invalid_target(op, targets[r], r, vocab, ignore_index);
+}
+
+template <typename T>
+void cross_entropy_forward(const T* logits, const int32_t* targets, T* losses, T* logsumexp, int64_t rows,
+                           int64_t vocab, int ignore_index) {
+    // An exception must not leave an OpenMP region: record the first bad row, throw after the loop.
+    int64_t first_bad_row = rows;
+#pragma omp parallel for reduction(min : first_bad_row)
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* row = logits + r * vocab;
+        double row_max = row[0];
+        for (int64_t j = 1; j < vocab; ++j) row_max = std::max(row_max, static_cast<double>(row[j]));
+        double sum = 0.0;
+        for (int64_t j = 0; j < vocab; ++j) sum += std::exp(static_cast<double>(row[j]) - row_max);
+        double lse = row_max + std::log(sum);
+        logsumexp[r] = static_cast<T>(lse);
+
+        int32_t target = targets[r];
+        if (target == ignore_index) {
+            losses[r] = T(0);
+        } else if (target_is_valid(target, vocab, ignore_index)) {
+            losses[r] = static_cast<T>(lse - static_cast<double>(row[target]));
+        } else {
+            losses[r] = std::numeric_limits<T>::quiet_NaN();
+            first_bad_row = std::min(first_bad_row, r);
+        }
+    }
+    if (first_bad_row < rows)
+        throw_invalid_target("cross_entropy_forward", targets[first_bad_row], first_bad_row, vocab, ignore_index);
+}
+
+template <typename T>
+void cross_entropy_backward(const T* logits, const int32_t* targets, const T* logsumexp, const T* dlosses,
+                            T* dlogits, int64_t rows, int64_t vocab, int ignore_index) {
+    int64_t first_bad_row = rows;
+#pragma omp parallel for reduction(min : first_bad_row)
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* row = logits + r * vocab;
+        T* grad = dlogits + r * vocab;
+        int32_t target = targets[r];
+        if (target == ignore_index) {
+            for (int64_t j = 0; j < vocab; ++j) grad[j] = T(0);
+            continue;
+        }
+        if (!target_is_valid(target, vocab, ignore_index)) {
+            for (int64_t j = 0; j < vocab; ++j) grad[j] = std::numeric_limits<T>::quiet_NaN();
+            first_bad_row = std::min(first_bad_row, r);
+            continue;
+        }
+        double lse = logsumexp[r];
+        double dloss = dlosses[r];
+        for (int64_t j = 0; j < vocab; ++j) {
+            double probability = std::exp(static_cast<double>(row[j]) - lse);
+            double indicator = (j == target) ? 1.0 : 0.0;
+            grad[j] = static_cast<T>(dloss * (probability - indicator));
+        }
+    }
+    if (first_bad_row < rows)
+        throw_invalid_target("cross_entropy_backward", targets[first_bad_row], first_bad_row, vocab, ignore_index);
+}
+
+template void cross_entropy_forward<float>(const float*, const int32_t*, float*, float*, int64_t, int64_t, int);
+template void cross_entropy_forward<double>(const double*, const int32_t*, double*, double*, int64_t, int64_t, int);
+template void cross_entropy_backward<float>(const float*, const int32_t*, const float*, const float*, float*, int64_t,
+                                            int64_t, int);
+template void cross_entropy_backward<double>(const double*, const int32_t*, const double*, const double*, double*,
+                                             int64_t, int64_t, int);
+
+}  // namespace mp::kernels::cpu

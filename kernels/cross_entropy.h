@@ -1,0 +1,38 @@
+// Cross-entropy fused with softmax over vocabulary-sized rows, with an ignore index: the forward
+// writes each row's logsumexp and loss; the backward streams logits -> dlogits from that logsumexp.
+// defines: cross_entropy_forward, cross_entropy_backward (cpu:: for float, double; cuda:: for float),
+//          cpu::check_targets
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/common/stream.h"
+
+namespace mp::kernels::cpu {
+// logits: rows x vocab; targets[r] in [0, vocab) or == ignore_index. Writes logsumexp[r] for every
+// row and losses[r] = logsumexp[r] - logits[r][targets[r]], 0 where targets[r] == ignore_index.
+// Checks the targets while computing: throws std::invalid_argument naming the first target outside
+// [0, vocab) that is not ignore_index, its row and vocab.
+template <typename T>
+void cross_entropy_forward(const T* logits, const int32_t* targets, T* losses, T* logsumexp, int64_t rows,
+                           int64_t vocab, int ignore_index);
+// dlogits[r][j] = dlosses[r] * (exp(logits[r][j] - logsumexp[r]) - (j == targets[r])), all zero for
+// ignored rows. Same target check as the forward.
+template <typename T>
+void cross_entropy_backward(const T* logits, const int32_t* targets, const T* logsumexp, const T* dlosses,
+                            T* dlogits, int64_t rows, int64_t vocab, int ignore_index);
+// The target check alone (used by the ops on targets copied back from a GPU): throws
+// std::invalid_argument from `op` for the first target outside [0, vocab) that is not ignore_index.
+void check_targets(const char* op, const int32_t* targets, int64_t rows, int64_t vocab, int ignore_index);
+}  // namespace mp::kernels::cpu
+
+namespace mp::kernels::cuda {
+// Float32, one block per row. The kernels cannot throw, so the targets must already be checked (the
+// ops do so on the host); a row whose target is neither valid nor ignore_index gets a NaN loss and
+// NaN dlogits, never an out-of-bounds read.
+void cross_entropy_forward(const float* logits, const int32_t* targets, float* losses, float* logsumexp,
+                           int64_t rows, int64_t vocab, int ignore_index, cudaStream_t stream);
+void cross_entropy_backward(const float* logits, const int32_t* targets, const float* logsumexp,
+                            const float* dlosses, float* dlogits, int64_t rows, int64_t vocab, int ignore_index,
+                            cudaStream_t stream);
+}  // namespace mp::kernels::cuda

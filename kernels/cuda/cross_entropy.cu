@@ -1,0 +1,202 @@
+// CUDA cross-entropy fused with softmax, float32, with an ignore index.
+// Forward: per row, logsumexp = max + log(sum exp(x - max)) and loss = logsumexp - x[target]
+// (0 for ignored rows). Backward: dlogits = dloss * (exp(x - logsumexp) - [j == target]).
+//
+// Floor (H100, ~3 TB/s): the forward must read the logits once, N*V*4 bytes (16384 x 50257:
+// 3.3 GB, ~1.1 ms); the backward reads logits and writes dlogits, 8 B per element (~2.2 ms).
+// PyTorch eager forward+backward takes 9.74 ms on that shape.
+//
+// Design: one 512-thread block per row (V is large: 50257 floats is ~25 float4 per thread).
+// - Forward is a single pass with an online max/sum: each thread keeps a running max and the sum
+//   of exp(x - max), rescaling the sum when the max grows; the (max, sum) pairs are merged by warp
+//   shuffles, then across warps through shared memory. Rows never re-read.
+// - Loads are float4 where possible. V = 50257 is odd, so row starts are generally not 16-byte
+//   aligned: each row is split into a scalar head up to the first 16-byte boundary, a float4 body
+//   and a scalar tail. The backward also writes dlogits; it uses float4 only when the dlogits row
+//   has the same alignment as the logits row (always true for fresh, equally-offset tensors),
+//   else the row is streamed with scalar accesses.
+// - Deterministic: a fixed reduction tree, no atomics. Exponentials use expf (not __expf): the
+//   kernels are memory bound and expf keeps the result within ~1 ulp of the reference.
+// - -inf logits (masked columns) contribute 0; a NaN logit propagates to the row's results.
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cross_entropy.h"
+#include "kernels/cuda/check.cuh"
+
+namespace mp::kernels::cuda {
+
+namespace {
+
+constexpr int kThreads = 512;
+constexpr int kWarps = kThreads / 32;
+constexpr unsigned kFullMask = 0xffffffffu;
+// Rows per grid: larger row counts are covered by a grid-stride loop over rows.
+constexpr int64_t kMaxBlocks = 65535LL * 16;
+
+// A partial softmax denominator: `sum` of exp(x - max) over the elements seen, `max` their maximum.
+struct MaxSum {
+    float max;
+    float sum;
+};
+
+// The shift that keeps exponents finite: the max, or 0 while every element seen is -inf (then all
+// exp(x - 0) are 0 and a NaN element still yields NaN).
+__device__ __forceinline__ float safe_shift(float max) { return max == -INFINITY ? 0.0f : max; }
+
+__device__ __forceinline__ MaxSum merge(MaxSum a, MaxSum b) {
+    float max = fmaxf(a.max, b.max);
+    float shift = safe_shift(max);
+    return {max, a.sum * expf(a.max - shift) + b.sum * expf(b.max - shift)};
+}
+
+__device__ __forceinline__ void absorb(MaxSum& state, float x) {
+    float max = fmaxf(state.max, x);
+    float shift = safe_shift(max);
+    state.sum = state.sum * expf(state.max - shift) + expf(x - shift);
+    state.max = max;
+}
+
+__device__ __forceinline__ void absorb4(MaxSum& state, float4 x) {
+    float max = fmaxf(fmaxf(state.max, fmaxf(x.x, x.y)), fmaxf(x.z, x.w));
+    float shift = safe_shift(max);
+    state.sum = state.sum * expf(state.max - shift) +
+                ((expf(x.x - shift) + expf(x.y - shift)) + (expf(x.z - shift) + expf(x.w - shift)));
+    state.max = max;
+}
+
+// Merges every thread's MaxSum; the result is valid in thread 0. `warp_partials` is reused by the
+// next call only after the caller's __syncthreads().
+__device__ MaxSum block_reduce(MaxSum state, MaxSum* warp_partials) {
+    for (int offset = 16; offset > 0; offset /= 2) {
+        MaxSum other{__shfl_xor_sync(kFullMask, state.max, offset), __shfl_xor_sync(kFullMask, state.sum, offset)};
+        state = merge(state, other);
+    }
+    const int lane = threadIdx.x % 32;
+    const int warp = threadIdx.x / 32;
+    if (lane == 0) warp_partials[warp] = state;
+    __syncthreads();
+    if (warp == 0) {
+        state = lane < kWarps ? warp_partials[lane] : MaxSum{-INFINITY, 0.0f};
+        for (int offset = 16; offset > 0; offset /= 2) {
+            MaxSum other{__shfl_xor_sync(kFullMask, state.max, offset),
+                         __shfl_xor_sync(kFullMask, state.sum, offset)};
+            state = merge(state, other);
+        }
+    }
+    return state;
+}
+
+// A row split into a scalar head [0, head), a float4 body of `vecs` vectors starting at element
+// head (16-byte aligned), and a scalar tail [head + 4 * vecs, vocab).
+struct RowSplit {
+    int64_t head;
+    int64_t vecs;
+};
+
+__device__ __forceinline__ int64_t elements_to_alignment(const float* row) {
+    int64_t misaligned_floats = static_cast<int64_t>((reinterpret_cast<uintptr_t>(row) % 16) / sizeof(float));
+    return (4 - misaligned_floats) % 4;
+}
+
+__device__ __forceinline__ RowSplit split_row(int64_t head, int64_t vocab) {
+    if (head > vocab) head = vocab;
+    return {head, (vocab - head) / 4};
+}
+
+__global__ void __launch_bounds__(kThreads)
+    forward_kernel(const float* __restrict__ logits, const int32_t* __restrict__ targets, float* __restrict__ losses,
+                   float* __restrict__ logsumexp, int64_t rows, int64_t vocab, int ignore_index) {
+    __shared__ MaxSum warp_partials[kWarps];
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        const float* row_logits = logits + row * vocab;
+        const RowSplit split = split_row(elements_to_alignment(row_logits), vocab);
+        const float4* body = reinterpret_cast<const float4*>(row_logits + split.head);
+        const int64_t tail_start = split.head + 4 * split.vecs;
+
+        MaxSum state{-INFINITY, 0.0f};
+        for (int64_t j = threadIdx.x; j < split.head; j += kThreads) absorb(state, row_logits[j]);
+        // Unrolled so that several independent float4 loads are in flight per thread.
+#pragma unroll 4
+        for (int64_t i = threadIdx.x; i < split.vecs; i += kThreads) absorb4(state, body[i]);
+        for (int64_t j = tail_start + threadIdx.x; j < vocab; j += kThreads) absorb(state, row_logits[j]);
+        state = block_reduce(state, warp_partials);
+
+        if (threadIdx.x == 0) {
+            const float lse = state.max + logf(state.sum);
+            const int32_t target = targets[row];
+            float loss;
+            if (target == ignore_index) {
+                loss = 0.0f;
+            } else if (target >= 0 && target < vocab) {
+                loss = lse - row_logits[target];
+            } else {
+                loss = NAN;  // unchecked bad target: visible, never an out-of-bounds read
+            }
+            logsumexp[row] = lse;
+            losses[row] = loss;
+        }
+        __syncthreads();  // warp_partials is rewritten by the next row
+    }
+}
+
+__global__ void __launch_bounds__(kThreads)
+    backward_kernel(const float* __restrict__ logits, const int32_t* __restrict__ targets,
+                    const float* __restrict__ logsumexp, const float* __restrict__ dlosses,
+                    float* __restrict__ dlogits, int64_t rows, int64_t vocab, int ignore_index) {
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        const float* row_logits = logits + row * vocab;
+        float* row_grad = dlogits + row * vocab;
+        const int32_t target = targets[row];
+        const bool ignored = target == ignore_index;
+        const bool valid = target >= 0 && target < vocab;
+        const float lse = logsumexp[row];
+        const float dloss = (ignored || valid) ? dlosses[row] : NAN;
+
+        auto grad = [&](float x, int64_t j) {
+            if (ignored) return 0.0f;
+            const float probability = expf(x - lse);
+            return dloss * (probability - (j == target ? 1.0f : 0.0f));
+        };
+
+        // float4 only when the dlogits row is aligned like the logits row; else all scalar.
+        int64_t head = elements_to_alignment(row_logits);
+        if (elements_to_alignment(row_grad) != head) head = vocab;
+        const RowSplit split = split_row(head, vocab);
+        const float4* body_in = reinterpret_cast<const float4*>(row_logits + split.head);
+        float4* body_out = reinterpret_cast<float4*>(row_grad + split.head);
+        const int64_t tail_start = split.head + 4 * split.vecs;
+
+        for (int64_t j = threadIdx.x; j < split.head; j += kThreads) row_grad[j] = grad(row_logits[j], j);
+#pragma unroll 4
+        for (int64_t i = threadIdx.x; i < split.vecs; i += kThreads) {
+            const float4 x = body_in[i];
+            const int64_t j = split.head + 4 * i;
+            body_out[i] = make_float4(grad(x.x, j), grad(x.y, j + 1), grad(x.z, j + 2), grad(x.w, j + 3));
+        }
+        for (int64_t j = tail_start + threadIdx.x; j < vocab; j += kThreads) row_grad[j] = grad(row_logits[j], j);
+    }
+}
+
+unsigned row_blocks(int64_t rows) { return static_cast<unsigned>(rows < kMaxBlocks ? rows : kMaxBlocks); }
+
+}  // namespace
+
+void cross_entropy_forward(const float* logits, const int32_t* targets, float* losses, float* logsumexp,
+                           int64_t rows, int64_t vocab, int ignore_index, cudaStream_t stream) {
+    if (rows == 0 || vocab == 0) return;
+    forward_kernel<<<row_blocks(rows), kThreads, 0, stream>>>(logits, targets, losses, logsumexp, rows, vocab,
+                                                              ignore_index);
+    CUDA_CHECK_LAUNCH();
+}
+
+void cross_entropy_backward(const float* logits, const int32_t* targets, const float* logsumexp,
+                            const float* dlosses, float* dlogits, int64_t rows, int64_t vocab, int ignore_index,
+                            cudaStream_t stream) {
+    if (rows == 0 || vocab == 0) return;
+    backward_kernel<<<row_blocks(rows), kThreads, 0, stream>>>(logits, targets, logsumexp, dlosses, dlogits, rows,
+                                                               vocab, ignore_index);
+    CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace mp::kernels::cuda

@@ -1,0 +1,107 @@
+// Cross-entropy ops: argument checks, output allocation, and dispatch to the CPU reference or the
+// CUDA kernels (which need the targets checked on the host first, since a kernel cannot throw).
+#include "tensor/ops/cross_entropy.h"
+
+#include <vector>
+
+#include "kernels/cross_entropy.h"
+#include "tensor/ops/common.h"
+
+namespace mp::ops {
+
+namespace {
+
+// logits (..., V) with V >= 1, float; targets int32 of shape (...); all on one device.
+void check_logits_and_targets(const char* op, const Tensor& logits, const Tensor& targets) {
+    detail::require_defined(op, logits, "logits");
+    detail::require_defined(op, targets, "targets");
+    detail::require_same_device(op, {&logits, &targets});
+    detail::require_float(op, logits);
+    detail::require_dtype(op, targets, DType::Int32, "targets");
+    detail::require_rank_at_least(op, logits, 1, "logits");
+    MP_REQUIRE(logits.shape().back() >= 1, op, ": logits ", shape_str(logits.shape()),
+               " has an empty last dimension (vocabulary of 0)");
+    Shape leading(logits.shape().begin(), logits.shape().end() - 1);
+    MP_REQUIRE(targets.shape() == leading, op, ": targets has shape ", shape_str(targets.shape()), ", expected ",
+               shape_str(leading), " to match logits ", shape_str(logits.shape()));
+}
+
+// A per-row tensor of the backward (logsumexp, dlosses): shaped like targets, dtype of logits.
+void check_per_row(const char* op, const Tensor& per_row, const char* name, const Tensor& logits,
+                   const Tensor& targets) {
+    detail::require_defined(op, per_row, name);
+    detail::require_same_device(op, {&logits, &per_row});
+    MP_REQUIRE(per_row.dtype() == logits.dtype(), op, ": ", name, " is ", per_row.describe(),
+               ", expected the dtype of logits ", logits.describe());
+    MP_REQUIRE(per_row.shape() == targets.shape(), op, ": ", name, " has shape ", shape_str(per_row.shape()),
+               ", expected ", shape_str(targets.shape()), " to match targets");
+}
+
+// The CUDA kernels cannot throw, so CUDA targets are checked on the host before the launch: a copy
+// of rows * 4 bytes (64 KB for 16384 rows) that synchronises the compute stream. A device-side
+// min/max reduction would save the copy but not the synchronisation needed to report the value.
+void check_cuda_targets(const char* op, const Tensor& targets, int64_t vocab, int ignore_index) {
+    std::vector<int32_t> host_targets = targets.to_vector<int32_t>();
+    kernels::cpu::check_targets(op, host_targets.data(), targets.numel(), vocab, ignore_index);
+}
+
+}  // namespace
+
+CrossEntropyResult cross_entropy_forward(const Tensor& logits, const Tensor& targets, int ignore_index) {
+    const char* op = "cross_entropy_forward";
+    check_logits_and_targets(op, logits, targets);
+    const int64_t vocab = logits.shape().back();
+    const int64_t rows = targets.numel();
+    CrossEntropyResult result{Tensor::empty(targets.shape(), logits.dtype(), logits.device()),
+                              Tensor::empty(targets.shape(), logits.dtype(), logits.device())};
+    if (rows == 0) return result;
+
+    if (logits.device().is_cpu()) {
+        if (logits.dtype() == DType::Float32)
+            kernels::cpu::cross_entropy_forward(logits.data<float>(), targets.data<int32_t>(),
+                                                result.losses.data<float>(), result.logsumexp.data<float>(), rows,
+                                                vocab, ignore_index);
+        else
+            kernels::cpu::cross_entropy_forward(logits.data<double>(), targets.data<int32_t>(),
+                                                result.losses.data<double>(), result.logsumexp.data<double>(), rows,
+                                                vocab, ignore_index);
+    } else {
+        check_cuda_targets(op, targets, vocab, ignore_index);
+        MP_ON_CUDA(kernels::cuda::cross_entropy_forward(logits.data<float>(), targets.data<int32_t>(),
+                                                        result.losses.data<float>(), result.logsumexp.data<float>(),
+                                                        rows, vocab, ignore_index, detail::stream_of(logits)));
+    }
+    return result;
+}
+
+Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& logsumexp,
+                              const Tensor& dlosses, int ignore_index) {
+    const char* op = "cross_entropy_backward";
+    check_logits_and_targets(op, logits, targets);
+    check_per_row(op, logsumexp, "logsumexp", logits, targets);
+    check_per_row(op, dlosses, "dlosses", logits, targets);
+    const int64_t vocab = logits.shape().back();
+    const int64_t rows = targets.numel();
+    Tensor dlogits = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+    if (rows == 0) return dlogits;
+
+    if (logits.device().is_cpu()) {
+        if (logits.dtype() == DType::Float32)
+            kernels::cpu::cross_entropy_backward(logits.data<float>(), targets.data<int32_t>(),
+                                                 logsumexp.data<float>(), dlosses.data<float>(),
+                                                 dlogits.data<float>(), rows, vocab, ignore_index);
+        else
+            kernels::cpu::cross_entropy_backward(logits.data<double>(), targets.data<int32_t>(),
+                                                 logsumexp.data<double>(), dlosses.data<double>(),
+                                                 dlogits.data<double>(), rows, vocab, ignore_index);
+    } else {
+        check_cuda_targets(op, targets, vocab, ignore_index);
+        MP_ON_CUDA(kernels::cuda::cross_entropy_backward(logits.data<float>(), targets.data<int32_t>(),
+                                                         logsumexp.data<float>(), dlosses.data<float>(),
+                                                         dlogits.data<float>(), rows, vocab, ignore_index,
+                                                         detail::stream_of(logits)));
+    }
+    return dlogits;
+}
+
+}  // namespace mp::ops
