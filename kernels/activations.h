@@ -1,0 +1,32 @@
+// Activation kernels: ReLU and GELU (the tanh approximation of GPT-2 and PyTorch's
+// approximate='tanh'), each forward and backward, elementwise over n contiguous values.
+// defines: relu_forward, relu_backward, gelu_forward, gelu_backward (cpu:: for float and double; cuda:: for float)
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/common/stream.h"
+
+namespace mp::kernels {
+// GELU(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+constexpr double kGeluSqrt2OverPi = 0.7978845608028654;
+constexpr double kGeluCubic = 0.044715;
+}  // namespace mp::kernels
+
+namespace mp::kernels::cpu {
+// y = max(x, 0); NaN stays NaN.
+template <typename T> void relu_forward(const T* x, T* y, int64_t n);
+// dx = dy where x > 0, else 0 (the gradient at x = 0 is taken as 0, as in PyTorch).
+template <typename T> void relu_backward(const T* x, const T* dy, T* dx, int64_t n);
+template <typename T> void gelu_forward(const T* x, T* y, int64_t n);
+// dx = dy * GELU'(x), the analytic derivative of the tanh approximation.
+template <typename T> void gelu_backward(const T* x, const T* dy, T* dx, int64_t n);
+}  // namespace mp::kernels::cpu
+
+namespace mp::kernels::cuda {
+// float32; outputs must not overlap the inputs.
+void relu_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
+void relu_backward(const float* x, const float* dy, float* dx, int64_t n, cudaStream_t stream);
+void gelu_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
+void gelu_backward(const float* x, const float* dy, float* dx, int64_t n, cudaStream_t stream);
+}  // namespace mp::kernels::cuda

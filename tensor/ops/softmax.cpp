@@ -1,0 +1,111 @@
+// Softmax ops: argument checks, output allocation and CPU/CUDA dispatch, plain and causal.
+#include "tensor/ops/softmax.h"
+
+#include <cmath>
+
+#include "kernels/softmax.h"
+#include "tensor/ops/common.h"
+
+namespace mp::ops {
+
+namespace {
+
+void check_backward(const char* op, const Tensor& y, const Tensor& dy) {
+    detail::require_defined(op, y, "y");
+    detail::require_defined(op, dy, "dy");
+    detail::require_float(op, y);
+    detail::require_same_device(op, {&y, &dy});
+    detail::require_same_dtype(op, {&y, &dy});
+    detail::require_same_shape(op, y, dy);
+}
+
+// The causal ops work on (..., T, T) blocks.
+void check_causal(const char* op, const Tensor& t, const char* name, double scale) {
+    detail::require_rank_at_least(op, t, 2, name);
+    MP_REQUIRE(t.size(-1) == t.size(-2), op, ": ", name, " must end in a square (T, T) block, got ",
+               shape_str(t.shape()));
+    MP_REQUIRE(std::isfinite(scale), op, ": scale must be finite, got ", scale);
+}
+
+}  // namespace
+
+Tensor softmax(const Tensor& x) {
+    const char* op = "softmax";
+    detail::require_defined(op, x, "x");
+    detail::require_float(op, x);
+    detail::require_rank_at_least(op, x, 1, "x");
+    const int64_t rows = detail::rows_over_last_dim(x);
+    const int64_t cols = detail::last_dim(x);
+    Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+    if (x.device().is_cpu()) {
+        if (x.dtype() == DType::Float64)
+            kernels::cpu::softmax_forward(x.data<double>(), y.data<double>(), rows, cols);
+        else
+            kernels::cpu::softmax_forward(x.data<float>(), y.data<float>(), rows, cols);
+    } else {
+        MP_ON_CUDA(kernels::cuda::softmax_forward(x.data<float>(), y.data<float>(), rows, cols, detail::stream_of(x)));
+    }
+    return y;
+}
+
+Tensor softmax_backward(const Tensor& y, const Tensor& dy) {
+    const char* op = "softmax_backward";
+    check_backward(op, y, dy);
+    detail::require_rank_at_least(op, y, 1, "y");
+    const int64_t rows = detail::rows_over_last_dim(y);
+    const int64_t cols = detail::last_dim(y);
+    Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
+    if (y.device().is_cpu()) {
+        if (y.dtype() == DType::Float64)
+            kernels::cpu::softmax_backward(y.data<double>(), dy.data<double>(), dx.data<double>(), rows, cols);
+        else
+            kernels::cpu::softmax_backward(y.data<float>(), dy.data<float>(), dx.data<float>(), rows, cols);
+    } else {
+        MP_ON_CUDA(kernels::cuda::softmax_backward(y.data<float>(), dy.data<float>(), dx.data<float>(), rows, cols,
+                                                   detail::stream_of(y)));
+    }
+    return dx;
+}
+
+Tensor causal_softmax(const Tensor& scores, double scale) {
+    const char* op = "causal_softmax";
+    detail::require_defined(op, scores, "scores");
+    detail::require_float(op, scores);
+    check_causal(op, scores, "scores", scale);
+    const int64_t rows = detail::rows_over_last_dim(scores);
+    const int64_t seq_len = detail::last_dim(scores);
+    Tensor y = Tensor::empty(scores.shape(), scores.dtype(), scores.device());
+    if (scores.device().is_cpu()) {
+        if (scores.dtype() == DType::Float64)
+            kernels::cpu::causal_softmax_forward(scores.data<double>(), y.data<double>(), rows, seq_len, scale);
+        else
+            kernels::cpu::causal_softmax_forward(scores.data<float>(), y.data<float>(), rows, seq_len, scale);
+    } else {
+        MP_ON_CUDA(kernels::cuda::causal_softmax_forward(scores.data<float>(), y.data<float>(), rows, seq_len, scale,
+                                                         detail::stream_of(scores)));
+    }
+    return y;
+}
+
+Tensor causal_softmax_backward(const Tensor& y, const Tensor& dy, double scale) {
+    const char* op = "causal_softmax_backward";
+    check_backward(op, y, dy);
+    check_causal(op, y, "y", scale);
+    const int64_t rows = detail::rows_over_last_dim(y);
+    const int64_t seq_len = detail::last_dim(y);
+    Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
+    if (y.device().is_cpu()) {
+        if (y.dtype() == DType::Float64)
+            kernels::cpu::causal_softmax_backward(y.data<double>(), dy.data<double>(), dx.data<double>(), rows,
+                                                  seq_len, scale);
+        else
+            kernels::cpu::causal_softmax_backward(y.data<float>(), dy.data<float>(), dx.data<float>(), rows, seq_len,
+                                                  scale);
+    } else {
+        MP_ON_CUDA(kernels::cuda::causal_softmax_backward(y.data<float>(), dy.data<float>(), dx.data<float>(), rows,
+                                                          seq_len, scale, detail::stream_of(y)));
+    }
+    return dx;
+}
+
+}  // namespace mp::ops

@@ -1,0 +1,231 @@
+// Activation tests: ReLU on hand values, GELU at closed-form points and against the float64
+// formula, GELU's backward against float64 central differences, CUDA against the CPU reference
+// (odd sizes, aligned and unaligned pointers, extreme inputs), and every argument error.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/activations.h"
+#include "tensor/device_context.h"
+#include "tensor/ops/activations.h"
+#include "tests/support/test_util.h"
+
+using namespace mp;
+using mp::testing::expect_close;
+using mp::testing::expect_equal;
+using mp::testing::expect_invalid_argument;
+using mp::testing::poisoned;
+using mp::testing::random_tensor;
+using mp::testing::to_doubles;
+
+namespace {
+
+// GELU (tanh approximation) and its derivative, restated here in double.
+double gelu_formula(double x) {
+    const double c = std::sqrt(2.0 / M_PI);
+    return 0.5 * x * (1.0 + std::tanh(c * (x + 0.044715 * x * x * x)));
+}
+
+double gelu_slope_formula(double x) {
+    const double c = std::sqrt(2.0 / M_PI);
+    const double t = std::tanh(c * (x + 0.044715 * x * x * x));
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x * x);
+}
+
+Tensor doubles(const std::vector<double>& values, DType dtype) {
+    return Tensor::from_vector(values, {static_cast<int64_t>(values.size())}).to(dtype);
+}
+
+// x + delta elementwise, float64 on the CPU.
+Tensor shifted(const Tensor& x, double delta) {
+    std::vector<double> values = x.to_vector<double>();
+    for (double& v : values) v += delta;
+    return Tensor::from_vector(values, x.shape());
+}
+
+}  // namespace
+
+TEST(Relu, ForwardAndBackwardOnHandValues) {
+    for (DType dtype : {DType::Float32, DType::Float64}) {
+        Tensor x = doubles({-2.0, -0.5, 0.0, 0.5, 3.0}, dtype);
+        Tensor dy = doubles({1.0, 2.0, 3.0, 4.0, 5.0}, dtype);
+        expect_equal(ops::relu(x), doubles({0.0, 0.0, 0.0, 0.5, 3.0}, dtype), "relu");
+        // The gradient at x = 0 is taken as 0, as in PyTorch.
+        expect_equal(ops::relu_backward(x, dy), doubles({0.0, 0.0, 0.0, 4.0, 5.0}, dtype), "relu_backward");
+    }
+}
+
+TEST(Relu, NaNPropagatesForwardAndGivesZeroGradient) {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    Tensor x = Tensor::from_vector<float>({nan, -1.0f}, {2});
+    std::vector<float> y = ops::relu(x).to_vector<float>();
+    EXPECT_TRUE(std::isnan(y[0]));
+    EXPECT_EQ(y[1], 0.0f);
+    std::vector<float> dx = ops::relu_backward(x, Tensor::full({2}, 7.0)).to_vector<float>();
+    EXPECT_EQ(dx[0], 0.0f);
+    EXPECT_EQ(dx[1], 0.0f);
+}
+
+TEST(Gelu, ClosedFormPoints) {
+    for (DType dtype : {DType::Float32, DType::Float64}) {
+        Tensor x = doubles({0.0, 10.0, 1e4, -10.0, -1e4}, dtype);
+        std::vector<double> y = to_doubles(ops::gelu(x));
+        std::vector<double> slope = to_doubles(ops::gelu_backward(x, Tensor::full({5}, 1.0, dtype)));
+        EXPECT_EQ(y[0], 0.0);
+        EXPECT_EQ(slope[0], 0.5);  // GELU'(0) = 0.5 (1 + tanh 0) = 0.5 exactly
+        // For x >= 10, 1 - tanh(u) < 1e-37: GELU is x and its slope 1 to every digit of either type.
+        EXPECT_EQ(y[1], 10.0);
+        EXPECT_EQ(y[2], 1e4);
+        EXPECT_EQ(slope[1], 1.0);
+        EXPECT_EQ(slope[2], 1.0);
+        // For x <= -10 the exact values are below 1e-36 (x * e^-87 at x = -10).
+        EXPECT_LT(std::fabs(y[3]), 1e-30);
+        EXPECT_LT(std::fabs(y[4]), 1e-30);
+        EXPECT_LT(std::fabs(slope[3]), 1e-30);
+        EXPECT_LT(std::fabs(slope[4]), 1e-30);
+    }
+}
+
+TEST(Gelu, MatchesTheFloat64Formula) {
+    const std::vector<double> points = {-3.0, -1.0, -0.5, 0.25, 1.0, 2.5};
+    std::vector<double> y_expected, slope_expected;
+    for (double p : points) y_expected.push_back(gelu_formula(p)), slope_expected.push_back(gelu_slope_formula(p));
+    // PyTorch's F.gelu(torch.tensor(1.0, dtype=torch.float64), approximate='tanh').
+    EXPECT_NEAR(gelu_formula(1.0), 0.8411919906082768, 1e-15);
+
+    Tensor x64 = doubles(points, DType::Float64);
+    Tensor ones64 = Tensor::full({6}, 1.0, DType::Float64);
+    // Float64: the same formula evaluated in the same precision.
+    expect_close(ops::gelu(x64), doubles(y_expected, DType::Float64), 1e-15, 0.0, "gelu float64");
+    expect_close(ops::gelu_backward(x64, ones64), doubles(slope_expected, DType::Float64), 1e-15, 0.0,
+                 "gelu slope float64");
+    // Float32: the reference evaluates in double and rounds once, so it is within half a float ulp
+    // (2^-24 relative); 1.2e-7 is one ulp.
+    Tensor x32 = doubles(points, DType::Float32);
+    expect_close(ops::gelu(x32), doubles(y_expected, DType::Float64), 1.2e-7, 0.0, "gelu float32");
+    expect_close(ops::gelu_backward(x32, Tensor::full({6}, 1.0)), doubles(slope_expected, DType::Float64), 1.2e-7,
+                 0.0, "gelu slope float32");
+}
+
+// Each output depends only on its own input, so perturbing every element at once gives the whole
+// diagonal Jacobian: dx = dy * (GELU(x + h) - GELU(x - h)) / 2h.
+TEST(Gelu, BackwardMatchesCentralDifferencesInFloat64) {
+    Tensor x = random_tensor({400}, 11, 3.0, DType::Float64);
+    Tensor dy = random_tensor({400}, 12, 1.0, DType::Float64);
+    const double h = 1e-5;
+    std::vector<double> plus = ops::gelu(shifted(x, h)).to_vector<double>();
+    std::vector<double> minus = ops::gelu(shifted(x, -h)).to_vector<double>();
+    std::vector<double> upstream = dy.to_vector<double>();
+    std::vector<double> numeric(plus.size());
+    for (size_t i = 0; i < plus.size(); ++i) numeric[i] = upstream[i] * (plus[i] - minus[i]) / (2 * h);
+    // Truncation h^2 |GELU'''| / 6 < 1e-10 and rounding 1e-16 |GELU| / h < 1e-10 for |x| < 15,
+    // times |dy| < 5.
+    expect_close(ops::gelu_backward(x, dy), Tensor::from_vector(numeric, x.shape()), 0.0, 1e-8,
+                 "gelu_backward vs central differences");
+}
+
+// The raw CUDA kernels on NaN-poisoned outputs against the CPU reference. Each case runs twice:
+// with every pointer 16-byte aligned (the float4 path plus an n % 4 tail), and with every pointer
+// one float past the buffer start (the scalar path).
+TEST(ActivationsCuda, MatchCpuOnOddSizesAlignedAndUnaligned) {
+    MP_REQUIRE_GPU();
+    const Device gpu = Device::cuda(0);
+    cudaStream_t stream = compute_stream(0);
+    const std::vector<double> extremes = {0.0, 10.0, -10.0, 1e4, -1e4, 1e20, -1e20};
+    for (int64_t n : {1, 7, 33, 257, 1000, 1001, 3 * 50257}) {
+        for (int64_t shift : {0, 1}) {
+            SCOPED_TRACE(::testing::Message() << "n = " << n << ", shift = " << shift);
+            std::vector<float> values = random_tensor({n + shift}, 100 + n, 3.0).to_vector<float>();
+            for (size_t i = 0; i < extremes.size() && i + shift < values.size(); ++i)
+                values[i + shift] = static_cast<float>(extremes[i]);
+            Tensor x = Tensor::from_vector(values, {n + shift});
+            Tensor dy = random_tensor({n + shift}, 200 + n);
+            Tensor x_gpu = x.to(gpu), dy_gpu = dy.to(gpu);
+            Tensor x_part = x.slice(shift, shift + n), dy_part = dy.slice(shift, shift + n);
+            const float* x_ptr = x_gpu.data<float>() + shift;
+            const float* dy_ptr = dy_gpu.data<float>() + shift;
+
+            Tensor out = poisoned({n + shift}, DType::Float32, gpu);
+            kernels::cuda::relu_forward(x_ptr, out.data<float>() + shift, n, stream);
+            // Selecting or zeroing values is exact.
+            expect_equal(out.slice(shift, shift + n), ops::relu(x_part), "relu");
+            if (shift == 1) {
+                EXPECT_TRUE(std::isnan(to_doubles(out)[0])) << "relu wrote before its range";
+            }
+
+            out = poisoned({n + shift}, DType::Float32, gpu);
+            kernels::cuda::relu_backward(x_ptr, dy_ptr, out.data<float>() + shift, n, stream);
+            expect_equal(out.slice(shift, shift + n), ops::relu_backward(x_part, dy_part), "relu_backward");
+
+            out = poisoned({n + shift}, DType::Float32, gpu);
+            kernels::cuda::gelu_forward(x_ptr, out.data<float>() + shift, n, stream);
+            // u = sqrt(2/pi)(x + 0.044715 x^3) in float is ~3e-7 relative off, which exp(-2|u|) turns
+            // into ~2|u| * 3e-7 relative error where GELU is x * exp(-2|u|)-small: at most ~1e-7
+            // absolute (largest near x = -1.2); elsewhere a few ulps, < 1e-6 relative. A host
+            // emulation of the kernel's float arithmetic over 2e7 inputs stays within a quarter of this.
+            expect_close(out.slice(shift, shift + n), ops::gelu(x_part), 1e-6, 1e-7, "gelu");
+
+            out = poisoned({n + shift}, DType::Float32, gpu);
+            kernels::cuda::gelu_backward(x_ptr, dy_ptr, out.data<float>() + shift, n, stream);
+            // GELU' in float is within ~2.4e-7 absolute (two ulps of 1, the emulation's worst is 0.12 of
+            // this tolerance); it crosses 0 near x = -0.75, so the check needs an absolute part. dy ~ N(0, 1).
+            expect_close(out.slice(shift, shift + n), ops::gelu_backward(x_part, dy_part), 1e-6, 1e-6,
+                         "gelu_backward");
+        }
+    }
+}
+
+TEST(ActivationsCuda, OpsDispatchToTheGpu) {
+    MP_REQUIRE_GPU();
+    const Device gpu = Device::cuda(0);
+    Tensor x = random_tensor({4, 33}, 5, 2.0), dy = random_tensor({4, 33}, 6);
+    Tensor x_gpu = x.to(gpu), dy_gpu = dy.to(gpu);
+    Tensor y = ops::gelu(x_gpu);
+    EXPECT_TRUE(y.device().is_cuda());
+    EXPECT_EQ(y.shape(), x.shape());
+    // Tolerances as in MatchCpuOnOddSizesAlignedAndUnaligned.
+    expect_close(y, ops::gelu(x), 1e-6, 1e-7, "gelu op");
+    expect_close(ops::gelu_backward(x_gpu, dy_gpu), ops::gelu_backward(x, dy), 1e-6, 1e-6, "gelu_backward op");
+    expect_equal(ops::relu(x_gpu), ops::relu(x), "relu op");
+    expect_equal(ops::relu_backward(x_gpu, dy_gpu), ops::relu_backward(x, dy), "relu_backward op");
+}
+
+TEST(Activations, ForwardArgumentErrorsNameTheOpAndValues) {
+    Tensor undefined;
+    Tensor ints = Tensor::zeros({2, 3}, DType::Int32);
+    expect_invalid_argument([&] { ops::relu(undefined); }, {"relu", "x is an undefined tensor"});
+    expect_invalid_argument([&] { ops::relu(ints); }, {"relu", "expects float32", "int32(2, 3)"});
+    expect_invalid_argument([&] { ops::gelu(undefined); }, {"gelu", "x is an undefined tensor"});
+    expect_invalid_argument([&] { ops::gelu(ints); }, {"gelu", "expects float32", "int32(2, 3)"});
+}
+
+TEST(Activations, BackwardArgumentErrorsNameTheOpAndValues) {
+    Tensor x = Tensor::zeros({2, 3});
+    Tensor undefined;
+    Tensor ints = Tensor::zeros({2, 3}, DType::Int32);
+    Tensor doubles64 = Tensor::zeros({2, 3}, DType::Float64);
+    Tensor transposed = Tensor::zeros({3, 2});
+    for (const char* name : {"relu_backward", "gelu_backward"}) {
+        const bool is_relu = std::string(name) == "relu_backward";
+        auto call = [&](const Tensor& a, const Tensor& b) {
+            return is_relu ? ops::relu_backward(a, b) : ops::gelu_backward(a, b);
+        };
+        expect_invalid_argument([&] { call(undefined, x); }, {name, "x is an undefined tensor"});
+        expect_invalid_argument([&] { call(x, undefined); }, {name, "dy is an undefined tensor"});
+        expect_invalid_argument([&] { call(ints, ints); }, {name, "expects float32", "int32(2, 3)"});
+        expect_invalid_argument([&] { call(x, doubles64); }, {name, "dtype mismatch", "float32(2, 3)", "float64(2, 3)"});
+        expect_invalid_argument([&] { call(x, transposed); }, {name, "shape mismatch", "(2, 3)", "(3, 2)"});
+    }
+}
+
+TEST(ActivationsCuda, DeviceMismatchIsAnError) {
+    MP_REQUIRE_GPU();
+    Tensor x = Tensor::zeros({2, 3});
+    Tensor dy_gpu = Tensor::zeros({2, 3}, DType::Float32, Device::cuda(0));
+    expect_invalid_argument([&] { ops::relu_backward(x, dy_gpu); },
+                            {"relu_backward", "different devices", "on cpu", "on cuda:0"});
+    expect_invalid_argument([&] { ops::gelu_backward(x, dy_gpu); },
+                            {"gelu_backward", "different devices", "on cpu", "on cuda:0"});
+}
