@@ -72,7 +72,7 @@ endif
 OPT := $(if $(filter 1,$(DEBUG)),-O0 -g3,-O2 -g)
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
 SAN := $(if $(filter 1,$(SANITIZE)),$(SANITIZE_FLAGS))
-DEFINES := -DMP_CUDA=$(CUDA) -DMP_OPENBLAS=$(HAVE_OPENBLAS) -DMP_CUDNN=$(HAVE_CUDNN) -DMP_NCCL=$(HAVE_NCCL)
+DEFINES := -DMP_SOURCE_DIR=\"$(CURDIR)\" -DMP_CUDA=$(CUDA) -DMP_OPENBLAS=$(HAVE_OPENBLAS) -DMP_CUDNN=$(HAVE_CUDNN) -DMP_NCCL=$(HAVE_NCCL)
 CXXFLAGS := -std=c++17 $(OPT) $(SAN) -Wall -Wextra -fopenmp -I. $(DEFINES) -MMD -MP $(OPENBLAS_FLAGS)
 LDFLAGS := -fopenmp $(SAN)
 LDLIBS := $(OPENBLAS_LIBS) -lpthread

@@ -1,0 +1,32 @@
+// CPU reference for the embedding lookup and its gradient: plain loops. The gradient sums in T
+// (not double), position by position, which is exactly the order and precision of the CUDA
+// kernel, so the two agree bitwise; float64 runs give the gradient checks their precision.
+#include "kernels/embedding.h"
+
+namespace mp::kernels::cpu {
+
+template <typename T>
+void embedding_forward(const int32_t* ids, const T* weight, T* out, int64_t n, int64_t cols) {
+#pragma omp parallel for
+    for (int64_t p = 0; p < n; ++p) {
+        const T* row = weight + static_cast<int64_t>(ids[p]) * cols;
+        for (int64_t c = 0; c < cols; ++c) out[p * cols + c] = row[c];
+    }
+}
+
+template <typename T>
+void embedding_backward(const int32_t* ids, const T* dout, T* dweight, int64_t n, int64_t num_embeddings,
+                        int64_t cols) {
+    for (int64_t i = 0; i < num_embeddings * cols; ++i) dweight[i] = T(0);
+    for (int64_t p = 0; p < n; ++p) {
+        T* row = dweight + static_cast<int64_t>(ids[p]) * cols;
+        for (int64_t c = 0; c < cols; ++c) row[c] += dout[p * cols + c];
+    }
+}
+
+template void embedding_forward<float>(const int32_t*, const float*, float*, int64_t, int64_t);
+template void embedding_forward<double>(const int32_t*, const double*, double*, int64_t, int64_t);
+template void embedding_backward<float>(const int32_t*, const float*, float*, int64_t, int64_t, int64_t);
+template void embedding_backward<double>(const int32_t*, const double*, double*, int64_t, int64_t, int64_t);
+
+}  // namespace mp::kernels::cpu

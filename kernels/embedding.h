@@ -1,0 +1,37 @@
+// Embedding lookup: forward gathers weight rows by id, backward scatter-adds the output
+// gradient's rows into dweight by id — deterministically on CUDA (sort by id, then sum each run
+// of equal ids in position order). Ids must already be checked to lie in [0, num_embeddings).
+// defines: embedding_forward, embedding_backward (cpu:: for float, double; cuda:: for float),
+//          cuda::embedding_backward_workspace_bytes, cuda::embedding_first_out_of_range
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/common/stream.h"
+
+namespace mp::kernels::cpu {
+// ids: n; weight: (num_embeddings, cols); out: (n, cols) with out[p, :] = weight[ids[p], :].
+template <typename T>
+void embedding_forward(const int32_t* ids, const T* weight, T* out, int64_t n, int64_t cols);
+// dout: (n, cols); dweight: (num_embeddings, cols), overwritten with dweight[v, :] = the sum of
+// dout[p, :] over positions p with ids[p] == v, added in increasing p (0 for ids that never occur).
+template <typename T>
+void embedding_backward(const int32_t* ids, const T* dout, T* dweight, int64_t n, int64_t num_embeddings,
+                        int64_t cols);
+}  // namespace mp::kernels::cpu
+
+namespace mp::kernels::cuda {
+void embedding_forward(const int32_t* ids, const float* weight, float* out, int64_t n, int64_t cols,
+                       cudaStream_t stream);
+// Bytes of scratch memory embedding_backward needs for n ids over num_embeddings rows: the
+// sorted ids, the positions before and after sorting, and CUB's radix-sort temporary storage.
+size_t embedding_backward_workspace_bytes(int64_t n, int64_t num_embeddings);
+// The same sums as the CPU reference, in the same order, so the results are bitwise equal.
+void embedding_backward(const int32_t* ids, const float* dout, float* dweight, int64_t n, int64_t num_embeddings,
+                        int64_t cols, void* workspace, size_t workspace_bytes, cudaStream_t stream);
+// Writes to *first_position the smallest p with ids[p] outside [0, num_embeddings), or
+// UINT64_MAX (all bits set) when every id is in range. Used by the ops before any lookup.
+void embedding_first_out_of_range(const int32_t* ids, int64_t n, int64_t num_embeddings,
+                                  unsigned long long* first_position, cudaStream_t stream);
+}  // namespace mp::kernels::cuda

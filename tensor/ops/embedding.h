@@ -1,0 +1,19 @@
+// Embedding lookup as tensor ops: gather weight rows by int32 id, and the gradient of that gather
+// with respect to the weight (a scatter-add, deterministic on CUDA). Ids outside
+// [0, num_embeddings) are an error naming the id, its position and num_embeddings, on any device.
+// defines: embedding, embedding_backward
+#pragma once
+
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace mp::ops {
+
+// ids: int32 of any shape; weight: (num_embeddings, dim) float. Returns ids.shape + (dim).
+Tensor embedding(const Tensor& ids, const Tensor& weight);
+// dout: ids.shape + (dim). Returns dweight (num_embeddings, dim): row v is the sum of the dout
+// rows at the positions where ids == v, zero where v never occurs.
+Tensor embedding_backward(const Tensor& ids, const Tensor& dout, int64_t num_embeddings);
+
+}  // namespace mp::ops

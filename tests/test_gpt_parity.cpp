@@ -1,0 +1,120 @@
+// Whole-model parity with PyTorch: tests/fixtures/make_gpt_fixture.py builds the same small GPT
+// in PyTorch (float64) and commits its weights, a batch, the logits, the loss, every gradient
+// and the losses of 5 AdamW steps to tests/fixtures/gpt_small.json. Here minipipe loads those
+// weights and must agree on the CPU, and on CUDA against the same fixture.
+//
+// Tolerances (float32 against a float64 reference): the longest sums are 64-term GEMM dots and
+// 37-term softmax rows, each within ~64·ε ≈ 4e-6 relative of exact; about ten such stages are
+// chained through forward and backward, so ~4e-5 relative is the worst case — rtol 1e-4, with
+// atol 1e-6 for entries that are near zero (an absolute error of ~1e-7 on 0.02-scale weights).
+// AdamW divides by √v̂, amplifying gradient differences on near-zero gradients, so its losses
+// are compared at 1e-4 relative after the step-by-step parameters have drifted by ~rtol each step.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "autograd/functions.h"
+#include "autograd/tape.h"
+#include "nn/models.h"
+#include "nn/optim.h"
+#include "tests/support/test_util.h"
+
+using namespace mp;
+using json = nlohmann::json;
+using mp::testing::expect_close;
+
+namespace {
+
+const json& fixture() {
+    static const json loaded = [] {
+        std::string path = std::string(MP_SOURCE_DIR) + "/tests/fixtures/gpt_small.json";
+        std::ifstream in(path);
+        if (!in) throw std::runtime_error("cannot open the fixture " + path + " (run tests/fixtures/make_gpt_fixture.py)");
+        return json::parse(in);
+    }();
+    return loaded;
+}
+
+Tensor tensor_from(const json& entry, Device device = Device::cpu()) {
+    Shape shape = entry.at("shape").get<Shape>();
+    std::vector<float> data = entry.at("data").get<std::vector<float>>();
+    return Tensor::from_vector(data, shape, device);
+}
+
+struct Setup {
+    std::shared_ptr<nn::Sequential> model;
+    Tensor ids, targets;
+    int ignore_index;
+};
+
+Setup load(Device device) {
+    const json& f = fixture();
+    const json& c = f.at("config");
+    nn::GPTConfig config;
+    config.vocab = c.at("vocab");
+    config.context = c.at("context");
+    config.layers = c.at("layers");
+    config.heads = c.at("heads");
+    config.channels = c.at("channels");
+    Setup s;
+    s.model = nn::gpt(config);
+    size_t loaded = 0;
+    for (auto& [name, param] : s.model->named_parameters()) {
+        Tensor value = tensor_from(f.at("params").at(name));
+        EXPECT_EQ(value.shape(), param.shape()) << name;
+        Tensor target = param;  // the handle shares storage with the model's parameter
+        target.copy_from(value);
+        ++loaded;
+    }
+    EXPECT_EQ(loaded, f.at("params").size()) << "every fixture tensor maps to a parameter";
+    s.model->to(device);
+    int64_t B = c.at("batch"), T = c.at("time");
+    s.ids = Tensor::from_vector(f.at("ids").get<std::vector<int32_t>>(), {B, T}, device);
+    s.targets = Tensor::from_vector(f.at("targets").get<std::vector<int32_t>>(), {B, T}, device);
+    s.ignore_index = c.at("ignore_index");
+    return s;
+}
+
+void check_against_fixture(Device device) {
+    const json& f = fixture();
+    Setup s = load(device);
+    autograd::Tape tape;
+    Tensor logits, loss;
+    {
+        autograd::TapeScope scope(tape);
+        logits = s.model->forward(s.ids);
+        loss = fn::cross_entropy(logits, s.targets, s.ignore_index);
+        tape.backward(loss);
+    }
+    expect_close(logits, tensor_from(f.at("logits")), 1e-4, 1e-6, "logits on " + device.str());
+    EXPECT_NEAR(loss.item(), f.at("loss").get<double>(), 1e-4 * f.at("loss").get<double>()) << device.str();
+    for (auto& [name, param] : s.model->named_parameters())
+        expect_close(autograd::grad_of(param), tensor_from(f.at("grads").at(name)), 1e-4, 1e-6,
+                     "gradient of " + name + " on " + device.str());
+
+    // Five AdamW steps from the fixture's weights: the loss before each step.
+    Setup fresh = load(device);
+    const json& a = f.at("adamw");
+    nn::AdamW adamw(fresh.model->parameters(), {a.at("lr"), a.at("beta1"), a.at("beta2"), a.at("eps"), a.at("weight_decay")});
+    std::vector<double> expected = f.at("adamw_losses").get<std::vector<double>>();
+    for (size_t step = 0; step < expected.size(); ++step) {
+        adamw.zero_grad();
+        autograd::Tape step_tape;
+        autograd::TapeScope scope(step_tape);
+        Tensor step_loss = fn::cross_entropy(fresh.model->forward(fresh.ids), fresh.targets, fresh.ignore_index);
+        step_tape.backward(step_loss);
+        adamw.step();
+        EXPECT_NEAR(step_loss.item(), expected[step], 1e-4 * expected[step]) << "AdamW step " << step << " on " << device.str();
+    }
+}
+
+}  // namespace
+
+TEST(GptParity, CpuMatchesPyTorch) { check_against_fixture(Device::cpu()); }
+
+TEST(GptParity, CudaMatchesPyTorch) {
+    MP_REQUIRE_GPU();
+    check_against_fixture(Device::cuda(0));
+}
