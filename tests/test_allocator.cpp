@@ -122,6 +122,7 @@ TEST(CachingAllocator, OutOfMemoryReleasesCacheThenThrowsWithNumbers) {
         EXPECT_NE(message.find("budget_allocator: out of memory allocating 8192 bytes"), std::string::npos) << message;
         EXPECT_NE(message.find("6144 bytes in use"), std::string::npos) << message;
     }
+    allocator.deallocate(b, 6144);
 }
 
 TEST(CudaAllocator, SteadyStateNeedsNoCudaMalloc) {

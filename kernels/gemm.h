@@ -1,0 +1,43 @@
+// Matrix multiply C = alpha * op(A) * op(B) + beta * C on row-major matrices (op = identity or
+// transpose), single and strided-batched: every linear layer and both attention products run here.
+// defines: gemm, gemm_strided_batched, gemm_reference (cpu:: for float, double; cuda:: for float)
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/common/stream.h"
+
+// Conventions shared by every function below:
+//  - op(A) is m x k, op(B) is k x n, C is m x n. A is stored as m x k (k x m when trans_a), B as
+//    k x n (n x k when trans_b), all row-major; lda, ldb, ldc are the row strides in elements of
+//    the matrices as stored (>= their column counts, larger for padded rows).
+//  - beta == 0 means C is write-only: its old contents are ignored, even NaN.
+//  - Batched versions repeat the product `batch` times, matrix i starting at a + i * stride_a
+//    (likewise b, c).
+//  - allow_tf32 lets CUDA use TF32 tensor cores (inputs rounded to 10 mantissa bits); the CPU is
+//    always exact and ignores it.
+
+namespace mp::kernels::cpu {
+// The readable reference: a triple loop accumulating each dot product in double, rounded once.
+template <typename T>
+void gemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+                    const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
+// OpenBLAS (cblas_sgemm / cblas_dgemm) when the build found it, else gemm_reference.
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+          int64_t ldb, T beta, T* c, int64_t ldc, bool allow_tf32);
+template <typename T>
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                          int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta, T* c,
+                          int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32);
+}  // namespace mp::kernels::cpu
+
+namespace mp::kernels::cuda {
+// cuBLAS on `stream`, which must belong to the current device (as for every kernel launch).
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc, bool allow_tf32, cudaStream_t stream);
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                          int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta,
+                          float* c, int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32,
+                          cudaStream_t stream);
+}  // namespace mp::kernels::cuda
