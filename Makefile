@@ -88,7 +88,7 @@ ifeq ($(CUDA),1)
 endif
 
 # ---------------------------------------------------------------- sources
-LIB_DIRS := tensor tensor/ops kernels/cpu autograd nn
+LIB_DIRS := tensor tensor/ops kernels/cpu autograd autograd/functions nn
 LIB_CPP := $(wildcard $(addsuffix /*.cpp,$(LIB_DIRS)))
 LIB_CU := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu),)
 # ONLY=<family ...>: build just the core plus those kernel families (and run their tests with
@@ -105,13 +105,16 @@ LIB := $(BUILD)/libminipipe.a
 CORE_TESTS := tests/test_tensor.cpp tests/test_allocator.cpp
 TEST_SRC := $(if $(ONLY),$(CORE_TESTS) $(wildcard $(foreach f,$(ONLY),tests/test_$(f).cpp)),$(wildcard tests/test_*.cpp))
 TEST_BIN := $(TEST_SRC:tests/%.cpp=$(BUILD)/tests/%)
+TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/obj/%.o)
 TEST_SUPPORT_SRC := $(if $(ONLY),tests/support/test_util.cpp,$(wildcard tests/support/*.cpp))
 TEST_SUPPORT_OBJ := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(TEST_SUPPORT_SRC))
 
 BENCH_SRC := $(wildcard bench/bench_*.cpp)
 BENCH_BIN := $(BENCH_SRC:bench/%.cpp=$(BUILD)/bench/%)
+BENCH_OBJ := $(BENCH_SRC:%.cpp=$(BUILD)/obj/%.o)
+# Named explicitly so make treats them as real targets, not intermediates it may delete or skip.
+.PRECIOUS: $(TEST_OBJ) $(TEST_SUPPORT_OBJ) $(BENCH_OBJ)
 
-.SECONDARY:
 .PHONY: all lib tests benches test run-tests demo bench deps clean help check-only
 all: lib $(if $(filter 1,$(HAVE_GTEST)),tests) benches
 lib: $(LIB)

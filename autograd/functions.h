@@ -14,6 +14,9 @@ namespace mp::fn {
 // ---- basic (autograd/functions/basic.cpp)
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor scale(const Tensor& x, double s);
+Tensor mul(const Tensor& a, const Tensor& b);
+// The sum of all elements, as a one-element tensor of shape {}.
+Tensor sum(const Tensor& x);
 Tensor reshape(const Tensor& x, const Shape& shape);
 // y = x · weightᵀ + bias, x (..., in), weight (out, in), bias (out) or undefined.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);

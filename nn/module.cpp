@@ -52,6 +52,15 @@ void Module::to(Device device) {
     for (auto& [name, child] : children_) child->to(device);
 }
 
+void Module::to(DType dtype) {
+    for (auto& [name, parameter] : parameters_) {
+        if (parameter->dtype() == dtype) continue;
+        *parameter = parameter->to(dtype);
+        autograd::make_parameter(*parameter);
+    }
+    for (auto& [name, child] : children_) child->to(dtype);
+}
+
 Device Module::device() const {
     std::vector<Tensor> all = parameters();
     return all.empty() ? Device::cpu() : all.front().device();

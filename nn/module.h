@@ -31,6 +31,8 @@ class Module {
     int64_t num_parameters() const;
     // Moves every parameter to `device` (they stay parameters; gradients are dropped).
     void to(Device device);
+    // Converts every parameter to `dtype` (CPU only: float64 for gradient checks).
+    void to(DType dtype);
     Device device() const;
     // Training mode (dropout active) or evaluation mode, recursively.
     void train(bool on = true);

@@ -25,6 +25,24 @@ Tensor scale(const Tensor& x, double s) {
     return y;
 }
 
+Tensor mul(const Tensor& a, const Tensor& b) {
+    Tensor y = ops::mul(a, b);
+    autograd::record("mul", {a, b}, {y}, [a, b](Grads& g, const std::vector<Tensor>& dy) {
+        g.accumulate(a, ops::mul(dy[0], b));
+        g.accumulate(b, ops::mul(dy[0], a));
+    });
+    return y;
+}
+
+Tensor sum(const Tensor& x) {
+    Tensor y = ops::sum(x);
+    autograd::record("sum", {x}, {y}, [rx = TensorRef(x)](Grads& g, const std::vector<Tensor>& dy) {
+        const Tensor& dsum = dy[0];
+        g.accumulate(rx, Tensor::full(rx.shape, dsum.item(), dsum.dtype(), dsum.device()));
+    });
+    return y;
+}
+
 Tensor reshape(const Tensor& x, const Shape& shape) {
     Tensor y = x.reshape(shape);
     autograd::record("reshape", {x}, {y}, [rx = TensorRef(x)](Grads& g, const std::vector<Tensor>& dy) {

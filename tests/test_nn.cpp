@@ -1,0 +1,199 @@
+// nn: every layer's gradients against float64 finite differences (the layer converted to
+// float64 on the CPU), stable dotted parameter names, Sequential slicing, the model builders,
+// optimizers against hand-computed steps, the cosine schedule and gradient clipping.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "autograd/functions.h"
+#include "autograd/tape.h"
+#include "nn/layers.h"
+#include "nn/models.h"
+#include "nn/optim.h"
+#include "tests/support/gradcheck.h"
+#include "tests/support/test_util.h"
+
+using namespace mp;
+using mp::testing::gradcheck;
+using mp::testing::weighted_sum;
+
+namespace {
+using Inputs = std::vector<Tensor>;
+
+// Checks the gradients of every parameter of `layer` and of its floating input.
+void check_layer(nn::Module& layer, const Tensor& input, const std::string& what) {
+    layer.to(DType::Float64);
+    Inputs inputs = {input.dtype() == DType::Int32 ? input : input.to(DType::Float64)};
+    for (const Tensor& p : layer.parameters()) inputs.push_back(p);
+    gradcheck([&layer](const Inputs& in) { return weighted_sum(layer.forward(in[0])); }, inputs, what);
+}
+}  // namespace
+
+TEST(Layers, GradientsMatchFiniteDifferences) {
+    Generator gen(1);
+    nn::Linear linear(5, 3, gen);
+    check_layer(linear, mp::testing::random_tensor({2, 4, 5}, 1), "Linear");
+    nn::LayerNorm norm(6);
+    check_layer(norm, mp::testing::random_tensor({3, 6}, 2), "LayerNorm");
+    nn::GELU gelu;
+    check_layer(gelu, mp::testing::random_tensor({3, 6}, 3), "GELU");
+    nn::Embedding embedding(7, 4, gen);
+    check_layer(embedding, Tensor::from_vector<int32_t>({6, 0, 6, 2}, {2, 2}), "Embedding");
+    nn::TokenPositionEmbedding token_position(7, 5, 4, gen);
+    check_layer(token_position, Tensor::from_vector<int32_t>({6, 0, 6, 2, 1, 1}, {2, 3}), "TokenPositionEmbedding");
+    nn::CausalSelfAttention attention(8, 2, gen, 0.3, 0.3);
+    check_layer(attention, mp::testing::random_tensor({2, 5, 8}, 4), "CausalSelfAttention");
+    nn::MLP mlp(4, gen, 0.3, 0.3);
+    check_layer(mlp, mp::testing::random_tensor({2, 3, 4}, 5), "MLP");
+    nn::TransformerBlock block(8, 2, 2, gen);
+    check_layer(block, mp::testing::random_tensor({2, 4, 8}, 6), "TransformerBlock");
+}
+
+TEST(Layers, DropoutDrawsAFreshMaskPerCallAndIsIdentityInEval) {
+    // (Its gradient with a fixed mask is checked in test_autograd: fn::dropout.)
+    nn::Dropout dropout(0.5, 3);
+    Tensor x = Tensor::full({1000}, 1.0);
+    autograd::NoGradScope no_grad;
+    std::vector<float> first = dropout.forward(x).to_vector<float>();
+    std::vector<float> second = dropout.forward(x).to_vector<float>();
+    EXPECT_NE(first, second);
+    dropout.eval();
+    mp::testing::expect_equal(dropout.forward(x), x, "dropout in eval mode");
+    nn::Dropout replay(0.5, 3);  // the same seed replays the same masks
+    EXPECT_EQ(replay.forward(x).to_vector<float>(), first);
+}
+
+TEST(Layers, WholeGptGradients) {
+    nn::GPTConfig config;
+    config.vocab = 11;
+    config.context = 6;
+    config.layers = 2;
+    config.heads = 2;
+    config.channels = 8;
+    auto model = nn::gpt(config);
+    model->to(DType::Float64);
+    Tensor ids = Tensor::from_vector<int32_t>({1, 5, 10, 0, 3, 3, 7, 2}, {2, 4});
+    Tensor targets = Tensor::from_vector<int32_t>({5, 10, 0, 3, 3, 7, 2, -100}, {2, 4});
+    Inputs inputs = {ids};
+    for (const Tensor& p : model->parameters()) inputs.push_back(p);
+    gradcheck([&](const Inputs& in) { return fn::cross_entropy(model->forward(in[0]), targets); }, inputs, "gpt");
+}
+
+TEST(Modules, StableDottedNames) {
+    nn::GPTConfig config;
+    config.layers = 2;
+    auto model = nn::gpt(config);
+    std::vector<std::string> names;
+    for (auto& [name, p] : model->named_parameters()) names.push_back(name);
+    std::vector<std::string> expected_prefix = {"embed.wte", "embed.wpe", "blocks.0.ln_1.weight", "blocks.0.ln_1.bias",
+                                                "blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias",
+                                                "blocks.0.attn.proj.weight", "blocks.0.attn.proj.bias",
+                                                "blocks.0.ln_2.weight", "blocks.0.ln_2.bias",
+                                                "blocks.0.mlp.fc.weight", "blocks.0.mlp.fc.bias",
+                                                "blocks.0.mlp.proj.weight", "blocks.0.mlp.proj.bias"};
+    ASSERT_GE(names.size(), expected_prefix.size());
+    for (size_t i = 0; i < expected_prefix.size(); ++i) EXPECT_EQ(names[i], expected_prefix[i]);
+    EXPECT_EQ(names.back(), "head.weight");
+    // 2 layers, C = 64, vocab 256, context 64: embeddings + 2 × 12C²+13C + 2C + C·V.
+    int64_t C = 64, V = 256, T = 64;
+    EXPECT_EQ(model->num_parameters(), V * C + T * C + 2 * (12 * C * C + 13 * C) + 2 * C + C * V);
+}
+
+TEST(Modules, SequentialSliceKeepsNamesAndSharesLayers) {
+    auto model = nn::mlp({4, 8, 8, 2}, 3);
+    ASSERT_EQ(model->size(), 5u);  // Linear ReLU Linear ReLU Linear
+    auto stage = model->slice(2, 5);
+    EXPECT_EQ(stage->layer_name(0), "2");
+    EXPECT_EQ(stage->named_parameters().front().first, "2.weight");
+    EXPECT_TRUE(stage->parameters().front().shares_storage_with(model->named_parameters()[2].second));
+    Tensor x = mp::testing::random_tensor({3, 4}, 1);
+    autograd::NoGradScope no_grad;
+    Tensor whole = model->forward(x);
+    Tensor split = stage->forward(model->slice(0, 2)->forward(x));
+    mp::testing::expect_equal(split, whole, "stages chained = whole model");
+    mp::testing::expect_invalid_argument([&] { model->slice(3, 6); }, {"slice", "[3, 6)", "5 layers"});
+}
+
+TEST(Modules, BuilderErrorsNameTheValues) {
+    nn::GPTConfig config;
+    config.channels = 30;
+    config.heads = 4;
+    mp::testing::expect_invalid_argument([&] { nn::gpt(config); }, {"channels 30", "heads 4"});
+    mp::testing::expect_invalid_argument([] { nn::mlp({5}, 0); }, {"mlp", "1 widths"});
+    Generator gen(0);
+    nn::Linear linear(5, 3, gen);
+    mp::testing::expect_invalid_argument([&] { linear.forward(Tensor::zeros({2, 4})); }, {"Linear", "4 features", "expects 5"});
+}
+
+TEST(Modules, RealisticModelShape) {
+    auto model = nn::realistic_model(50, 16, 3, 0);
+    EXPECT_EQ(model->size(), 5u);  // embed, 3 blocks, head
+    int64_t H = 16, V = 50;
+    EXPECT_EQ(model->num_parameters(), V * H + 3 * 2 * (H * H + H) + H * V + V);
+    autograd::NoGradScope no_grad;
+    Tensor logits = model->forward(Tensor::from_vector<int32_t>({1, 2, 3, 49}, {2, 2}));
+    EXPECT_EQ(logits.shape(), (Shape{2, 2, 50}));
+}
+
+TEST(Optimizers, SgdMomentumMatchesHandComputation) {
+    Tensor p = Tensor::from_vector<double>({1.0}, {1});
+    autograd::make_parameter(p);
+    nn::SGD sgd({p}, {0.1, 0.9, 0.0});
+    // Gradient 2p each step (loss p²): by hand, buf1 = g1, buf_t = 0.9 buf + g_t, p -= 0.1 buf.
+    double expected_p = 1.0, buf = 0.0;
+    for (int step = 0; step < 3; ++step) {
+        sgd.zero_grad();
+        autograd::Tape tape;
+        {
+            autograd::TapeScope scope(tape);
+            tape.backward(fn::sum(fn::mul(p, p)));
+        }
+        double g = 2 * expected_p;
+        buf = step == 0 ? g : 0.9 * buf + g;
+        expected_p -= 0.1 * buf;
+        sgd.step();
+        EXPECT_NEAR(p.item(), expected_p, 1e-15) << "step " << step;
+    }
+}
+
+TEST(Optimizers, AdamWFirstStepMovesByLrTimesSign) {
+    Tensor p = Tensor::from_vector<double>({0.5, -0.5}, {2});
+    autograd::make_parameter(p);
+    nn::AdamW adamw({p}, {0.01, 0.9, 0.999, 1e-8, 0.0});
+    autograd::Tape tape;
+    {
+        autograd::TapeScope scope(tape);
+        tape.backward(fn::sum(fn::mul(p, p)));  // gradient (1, -1)
+    }
+    adamw.step();
+    std::vector<double> v = p.to_vector<double>();
+    // Bias-corrected m̂ = g and v̂ = g², so the step is lr·g/(|g| + eps).
+    EXPECT_NEAR(v[0], 0.5 - 0.01 / (1 + 1e-8), 1e-15);
+    EXPECT_NEAR(v[1], -0.5 + 0.01 / (1 + 1e-8), 1e-15);
+}
+
+TEST(Schedule, CosineWithWarmup) {
+    EXPECT_DOUBLE_EQ(nn::cosine_lr(0, 10, 100, 1.0, 0.1), 0.1);
+    EXPECT_DOUBLE_EQ(nn::cosine_lr(9, 10, 100, 1.0, 0.1), 1.0);
+    EXPECT_DOUBLE_EQ(nn::cosine_lr(10, 10, 100, 1.0, 0.1), 1.0);
+    EXPECT_NEAR(nn::cosine_lr(55, 10, 100, 1.0, 0.1), 0.55, 1e-12);  // halfway: (max+min)/2
+    EXPECT_DOUBLE_EQ(nn::cosine_lr(100, 10, 100, 1.0, 0.1), 0.1);
+    EXPECT_DOUBLE_EQ(nn::cosine_lr(500, 10, 100, 1.0, 0.1), 0.1);
+}
+
+TEST(Clipping, ScalesToMaxNormAndReportsTheNorm) {
+    Tensor a = Tensor::from_vector<double>({3.0}, {1});
+    Tensor b = Tensor::from_vector<double>({4.0}, {1});
+    autograd::make_parameter(a);
+    autograd::make_parameter(b);
+    autograd::Tape tape;
+    {
+        autograd::TapeScope scope(tape);
+        tape.backward(fn::add(fn::scale(fn::mul(a, a), 0.5), fn::scale(fn::mul(b, b), 0.5)));  // grads (3, 4)
+    }
+    double norm = nn::clip_grad_norm({a, b}, 1.0);
+    EXPECT_NEAR(norm, 5.0, 1e-12);
+    EXPECT_NEAR(autograd::grad_of(a).item(), 3.0 / (5.0 + 1e-6), 1e-12);
+    EXPECT_NEAR(autograd::grad_of(b).item(), 4.0 / (5.0 + 1e-6), 1e-12);
+    EXPECT_NEAR(nn::clip_grad_norm({a, b}, 10.0), 1.0, 1e-6);  // below max_norm: unchanged
+}
