@@ -109,17 +109,25 @@ TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/obj/%.o)
 TEST_SUPPORT_SRC := $(if $(ONLY),tests/support/test_util.cpp,$(wildcard tests/support/*.cpp))
 TEST_SUPPORT_OBJ := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(TEST_SUPPORT_SRC))
 
+EXAMPLE_SRC := $(wildcard examples/*.cpp)
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.cpp=$(BUILD)/examples/%)
+EXAMPLE_OBJ := $(EXAMPLE_SRC:%.cpp=$(BUILD)/obj/%.o)
+
+# ---- comm (MPI / NCCL): sources, flags, multi-rank tests. BEGIN comm section
+# END comm section
+
 BENCH_SRC := $(wildcard bench/bench_*.cpp)
 BENCH_BIN := $(BENCH_SRC:bench/%.cpp=$(BUILD)/bench/%)
 BENCH_OBJ := $(BENCH_SRC:%.cpp=$(BUILD)/obj/%.o)
 # Named explicitly so make treats them as real targets, not intermediates it may delete or skip.
-.PRECIOUS: $(TEST_OBJ) $(TEST_SUPPORT_OBJ) $(BENCH_OBJ)
+.PRECIOUS: $(TEST_OBJ) $(TEST_SUPPORT_OBJ) $(BENCH_OBJ) $(EXAMPLE_OBJ)
 
-.PHONY: all lib tests benches test run-tests demo bench deps clean help check-only
-all: lib $(if $(filter 1,$(HAVE_GTEST)),tests) benches
+.PHONY: all lib tests benches examples test run-tests demo bench deps clean help check-only
+all: lib $(if $(filter 1,$(HAVE_GTEST)),tests) benches examples
 lib: $(LIB)
 tests: $(TEST_BIN)
 benches: $(BENCH_BIN)
+examples: $(EXAMPLE_BIN)
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -137,6 +145,10 @@ $(BUILD)/obj/%.cu.o: %.cu
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_OBJ) $(LIB)
 	@mkdir -p $(@D)
 	$(CXX) $(LDFLAGS) $< $(TEST_SUPPORT_OBJ) $(LIB) -lgtest -lgtest_main $(LDLIBS) -o $@
+
+$(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CXX) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 	@mkdir -p $(@D)
