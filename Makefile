@@ -176,9 +176,12 @@ run-tests: all
 check-only: $(LIB) $(TEST_BIN)
 	@bash tests/run_tests.sh $(TEST_BIN)
 
+# The main job: for now the single-process GPT trainer (on the GPU when there is one);
+# the pipeline-parallel trainer under mpirun replaces it when the pipeline lands.
+DEMO_ARGS ?= --steps 600 --log_every 50
 demo: deps
-	@$(MAKE) --no-print-directory all
-	@echo "demo: the pipeline demo arrives with the trainer issue; run 'make test' or 'make bench' meanwhile"
+	@$(MAKE) --no-print-directory $(BUILD)/examples/train_gpt
+	$(BUILD)/examples/train_gpt $(DEMO_ARGS)
 
 bench: benches
 	@bash bench/run_bench.sh $(BUILD)/bench

@@ -24,12 +24,13 @@ __global__ void arange_kernel(T* out, int64_t n) {
 
 __global__ void uniform_kernel(float* out, int64_t n, uint64_t seed, uint64_t offset, double low, double high) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        out[i] = static_cast<float>(low + (high - low) * rng::uniform01(seed, offset + i));
+        // __dadd_rn/__dmul_rn: no FMA contraction, so the double rounds exactly as on the host.
+        out[i] = static_cast<float>(__dadd_rn(low, __dmul_rn(high - low, rng::uniform01(seed, offset + i))));
 }
 
 __global__ void normal_kernel(float* out, int64_t n, uint64_t seed, uint64_t offset, double mean, double std) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        out[i] = static_cast<float>(mean + std * rng::normal(seed, offset + i));
+        out[i] = static_cast<float>(__dadd_rn(mean, __dmul_rn(std, rng::normal(seed, offset + i))));
 }
 
 constexpr int kBlock = 256;
