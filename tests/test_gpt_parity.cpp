@@ -43,13 +43,13 @@ Tensor tensor_from(const json& entry, Device device = Device::cpu()) {
     return Tensor::from_vector(data, shape, device);
 }
 
-struct Setup {
+struct FixtureModel {
     std::shared_ptr<nn::Sequential> model;
     Tensor ids, targets;
     int ignore_index;
 };
 
-Setup load(Device device) {
+FixtureModel load(Device device) {
     const json& f = fixture();
     const json& c = f.at("config");
     nn::GPTConfig config;
@@ -58,7 +58,7 @@ Setup load(Device device) {
     config.layers = c.at("layers");
     config.heads = c.at("heads");
     config.channels = c.at("channels");
-    Setup s;
+    FixtureModel s;
     s.model = nn::gpt(config);
     size_t loaded = 0;
     for (auto& [name, param] : s.model->named_parameters()) {
@@ -79,7 +79,7 @@ Setup load(Device device) {
 
 void check_against_fixture(Device device) {
     const json& f = fixture();
-    Setup s = load(device);
+    FixtureModel s = load(device);
     autograd::Tape tape;
     Tensor logits, loss;
     {
@@ -95,7 +95,7 @@ void check_against_fixture(Device device) {
                      "gradient of " + name + " on " + device.str());
 
     // Five AdamW steps from the fixture's weights: the loss before each step.
-    Setup fresh = load(device);
+    FixtureModel fresh = load(device);
     const json& a = f.at("adamw");
     nn::AdamW adamw(fresh.model->parameters(), {a.at("lr"), a.at("beta1"), a.at("beta2"), a.at("eps"), a.at("weight_decay")});
     std::vector<double> expected = f.at("adamw_losses").get<std::vector<double>>();
@@ -125,7 +125,7 @@ TEST(GptParity, CudaMatchesPyTorch) {
 TEST(GptParity, CudaMatchesCpu) {
     MP_REQUIRE_GPU();
     auto run = [](Device device) {
-        Setup s = load(device);
+        FixtureModel s = load(device);
         autograd::Tape tape;
         autograd::TapeScope scope(tape);
         Tensor logits = s.model->forward(s.ids);
