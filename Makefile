@@ -88,7 +88,7 @@ ifeq ($(CUDA),1)
 endif
 
 # ---------------------------------------------------------------- sources
-LIB_DIRS := tensor tensor/ops kernels/cpu autograd autograd/functions nn
+LIB_DIRS := tensor tensor/ops kernels/cpu autograd autograd/functions nn pipeline
 LIB_CPP := $(wildcard $(addsuffix /*.cpp,$(LIB_DIRS)))
 LIB_CU := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu),)
 # ONLY=<family ...>: build just the core plus those kernel families (and run their tests with
