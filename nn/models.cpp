@@ -1,38 +1,64 @@
-// Model builders: MLP, GPT and the seed notebook's RealisticModel.
+// Model builders: MLP, GPT and the seed notebook's RealisticModel, as layer-by-layer specs
+// (so a pipeline stage builds only its own layers) and as whole Sequentials.
 #include "nn/models.h"
 
 #include "autograd/functions.h"
 
 namespace mp::nn {
 
-std::shared_ptr<Sequential> mlp(const std::vector<int64_t>& widths, uint64_t seed) {
+namespace {
+int64_t linear_parameters(int64_t in, int64_t out, bool bias) { return in * out + (bias ? out : 0); }
+int64_t block_parameters(int64_t C) { return 12 * C * C + 13 * C; }  // 2 LayerNorms, qkv, proj, fc, proj
+}  // namespace
+
+ModelSpec mlp_spec(const std::vector<int64_t>& widths, uint64_t seed) {
     MP_REQUIRE(widths.size() >= 2, "mlp: needs at least an input and an output width, got ", widths.size(), " widths");
-    Generator gen(seed);
-    auto model = std::make_shared<Sequential>();
+    ModelSpec spec;
+    spec.description = "mlp";
+    int64_t index = 0;
     for (size_t i = 0; i + 1 < widths.size(); ++i) {
-        model->add(std::to_string(2 * i), std::make_shared<Linear>(widths[i], widths[i + 1], gen));
-        if (i + 2 < widths.size()) model->add(std::to_string(2 * i + 1), std::make_shared<ReLU>());
+        int64_t in = widths[i], out = widths[i + 1], layer = index;
+        spec.layers.push_back({std::to_string(index++), linear_parameters(in, out, true), [=] {
+                                   Generator gen(layer_seed(seed, layer));
+                                   return std::make_shared<Linear>(in, out, gen);
+                               }});
+        if (i + 2 < widths.size())
+            spec.layers.push_back({std::to_string(index++), 0, [] { return std::make_shared<ReLU>(); }});
     }
-    return model;
+    return spec;
 }
 
-std::shared_ptr<Sequential> gpt(const GPTConfig& config) {
+std::shared_ptr<Sequential> mlp(const std::vector<int64_t>& widths, uint64_t seed) { return mlp_spec(widths, seed).build_all(); }
+
+ModelSpec gpt_spec(const GPTConfig& config) {
     MP_REQUIRE(config.vocab > 0 && config.context > 0 && config.layers > 0 && config.heads > 0 && config.channels > 0,
                "gpt: every size must be positive (vocab ", config.vocab, ", context ", config.context, ", layers ",
                config.layers, ", heads ", config.heads, ", channels ", config.channels, ")");
     MP_REQUIRE(config.channels % config.heads == 0, "gpt: channels ", config.channels, " must be divisible by heads ",
                config.heads);
-    Generator gen(config.seed);
-    auto model = std::make_shared<Sequential>();
-    model->add("embed", std::make_shared<TokenPositionEmbedding>(config.vocab, config.context, config.channels, gen));
-    for (int64_t l = 0; l < config.layers; ++l)
-        model->add("blocks." + std::to_string(l),
-                   std::make_shared<TransformerBlock>(config.channels, config.heads, config.layers, gen, config.dropout,
-                                                      config.seed * 1000003ULL + static_cast<uint64_t>(l)));
-    model->add("ln_f", std::make_shared<LayerNorm>(config.channels));
-    model->add("head", std::make_shared<Linear>(config.channels, config.vocab, gen, false, 0.02));
-    return model;
+    const GPTConfig c = config;
+    ModelSpec spec;
+    spec.description = str("gpt(vocab ", c.vocab, ", context ", c.context, ", layers ", c.layers, ", heads ", c.heads,
+                           ", channels ", c.channels, ")");
+    spec.layers.push_back({"embed", (c.vocab + c.context) * c.channels, [c] {
+                               Generator gen(layer_seed(c.seed, 0));
+                               return std::make_shared<TokenPositionEmbedding>(c.vocab, c.context, c.channels, gen);
+                           }});
+    for (int64_t l = 0; l < c.layers; ++l)
+        spec.layers.push_back({"blocks." + std::to_string(l), block_parameters(c.channels), [c, l] {
+                                   Generator gen(layer_seed(c.seed, l + 1));
+                                   return std::make_shared<TransformerBlock>(c.channels, c.heads, c.layers, gen, c.dropout,
+                                                                             layer_seed(c.seed ^ 0xD50ULL, l + 1));
+                               }});
+    spec.layers.push_back({"ln_f", 2 * c.channels, [c] { return std::make_shared<LayerNorm>(c.channels); }});
+    spec.layers.push_back({"head", c.channels * c.vocab, [c] {
+                               Generator gen(layer_seed(c.seed, c.layers + 1));
+                               return std::make_shared<Linear>(c.channels, c.vocab, gen, false, 0.02);
+                           }});
+    return spec;
 }
+
+std::shared_ptr<Sequential> gpt(const GPTConfig& config) { return gpt_spec(config).build_all(); }
 
 LinearReluLinear::LinearReluLinear(int64_t hidden, Generator& gen) {
     l1_ = std::make_shared<Linear>(hidden, hidden, gen);
@@ -45,15 +71,29 @@ Tensor LinearReluLinear::forward(const Tensor& x) { return l2_->forward(fn::relu
 
 std::string LinearReluLinear::describe() const { return "Linear-ReLU-Linear"; }
 
-std::shared_ptr<Sequential> realistic_model(int64_t vocab, int64_t hidden, int64_t blocks, uint64_t seed) {
+ModelSpec realistic_spec(int64_t vocab, int64_t hidden, int64_t blocks, uint64_t seed) {
     MP_REQUIRE(vocab > 0 && hidden > 0 && blocks >= 0, "realistic_model: vocab ", vocab, ", hidden ", hidden,
                ", blocks ", blocks, " must be positive");
-    Generator gen(seed);
-    auto model = std::make_shared<Sequential>();
-    model->add("embed", std::make_shared<Embedding>(vocab, hidden, gen));
-    for (int64_t b = 0; b < blocks; ++b) model->add("blocks." + std::to_string(b), std::make_shared<LinearReluLinear>(hidden, gen));
-    model->add("head", std::make_shared<Linear>(hidden, vocab, gen));
-    return model;
+    ModelSpec spec;
+    spec.description = str("realistic(vocab ", vocab, ", hidden ", hidden, ", blocks ", blocks, ")");
+    spec.layers.push_back({"embed", vocab * hidden, [=] {
+                               Generator gen(layer_seed(seed, 0));
+                               return std::make_shared<Embedding>(vocab, hidden, gen);
+                           }});
+    for (int64_t b = 0; b < blocks; ++b)
+        spec.layers.push_back({"blocks." + std::to_string(b), 2 * linear_parameters(hidden, hidden, true), [=] {
+                                   Generator gen(layer_seed(seed, b + 1));
+                                   return std::make_shared<LinearReluLinear>(hidden, gen);
+                               }});
+    spec.layers.push_back({"head", linear_parameters(hidden, vocab, true), [=] {
+                               Generator gen(layer_seed(seed, blocks + 1));
+                               return std::make_shared<Linear>(hidden, vocab, gen);
+                           }});
+    return spec;
+}
+
+std::shared_ptr<Sequential> realistic_model(int64_t vocab, int64_t hidden, int64_t blocks, uint64_t seed) {
+    return realistic_spec(vocab, hidden, blocks, seed).build_all();
 }
 
 }  // namespace mp::nn

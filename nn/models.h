@@ -7,10 +7,13 @@
 #include <vector>
 
 #include "nn/layers.h"
+#include "nn/model_spec.h"
 
 namespace mp::nn {
 
 // Linear(w0, w1) -> ReLU -> Linear(w1, w2) -> ... -> Linear(w_{n-2}, w_{n-1}); no ReLU after the last.
+// Layers are named "0", "1", ...
+ModelSpec mlp_spec(const std::vector<int64_t>& widths, uint64_t seed);
 std::shared_ptr<Sequential> mlp(const std::vector<int64_t>& widths, uint64_t seed);
 
 struct GPTConfig {
@@ -25,6 +28,7 @@ struct GPTConfig {
 // [embed: TokenPositionEmbedding, blocks.0 .. blocks.{L-1}: TransformerBlock, ln_f: LayerNorm,
 //  head: Linear(C, vocab, no bias)], GPT-2 initialisation. The head is not tied to wte, so the
 // first and last pipeline stages own their parameters outright.
+ModelSpec gpt_spec(const GPTConfig& config);
 std::shared_ptr<Sequential> gpt(const GPTConfig& config);
 
 // Linear -> ReLU -> Linear, one block of the seed notebook's RealisticModel.
@@ -40,6 +44,7 @@ class LinearReluLinear : public Module {
 
 // The seed notebook's "RealisticModel": Embedding(vocab, hidden) -> blocks × (Linear–ReLU–Linear)
 // -> Linear(hidden, vocab), with PyTorch's default initialisation.
+ModelSpec realistic_spec(int64_t vocab = 1000, int64_t hidden = 2048, int64_t blocks = 30, uint64_t seed = 0);
 std::shared_ptr<Sequential> realistic_model(int64_t vocab = 1000, int64_t hidden = 2048, int64_t blocks = 30,
                                             uint64_t seed = 0);
 

@@ -3,6 +3,7 @@
 // optimizers against hand-computed steps, the cosine schedule and gradient clipping.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/functions.h"
@@ -196,4 +197,23 @@ TEST(Clipping, ScalesToMaxNormAndReportsTheNorm) {
     EXPECT_NEAR(autograd::grad_of(a).item(), 3.0 / (5.0 + 1e-6), 1e-12);
     EXPECT_NEAR(autograd::grad_of(b).item(), 4.0 / (5.0 + 1e-6), 1e-12);
     EXPECT_NEAR(nn::clip_grad_norm({a, b}, 10.0), 1.0, 1e-6);  // below max_norm: unchanged
+}
+
+TEST(ModelSpec, AStageBuiltAloneEqualsTheSameLayersOfTheWholeModel) {
+    nn::GPTConfig config;
+    config.layers = 3;
+    nn::ModelSpec spec = nn::gpt_spec(config);
+    EXPECT_EQ(spec.size(), 6);  // embed, 3 blocks, ln_f, head
+    auto whole = spec.build_all();
+    EXPECT_EQ(spec.total_parameters(), whole->num_parameters());
+    auto stage = spec.build(2, 4);  // blocks.1, blocks.2
+    auto whole_params = whole->named_parameters();
+    for (auto& [name, p] : stage->named_parameters()) {
+        auto it = std::find_if(whole_params.begin(), whole_params.end(), [&](auto& e) { return e.first == name; });
+        ASSERT_NE(it, whole_params.end()) << name;
+        mp::testing::expect_equal(p, it->second, name);
+    }
+    mp::testing::expect_invalid_argument([&] { spec.build(4, 7); }, {"ModelSpec::build", "[4, 7)", "6 layers"});
+    EXPECT_EQ(nn::realistic_spec(50, 16, 3, 0).total_parameters(), nn::realistic_model(50, 16, 3, 0)->num_parameters());
+    EXPECT_EQ(nn::mlp_spec({4, 8, 2}, 0).total_parameters(), nn::mlp({4, 8, 2}, 0)->num_parameters());
 }
