@@ -114,6 +114,52 @@ EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.cpp=$(BUILD)/examples/%)
 EXAMPLE_OBJ := $(EXAMPLE_SRC:%.cpp=$(BUILD)/obj/%.o)
 
 # ---- comm (MPI / NCCL): sources, flags, multi-rank tests. BEGIN comm section
+# comm/ is built only with MPI (HAVE_MPI=1); NcclCommunicator only with NCCL and CUDA too.
+# LIB_OBJ was computed above, so it is recomputed here once comm's sources are added.
+# Multi-rank tests: tests/mpi/test_*.cpp (GoogleTest, own main) and tests/mpi/probe_*.cpp (plain
+# main, exit status checked by the script), run under mpirun by tests/run_mpi_tests.sh.
+MPI_TEST_BIN :=
+MPI_PROBE_BIN :=
+MPI_TEST_CMD :=
+ifeq ($(HAVE_MPI),1)
+ifndef ONLY
+  MPI_CFLAGS := $(shell $(MPICXX) --showme:compile)
+  MPI_LIBS := $(shell $(MPICXX) --showme:link)
+  COMM_CPP := $(wildcard comm/*.cpp)
+  ifeq ($(HAVE_NCCL)$(CUDA),11)
+    LDLIBS += -lnccl
+  else
+    COMM_CPP := $(filter-out comm/nccl_%.cpp,$(COMM_CPP))
+  endif
+  LIB_CPP += $(COMM_CPP)
+  LIB_OBJ := $(LIB_CPP:%.cpp=$(BUILD)/obj/%.o) $(LIB_CU:%.cu=$(BUILD)/obj/%.cu.o)
+  # OMPI/MPICH_SKIP_MPICXX: the C API only (the deprecated C++ bindings warn under -Wextra).
+  CXXFLAGS += $(MPI_CFLAGS) -DMP_MPI=1 -DOMPI_SKIP_MPICXX=1 -DMPICH_SKIP_MPICXX=1
+  LDLIBS += $(MPI_LIBS)
+
+  MPI_TEST_SRC := $(wildcard tests/mpi/test_*.cpp)
+  MPI_PROBE_SRC := $(wildcard tests/mpi/probe_*.cpp)
+  MPI_TEST_BIN := $(MPI_TEST_SRC:tests/mpi/%.cpp=$(BUILD)/tests/mpi/%)
+  MPI_PROBE_BIN := $(MPI_PROBE_SRC:tests/mpi/%.cpp=$(BUILD)/tests/mpi/%)
+  MPI_TEST_OBJ := $(MPI_TEST_SRC:%.cpp=$(BUILD)/obj/%.o) $(MPI_PROBE_SRC:%.cpp=$(BUILD)/obj/%.o)
+  MPI_TEST_CMD := @bash tests/run_mpi_tests.sh $(BUILD)/tests/mpi
+  .PRECIOUS: $(MPI_TEST_OBJ)
+  # Rules below must not become the default goal (that is `all`, defined further down).
+  .DEFAULT_GOAL := all
+  tests: $(MPI_TEST_BIN) $(MPI_PROBE_BIN)
+  mpi-tests: $(MPI_TEST_BIN) $(MPI_PROBE_BIN)
+  .PHONY: mpi-tests run-mpi-tests
+  run-mpi-tests: mpi-tests
+	@bash tests/run_mpi_tests.sh $(BUILD)/tests/mpi
+
+  $(MPI_TEST_BIN): $(BUILD)/tests/mpi/%: $(BUILD)/obj/tests/mpi/%.o $(TEST_SUPPORT_OBJ) $(LIB)
+	@mkdir -p $(@D)
+	$(CXX) $(LDFLAGS) $< $(TEST_SUPPORT_OBJ) $(LIB) -lgtest $(LDLIBS) -o $@
+  $(MPI_PROBE_BIN): $(BUILD)/tests/mpi/%: $(BUILD)/obj/tests/mpi/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CXX) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+endif
+endif
 # END comm section
 
 BENCH_SRC := $(wildcard bench/bench_*.cpp)
@@ -172,6 +218,7 @@ test: deps
 run-tests: all
 	@if [ "$(HAVE_GTEST)" != 1 ]; then echo "test: GoogleTest is missing (make deps)"; exit 1; fi
 	@bash tests/run_tests.sh $(TEST_BIN)
+	$(MPI_TEST_CMD)
 
 check-only: $(LIB) $(TEST_BIN)
 	@bash tests/run_tests.sh $(TEST_BIN)

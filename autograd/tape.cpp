@@ -71,12 +71,17 @@ void Tape::backward(const Tensor& loss) {
 void Tape::backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& output_grads) {
     MP_REQUIRE(outputs.size() == output_grads.size(), "backward: ", outputs.size(), " outputs but ",
                output_grads.size(), " gradients");
-    Grads grads;
-    for (size_t i = 0; i < outputs.size(); ++i) {
+    for (size_t i = 0; i < outputs.size(); ++i)
         MP_REQUIRE(output_grads[i].dtype() == outputs[i].dtype() && output_grads[i].device() == outputs[i].device(),
                    "backward: gradient ", output_grads[i].describe(), " for output ", outputs[i].describe());
-        grads.accumulate(outputs[i], output_grads[i]);
-    }
+    backward_from_refs(std::vector<TensorRef>(outputs.begin(), outputs.end()), output_grads);
+}
+
+void Tape::backward_from_refs(const std::vector<TensorRef>& outputs, const std::vector<Tensor>& output_grads) {
+    MP_REQUIRE(outputs.size() == output_grads.size(), "backward: ", outputs.size(), " outputs but ",
+               output_grads.size(), " gradients");
+    Grads grads;
+    for (size_t i = 0; i < outputs.size(); ++i) grads.accumulate(outputs[i], output_grads[i]);
 
     // Reverse walk. When an entry runs, every consumer of its outputs (a later entry) has already
     // run, so its output gradients are final and can be freed right after.

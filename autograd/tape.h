@@ -74,6 +74,9 @@ class Tape {
     // Backward from outputs with given gradients (a pipeline stage: the gradient of its output
     // arrives from the next stage).
     void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& output_grads);
+    // The same from the outputs' identities only, so a stage need not keep its output alive
+    // (it was sent to the next stage) until the gradient comes back.
+    void backward_from_refs(const std::vector<TensorRef>& outputs, const std::vector<Tensor>& output_grads);
 
     // After backward: the gradient of a tensor that was an input of the tape (a leaf: not
     // produced by any entry), e.g. the stage input. Undefined if no gradient reached it.

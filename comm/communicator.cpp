@@ -1,0 +1,74 @@
+// The backend-independent parts of Communicator: names, the timeout default (and its
+// environment variable), send/recv as one-transfer batches, and the batch argument checks.
+#include "comm/communicator.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <set>
+#include <tuple>
+
+namespace mp::comm {
+
+const char* backend_name(Backend backend) {
+    switch (backend) {
+        case Backend::Auto: return "auto";
+        case Backend::Nccl: return "nccl";
+        case Backend::Mpi: return "mpi";
+    }
+    return "?";
+}
+
+Backend parse_backend(const std::string& name) {
+    if (name == "auto") return Backend::Auto;
+    if (name == "nccl") return Backend::Nccl;
+    if (name == "mpi") return Backend::Mpi;
+    throw std::invalid_argument(str("comm backend '", name, "': expected auto, nccl or mpi"));
+}
+
+const char* reduce_op_name(ReduceOp op) { return op == ReduceOp::Sum ? "sum" : "max"; }
+
+std::string describe(const Transfer& transfer) {
+    bool is_send = transfer.kind == Transfer::Kind::Send;
+    std::string tensor = transfer.tensor.defined() ? transfer.tensor.describe() : "<undefined tensor>";
+    size_t bytes = transfer.tensor.defined() ? transfer.tensor.nbytes() : 0;
+    return str(is_send ? "send " : "recv ", tensor, is_send ? " to rank " : " from rank ", transfer.peer, " tag ",
+               transfer.tag, " (", bytes, " bytes)");
+}
+
+double default_timeout_seconds() {
+    const char* text = std::getenv("MINIPIPE_COMM_TIMEOUT_S");
+    if (text == nullptr || *text == '\0') return 300.0;
+    char* end = nullptr;
+    errno = 0;
+    double seconds = std::strtod(text, &end);
+    MP_REQUIRE(errno == 0 && end != text && *end == '\0' && std::isfinite(seconds) && seconds > 0,
+               "MINIPIPE_COMM_TIMEOUT_S='", text, "': expected a positive number of seconds");
+    return seconds;
+}
+
+void Communicator::set_timeout_seconds(double seconds) {
+    MP_REQUIRE(std::isfinite(seconds) && seconds > 0, "set_timeout_seconds: ", seconds, " is not a positive duration");
+    timeout_seconds_ = seconds;
+}
+
+void Communicator::send(const Tensor& tensor, int peer, int tag) { exchange({Transfer::send(tensor, peer, tag)}); }
+
+void Communicator::recv(const Tensor& tensor, int peer, int tag) { exchange({Transfer::recv(tensor, peer, tag)}); }
+
+void Communicator::validate_batch(const std::vector<Transfer>& batch, const char* op) const {
+    std::set<std::tuple<int, int, int>> seen;  // (kind, peer, tag)
+    for (const Transfer& t : batch) {
+        MP_REQUIRE(t.tensor.defined(), op, ": ", describe(t), ": the tensor is undefined");
+        MP_REQUIRE(t.peer >= 0 && t.peer < size(), op, ": ", describe(t), ": peer ", t.peer,
+                   " is out of range for a group of ", size(), " ranks");
+        MP_REQUIRE(t.tag >= 0 && t.tag <= max_tag_, op, ": ", describe(t), ": tag ", t.tag,
+                   " is out of range [0, ", max_tag_, "]");
+        bool fresh = seen.insert({static_cast<int>(t.kind), t.peer, t.tag}).second;
+        MP_REQUIRE(fresh, op, ": ", describe(t), ": the batch already has a ",
+                   t.kind == Transfer::Kind::Send ? "send to" : "recv from", " rank ", t.peer, " with tag ", t.tag,
+                   "; give each one its own tag");
+    }
+}
+
+}  // namespace mp::comm

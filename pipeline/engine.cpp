@@ -1,0 +1,293 @@
+// Engine: shape inference with the neighbouring stages, the action loop, forward and backward
+// of one micro-batch (with or without re-materialization), batched communication, the memory
+// accounting and the per-action trace.
+#include "pipeline/engine.h"
+
+#include <chrono>
+
+#include "autograd/tape.h"
+#include "tensor/allocator.h"
+#include "tensor/device_context.h"
+
+namespace mp::pipeline {
+
+Rematerialization parse_rematerialization(const std::string& name) {
+    if (name == "never") return Rematerialization::Never;
+    if (name == "always") return Rematerialization::Always;
+    if (name == "except_last") return Rematerialization::ExceptLast;
+    throw std::invalid_argument("rematerialization: unknown mode '" + name + "' (never, always or except_last)");
+}
+
+const char* rematerialization_name(Rematerialization mode) {
+    switch (mode) {
+        case Rematerialization::Never: return "never";
+        case Rematerialization::Always: return "always";
+        case Rematerialization::ExceptLast: return "except_last";
+    }
+    return "?";
+}
+
+// What this stage holds for one micro-batch between its forward and its backward.
+struct Engine::MicroBatch {
+    int index = 0;
+    Tensor input;                        // stage input: a view of the batch (first stage) or the received activation
+    Tensor targets;                      // last stage only
+    Tensor output;                       // until sent (not kept after: backward needs only its identity)
+    autograd::TensorRef output_ref;      // identity of the output (or the loss on the last stage)
+    std::unique_ptr<autograd::Tape> tape;  // the stashed activations (null while re-materializing)
+    bool rematerialize = false;
+    double weight = 0;                   // last stage: count_m / Σ count
+    DType loss_dtype = DType::Float32;
+    Tensor grad_output, grad_input;
+    size_t stash_bytes = 0;
+};
+
+namespace {
+
+constexpr int kShapeSpecLength = 8;  // dtype, rank, up to 6 dims
+
+Tensor encode_spec(const Shape& shape, DType dtype) {
+    MP_REQUIRE(shape.size() <= kShapeSpecLength - 2, "pipeline: activations of rank ", shape.size(),
+               " are not supported (at most ", kShapeSpecLength - 2, ")");
+    std::vector<int32_t> spec(kShapeSpecLength, 0);
+    spec[0] = static_cast<int32_t>(dtype);
+    spec[1] = static_cast<int32_t>(shape.size());
+    for (size_t d = 0; d < shape.size(); ++d) spec[2 + d] = static_cast<int32_t>(shape[d]);
+    return Tensor::from_vector(spec, {kShapeSpecLength});
+}
+
+void decode_spec(const Tensor& tensor, Shape& shape, DType& dtype) {
+    std::vector<int32_t> spec = tensor.to_vector<int32_t>();
+    dtype = static_cast<DType>(spec[0]);
+    shape.assign(spec.begin() + 2, spec.begin() + 2 + spec[1]);
+}
+
+double now_us() {
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+bool is_comm(ActionKind kind) {
+    return kind == ActionKind::SendActivation || kind == ActionKind::RecvActivation ||
+           kind == ActionKind::SendGradient || kind == ActionKind::RecvGradient;
+}
+
+}  // namespace
+
+Engine::Engine(comm::Communicator& comm, std::shared_ptr<nn::Sequential> stage, Schedule schedule,
+               nn::Optimizer& optimizer, LossFunction loss, Rematerialization remat, Device device)
+    : comm_(comm), stage_(std::move(stage)), schedule_(std::move(schedule)), optimizer_(optimizer),
+      loss_(std::move(loss)), remat_(remat), device_(device), stage_index_(comm.rank()) {
+    MP_REQUIRE(comm.size() == schedule_.stages, "pipeline: the communicator has ", comm.size(),
+               " ranks but the schedule has ", schedule_.stages, " stages");
+    MP_REQUIRE(stage_ != nullptr, "pipeline: stage ", stage_index_, " has no layers");
+}
+
+void Engine::infer_shapes(const Tensor& first_input) {
+    // Each stage learns its input's shape from the previous stage, runs its forward once on
+    // zeros of that shape (no tape) and tells the next stage its output's shape — as
+    // torch.distributed.pipelining does with meta tensors.
+    const int shape_tag = comm_.max_tag();
+    Tensor sample;
+    if (is_first()) {
+        sample = first_input;
+    } else {
+        Tensor spec = Tensor::zeros({kShapeSpecLength}, DType::Int32);
+        comm_.recv(spec, stage_index_ - 1, shape_tag);
+        decode_spec(spec, input_shape_, input_dtype_);
+        sample = Tensor::zeros(input_shape_, input_dtype_, device_);
+    }
+    input_shape_ = sample.shape();
+    input_dtype_ = sample.dtype();
+    Tensor output;
+    {
+        autograd::NoGradScope no_grad;
+        output = stage_->forward(sample);
+    }
+    output_shape_ = output.shape();
+    output_dtype_ = output.dtype();
+    if (!is_last()) comm_.send(encode_spec(output_shape_, output_dtype_), stage_index_ + 1, shape_tag);
+}
+
+void Engine::run_forward(MicroBatch& mb, bool last_micro_batch) {
+    Allocator& allocator = allocator_for(device_);
+    size_t before = allocator.stats().current_bytes;
+    mb.rematerialize = remat_ == Rematerialization::Always || (remat_ == Rematerialization::ExceptLast && !last_micro_batch);
+    Tensor output;
+    if (mb.rematerialize) {
+        autograd::NoGradScope no_grad;
+        output = stage_->forward(mb.input);
+        if (is_last()) output = loss_.mean_loss(output, mb.targets);
+    } else {
+        mb.tape = std::make_unique<autograd::Tape>();
+        autograd::TapeScope scope(*mb.tape);
+        output = stage_->forward(mb.input);
+        if (is_last()) output = loss_.mean_loss(output, mb.targets);
+    }
+    size_t after = allocator.stats().current_bytes;
+    // Stash = what the forward left allocated, less the output (sent and dropped; the last
+    // stage's output is the loss scalar), plus a received input, which is kept until backward.
+    size_t produced = after > before ? after - before : 0;
+    size_t output_bytes = output.nbytes();
+    mb.stash_bytes = (produced > output_bytes ? produced - output_bytes : 0) + (is_first() ? 0 : mb.input.nbytes());
+    mb.output = output;
+    mb.output_ref = autograd::TensorRef(output);
+    mb.loss_dtype = output.dtype();
+    live_stash_bytes_ += mb.stash_bytes;
+    live_micro_batches_ += 1;
+    memory_.stash_bytes_per_micro_batch = std::max(memory_.stash_bytes_per_micro_batch, mb.stash_bytes);
+    memory_.peak_stash_bytes = std::max(memory_.peak_stash_bytes, live_stash_bytes_);
+    memory_.peak_stashed_micro_batches = std::max(memory_.peak_stashed_micro_batches, live_micro_batches_);
+}
+
+void Engine::run_backward(MicroBatch& mb) {
+    MP_REQUIRE(is_last() || mb.grad_output.defined(), "pipeline: stage ", stage_index_, " runs B", mb.index,
+               " before receiving its gradient");
+    if (mb.rematerialize) {
+        // Recompute the forward under a fresh tape, right before its backward.
+        Allocator& allocator = allocator_for(device_);
+        size_t before = allocator.stats().current_bytes;
+        mb.tape = std::make_unique<autograd::Tape>();
+        autograd::TapeScope scope(*mb.tape);
+        Tensor output = stage_->forward(mb.input);
+        if (is_last()) output = loss_.mean_loss(output, mb.targets);
+        mb.output_ref = autograd::TensorRef(output);
+        // The recomputed internals, counted like a stash (less the output, as in run_forward).
+        size_t after = allocator.stats().current_bytes;
+        size_t produced = after > before ? after - before : 0;
+        size_t internals = produced > output.nbytes() ? produced - output.nbytes() : 0;
+        memory_.peak_stash_bytes = std::max(memory_.peak_stash_bytes, live_stash_bytes_ + internals);
+    }
+    // The last stage seeds its loss with count_m / Σ count; the others use the received gradient.
+    Tensor seed = is_last() ? Tensor::full(mb.output_ref.shape, mb.weight, mb.loss_dtype, device_) : mb.grad_output;
+    mb.tape->backward_from_refs({mb.output_ref}, {seed});
+    if (!is_first()) {
+        mb.grad_input = mb.tape->grad(mb.input);
+        MP_REQUIRE(mb.grad_input.defined(), "pipeline: stage ", stage_index_, " produced no gradient for its input in B",
+                   mb.index);
+    }
+    mb.tape.reset();  // frees the stashed activations
+    mb.grad_output = Tensor();
+    if (!is_first()) mb.input = Tensor();
+    live_stash_bytes_ -= mb.stash_bytes;
+    live_micro_batches_ -= 1;
+}
+
+void Engine::run_group(std::vector<MicroBatch>& mbs, size_t first, size_t last) {
+    const std::vector<Action>& actions = schedule_.actions[stage_index_];
+    std::vector<comm::Transfer> batch;
+    for (size_t i = first; i <= last; ++i) {
+        const Action& a = actions[i];
+        MicroBatch& mb = mbs.at(a.micro_batch);
+        switch (a.kind) {
+            case ActionKind::SendActivation:
+                batch.push_back(comm::Transfer::send(mb.output, stage_index_ + 1, a.micro_batch));
+                break;
+            case ActionKind::RecvActivation:
+                mb.input = Tensor::empty(input_shape_, input_dtype_, device_);
+                batch.push_back(comm::Transfer::recv(mb.input, stage_index_ - 1, a.micro_batch));
+                break;
+            case ActionKind::SendGradient:
+                batch.push_back(comm::Transfer::send(mb.grad_input, stage_index_ - 1, a.micro_batch));
+                break;
+            case ActionKind::RecvGradient:
+                mb.grad_output = Tensor::empty(output_shape_, output_dtype_, device_);
+                batch.push_back(comm::Transfer::recv(mb.grad_output, stage_index_ + 1, a.micro_batch));
+                break;
+            default:
+                throw std::logic_error("pipeline: a compute action inside a communication batch");
+        }
+    }
+    comm_.exchange(batch);
+    for (size_t i = first; i <= last; ++i) {  // what was sent is no longer needed here
+        const Action& a = actions[i];
+        if (a.kind == ActionKind::SendActivation) mbs[a.micro_batch].output = Tensor();
+        if (a.kind == ActionKind::SendGradient) mbs[a.micro_batch].grad_input = Tensor();
+    }
+}
+
+StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
+    const int M = schedule_.micro_batches;
+    MP_REQUIRE(inputs.defined() && inputs.dim() >= 1, "pipeline: step needs the batch inputs on every rank");
+    MP_REQUIRE(targets.defined() && targets.dim() >= 1, "pipeline: step needs the batch targets on every rank");
+    const int64_t batch = inputs.size(0);
+    MP_REQUIRE(batch % M == 0, "pipeline: the batch of ", batch, " does not split into ", M, " equal micro-batches");
+    MP_REQUIRE(targets.size(0) == batch, "pipeline: inputs have ", batch, " rows but targets have ", targets.size(0));
+    const int64_t micro = batch / M;
+
+    Tensor first_input = inputs.slice(0, micro).to(device_);
+    if (first_input.shape() != inferred_for_input_) {
+        infer_shapes(first_input);
+        inferred_for_input_ = first_input.shape();
+    }
+
+    std::vector<MicroBatch> mbs(M);
+    double total_count = 0;
+    for (int m = 0; m < M; ++m) {
+        mbs[m].index = m;
+        if (is_first()) mbs[m].input = inputs.slice(m * micro, (m + 1) * micro).to(device_);
+        if (is_last()) {
+            mbs[m].targets = targets.slice(m * micro, (m + 1) * micro).to(device_);
+            mbs[m].weight = loss_.count(mbs[m].targets);
+            total_count += mbs[m].weight;
+        }
+    }
+    if (is_last()) {
+        MP_REQUIRE(total_count > 0, "pipeline: the global batch has no counted targets");
+        for (MicroBatch& mb : mbs) mb.weight /= total_count;
+    }
+
+    optimizer_.zero_grad();
+    live_stash_bytes_ = 0;
+    live_micro_batches_ = 0;
+    memory_ = StageMemory();
+    Allocator& allocator = allocator_for(device_);
+    allocator.reset_peak();
+
+    StepResult result;
+    result.trace.stage = stage_index_;
+    comm_.barrier();  // align the ranks' clocks at the step's start
+    const double start = now_us();
+    double loss_sum = 0;
+    const std::vector<Action>& actions = schedule_.actions[stage_index_];
+    for (size_t i = 0; i < actions.size();) {
+        const Action& a = actions[i];
+        TraceEvent event;
+        event.stage = stage_index_;
+        event.start_us = now_us() - start;
+        size_t next = i + 1;
+        if (is_comm(a.kind)) {
+            size_t last = i;
+            while (actions[last].batched_with_next) ++last;
+            run_group(mbs, i, last);
+            for (size_t j = i; j <= last; ++j) event.name += (j > i ? "+" : "") + to_string(actions[j]);
+            next = last + 1;
+        } else if (a.kind == ActionKind::Forward) {
+            run_forward(mbs.at(a.micro_batch), a.micro_batch == M - 1);
+            if (is_last()) loss_sum += mbs[a.micro_batch].weight * mbs[a.micro_batch].output.item();
+            event.name = to_string(a);
+            event.compute = true;
+        } else if (a.kind == ActionKind::Backward) {
+            run_backward(mbs.at(a.micro_batch));
+            event.name = to_string(a);
+            event.compute = true;
+        } else {  // OptimizerStep
+            optimizer_.step();
+            event.name = to_string(a);
+        }
+        synchronize(device_);  // so the event's end is when the device finished the work
+        event.end_us = now_us() - start;
+        result.trace.events.push_back(event);
+        i = next;
+    }
+    result.trace.step_us = now_us() - start;
+
+    // The mean loss lives on the last stage; every rank gets it.
+    Tensor loss = Tensor::full({1}, loss_sum, DType::Float32, comm_.device_index() >= 0 ? device_ : Device::cpu());
+    comm_.broadcast(loss, schedule_.stages - 1);
+    result.loss = loss.item();
+    memory_.peak_allocator_bytes = allocator.stats().peak_bytes;
+    result.memory = memory_;
+    return result;
+}
+
+}  // namespace mp::pipeline

@@ -1,0 +1,87 @@
+// The engine runs one pipeline stage's action list for one training step: it splits the global
+// batch into M micro-batches (dim-0 views), receives activations, runs the stage forward under a
+// per-micro-batch tape, sends outputs, runs backward with the received gradient, sends the
+// input's gradient, and steps the optimizer after the flush. The last stage weights micro-batch
+// m's loss by count_m / Σ count, so every parameter gradient is exactly that of the mean loss
+// over the global batch. Communication actions chained by batched_with_next go out as one batch
+// (Communicator::exchange), so 1F1B's steady state cannot deadlock.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "nn/layers.h"
+#include "nn/optim.h"
+#include "pipeline/loss.h"
+#include "pipeline/schedule.h"
+#include "pipeline/trace.h"
+
+namespace mp::pipeline {
+
+// torchgpipe's checkpoint modes: never (stash each micro-batch's internals), always (stash only
+// each micro-batch's stage input and recompute the forward under a fresh tape right before its
+// backward), except_last (always, but not for the last micro-batch, whose backward comes first).
+enum class Rematerialization { Never, Always, ExceptLast };
+Rematerialization parse_rematerialization(const std::string& name);
+const char* rematerialization_name(Rematerialization mode);
+
+struct StageMemory {
+    size_t stash_bytes_per_micro_batch = 0;  // activation bytes one micro-batch keeps between F and B
+    size_t peak_stash_bytes = 0;             // most stashed bytes at once (+ one recompute's internals)
+    int peak_stashed_micro_batches = 0;      // most micro-batches between their F and B at once
+    size_t peak_allocator_bytes = 0;         // the device allocator's peak during the step
+};
+
+struct StepResult {
+    double loss = 0;     // mean loss over the global batch, on every rank
+    StageTrace trace;    // this rank's measured actions
+    StageMemory memory;  // this rank's accounting
+};
+
+class Engine {
+  public:
+    // `comm` holds one rank per stage, rank s running stage s; `stage` is this rank's layers
+    // (already on `device`); `optimizer` holds exactly the stage's parameters.
+    Engine(comm::Communicator& comm, std::shared_ptr<nn::Sequential> stage, Schedule schedule, nn::Optimizer& optimizer,
+           LossFunction loss, Rematerialization remat, Device device);
+
+    // One optimizer step on the global batch. `inputs` is read by the first stage, `targets`
+    // by the last; both have the global batch as dim 0, divisible by the micro-batch count.
+    StepResult step(const Tensor& inputs, const Tensor& targets);
+
+    int stage_index() const { return stage_index_; }
+    int stages() const { return schedule_.stages; }
+    const Schedule& schedule() const { return schedule_; }
+
+  private:
+    struct MicroBatch;
+    void infer_shapes(const Tensor& first_input);
+    void run_forward(MicroBatch& mb, bool last_micro_batch);
+    void run_backward(MicroBatch& mb);
+    void run_group(std::vector<MicroBatch>& mbs, size_t first, size_t last);
+    bool is_first() const { return stage_index_ == 0; }
+    bool is_last() const { return stage_index_ == schedule_.stages - 1; }
+
+    comm::Communicator& comm_;
+    std::shared_ptr<nn::Sequential> stage_;
+    Schedule schedule_;
+    nn::Optimizer& optimizer_;
+    LossFunction loss_;
+    Rematerialization remat_;
+    Device device_;
+    int stage_index_;
+
+    // Shapes agreed with the neighbours by a shape-inference pass (see infer_shapes).
+    Shape inferred_for_input_;
+    Shape input_shape_, output_shape_;
+    DType input_dtype_ = DType::Float32, output_dtype_ = DType::Float32;
+
+    // Per-step accounting.
+    size_t live_stash_bytes_ = 0;
+    int live_micro_batches_ = 0;
+    StageMemory memory_;
+};
+
+}  // namespace mp::pipeline

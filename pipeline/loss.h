@@ -1,0 +1,22 @@
+// The loss a pipeline's last stage applies to its output. A loss is a mean over some count of
+// items (counted targets for cross-entropy, elements for MSE); the engine weights micro-batch m
+// by count_m / Σ count so the gradients equal those of the mean over the whole global batch.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "tensor/tensor.h"
+
+namespace mp::pipeline {
+
+struct LossFunction {
+    std::string name;
+    std::function<Tensor(const Tensor& output, const Tensor& targets)> mean_loss;  // differentiable
+    std::function<double(const Tensor& targets)> count;  // items the mean is over
+};
+
+LossFunction cross_entropy_loss(int ignore_index = -100);
+LossFunction mse_loss();
+
+}  // namespace mp::pipeline

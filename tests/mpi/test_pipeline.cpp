@@ -1,0 +1,256 @@
+// Multi-rank tests of the pipeline engine (run under mpirun -np 2 and -np 4, CPU tensors, MPI
+// transport): exact equivalence with one-process training for gpipe and 1f1b, every
+// re-materialization mode, K = 1..4 stages (as many as the job has ranks), M in {1, 2, 3, 4, 8},
+// uniform and uneven partitions, on a small GPT and an MLP; the stash accounting; the trace.
+//
+// Equivalence tolerance: the pipeline sums each parameter's gradient over micro-batches, while
+// one-process training computes it in one GEMM over the whole batch; the two differ by float32
+// reassociation (~1e-7 relative). Three SGD-with-momentum steps carry that into the parameters
+// unamplified (the update is linear in the gradient), so every parameter must agree within
+// 1e-5 relative (plus 1e-7 absolute for parameters near zero), and so must the losses.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "autograd/functions.h"
+#include "autograd/tape.h"
+#include "comm/make_communicator.h"
+#include "comm/mpi_runtime.h"
+#include "nn/models.h"
+#include "nn/optim.h"
+#include "pipeline/engine.h"
+#include "pipeline/partition.h"
+#include "tests/support/test_util.h"
+
+namespace mp::pipeline {
+namespace {
+
+std::unique_ptr<comm::Communicator> g_world;
+
+struct Problem {
+    std::string name;
+    nn::ModelSpec spec;
+    LossFunction loss;
+    Tensor inputs, targets;  // the global batch of 24 rows: divisible by every M tested
+};
+
+Problem gpt_problem() {
+    nn::GPTConfig config;
+    config.vocab = 23;
+    config.context = 6;
+    config.layers = 3;
+    config.heads = 2;
+    config.channels = 16;
+    config.seed = 5;
+    Tensor ids = mp::testing::random_ids({24, 6}, 23, 11);
+    Tensor targets = mp::testing::random_ids({24, 6}, 23, 12);
+    std::vector<int32_t> t = targets.to_vector<int32_t>();
+    t[7] = t[40] = -100;  // ignored targets make the micro-batches' counts differ
+    return {"gpt", nn::gpt_spec(config), cross_entropy_loss(), ids, Tensor::from_vector(t, {24, 6})};
+}
+
+Problem mlp_problem() {
+    return {"mlp", nn::mlp_spec({8, 16, 16, 16, 4}, 7), mse_loss(), mp::testing::random_tensor({24, 8}, 13),
+            mp::testing::random_tensor({24, 4}, 14)};
+}
+
+constexpr int kSteps = 3;
+const nn::SGDOptions kSgd{0.1, 0.9, 0.0};
+
+// One-process training: the reference. Returns every parameter by name and the losses.
+struct Reference {
+    std::map<std::string, Tensor> parameters;
+    std::vector<double> losses;
+};
+
+Reference train_one_process(const Problem& problem) {
+    auto model = problem.spec.build_all();
+    nn::SGD sgd(model->parameters(), kSgd);
+    Reference ref;
+    for (int step = 0; step < kSteps; ++step) {
+        sgd.zero_grad();
+        autograd::Tape tape;
+        autograd::TapeScope scope(tape);
+        Tensor loss = problem.loss.mean_loss(model->forward(problem.inputs), problem.targets);
+        tape.backward(loss);
+        ref.losses.push_back(loss.item());
+        sgd.step();
+    }
+    for (auto& [name, p] : model->named_parameters()) ref.parameters[name] = p;
+    return ref;
+}
+
+std::vector<StageRange> uneven(int64_t layers, int stages) {
+    std::vector<int64_t> balance(stages, 1);  // single-layer stages, and the rest on the last
+    balance.back() = layers - (stages - 1);
+    return explicit_partition(balance, layers);
+}
+
+struct RunResult {
+    std::vector<double> losses;
+    std::vector<StepResult> steps;
+    std::shared_ptr<nn::Sequential> stage;
+};
+
+RunResult train_pipeline(comm::Communicator& group, const Problem& problem, const std::vector<StageRange>& ranges,
+                         const std::string& schedule_kind, int micro_batches, Rematerialization remat) {
+    const StageRange range = ranges[group.rank()];
+    RunResult run;
+    run.stage = problem.spec.build(range.begin, range.end);
+    nn::SGD sgd(run.stage->parameters(), kSgd);
+    Engine engine(group, run.stage, make_schedule(schedule_kind, group.size(), micro_batches), sgd, problem.loss, remat,
+                  Device::cpu());
+    for (int step = 0; step < kSteps; ++step) {
+        run.steps.push_back(engine.step(problem.inputs, problem.targets));
+        run.losses.push_back(run.steps.back().loss);
+    }
+    return run;
+}
+
+class Pipeline : public ::testing::Test {
+  protected:
+    void TearDown() override {  // a failure on any rank fails the test on rank 0's report
+        int failed_here = HasFailure() ? 1 : 0, failed_anywhere = 0;
+        ASSERT_EQ(MPI_Allreduce(&failed_here, &failed_anywhere, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), MPI_SUCCESS);
+        if (failed_anywhere && !failed_here) ADD_FAILURE() << "this test failed on another rank (see its [rank r] lines)";
+    }
+};
+
+TEST_F(Pipeline, EquivalentToOneProcessTraining) {
+    const int world = g_world->size();
+    int configurations = 0;
+    for (const Problem& problem : {gpt_problem(), mlp_problem()}) {
+        Reference ref = train_one_process(problem);
+        for (int stages = 1; stages <= std::min(world, 4); ++stages) {
+            std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < stages ? 0 : -1);
+            for (const std::string partitioning : {"uniform", "uneven"}) {
+                std::vector<StageRange> ranges = partitioning == "uniform" ? uniform_partition(problem.spec.size(), stages)
+                                                                           : uneven(problem.spec.size(), stages);
+                for (const std::string schedule : {"gpipe", "1f1b"})
+                    for (Rematerialization remat : {Rematerialization::Never, Rematerialization::Always, Rematerialization::ExceptLast})
+                        for (int micro_batches : {1, 2, 3, 4, 8}) {
+                            if (!group) continue;  // this rank sits out a pipeline smaller than the job
+                            ++configurations;
+                            std::string what = str(problem.name, " K=", stages, " M=", micro_batches, " ", schedule, " ",
+                                                   rematerialization_name(remat), " ", partitioning);
+                            RunResult run = train_pipeline(*group, problem, ranges, schedule, micro_batches, remat);
+                            for (int step = 0; step < kSteps; ++step)
+                                EXPECT_NEAR(run.losses[step], ref.losses[step], 1e-5 * std::fabs(ref.losses[step]))
+                                    << what << " step " << step;
+                            for (auto& [name, p] : run.stage->named_parameters())
+                                mp::testing::expect_close(p, ref.parameters.at(name), 1e-5, 1e-7, what + " parameter " + name);
+                        }
+            }
+        }
+    }
+    EXPECT_GT(configurations, 0);
+}
+
+TEST_F(Pipeline, StashAccounting) {
+    const int stages = std::min(g_world->size(), 4);
+    std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < stages ? 0 : -1);
+    if (!group) return;
+    Problem problem = gpt_problem();
+    std::vector<StageRange> ranges = uniform_partition(problem.spec.size(), stages);
+    const int s = group->rank();
+    for (int M : {1, 2, 3, 8}) {
+        StageMemory gpipe_never = train_pipeline(*group, problem, ranges, "gpipe", M, Rematerialization::Never).steps.back().memory;
+        StageMemory onef1b = train_pipeline(*group, problem, ranges, "1f1b", M, Rematerialization::Never).steps.back().memory;
+        StageMemory gpipe_always = train_pipeline(*group, problem, ranges, "gpipe", M, Rematerialization::Always).steps.back().memory;
+        std::string what = str("stage ", s, " of ", stages, ", M=", M);
+        // GPipe stashes every micro-batch; 1F1B at most min(K − s, M) on stage s.
+        EXPECT_EQ(gpipe_never.peak_stashed_micro_batches, M) << what;
+        EXPECT_EQ(onef1b.peak_stashed_micro_batches, std::min(stages - s, M)) << what;
+        // Micro-batches are equal in size, so the stashed bytes are whole multiples of one's.
+        EXPECT_GT(gpipe_never.stash_bytes_per_micro_batch, 0u) << what;
+        EXPECT_EQ(gpipe_never.peak_stash_bytes, M * gpipe_never.stash_bytes_per_micro_batch) << what;
+        EXPECT_EQ(onef1b.peak_stash_bytes, std::min(stages - s, M) * onef1b.stash_bytes_per_micro_batch) << what;
+        // Re-materialization keeps only the stage inputs (views of the batch on stage 0, so
+        // nothing there), plus one micro-batch's internals while it is recomputed.
+        size_t input_bytes = s == 0 ? 0 : gpipe_always.stash_bytes_per_micro_batch;
+        EXPECT_LT(gpipe_always.stash_bytes_per_micro_batch, gpipe_never.stash_bytes_per_micro_batch) << what;
+        EXPECT_LE(gpipe_always.peak_stash_bytes, M * input_bytes + gpipe_never.stash_bytes_per_micro_batch) << what;
+        EXPECT_GT(gpipe_always.peak_stash_bytes, M * input_bytes) << what;
+    }
+}
+
+TEST_F(Pipeline, TraceIsOrderedAndGathers) {
+    const int stages = std::min(g_world->size(), 4);
+    std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < stages ? 0 : -1);
+    if (!group) return;
+    Problem problem = mlp_problem();
+    RunResult run = train_pipeline(*group, problem, uniform_partition(problem.spec.size(), stages), "1f1b", 4,
+                                   Rematerialization::Never);
+    const StageTrace& trace = run.steps.back().trace;
+    int forwards = 0, backwards = 0;
+    for (size_t i = 0; i < trace.events.size(); ++i) {
+        EXPECT_LE(trace.events[i].start_us, trace.events[i].end_us);
+        if (i > 0) {
+            EXPECT_LE(trace.events[i - 1].end_us, trace.events[i].start_us) << "events overlap on one rank";
+        }
+        forwards += trace.events[i].name[0] == 'F';
+        backwards += trace.events[i].name[0] == 'B';
+    }
+    EXPECT_EQ(forwards, 4);
+    EXPECT_EQ(backwards, 4);
+    EXPECT_GE(trace.bubble_fraction(), 0.0);
+    EXPECT_LT(trace.bubble_fraction(), 1.0);
+    std::vector<StageTrace> all = gather_traces(*group, trace);
+    if (group->rank() == 0) {
+        ASSERT_EQ(static_cast<int>(all.size()), stages);
+        nlohmann::json parsed = nlohmann::json::parse(chrome_trace_json(all));
+        size_t complete_events = 0;
+        for (const auto& e : parsed.at("traceEvents"))
+            if (e.at("ph") == "X") {
+                ++complete_events;
+                EXPECT_GE(e.at("dur").get<double>(), 0.0);
+            }
+        size_t expected = 0;
+        for (const StageTrace& t : all) expected += t.events.size();
+        EXPECT_EQ(complete_events, expected);
+    }
+}
+
+TEST_F(Pipeline, BadBatchesAreErrorsOnEveryRank) {
+    Problem problem = mlp_problem();
+    const int stages = g_world->size();
+    if (problem.spec.size() < stages) return;
+    std::vector<StageRange> ranges = uniform_partition(problem.spec.size(), stages);
+    auto stage = problem.spec.build(ranges[g_world->rank()].begin, ranges[g_world->rank()].end);
+    nn::SGD sgd(stage->parameters(), kSgd);
+    Engine engine(*g_world, stage, make_schedule("1f1b", stages, 5), sgd, problem.loss, Rematerialization::Never,
+                  Device::cpu());
+    // Checked before any communication, identically on every rank.
+    mp::testing::expect_invalid_argument([&] { engine.step(problem.inputs, problem.targets); },
+                                         {"batch of 24", "5 equal micro-batches"});
+    mp::testing::expect_invalid_argument(
+        [&] { Engine(*g_world, stage, make_schedule("1f1b", stages + 1, 2), sgd, problem.loss, Rematerialization::Never, Device::cpu()); },
+        {std::to_string(stages) + " ranks", std::to_string(stages + 1) + " stages"});
+}
+
+}  // namespace
+}  // namespace mp::pipeline
+
+int main(int argc, char** argv) {
+    mp::comm::MpiRuntime mpi(&argc, &argv);
+    ::testing::InitGoogleTest(&argc, argv);
+    int status = 1;
+    try {
+        mp::comm::CommOptions options;
+        options.backend = mp::comm::Backend::Mpi;
+        options.log_choice = false;
+        mp::pipeline::g_world = mp::comm::make_communicator(options);
+        if (mpi.world_rank() != 0) {  // only rank 0 prints the report; others print their failures
+            ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
+            delete listeners.Release(listeners.default_result_printer());
+        }
+        status = RUN_ALL_TESTS();
+        mp::pipeline::g_world.reset();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "[rank %d] test_pipeline: %s\n", mpi.world_rank(), e.what());
+        status = 1;
+    }
+    return status;
+}

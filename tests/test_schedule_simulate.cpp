@@ -1,0 +1,189 @@
+// The schedule simulator and the text rendering: bubble fractions against the closed forms
+// (gpipe and 1f1b: (K-1)/(M+K-1); naive: (K-1)/K) for every K in 1..8 and M in 1..16, peak
+// stashed micro-batches, a step timed by hand with transfers, and literal renderings.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "pipeline/render.h"
+#include "pipeline/schedule.h"
+#include "pipeline/simulate.h"
+#include "tests/support/test_util.h"
+
+using namespace mp::pipeline;
+using mp::testing::expect_invalid_argument;
+
+namespace {
+
+constexpr int kMaxStages = 8;
+constexpr int kMaxMicroBatches = 16;
+
+// With integer costs every simulated time is a small integer, exact in double; the only rounding
+// is in 1 - busy / step_time against (K-1)/(M+K-1), a few ulps of numbers below 1.
+constexpr double kBubbleTolerance = 1e-12;
+
+// Forward and backward times tried for the closed forms: equal, and Megatron's usual 1 : 2.
+const std::vector<std::pair<double, double>> kForwardBackwardTimes = {{1.0, 1.0}, {1.0, 2.0}};
+
+}  // namespace
+
+TEST(Simulate, GpipeAnd1f1bBubbleIsTheTheory) {
+    for (const std::string kind : {"gpipe", "1f1b"}) {
+        for (const auto& [forward, backward] : kForwardBackwardTimes) {
+            for (int stages = 1; stages <= kMaxStages; ++stages) {
+                for (int micro_batches = 1; micro_batches <= kMaxMicroBatches; ++micro_batches) {
+                    SimulationResult result =
+                        simulate(make_schedule(kind, stages, micro_batches), equal_costs(stages, forward, backward));
+                    const double theory = double(stages - 1) / double(micro_batches + stages - 1);
+                    EXPECT_DOUBLE_EQ(result.step_time, (micro_batches + stages - 1) * (forward + backward));
+                    for (int stage = 0; stage < stages; ++stage) {
+                        EXPECT_NEAR(result.bubble_fraction[stage], theory, kBubbleTolerance)
+                            << kind << " K=" << stages << " M=" << micro_batches << " stage " << stage;
+                        EXPECT_DOUBLE_EQ(result.busy[stage], micro_batches * (forward + backward));
+                    }
+                }
+            }
+        }
+    }
+}
+
+// One stage busy at a time: each stage works 1/K of the step.
+TEST(Simulate, NaiveBubbleIsOneMinusOneOverK) {
+    for (int stages = 1; stages <= kMaxStages; ++stages) {
+        for (int micro_batches = 1; micro_batches <= kMaxMicroBatches; ++micro_batches) {
+            SimulationResult result = simulate(make_schedule("naive", stages, micro_batches), equal_costs(stages));
+            EXPECT_DOUBLE_EQ(result.step_time, 2.0 * stages * micro_batches);
+            for (int stage = 0; stage < stages; ++stage)
+                EXPECT_NEAR(result.bubble_fraction[stage], double(stages - 1) / stages, kBubbleTolerance)
+                    << "K=" << stages << " M=" << micro_batches << " stage " << stage;
+        }
+    }
+}
+
+// 1F1B's memory bound: stage s never stashes more than min(K - s, M) micro-batches, and reaches
+// it; gpipe stashes all M; naive one at a time.
+TEST(Simulate, PeakStashedMicroBatches) {
+    for (int stages = 1; stages <= kMaxStages; ++stages) {
+        for (int micro_batches = 1; micro_batches <= kMaxMicroBatches; ++micro_batches) {
+            const Costs costs = equal_costs(stages, 1.0, 2.0);
+            SimulationResult one_f_one_b = simulate(make_schedule("1f1b", stages, micro_batches), costs);
+            SimulationResult gpipe = simulate(make_schedule("gpipe", stages, micro_batches), costs);
+            SimulationResult naive = simulate(make_schedule("naive", stages, micro_batches), costs);
+            for (int stage = 0; stage < stages; ++stage) {
+                SCOPED_TRACE("K=" + std::to_string(stages) + " M=" + std::to_string(micro_batches) + " stage " +
+                             std::to_string(stage));
+                EXPECT_EQ(one_f_one_b.peak_stashed[stage], std::min(stages - stage, micro_batches));
+                EXPECT_EQ(gpipe.peak_stashed[stage], micro_batches);
+                EXPECT_EQ(naive.peak_stashed[stage], 1);
+            }
+        }
+    }
+}
+
+// 1f1b, K = 2, M = 2, forward = backward = 1, transfer 0.5, worked by hand under the strict model
+// (a message completes 0.5 after both sides have posted it):
+//   stage 0: F0 [0,1]; SendAct0 meets stage 1's RecvAct0 (posted at 0) -> 1.5; F1 [1.5,2.5];
+//            [SendAct1 RecvGrad0] posted 2.5, stage 1 posts its group at 3.5 -> 4; B0 [4,5];
+//            RecvGrad1 posted 5, SendGrad1 posted 6 -> 6.5; B1 [6.5,7.5].
+//   stage 1: F0 [1.5,2.5]; B0 [2.5,3.5]; [SendGrad0 RecvAct1] -> 4; F1 [4,5]; B1 [5,6]; SendGrad1 -> 6.5.
+TEST(Simulate, StepTimeWithTransfersWorkedByHand) {
+    Schedule schedule = make_schedule("1f1b", 2, 2);
+    SimulationResult free = simulate(schedule, equal_costs(2, 1.0, 1.0, 0.0));
+    EXPECT_DOUBLE_EQ(free.step_time, 6.0);
+    SimulationResult with_transfer = simulate(schedule, equal_costs(2, 1.0, 1.0, 0.5));
+    EXPECT_DOUBLE_EQ(with_transfer.step_time, 7.5);
+    EXPECT_DOUBLE_EQ(with_transfer.busy[0], 4.0);
+    EXPECT_DOUBLE_EQ(with_transfer.bubble_fraction[0], 1.0 - 4.0 / 7.5);
+
+    // Stage 0's timeline, action by action.
+    const std::vector<std::pair<double, double>> expected = {
+        {0.0, 1.0}, {1.0, 1.5}, {1.5, 2.5}, {2.5, 4.0}, {2.5, 4.0}, {4.0, 5.0}, {5.0, 6.5}, {6.5, 7.5}, {7.5, 7.5}};
+    ASSERT_EQ(with_transfer.timeline[0].size(), expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+        EXPECT_EQ(with_transfer.timeline[0][i].index, static_cast<int>(i));
+        EXPECT_DOUBLE_EQ(with_transfer.timeline[0][i].start, expected[i].first) << "action " << i;
+        EXPECT_DOUBLE_EQ(with_transfer.timeline[0][i].end, expected[i].second) << "action " << i;
+    }
+}
+
+TEST(Simulate, TransfersMakeTheStepLonger) {
+    for (const std::string& kind : schedule_kinds()) {
+        for (int stages = 2; stages <= kMaxStages; ++stages) {
+            for (int micro_batches : {1, 3, 8, 16}) {
+                Schedule schedule = make_schedule(kind, stages, micro_batches);
+                double free = simulate(schedule, equal_costs(stages, 1.0, 2.0, 0.0)).step_time;
+                double slow = simulate(schedule, equal_costs(stages, 1.0, 2.0, 0.25)).step_time;
+                EXPECT_GT(slow, free) << kind << " K=" << stages << " M=" << micro_batches;
+            }
+        }
+    }
+}
+
+// Unequal stages: each stage's busy time is its own work; the slowest stage has the least bubble,
+// and the step is at least its work plus the others' share of the fill and drain.
+TEST(Simulate, UnequalStagesAndTimelineConsistency) {
+    Costs costs;
+    costs.forward = {1.0, 3.0, 1.0};
+    costs.backward = {2.0, 6.0, 2.0};
+    costs.transfer = 0.0;
+    const int micro_batches = 6;
+    for (const std::string& kind : schedule_kinds()) {
+        SimulationResult result = simulate(make_schedule(kind, 3, micro_batches), costs);
+        EXPECT_DOUBLE_EQ(result.busy[0], micro_batches * 3.0) << kind;
+        EXPECT_DOUBLE_EQ(result.busy[1], micro_batches * 9.0) << kind;
+        EXPECT_LT(result.bubble_fraction[1], result.bubble_fraction[0]) << kind;
+        EXPECT_GE(result.step_time, 1.0 + micro_batches * 9.0 + 2.0) << kind;
+        for (const std::vector<TimedAction>& timeline : result.timeline) {
+            for (size_t i = 0; i < timeline.size(); ++i) {
+                EXPECT_LE(timeline[i].start, timeline[i].end);
+                if (i > 0) {
+                    EXPECT_LE(timeline[i - 1].start, timeline[i].start) << kind;
+                }
+            }
+        }
+    }
+}
+
+TEST(Simulate, RejectsBadCostsAndInvalidSchedules) {
+    Schedule schedule = make_schedule("1f1b", 3, 4);
+    expect_invalid_argument([&] { simulate(schedule, equal_costs(2)); }, {"simulate", "2 forward costs for 3 stages"});
+    Costs negative = equal_costs(3);
+    negative.backward[1] = -1.0;
+    expect_invalid_argument([&] { simulate(schedule, negative); }, {"simulate", "backward cost of stage 1", "-1"});
+    expect_invalid_argument([&] { simulate(schedule, equal_costs(3, 1.0, 1.0, -0.5)); }, {"transfer", "-0.5"});
+    expect_invalid_argument([] { equal_costs(0); }, {"equal_costs", "0"});
+
+    Schedule deadlocked = make_schedule("1f1b", 2, 2);
+    for (std::vector<Action>& list : deadlocked.actions)
+        for (Action& action : list) action.batched_with_next = false;
+    expect_invalid_argument([&] { simulate(deadlocked, equal_costs(2)); },
+                            {"simulate: invalid schedule", "stage 0 action 3 (SendAct1): waits forever"});
+}
+
+TEST(Render, GpipeTwoStagesTwoMicroBatches) {
+    EXPECT_EQ(render(make_schedule("gpipe", 2, 2)),
+              "stage 0 | F0 F1 .. .. B0 B1\n"
+              "stage 1 | .. F0 F1 B0 B1 ..\n");
+}
+
+TEST(Render, OneFOneBFourStagesEightMicroBatches) {
+    EXPECT_EQ(render(make_schedule("1f1b", 4, 8)),
+              "stage 0 | F0 F1 F2 F3 .. .. .. B0 F4 B1 F5 B2 F6 B3 F7 B4 .. B5 .. B6 .. B7\n"
+              "stage 1 | .. F0 F1 F2 .. .. B0 F3 B1 F4 B2 F5 B3 F6 B4 F7 B5 .. B6 .. B7 ..\n"
+              "stage 2 | .. .. F0 F1 .. B0 F2 B1 F3 B2 F4 B3 F5 B4 F6 B5 F7 B6 .. B7 .. ..\n"
+              "stage 3 | .. .. .. F0 B0 F1 B1 F2 B2 F3 B3 F4 B4 F5 B5 F6 B6 F7 B7 .. .. ..\n");
+}
+
+// Two-digit micro-batches widen every column so that the rows stay aligned.
+TEST(Render, WideLabelsKeepColumnsAligned) {
+    EXPECT_EQ(render(make_schedule("gpipe", 2, 11)),
+              "stage 0 | F0  F1  F2  F3  F4  F5  F6  F7  F8  F9  F10 ..  ..  B0  B1  B2  B3  B4  B5  B6  B7  B8  B9  B10\n"
+              "stage 1 | ..  F0  F1  F2  F3  F4  F5  F6  F7  F8  F9  F10 B0  B1  B2  B3  B4  B5  B6  B7  B8  B9  B10 ..\n");
+}
+
+TEST(Render, RejectsAnInvalidSchedule) {
+    Schedule schedule = make_schedule("gpipe", 2, 2);
+    schedule.actions[0].pop_back();
+    expect_invalid_argument([&] { render(schedule); }, {"no OptimizerStep"});
+}
