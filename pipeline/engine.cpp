@@ -74,8 +74,9 @@ bool is_comm(ActionKind kind) {
 }  // namespace
 
 Engine::Engine(comm::Communicator& comm, std::shared_ptr<nn::Sequential> stage, Schedule schedule,
-               nn::Optimizer& optimizer, LossFunction loss, Rematerialization remat, Device device)
-    : comm_(comm), stage_(std::move(stage)), schedule_(std::move(schedule)), optimizer_(optimizer),
+               nn::Optimizer& optimizer, LossFunction loss, Rematerialization remat, Device device,
+               comm::Communicator* data_parallel)
+    : comm_(comm), data_parallel_(data_parallel), stage_(std::move(stage)), schedule_(std::move(schedule)), optimizer_(optimizer),
       loss_(std::move(loss)), remat_(remat), device_(device), stage_index_(comm.rank()) {
     MP_REQUIRE(comm.size() == schedule_.stages, "pipeline: the communicator has ", comm.size(),
                " ranks but the schedule has ", schedule_.stages, " stages");
@@ -205,6 +206,25 @@ void Engine::run_group(std::vector<MicroBatch>& mbs, size_t first, size_t last) 
     }
 }
 
+double Engine::all_reduce_scalar(comm::Communicator& comm, double value) {
+    Tensor t = Tensor::full({1}, value, DType::Float32, comm.device_index() >= 0 ? device_ : Device::cpu());
+    comm.all_reduce(t, comm::ReduceOp::Sum);
+    return t.item();
+}
+
+void Engine::all_reduce_gradients() {
+    // Each replica's gradients are already weighted by its counts over the global total, so
+    // their sum is the gradient of the global mean loss.
+    for (const Tensor& parameter : stage_->parameters()) {
+        Tensor grad = autograd::grad_of(parameter);
+        if (!grad.defined()) {  // a replica whose batch never reached this parameter adds zeros
+            grad = Tensor::zeros(parameter.shape(), parameter.dtype(), parameter.device());
+            parameter.autograd_meta()->grad = grad;
+        }
+        data_parallel_->all_reduce(grad, comm::ReduceOp::Sum);
+    }
+}
+
 StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
     const int M = schedule_.micro_batches;
     MP_REQUIRE(inputs.defined() && inputs.dim() >= 1, "pipeline: step needs the batch inputs on every rank");
@@ -232,6 +252,7 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
         }
     }
     if (is_last()) {
+        if (data_parallel_ != nullptr && data_parallel_->size() > 1) total_count = all_reduce_scalar(*data_parallel_, total_count);
         MP_REQUIRE(total_count > 0, "pipeline: the global batch has no counted targets");
         for (MicroBatch& mb : mbs) mb.weight /= total_count;
     }
@@ -271,6 +292,7 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
             event.name = to_string(a);
             event.compute = true;
         } else {  // OptimizerStep
+            if (data_parallel_ != nullptr && data_parallel_->size() > 1) all_reduce_gradients();
             optimizer_.step();
             event.name = to_string(a);
         }
@@ -281,7 +303,8 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
     }
     result.trace.step_us = now_us() - start;
 
-    // The mean loss lives on the last stage; every rank gets it.
+    // The mean loss lives on the last stage (summed over replicas); every rank gets it.
+    if (is_last() && data_parallel_ != nullptr && data_parallel_->size() > 1) loss_sum = all_reduce_scalar(*data_parallel_, loss_sum);
     Tensor loss = Tensor::full({1}, loss_sum, DType::Float32, comm_.device_index() >= 0 ? device_ : Device::cpu());
     comm_.broadcast(loss, schedule_.stages - 1);
     result.loss = loss.item();

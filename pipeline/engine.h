@@ -44,11 +44,14 @@ class Engine {
   public:
     // `comm` holds one rank per stage, rank s running stage s; `stage` is this rank's layers
     // (already on `device`); `optimizer` holds exactly the stage's parameters.
+    // `data_parallel`, when given, connects this stage to the same stage of the other pipeline
+    // replicas: gradients are summed across it before the optimizer step (each replica trains
+    // on its own shard of the global batch).
     Engine(comm::Communicator& comm, std::shared_ptr<nn::Sequential> stage, Schedule schedule, nn::Optimizer& optimizer,
-           LossFunction loss, Rematerialization remat, Device device);
+           LossFunction loss, Rematerialization remat, Device device, comm::Communicator* data_parallel = nullptr);
 
-    // One optimizer step on the global batch. `inputs` is read by the first stage, `targets`
-    // by the last; both have the global batch as dim 0, divisible by the micro-batch count.
+    // One optimizer step. `inputs` is read by the first stage, `targets` by the last; both hold
+    // this replica's share of the global batch as dim 0, divisible by the micro-batch count.
     StepResult step(const Tensor& inputs, const Tensor& targets);
 
     int stage_index() const { return stage_index_; }
@@ -61,10 +64,13 @@ class Engine {
     void run_forward(MicroBatch& mb, bool last_micro_batch);
     void run_backward(MicroBatch& mb);
     void run_group(std::vector<MicroBatch>& mbs, size_t first, size_t last);
+    double all_reduce_scalar(comm::Communicator& comm, double value);
+    void all_reduce_gradients();
     bool is_first() const { return stage_index_ == 0; }
     bool is_last() const { return stage_index_ == schedule_.stages - 1; }
 
     comm::Communicator& comm_;
+    comm::Communicator* data_parallel_;
     std::shared_ptr<nn::Sequential> stage_;
     Schedule schedule_;
     nn::Optimizer& optimizer_;

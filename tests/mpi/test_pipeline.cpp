@@ -148,6 +148,34 @@ TEST_F(Pipeline, EquivalentToOneProcessTraining) {
     EXPECT_GT(configurations, 0);
 }
 
+// Pipeline × data parallel: 2 stages × 2 replicas on 4 ranks (rank = replica · K + stage), each
+// replica training on its half of the global batch; gradients summed across replicas must give
+// one-process training on the whole batch (same tolerance as above).
+TEST_F(Pipeline, DataParallelReplicasEqualOneProcessTraining) {
+    if (g_world->size() != 4) GTEST_SKIP() << "needs exactly 4 ranks (2 stages × 2 replicas)";
+    const int stages = 2, replicas = 2;
+    const int stage = g_world->rank() % stages, replica = g_world->rank() / stages;
+    std::unique_ptr<comm::Communicator> pipeline_group = g_world->split(replica);
+    std::unique_ptr<comm::Communicator> replica_group = g_world->split(stage);
+    for (const Problem& problem : {gpt_problem(), mlp_problem()}) {
+        Reference ref = train_one_process(problem);
+        std::vector<StageRange> ranges = uniform_partition(problem.spec.size(), stages);
+        auto module = problem.spec.build(ranges[stage].begin, ranges[stage].end);
+        nn::SGD sgd(module->parameters(), kSgd);
+        Engine engine(*pipeline_group, module, make_schedule("1f1b", stages, 3), sgd, problem.loss,
+                      Rematerialization::Never, Device::cpu(), replica_group.get());
+        const int64_t shard = problem.inputs.size(0) / replicas;
+        Tensor inputs = problem.inputs.slice(replica * shard, (replica + 1) * shard);
+        Tensor targets = problem.targets.slice(replica * shard, (replica + 1) * shard);
+        for (int step = 0; step < kSteps; ++step) {
+            double loss = engine.step(inputs, targets).loss;
+            EXPECT_NEAR(loss, ref.losses[step], 1e-5 * std::fabs(ref.losses[step])) << problem.name << " step " << step;
+        }
+        for (auto& [name, p] : module->named_parameters())
+            mp::testing::expect_close(p, ref.parameters.at(name), 1e-5, 1e-7, problem.name + " data-parallel " + name);
+    }
+}
+
 TEST_F(Pipeline, StashAccounting) {
     const int stages = std::min(g_world->size(), 4);
     std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < stages ? 0 : -1);
