@@ -4,10 +4,12 @@
 #include "pipeline/engine.h"
 
 #include <chrono>
+#include <cmath>
 
 #include "autograd/tape.h"
 #include "tensor/allocator.h"
 #include "tensor/device_context.h"
+#include "tensor/ops/elementwise.h"
 
 namespace mp::pipeline {
 
@@ -225,6 +227,25 @@ void Engine::all_reduce_gradients() {
     }
 }
 
+void Engine::set_grad_clip(double max_norm) {
+    MP_REQUIRE(max_norm >= 0, "pipeline: grad clip must be >= 0, got ", max_norm);
+    grad_clip_ = max_norm;
+}
+
+double Engine::clip_gradients() {
+    // Each stage holds a disjoint part of the model (and replicas hold equal sums after the
+    // all-reduce), so the squared norm is summed over the pipeline group only.
+    std::vector<Tensor> grads;
+    for (const Tensor& parameter : stage_->parameters())
+        if (autograd::grad_of(parameter).defined()) grads.push_back(autograd::grad_of(parameter));
+    double stage_norm = ops::global_l2_norm(grads);
+    double norm = std::sqrt(all_reduce_scalar(comm_, stage_norm * stage_norm));
+    double coefficient = grad_clip_ / (norm + 1e-6);
+    if (coefficient < 1.0)
+        for (Tensor& g : grads) g.copy_from(ops::scale(g, coefficient));
+    return norm;
+}
+
 StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
     const int M = schedule_.micro_batches;
     MP_REQUIRE(inputs.defined() && inputs.dim() >= 1, "pipeline: step needs the batch inputs on every rank");
@@ -293,6 +314,7 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
             event.compute = true;
         } else {  // OptimizerStep
             if (data_parallel_ != nullptr && data_parallel_->size() > 1) all_reduce_gradients();
+            if (grad_clip_ > 0) result.grad_norm = clip_gradients();
             optimizer_.step();
             event.name = to_string(a);
         }

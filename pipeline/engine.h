@@ -36,6 +36,7 @@ struct StageMemory {
 
 struct StepResult {
     double loss = 0;     // mean loss over the global batch, on every rank
+    double grad_norm = 0;  // global gradient norm before clipping (when clipping is on)
     StageTrace trace;    // this rank's measured actions
     StageMemory memory;  // this rank's accounting
 };
@@ -54,6 +55,10 @@ class Engine {
     // this replica's share of the global batch as dim 0, divisible by the micro-batch count.
     StepResult step(const Tensor& inputs, const Tensor& targets);
 
+    // Clip the global gradient norm (over every stage and replica) to max_norm before each
+    // optimizer step, as torch.nn.utils.clip_grad_norm_ would on the whole model; 0 = off.
+    void set_grad_clip(double max_norm);
+
     int stage_index() const { return stage_index_; }
     int stages() const { return schedule_.stages; }
     const Schedule& schedule() const { return schedule_; }
@@ -66,6 +71,7 @@ class Engine {
     void run_group(std::vector<MicroBatch>& mbs, size_t first, size_t last);
     double all_reduce_scalar(comm::Communicator& comm, double value);
     void all_reduce_gradients();
+    double clip_gradients();
     bool is_first() const { return stage_index_ == 0; }
     bool is_last() const { return stage_index_ == schedule_.stages - 1; }
 
@@ -78,6 +84,7 @@ class Engine {
     Rematerialization remat_;
     Device device_;
     int stage_index_;
+    double grad_clip_ = 0;
 
     // Shapes agreed with the neighbours by a shape-inference pass (see infer_shapes).
     Shape inferred_for_input_;

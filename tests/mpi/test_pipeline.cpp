@@ -65,7 +65,7 @@ struct Reference {
     std::vector<double> losses;
 };
 
-Reference train_one_process(const Problem& problem) {
+Reference train_one_process(const Problem& problem, double grad_clip = 0) {
     auto model = problem.spec.build_all();
     nn::SGD sgd(model->parameters(), kSgd);
     Reference ref;
@@ -76,6 +76,7 @@ Reference train_one_process(const Problem& problem) {
         Tensor loss = problem.loss.mean_loss(model->forward(problem.inputs), problem.targets);
         tape.backward(loss);
         ref.losses.push_back(loss.item());
+        if (grad_clip > 0) nn::clip_grad_norm(model->parameters(), grad_clip);
         sgd.step();
     }
     for (auto& [name, p] : model->named_parameters()) ref.parameters[name] = p;
@@ -95,13 +96,15 @@ struct RunResult {
 };
 
 RunResult train_pipeline(comm::Communicator& group, const Problem& problem, const std::vector<StageRange>& ranges,
-                         const std::string& schedule_kind, int micro_batches, Rematerialization remat) {
+                         const std::string& schedule_kind, int micro_batches, Rematerialization remat,
+                         double grad_clip = 0) {
     const StageRange range = ranges[group.rank()];
     RunResult run;
     run.stage = problem.spec.build(range.begin, range.end);
     nn::SGD sgd(run.stage->parameters(), kSgd);
     Engine engine(group, run.stage, make_schedule(schedule_kind, group.size(), micro_batches), sgd, problem.loss, remat,
                   Device::cpu());
+    engine.set_grad_clip(grad_clip);
     for (int step = 0; step < kSteps; ++step) {
         run.steps.push_back(engine.step(problem.inputs, problem.targets));
         run.losses.push_back(run.steps.back().loss);
@@ -146,6 +149,24 @@ TEST_F(Pipeline, EquivalentToOneProcessTraining) {
         }
     }
     EXPECT_GT(configurations, 0);
+}
+
+// Clipping by the global norm across stages equals clipping the whole model in one process.
+TEST_F(Pipeline, GradientClippingAcrossStagesEqualsOneProcess) {
+    const int stages = std::min(g_world->size(), 4);
+    std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < stages ? 0 : -1);
+    if (!group) return;
+    for (const Problem& problem : {gpt_problem(), mlp_problem()}) {
+        const double max_norm = 0.05;  // below the gradients' norm, so clipping acts every step
+        Reference ref = train_one_process(problem, max_norm);
+        RunResult run = train_pipeline(*group, problem, uniform_partition(problem.spec.size(), stages), "1f1b", 4,
+                                       Rematerialization::Never, max_norm);
+        EXPECT_GT(run.steps[0].grad_norm, max_norm) << problem.name;
+        for (int step = 0; step < kSteps; ++step)
+            EXPECT_NEAR(run.losses[step], ref.losses[step], 1e-5 * std::fabs(ref.losses[step])) << problem.name;
+        for (auto& [name, p] : run.stage->named_parameters())
+            mp::testing::expect_close(p, ref.parameters.at(name), 1e-5, 1e-7, problem.name + " clipped " + name);
+    }
 }
 
 // Pipeline × data parallel: 2 stages × 2 replicas on 4 ranks (rank = replica · K + stage), each
