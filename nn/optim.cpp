@@ -18,6 +18,19 @@ void Optimizer::zero_grad() {
     for (const Tensor& p : parameters_) autograd::zero_grad(p);
 }
 
+void Optimizer::set_steps_taken(int64_t steps) {
+    MP_REQUIRE(steps >= 0, type_name(), "::set_steps_taken: steps must be >= 0, got ", steps);
+    steps_ = steps;
+}
+
+std::vector<std::pair<std::string, std::vector<Tensor>>> SGD::state() const {
+    return {{"momentum_buffer", momentum_buffers_}};
+}
+
+std::vector<std::pair<std::string, std::vector<Tensor>>> AdamW::state() const {
+    return {{"exp_avg", exp_avg_}, {"exp_avg_sq", exp_avg_sq_}};
+}
+
 SGD::SGD(std::vector<Tensor> parameters, SGDOptions options) : Optimizer(std::move(parameters)), options_(options) {
     lr_ = options.lr;
     for (const Tensor& p : parameters_)

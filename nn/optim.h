@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -23,6 +25,16 @@ class Optimizer {
     int64_t steps_taken() const { return steps_; }
     const std::vector<Tensor>& parameters() const { return parameters_; }
 
+    // ---- checkpoint support
+    // The optimizer's type ("SGD", "AdamW"), recorded in checkpoints and checked on load.
+    virtual std::string type_name() const = 0;
+    // Per-parameter state: (kind, one tensor per parameter in parameters() order). The handles
+    // share storage with the optimizer, so a checkpoint load copies into them in place. A slot
+    // is undefined where the optimizer keeps no state (SGD without momentum).
+    virtual std::vector<std::pair<std::string, std::vector<Tensor>>> state() const = 0;
+    // Restores the step count on resume (AdamW's bias correction, SGD's first-step momentum).
+    void set_steps_taken(int64_t steps);
+
   protected:
     std::vector<Tensor> parameters_;
     double lr_ = 0.0;
@@ -39,6 +51,8 @@ class SGD : public Optimizer {
   public:
     SGD(std::vector<Tensor> parameters, SGDOptions options);
     void step() override;
+    std::string type_name() const override { return "SGD"; }
+    std::vector<std::pair<std::string, std::vector<Tensor>>> state() const override;
 
   private:
     SGDOptions options_;
@@ -57,6 +71,8 @@ class AdamW : public Optimizer {
   public:
     AdamW(std::vector<Tensor> parameters, AdamWOptions options);
     void step() override;
+    std::string type_name() const override { return "AdamW"; }
+    std::vector<std::pair<std::string, std::vector<Tensor>>> state() const override;
     // State per parameter (same order as parameters()), for checkpoints.
     const std::vector<Tensor>& exp_avg() const { return exp_avg_; }
     const std::vector<Tensor>& exp_avg_sq() const { return exp_avg_sq_; }

@@ -1,0 +1,532 @@
+// Timeline SVG and run summary: the SVG is well-formed XML (checked by a small parser below),
+// boxes are placed in proportion to time and coloured by kind, the simulated 1f1b K=4 M=8 picture
+// matches docs/timeline_1f1b_k4_m8.svg; the summary JSON round-trips; the parameter checksum is
+// SHA-256 (known vectors), stable, order-free, and sensitive to one bit, a shape or a dtype.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "pipeline/schedule.h"
+#include "pipeline/simulate.h"
+#include "pipeline/summary.h"
+#include "pipeline/timeline_svg.h"
+#include "tests/support/test_util.h"
+
+using namespace mp;
+using namespace mp::pipeline;
+using mp::testing::expect_invalid_argument;
+
+namespace {
+
+// ---- a minimal XML well-formedness check: one root element, tags balanced and properly nested,
+// attribute values quoted, no raw '<' in text or values, every '&' starting a known entity.
+// Returns "" if well-formed, else what is wrong and where.
+bool entity_at(const std::string& xml, size_t at) {
+    for (const char* entity : {"&amp;", "&lt;", "&gt;", "&quot;", "&apos;"})
+        if (xml.compare(at, std::strlen(entity), entity) == 0) return true;
+    return false;
+}
+
+std::string xml_problem(const std::string& xml) {
+    std::vector<std::string> open;
+    int roots = 0;
+    size_t i = 0;
+    auto is_name_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == ':'; };
+    while (i < xml.size()) {
+        if (xml[i] == '&') {
+            if (!entity_at(xml, i)) return "bare '&' at " + std::to_string(i);
+            ++i;
+            continue;
+        }
+        if (xml[i] != '<') {
+            if (open.empty() && !std::isspace(static_cast<unsigned char>(xml[i])))
+                return "text outside the root at " + std::to_string(i);
+            ++i;
+            continue;
+        }
+        if (xml.compare(i, 4, "<!--") == 0) {
+            size_t end = xml.find("-->", i);
+            if (end == std::string::npos) return "unterminated comment";
+            i = end + 3;
+            continue;
+        }
+        if (xml.compare(i, 2, "</") == 0) {
+            size_t end = xml.find('>', i);
+            if (end == std::string::npos) return "unterminated end tag";
+            std::string name = xml.substr(i + 2, end - i - 2);
+            if (open.empty() || open.back() != name)
+                return "</" + name + "> at " + std::to_string(i) + " closes " + (open.empty() ? "nothing" : "<" + open.back() + ">");
+            open.pop_back();
+            i = end + 1;
+            continue;
+        }
+        // A start tag: name, then name="value" pairs, then '>' or '/>'.
+        size_t j = i + 1;
+        while (j < xml.size() && is_name_char(xml[j])) ++j;
+        std::string name = xml.substr(i + 1, j - i - 1);
+        if (name.empty()) return "'<' not starting a tag at " + std::to_string(i);
+        if (open.empty() && ++roots > 1) return "a second root element <" + name + ">";
+        for (;;) {
+            while (j < xml.size() && std::isspace(static_cast<unsigned char>(xml[j]))) ++j;
+            if (j >= xml.size()) return "unterminated <" + name + ">";
+            if (xml[j] == '>') {
+                open.push_back(name);
+                ++j;
+                break;
+            }
+            if (xml.compare(j, 2, "/>") == 0) {
+                j += 2;
+                break;
+            }
+            size_t attribute_start = j;
+            while (j < xml.size() && is_name_char(xml[j])) ++j;
+            if (j == attribute_start || j + 1 >= xml.size() || xml[j] != '=' || xml[j + 1] != '"')
+                return "malformed attribute in <" + name + "> at " + std::to_string(j);
+            size_t value_end = xml.find('"', j + 2);
+            if (value_end == std::string::npos) return "unterminated attribute value in <" + name + ">";
+            for (size_t k = j + 2; k < value_end; ++k) {
+                if (xml[k] == '<') return "raw '<' in an attribute value of <" + name + ">";
+                if (xml[k] == '&' && !entity_at(xml, k)) return "bare '&' in an attribute value of <" + name + ">";
+            }
+            j = value_end + 1;
+        }
+        i = j;
+    }
+    if (!open.empty()) return "<" + open.back() + "> never closed";
+    if (roots != 1) return "no root element";
+    return "";
+}
+
+size_t count(const std::string& text, const std::string& fragment) {
+    size_t n = 0;
+    for (size_t at = text.find(fragment); at != std::string::npos; at = text.find(fragment, at + 1)) ++n;
+    return n;
+}
+
+// The attributes and tooltip of every drawn box (<rect class="box ...">...</rect>), in order.
+struct DrawnBox {
+    std::map<std::string, std::string> attributes;
+    std::string tooltip;
+    double number(const std::string& name) const { return std::stod(attributes.at(name)); }
+};
+
+std::vector<DrawnBox> drawn_boxes(const std::string& svg) {
+    std::vector<DrawnBox> boxes;
+    static const std::regex box_pattern("<rect (class=\"box [^>]*)><title>([^<]*)</title></rect>");
+    static const std::regex attribute_pattern("([a-zA-Z-]+)=\"([^\"]*)\"");
+    for (auto it = std::sregex_iterator(svg.begin(), svg.end(), box_pattern); it != std::sregex_iterator(); ++it) {
+        DrawnBox box;
+        const std::string attributes = (*it)[1];
+        for (auto a = std::sregex_iterator(attributes.begin(), attributes.end(), attribute_pattern);
+             a != std::sregex_iterator(); ++a)
+            box.attributes[(*a)[1]] = (*a)[2];
+        box.tooltip = (*it)[2];
+        boxes.push_back(box);
+    }
+    return boxes;
+}
+
+TraceEvent event(const std::string& name, int stage, double start_us, double end_us, bool compute) {
+    TraceEvent e;
+    e.name = name;
+    e.stage = stage;
+    e.start_us = start_us;
+    e.end_us = end_us;
+    e.compute = compute;
+    return e;
+}
+
+// Two stages of a GPipe-like step with K=2, M=2, times in µs.
+std::vector<StageTrace> two_stage_traces() {
+    StageTrace first;
+    first.stage = 0;
+    first.step_us = 10000;
+    first.events = {event("F0", 0, 0, 1000, true),           event("SendAct0", 0, 1000, 1100, false),
+                    event("F1", 0, 1100, 2100, true),        event("SendAct1", 0, 2100, 2200, false),
+                    event("RecvGrad0", 0, 2200, 6000, false), event("B0", 0, 6000, 8000, true),
+                    event("RecvGrad1", 0, 8000, 8000, false), event("B1", 0, 8000, 9900, true),
+                    event("Step", 0, 9900, 10000, false)};
+    StageTrace second;
+    second.stage = 1;
+    second.step_us = 9800;
+    second.events = {event("RecvAct0", 1, 0, 1100, false),
+                     event("F0", 1, 1100, 2100, true),
+                     event("SendAct1+RecvGrad0", 1, 2100, 2300, false),
+                     event("F1", 1, 2300, 3300, true),
+                     event("B0", 1, 3300, 5300, true),
+                     event("B1", 1, 5300, 7300, true),
+                     event("Step", 1, 9700, 9800, false)};
+    return {second, first};  // out of order on purpose: rows come out in stage order
+}
+
+std::string read_text(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    return buffer.str();
+}
+
+std::filesystem::path fresh_temp_dir(const std::string& name) {
+    std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                ("minipipe_test_timeline_" + name + "_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    return dir;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------- SVG
+
+TEST(TimelineSvg, WellFormedWithRootAttributesAndOneRowPerStage) {
+    const std::string svg = timeline_svg(two_stage_traces(), "gpipe K=2 M=2");
+    EXPECT_EQ(xml_problem(svg), "");
+    EXPECT_EQ(svg.rfind("<svg ", 0), 0u) << svg.substr(0, 80);
+    EXPECT_EQ(svg.substr(svg.size() - 7), "</svg>\n");
+    for (const char* attribute : {"xmlns=\"http://www.w3.org/2000/svg\"", "width=\"", "height=\"", "viewBox=\"0 0 "})
+        EXPECT_NE(svg.find(attribute), std::string::npos) << attribute;
+    EXPECT_EQ(count(svg, "<rect"), count(svg, "</rect>"));
+    EXPECT_EQ(count(svg, ">stage 0</text>"), 1u);
+    EXPECT_EQ(count(svg, ">stage 1</text>"), 1u);
+    EXPECT_LT(svg.find(">stage 0</text>"), svg.find(">stage 1</text>"));
+    EXPECT_EQ(count(svg, "<rect class=\"idle\""), 2u);
+    // The legend names every kind, and the axis is in ms.
+    for (const char* legend : {">forward<", ">backward<", ">send<", ">recv<", ">send+recv<", ">optimizer step<", ">idle<"})
+        EXPECT_NE(svg.find(legend), std::string::npos) << legend;
+    EXPECT_NE(svg.find("(ms)"), std::string::npos);
+    EXPECT_NE(svg.find("bubble 41.0%"), std::string::npos);  // stage 0: 1 - 5900 / 10000
+}
+
+TEST(TimelineSvg, OneBoxPerTimedEventClassifiedByName) {
+    const std::vector<StageTrace> traces = two_stage_traces();
+    const std::string svg = timeline_svg(traces, "t");
+    size_t forwards = 0, backwards = 0;
+    for (const StageTrace& trace : traces)
+        for (const TraceEvent& e : trace.events) {
+            forwards += e.name[0] == 'F';
+            backwards += e.name[0] == 'B';
+        }
+    EXPECT_EQ(count(svg, "class=\"box forward\""), forwards);
+    EXPECT_EQ(count(svg, "class=\"box backward\""), backwards);
+    EXPECT_EQ(count(svg, "class=\"box send\""), 2u);      // SendAct0, SendAct1
+    EXPECT_EQ(count(svg, "class=\"box recv\""), 2u);      // RecvGrad0, RecvAct0 (RecvGrad1 lasts 0: not drawn)
+    EXPECT_EQ(count(svg, "class=\"box send-recv\""), 1u); // SendAct1+RecvGrad0
+    EXPECT_EQ(count(svg, "class=\"box step\""), 2u);
+    EXPECT_EQ(svg.find("RecvGrad1"), std::string::npos);
+    // Colours as documented in timeline_svg.h.
+    for (const DrawnBox& box : drawn_boxes(svg)) {
+        const std::string& kind = box.attributes.at("class");
+        const std::string& fill = box.attributes.at("fill");
+        const std::map<std::string, std::string> expected_fill = {
+            {"box forward", "#4e79a7"}, {"box backward", "#59a14f"}, {"box send", "#f28e2b"},
+            {"box recv", "#edc948"},    {"box send-recv", "#b07aa1"}, {"box step", "#e15759"}};
+        ASSERT_TRUE(expected_fill.count(kind)) << kind;
+        EXPECT_EQ(fill, expected_fill.at(kind)) << kind;
+    }
+}
+
+TEST(TimelineSvg, BoxesArePlacedInProportionToTime) {
+    const std::vector<StageTrace> traces = two_stage_traces();
+    const std::vector<DrawnBox> boxes = drawn_boxes(timeline_svg(traces, "t"));
+    // Stage 1's row comes first in `traces` but second in the picture; find boxes by tooltip.
+    auto find = [&](const std::string& tooltip_prefix, size_t nth) {
+        for (const DrawnBox& box : boxes)
+            if (box.tooltip.rfind(tooltip_prefix, 0) == 0 && nth-- == 0) return box;
+        ADD_FAILURE() << "no box " << tooltip_prefix;
+        return DrawnBox{};
+    };
+    const DrawnBox f0 = find("F0:", 0);       // stage 0: 0 .. 1000 µs
+    const DrawnBox b0 = find("B0:", 0);       // stage 0: 6000 .. 8000 µs
+    const DrawnBox step = find("Step:", 0);   // stage 0: 9900 .. 10000 µs (the longest row)
+    const double px_per_us = f0.number("width") / 1000.0;
+    constexpr double kPixelRounding = 0.01;  // coordinates are written with two decimals
+    EXPECT_NEAR(b0.number("width"), 2000 * px_per_us, 2 * kPixelRounding);
+    EXPECT_NEAR(b0.number("x") - f0.number("x"), 6000 * px_per_us, 2 * kPixelRounding);
+    EXPECT_NEAR(step.number("x") + step.number("width") - f0.number("x"), 10000 * px_per_us, 3 * kPixelRounding);
+    EXPECT_NEAR(10000 * px_per_us, 1200.0, kPixelRounding);  // the span fills the fixed plot width
+    EXPECT_EQ(f0.tooltip, "F0: start 0 ms, duration 1 ms");
+    EXPECT_EQ(b0.tooltip, "B0: start 6 ms, duration 2 ms");
+    // The two rows sit one above the other.
+    const DrawnBox stage1_f0 = find("F0:", 1);
+    EXPECT_GT(stage1_f0.number("y"), f0.number("y"));
+    EXPECT_NEAR(stage1_f0.number("x") - f0.number("x"), 1100 * px_per_us, 2 * kPixelRounding);
+}
+
+TEST(TimelineSvg, LabelsOnlyComputeBoxesWideEnough) {
+    StageTrace trace;
+    trace.step_us = 100000;
+    trace.events = {event("F0", 0, 0, 50000, true), event("F1", 0, 50000, 50010, true),
+                    event("B12", 0, 50010, 90000, true), event("SendAct0", 0, 90000, 100000, false)};
+    const std::string svg = timeline_svg({trace}, "t");
+    EXPECT_NE(svg.find(">F0</text>"), std::string::npos);
+    EXPECT_NE(svg.find(">B12</text>"), std::string::npos);
+    EXPECT_EQ(svg.find(">F1</text>"), std::string::npos);        // 0.12 px wide: tooltip only
+    EXPECT_NE(svg.find("<title>F1: start"), std::string::npos);
+    EXPECT_EQ(svg.find(">SendAct0</text>"), std::string::npos);  // communication: tooltip only
+}
+
+TEST(TimelineSvg, EscapesNamesAndTitle) {
+    StageTrace trace;
+    trace.step_us = 10;
+    trace.events = {event("F0", 0, 0, 5, true), event("Send<&>\"'", 0, 5, 10, false)};
+    const std::string svg = timeline_svg({trace}, "a & b < c");
+    EXPECT_EQ(xml_problem(svg), "");
+    EXPECT_NE(svg.find("a &amp; b &lt; c"), std::string::npos);
+    EXPECT_NE(svg.find("Send&lt;&amp;&gt;&quot;&apos;: start"), std::string::npos);
+    EXPECT_EQ(svg.find("Send<"), std::string::npos);
+    // The checker itself catches what escaping prevents.
+    EXPECT_NE(xml_problem("<svg><text>a & b</text></svg>"), "");
+    EXPECT_NE(xml_problem("<svg><text>a < b</text></svg>"), "");
+    EXPECT_NE(xml_problem("<svg><rect></svg>"), "");
+    EXPECT_EQ(xml_problem("<svg><rect x=\"1\"/><text>a &lt; b</text></svg>"), "");
+}
+
+TEST(TimelineSvg, RejectsEventsThatEndBeforeTheyStart) {
+    StageTrace trace;
+    trace.stage = 3;
+    trace.step_us = 10;
+    trace.events = {event("B2", 3, 5, 4, true)};
+    expect_invalid_argument([&] { timeline_svg({trace}, "t"); }, {"timeline_svg", "B2", "stage 3", "before it starts"});
+}
+
+TEST(TimelineSvg, EmptyTraceIsStillAPicture) {
+    const std::string svg = timeline_svg({}, "nothing");
+    EXPECT_EQ(xml_problem(svg), "");
+    EXPECT_EQ(count(svg, "class=\"box "), 0u);
+}
+
+TEST(TimelineSvg, WritesTheFileAndNamesABadPath) {
+    const std::filesystem::path dir = fresh_temp_dir("svg");
+    const std::string path = (dir / "timeline.svg").string();
+    write_timeline_svg(two_stage_traces(), "t", path);
+    EXPECT_EQ(read_text(path), timeline_svg(two_stage_traces(), "t"));
+    const std::string bad = (dir / "no_such_dir" / "timeline.svg").string();
+    expect_invalid_argument([&] { write_timeline_svg(two_stage_traces(), "t", bad); }, {"write_timeline_svg", bad});
+    std::filesystem::remove_all(dir);
+}
+
+// The documentation's picture: 1f1b, K = 4, M = 8, backward twice the forward, small transfers.
+std::string documented_simulation_svg() {
+    const Schedule schedule = make_schedule("1f1b", 4, 8);
+    const SimulationResult result = simulate(schedule, equal_costs(4, 1.0, 2.0, 0.1));
+    return timeline_svg_from_simulation(schedule, result, "1f1b, K = 4 stages, M = 8 micro-batches (simulated: F = 1, B = 2, transfer = 0.1)");
+}
+
+TEST(TimelineSvg, Simulated1f1bK4M8) {
+    const Schedule schedule = make_schedule("1f1b", 4, 8);
+    const SimulationResult result = simulate(schedule, equal_costs(4));
+    const std::string svg = timeline_svg_from_simulation(schedule, result, "1f1b K=4 M=8");
+    EXPECT_EQ(xml_problem(svg), "");
+    EXPECT_EQ(count(svg, "class=\"box forward\""), 32u);   // K * M
+    EXPECT_EQ(count(svg, "class=\"box backward\""), 32u);
+    EXPECT_EQ(count(svg, "<rect class=\"idle\""), 4u);
+    EXPECT_NE(svg.find(">F7</text>"), std::string::npos);
+    EXPECT_NE(svg.find("simulated time"), std::string::npos);
+    // Stage 0's first backward starts once micro-batch 0 went down and back: 4 forwards + 3
+    // backwards after it on the way back, at unit costs and free transfers, so at time 7 of 22.
+    const std::vector<DrawnBox> boxes = drawn_boxes(svg);
+    double b0_x = -1, f0_x = -1, f0_width = -1;
+    for (const DrawnBox& box : boxes) {
+        if (box.tooltip.rfind("F0:", 0) == 0 && f0_x < 0) f0_x = box.number("x"), f0_width = box.number("width");
+        if (box.tooltip.rfind("B0:", 0) == 0 && b0_x < 0) b0_x = box.number("x");
+    }
+    EXPECT_NEAR(result.step_time, 22.0, 1e-12);  // 2 (M + K - 1)
+    EXPECT_NEAR(f0_width, 1200.0 / 22.0, 0.01);
+    EXPECT_NEAR(b0_x - f0_x, 7 * f0_width, 0.05);
+
+    // With transfers, 1f1b's batched steady-state groups show up as send+recv boxes.
+    const std::string documented = documented_simulation_svg();
+    EXPECT_EQ(xml_problem(documented), "");
+    EXPECT_GT(count(documented, "class=\"box send-recv\""), 0u);
+    EXPECT_NE(documented.find("SendAct"), std::string::npos);
+}
+
+TEST(TimelineSvg, SimulationMustMatchTheSchedule) {
+    const Schedule schedule = make_schedule("gpipe", 3, 2);
+    SimulationResult result = simulate(schedule, equal_costs(3));
+    result.timeline.pop_back();
+    expect_invalid_argument([&] { timeline_svg_from_simulation(schedule, result, "t"); },
+                            {"timeline_svg_from_simulation", "2 stage timelines", "3 stages"});
+}
+
+// docs/timeline_1f1b_k4_m8.svg is generated by this code: the test fails if they drift apart.
+// Regenerate with MINIPIPE_UPDATE_DOCS=1 ./build/tests/test_timeline.
+TEST(TimelineSvg, DocumentationPictureIsUpToDate) {
+    const std::string path = std::string(MP_SOURCE_DIR) + "/docs/timeline_1f1b_k4_m8.svg";
+    const std::string expected = documented_simulation_svg();
+    const char* update = std::getenv("MINIPIPE_UPDATE_DOCS");
+    if (update != nullptr && std::string(update) == "1") {
+        std::ofstream(path) << expected;
+        GTEST_SKIP() << "rewrote " << path;
+    }
+    ASSERT_TRUE(std::filesystem::exists(path)) << path << " is missing; run with MINIPIPE_UPDATE_DOCS=1";
+    EXPECT_TRUE(read_text(path) == expected) << path << " is out of date; run with MINIPIPE_UPDATE_DOCS=1";
+}
+
+// ------------------------------------------------------------------------------------ summary
+
+RunSummary example_summary() {
+    RunSummary summary;
+    summary.final_loss = 3.25;
+    summary.tokens_per_second = 123456.5;
+    summary.samples_per_second = 120.5;
+    summary.bubble_per_stage = {0.125, 0.25, 0.375, 0.5};
+    summary.peak_memory_per_stage = {size_t(1) << 33, 2048, 3, 0};  // 8 GiB does not fit 32 bits
+    summary.peak_stash_per_stage = {4096, 2048, 1024, 512};
+    summary.parameter_checksum = "ab12";
+    summary.steps = 1000;
+    summary.config = {{"schedule", "1f1b"}, {"stages", 4}, {"micro_batches", 8}, {"lr", 3e-4}};
+    return summary;
+}
+
+void expect_same_summary(const RunSummary& actual, const RunSummary& expected) {
+    EXPECT_EQ(actual.final_loss, expected.final_loss);
+    EXPECT_EQ(actual.tokens_per_second, expected.tokens_per_second);
+    EXPECT_EQ(actual.samples_per_second, expected.samples_per_second);
+    EXPECT_EQ(actual.bubble_per_stage, expected.bubble_per_stage);
+    EXPECT_EQ(actual.peak_memory_per_stage, expected.peak_memory_per_stage);
+    EXPECT_EQ(actual.peak_stash_per_stage, expected.peak_stash_per_stage);
+    EXPECT_EQ(actual.parameter_checksum, expected.parameter_checksum);
+    EXPECT_EQ(actual.steps, expected.steps);
+    EXPECT_EQ(actual.config, expected.config);
+}
+
+TEST(RunSummary, JsonHasEveryFieldAndRoundTrips) {
+    const RunSummary summary = example_summary();
+    const nlohmann::json parsed = nlohmann::json::parse(to_json(summary).dump());
+    for (const char* key : {"final_loss", "tokens_per_second", "samples_per_second", "bubble_per_stage",
+                            "peak_memory_per_stage", "peak_stash_per_stage", "parameter_checksum", "steps", "config"})
+        EXPECT_TRUE(parsed.contains(key)) << key;
+    EXPECT_EQ(parsed["format"], "minipipe-run-summary");
+    EXPECT_EQ(parsed["peak_memory_per_stage"][0].get<uint64_t>(), uint64_t(1) << 33);
+    EXPECT_EQ(parsed["config"]["schedule"], "1f1b");
+    expect_same_summary(run_summary_from_json(parsed), summary);
+}
+
+TEST(RunSummary, NanLossIsWrittenAsNullAndReadBackAsNan) {
+    RunSummary summary = example_summary();
+    summary.final_loss = std::nan("");
+    const nlohmann::json parsed = nlohmann::json::parse(to_json(summary).dump());
+    EXPECT_TRUE(parsed["final_loss"].is_null());
+    EXPECT_TRUE(std::isnan(run_summary_from_json(parsed).final_loss));
+}
+
+TEST(RunSummary, ReadingNamesTheMissingOrMistypedField) {
+    nlohmann::json json = to_json(example_summary());
+    json.erase("peak_stash_per_stage");
+    expect_invalid_argument([&] { run_summary_from_json(json); }, {"run_summary_from_json", "peak_stash_per_stage"});
+    json = to_json(example_summary());
+    json["peak_memory_per_stage"][1] = -5;
+    expect_invalid_argument([&] { run_summary_from_json(json); }, {"peak_memory_per_stage", "-5"});
+}
+
+TEST(RunSummary, WriteReplacesTheFileAndNamesABadPath) {
+    const std::filesystem::path dir = fresh_temp_dir("summary");
+    const std::string path = (dir / "summary.json").string();
+    std::ofstream(path) << "old contents";
+    write_summary(example_summary(), path);
+    expect_same_summary(run_summary_from_json(nlohmann::json::parse(read_text(path))), example_summary());
+    EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+    const std::string bad = (dir / "missing" / "summary.json").string();
+    expect_invalid_argument([&] { write_summary(example_summary(), bad); }, {"write_summary", bad});
+    std::filesystem::remove_all(dir);
+}
+
+// ----------------------------------------------------------------------------------- checksum
+
+TEST(ParameterChecksum, Sha256KnownVectors) {
+    // FIPS 180-4 examples: the empty message, "abc" (one block), and a 56-byte message whose
+    // padding spills into a second block.
+    EXPECT_EQ(sha256_hex("", 0), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    EXPECT_EQ(sha256_hex("abc", 3), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    EXPECT_EQ(sha256_hex(two_blocks.data(), two_blocks.size()),
+              "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    const std::string million(1000000, 'a');
+    EXPECT_EQ(sha256_hex(million.data(), million.size()),
+              "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+std::vector<std::pair<std::string, Tensor>> example_parameters() {
+    return {{"wte", mp::testing::random_tensor({5, 4}, 1)},
+            {"h0.ln.weight", mp::testing::random_tensor({4}, 2)},
+            {"h0.attn.bias", mp::testing::random_tensor({12}, 3, 1.0, DType::Float64)},
+            {"empty", Tensor::zeros({0, 3})}};
+}
+
+TEST(ParameterChecksum, StableHexAndIndependentOfOrder) {
+    const auto parameters = example_parameters();
+    const std::string checksum = parameter_checksum(parameters);
+    EXPECT_EQ(checksum.size(), 64u);
+    EXPECT_TRUE(std::all_of(checksum.begin(), checksum.end(), [](char c) { return std::isxdigit(c) && !std::isupper(c); }));
+    EXPECT_EQ(parameter_checksum(parameters), checksum);
+    // Fresh tensors with the same values (other storage, other ids) give the same digest.
+    auto copies = parameters;
+    for (auto& [name, tensor] : copies) tensor = tensor.clone();
+    EXPECT_EQ(parameter_checksum(copies), checksum);
+    auto reversed = parameters;
+    std::reverse(reversed.begin(), reversed.end());
+    EXPECT_EQ(parameter_checksum(reversed), checksum);
+}
+
+TEST(ParameterChecksum, EveryFlippedBitChangesIt) {
+    const auto parameters = example_parameters();
+    const std::string checksum = parameter_checksum(parameters);
+    // Every bit of one tensor, flipped on a clone and then restored.
+    Tensor weight = parameters[1].second.clone();
+    auto changed = parameters;
+    changed[1].second = weight;
+    auto* bytes = static_cast<unsigned char*>(weight.raw_data());
+    for (size_t bit = 0; bit < weight.nbytes() * 8; ++bit) {
+        bytes[bit / 8] ^= static_cast<unsigned char>(1u << (bit % 8));
+        EXPECT_NE(parameter_checksum(changed), checksum) << "bit " << bit;
+        bytes[bit / 8] ^= static_cast<unsigned char>(1u << (bit % 8));
+    }
+    EXPECT_EQ(parameter_checksum(changed), checksum);
+}
+
+TEST(ParameterChecksum, ShapeDtypeAndNameCount) {
+    const Tensor values = mp::testing::random_tensor({6}, 7);
+    const std::string flat = parameter_checksum({{"w", values}});
+    EXPECT_NE(parameter_checksum({{"w", values.reshape({2, 3})}}), flat);
+    EXPECT_NE(parameter_checksum({{"w", values.reshape({3, 2})}}), parameter_checksum({{"w", values.reshape({2, 3})}}));
+    EXPECT_NE(parameter_checksum({{"v", values}}), flat);
+    // The same 24 bytes read as int32.
+    Tensor as_int = Tensor::empty({6}, DType::Int32);
+    std::memcpy(as_int.raw_data(), values.raw_data(), values.nbytes());
+    EXPECT_NE(parameter_checksum({{"w", as_int}}), flat);
+    // Moving bytes between tensors is not the same as the original split.
+    const Tensor first = values.slice(0, 2).clone(), rest = values.slice(2, 6).clone();
+    const Tensor shifted_first = values.slice(0, 3).clone(), shifted_rest = values.slice(3, 6).clone();
+    EXPECT_NE(parameter_checksum({{"a", first}, {"b", rest}}), parameter_checksum({{"a", shifted_first}, {"b", shifted_rest}}));
+}
+
+TEST(ParameterChecksum, RejectsRepeatedNamesAndUndefinedTensors) {
+    expect_invalid_argument([] { parameter_checksum({{"w", Tensor::zeros({2})}, {"w", Tensor::zeros({2})}}); },
+                            {"parameter_checksum", "'w'", "twice"});
+    expect_invalid_argument([] { parameter_checksum({{"w", Tensor()}}); }, {"parameter_checksum", "'w'", "undefined"});
+}
+
+TEST(ParameterChecksum, CudaTensorsHashLikeTheirCpuCopies) {
+    MP_REQUIRE_GPU();
+    auto parameters = example_parameters();
+    parameters.erase(parameters.begin() + 2);  // float64 lives on the CPU only
+    auto on_gpu = parameters;
+    for (auto& [name, tensor] : on_gpu) tensor = tensor.to(Device::cuda(0));
+    EXPECT_EQ(parameter_checksum(on_gpu), parameter_checksum(parameters));
+}
