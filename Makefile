@@ -142,11 +142,12 @@ ifndef ONLY
   MPI_TEST_BIN := $(MPI_TEST_SRC:tests/mpi/%.cpp=$(BUILD)/tests/mpi/%)
   MPI_PROBE_BIN := $(MPI_PROBE_SRC:tests/mpi/%.cpp=$(BUILD)/tests/mpi/%)
   MPI_TEST_OBJ := $(MPI_TEST_SRC:%.cpp=$(BUILD)/obj/%.o) $(MPI_PROBE_SRC:%.cpp=$(BUILD)/obj/%.o)
-  MPI_TEST_CMD := @bash tests/run_mpi_tests.sh $(BUILD)/tests/mpi
+  MPI_TEST_CMD := @bash tests/run_mpi_tests.sh $(BUILD)/tests/mpi && bash tests/run_example_smoke.sh $(BUILD)
   .PRECIOUS: $(MPI_TEST_OBJ)
   # Rules below must not become the default goal (that is `all`, defined further down).
   .DEFAULT_GOAL := all
-  tests: $(MPI_TEST_BIN) $(MPI_PROBE_BIN)
+  TOOL_BIN := $(BUILD)/tests/tools/check_run_outputs
+  tests: $(MPI_TEST_BIN) $(MPI_PROBE_BIN) $(TOOL_BIN)
   mpi-tests: $(MPI_TEST_BIN) $(MPI_PROBE_BIN)
   .PHONY: mpi-tests run-mpi-tests
   run-mpi-tests: mpi-tests
@@ -155,6 +156,9 @@ ifndef ONLY
   $(MPI_TEST_BIN): $(BUILD)/tests/mpi/%: $(BUILD)/obj/tests/mpi/%.o $(TEST_SUPPORT_OBJ) $(LIB)
 	@mkdir -p $(@D)
 	$(CXX) $(LDFLAGS) $< $(TEST_SUPPORT_OBJ) $(LIB) -lgtest $(LDLIBS) -o $@
+  $(TOOL_BIN): $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(BUILD)/obj/tests/support/xml_check.o $(LIB)
+	@mkdir -p $(@D)
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
   $(MPI_PROBE_BIN): $(BUILD)/tests/mpi/%: $(BUILD)/obj/tests/mpi/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CXX) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
@@ -223,12 +227,14 @@ run-tests: all
 check-only: $(LIB) $(TEST_BIN)
 	@bash tests/run_tests.sh $(TEST_BIN)
 
-# The main job: for now the single-process GPT trainer (on the GPU when there is one);
-# the pipeline-parallel trainer under mpirun replaces it when the pipeline lands.
-DEMO_ARGS ?= --steps 600 --log_every 50
+# The main job: train_gpt under mpirun with 4 pipeline stages and 1F1B on the demo config —
+# on the GPU when there is one (the 4 ranks share it over MPI), on the CPU otherwise.
+DEMO_RANKS ?= 4
+DEMO_ARGS ?=
+MPIRUN_FLAGS := --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
 demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/examples/train_gpt
-	$(BUILD)/examples/train_gpt $(DEMO_ARGS)
+	mpirun $(MPIRUN_FLAGS) -np $(DEMO_RANKS) $(BUILD)/examples/train_gpt --config examples/configs/demo.json $(DEMO_ARGS)
 
 bench: benches
 	@bash bench/run_bench.sh $(BUILD)/bench

@@ -2,6 +2,8 @@
 // build; the CUDA parts are behind MP_CUDA so a CPU-only build needs no toolkit.
 #include "tensor/device_context.h"
 
+#include <omp.h>
+
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -9,6 +11,10 @@
 
 #include "kernels/common/error.h"
 #include "tensor/allocator.h"
+
+#if MP_OPENBLAS
+#include <cblas.h>
+#endif
 
 #if MP_CUDA
 #include <cuda_runtime.h>
@@ -25,6 +31,16 @@ std::atomic<MatmulPrecision> g_matmul_precision{MatmulPrecision::Exact};
     throw RuntimeError(str(what, ": this build of minipipe has no CUDA backend (built with CUDA=0 or without nvcc)"));
 }
 }  // namespace
+
+void set_cpu_threads(int threads) {
+    MP_REQUIRE(threads >= 1, "set_cpu_threads: threads must be >= 1, got ", threads);
+    omp_set_num_threads(threads);
+#if MP_OPENBLAS
+    openblas_set_num_threads(threads);
+#endif
+}
+
+int cpu_threads() { return omp_get_max_threads(); }
 
 void set_matmul_precision(MatmulPrecision precision) { g_matmul_precision = precision; }
 MatmulPrecision matmul_precision() { return g_matmul_precision; }

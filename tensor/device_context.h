@@ -14,6 +14,11 @@ void set_current_device(int index);
 // Waits for all work queued on the device's compute stream; a no-op for the CPU.
 void synchronize(Device device);
 
+// Threads the CPU kernels (OpenMP) and OpenBLAS may use in this process. Several ranks on one
+// machine should split its cores between them instead of each taking all of them.
+void set_cpu_threads(int threads);
+int cpu_threads();
+
 // GEMM precision for float32 matmuls on CUDA: Exact (true fp32, the default, so results match
 // the CPU reference) or TF32 (tensor cores, ~10 mantissa bits in the products). CPU is always exact.
 enum class MatmulPrecision { Exact, TF32 };

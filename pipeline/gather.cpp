@@ -1,0 +1,51 @@
+// gather_model: each stage sends its parameters, in named_parameters() order, to rank 0, which
+// copies them into a freshly built whole model. all_gather_values: a slot per rank, all-reduced.
+#include "pipeline/gather.h"
+
+namespace mp::pipeline {
+
+namespace {
+constexpr int kGatherTag = 11;
+}
+
+std::shared_ptr<nn::Sequential> gather_model(comm::Communicator& pipeline, const nn::ModelSpec& spec,
+                                             const std::vector<StageRange>& ranges, const nn::Sequential& stage) {
+    MP_REQUIRE(static_cast<int>(ranges.size()) == pipeline.size(), "gather_model: ", ranges.size(),
+               " stage ranges for ", pipeline.size(), " ranks");
+    if (pipeline.rank() != 0) {
+        for (auto& [name, parameter] : stage.named_parameters()) pipeline.send(parameter, 0, kGatherTag);
+        return nullptr;
+    }
+    std::shared_ptr<nn::Sequential> whole = spec.build_all();
+    for (int s = 0; s < pipeline.size(); ++s) {
+        // The whole model's parameters of stage s's layers, in the order stage s lists them.
+        std::shared_ptr<nn::Sequential> layers = whole->slice(static_cast<size_t>(ranges[s].begin), static_cast<size_t>(ranges[s].end));
+        std::vector<std::pair<std::string, Tensor>> local = s == 0 ? stage.named_parameters()
+                                                                   : std::vector<std::pair<std::string, Tensor>>();
+        size_t i = 0;
+        for (auto& [name, target] : layers->named_parameters()) {
+            Tensor destination = target;
+            if (s == 0) {
+                destination.copy_from(local.at(i++).second);
+            } else {
+                Tensor received = Tensor::empty(target.shape(), target.dtype(),
+                                                pipeline.device_index() >= 0 ? Device::cuda(pipeline.device_index()) : Device::cpu());
+                pipeline.recv(received, s, kGatherTag);
+                destination.copy_from(received);
+            }
+        }
+    }
+    return whole;
+}
+
+std::vector<double> all_gather_values(comm::Communicator& comm, double value, Device device) {
+    Device where = comm.device_index() >= 0 ? device : Device::cpu();
+    std::vector<float> slots(static_cast<size_t>(comm.size()), 0.0f);
+    slots[static_cast<size_t>(comm.rank())] = static_cast<float>(value);
+    Tensor t = Tensor::from_vector(slots, {comm.size()}, where);
+    comm.all_reduce(t, comm::ReduceOp::Sum);
+    std::vector<float> all = t.to_vector<float>();
+    return std::vector<double>(all.begin(), all.end());
+}
+
+}  // namespace mp::pipeline

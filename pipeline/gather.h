@@ -1,0 +1,22 @@
+// Collecting what is spread over the stages: the whole model's parameters on rank 0 (for
+// sampling, export and checksums), and one number per stage onto every rank (for the logs).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "nn/model_spec.h"
+#include "pipeline/partition.h"
+
+namespace mp::pipeline {
+
+// Collective over the pipeline group (rank s holds `stage`, layers ranges[s] of `spec`): rank 0
+// returns the whole model on the CPU with every stage's current parameters; others return null.
+std::shared_ptr<nn::Sequential> gather_model(comm::Communicator& pipeline, const nn::ModelSpec& spec,
+                                             const std::vector<StageRange>& ranges, const nn::Sequential& stage);
+
+// Collective: every rank contributes `value`; every rank gets all of them, in rank order.
+std::vector<double> all_gather_values(comm::Communicator& comm, double value, Device device);
+
+}  // namespace mp::pipeline

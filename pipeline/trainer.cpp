@@ -1,0 +1,340 @@
+// The trainer: device and precision, the stage × replica layout, data, partition, the engine
+// loop with its logs, checkpoints, the gathered trace and timeline, samples and the summary.
+#include "pipeline/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "autograd/tape.h"
+#include "nn/checkpoint.h"
+#include "nn/data.h"
+#include "nn/models.h"
+#include "nn/optim.h"
+#include "pipeline/engine.h"
+#include "pipeline/gather.h"
+#include "pipeline/partition.h"
+#include "pipeline/render.h"
+#include "pipeline/schedule.h"
+#include "pipeline/timeline_svg.h"
+#include "pipeline/validate.h"
+#include "tensor/allocator.h"
+#include "tensor/device_context.h"
+#include "tensor/ops/gemm.h"
+
+namespace mp::pipeline {
+
+namespace {
+
+// Prints on world rank 0 only.
+struct Log {
+    bool on;
+    template <typename... Args>
+    void line(const char* format, Args... args) const {
+        if (!on) return;
+        std::printf(format, args...);
+        std::printf("\n");
+        std::fflush(stdout);
+    }
+};
+
+std::string bytes_str(double bytes) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB"};
+    int unit = 0;
+    while (bytes >= 1024 && unit < 3) bytes /= 1024, ++unit;
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, unit == 0 ? "%.0f %s" : "%.1f %s", bytes, units[unit]);
+    return buffer;
+}
+
+Device choose_device(const TrainConfig& config, int gpu) {
+    if (config.device == "cpu") return Device::cpu();
+    if (config.device == "cuda") {
+        MP_REQUIRE(gpu >= 0, "device: \"cuda\" was asked for but this rank sees no GPU");
+        return Device::cuda(gpu);
+    }
+    return gpu >= 0 ? Device::cuda(gpu) : Device::cpu();
+}
+
+// The training data: token sequences for gpt/realistic, a regression task for mlp.
+struct DataSource {
+    nn::TokenDataset tokens;  // gpt / realistic
+    Tensor teacher;           // mlp: targets = inputs · teacher
+    int64_t time = 0;         // tokens per sequence (0 for mlp)
+
+    // The global batch of `step` (the same on every rank, whatever the step it resumed at).
+    nn::Batch batch(const TrainConfig& config, int64_t step) const {
+        Generator gen(static_cast<uint64_t>(config.seed) + 1);
+        gen.advance(static_cast<uint64_t>(step) * static_cast<uint64_t>(config.train_batch_size) * 2);
+        if (config.model.kind == "mlp") {
+            int64_t width = config.model.widths.front();
+            Tensor inputs = Tensor::randn({config.train_batch_size, width}, gen);
+            return {inputs, ops::matmul(inputs, teacher)};
+        }
+        return nn::sample_batch(tokens, config.train_batch_size, time, gen, Device::cpu());
+    }
+};
+
+DataSource make_data(const TrainConfig& config) {
+    DataSource data;
+    if (config.model.kind == "mlp") {
+        Generator gen(static_cast<uint64_t>(config.seed) + 2);
+        int64_t in = config.model.widths.front(), out = config.model.widths.back();
+        data.teacher = Tensor::randn({in, out}, gen, 0.0, 1.0 / std::sqrt(static_cast<double>(in)));
+        return data;
+    }
+    if (config.data.kind == "text") data.tokens = nn::load_text_file(config.data.path);
+    else if (config.data.kind == "shard") data.tokens = nn::load_token_shard(config.data.path);
+    else data.tokens = nn::synthetic_additions(20000, 3, static_cast<uint64_t>(config.seed));
+    MP_REQUIRE(data.tokens.vocab <= config.model.vocab, "model.vocab is ", config.model.vocab, " but the data (",
+               data.tokens.description, ") needs ", data.tokens.vocab);
+    data.time = config.model.context;
+    return data;
+}
+
+LossFunction make_loss(const TrainConfig& config) { return config.model.kind == "mlp" ? mse_loss() : cross_entropy_loss(); }
+
+std::unique_ptr<nn::Optimizer> make_optimizer(const TrainConfig& config, const std::vector<Tensor>& parameters) {
+    const TrainConfig::Optimizer& o = config.optimizer;
+    if (o.type == "sgd") return std::make_unique<nn::SGD>(parameters, nn::SGDOptions{o.lr, o.momentum, o.weight_decay});
+    return std::make_unique<nn::AdamW>(parameters, nn::AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay});
+}
+
+double learning_rate(const TrainConfig& config, int64_t step) {
+    if (config.lr_schedule.kind == "constant") return config.optimizer.lr;
+    return nn::cosine_lr(step, config.lr_schedule.warmup_steps, config.steps, config.optimizer.lr, config.lr_schedule.min_lr);
+}
+
+// Every rank must partition alike: with `time`, world rank 0 profiles and broadcasts the times.
+std::vector<StageRange> decide_partition(const TrainConfig& config, const nn::ModelSpec& spec, const DataSource& data,
+                                         comm::Communicator& world, Device device) {
+    int stages = static_cast<int>(config.pipeline.stages);
+    PartitionMethod method = parse_partition_method(config.pipeline.partition);
+    std::vector<double> times;
+    if (method == PartitionMethod::Time) {
+        std::vector<float> measured(static_cast<size_t>(spec.size()), 0.0f);
+        if (world.rank() == 0) {
+            Tensor sample = data.batch(config, 0).ids.slice(0, config.micro_batch_size);
+            std::vector<double> t = profile_layer_times(spec, sample, device);
+            measured.assign(t.begin(), t.end());
+        }
+        Tensor shared = Tensor::from_vector(measured, {spec.size()}, world.device_index() >= 0 ? device : Device::cpu());
+        world.broadcast(shared, 0);
+        for (float t : shared.to_vector<float>()) times.push_back(t);
+    }
+    return partition(spec, stages, method, config.pipeline.balance, times);
+}
+
+std::string layer_names(const nn::ModelSpec& spec, const StageRange& range) {
+    std::string first = spec.layers[range.begin].name, last = spec.layers[range.end - 1].name;
+    return range.size() == 1 ? first : first + " .. " + last;
+}
+
+// Samples a continuation of a prompt with the whole model (world rank 0, CPU).
+std::string sample_text(nn::Sequential& model, const nn::TokenDataset& data, int64_t window, uint64_t seed) {
+    autograd::NoGradScope no_grad;
+    Generator gen(seed);
+    nn::Batch prompt = nn::sample_batch(data, 1, std::min<int64_t>(8, window), gen, Device::cpu());
+    std::vector<int32_t> context = prompt.ids.to_vector<int32_t>();
+    std::string prompt_text = data.decode(context);
+    std::vector<int32_t> generated;
+    for (int i = 0; i < 24; ++i) {
+        int64_t start = std::max<int64_t>(0, static_cast<int64_t>(context.size()) - window);
+        std::vector<int32_t> input(context.begin() + start, context.end());
+        Tensor logits = model.forward(Tensor::from_vector(input, {1, static_cast<int64_t>(input.size())}));
+        int64_t vocab = logits.size(-1);
+        std::vector<float> all = logits.to_vector<float>();
+        const float* last = all.data() + (input.size() - 1) * vocab;
+        // Greedy over the data's vocabulary (the model's may be larger).
+        int32_t next = 0;
+        for (int32_t v = 1; v < data.vocab; ++v)
+            if (last[v] > last[next]) next = v;
+        context.push_back(next);
+        generated.push_back(next);
+    }
+    auto printable = [](std::string s) {
+        for (char& c : s)
+            if (c == '\n') c = '|';
+        return s;
+    };
+    return "[" + printable(prompt_text) + "] -> [" + printable(data.decode(generated)) + "]";
+}
+
+}  // namespace
+
+nn::ModelSpec model_spec(const TrainConfig& config) {
+    const TrainConfig::Model& m = config.model;
+    uint64_t seed = static_cast<uint64_t>(config.seed);
+    if (m.kind == "mlp") return nn::mlp_spec(m.widths, seed);
+    if (m.kind == "realistic") return nn::realistic_spec(m.vocab, m.hidden, m.blocks, seed);
+    nn::GPTConfig gpt;
+    gpt.vocab = m.vocab;
+    gpt.context = m.context;
+    gpt.layers = m.layers;
+    gpt.heads = m.heads;
+    gpt.channels = m.channels;
+    gpt.dropout = m.dropout;
+    gpt.seed = seed;
+    return nn::gpt_spec(gpt);
+}
+
+TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu, bool verbose) {
+    const Log log{world.rank() == 0 && verbose};
+    const Log final_log{world.rank() == 0};
+    const Device device = choose_device(config, gpu);
+    set_matmul_precision(config.precision == "tf32" ? MatmulPrecision::TF32 : MatmulPrecision::Exact);
+    const int K = static_cast<int>(config.pipeline.stages);
+    const int replicas = data_parallel_size(config, world.size());
+    const int stage = world.rank() % K, replica = world.rank() / K;
+    std::unique_ptr<comm::Communicator> pipeline = world.split(replica, stage);
+    std::unique_ptr<comm::Communicator> replica_group = replicas > 1 ? world.split(stage, replica) : nullptr;
+
+    const nn::ModelSpec spec = model_spec(config);
+    const DataSource data = make_data(config);
+    const std::vector<StageRange> ranges = decide_partition(config, spec, data, world, device);
+    std::shared_ptr<nn::Sequential> module = spec.build(ranges[stage].begin, ranges[stage].end);
+    module->to(device);
+    std::unique_ptr<nn::Optimizer> optimizer = make_optimizer(config, module->parameters());
+    const Schedule schedule = make_schedule(config.pipeline.schedule, K, static_cast<int>(config.micro_batches));
+    ValidationResult valid = validate(schedule);
+    MP_REQUIRE(valid.ok, "schedule ", config.pipeline.schedule, " is invalid: ", valid.error);
+    Engine engine(*pipeline, module, schedule, *optimizer, make_loss(config),
+                  parse_rematerialization(config.pipeline.rematerialization), device, replica_group.get());
+    engine.set_grad_clip(config.grad_clip);
+
+    log.line("minipipe: %s, %lld parameters", spec.description.c_str(), (long long)spec.total_parameters());
+    log.line("layout: %d ranks = %d stages x %d data-parallel replicas, %s schedule, %lld micro-batches of %lld, "
+             "re-materialization %s, device %s, %s",
+             world.size(), K, replicas, config.pipeline.schedule.c_str(), (long long)config.micro_batches,
+             (long long)config.micro_batch_size, config.pipeline.rematerialization.c_str(), device.str().c_str(),
+             config.precision.c_str());
+    if (config.model.kind != "mlp") log.line("data: %s", data.tokens.description.c_str());
+    log.line("partition (%s):", config.pipeline.partition.c_str());
+    for (int s = 0; s < K; ++s) {
+        int64_t params = 0;
+        for (int64_t i = ranges[s].begin; i < ranges[s].end; ++i) params += spec.layers[i].parameters;
+        log.line("  stage %d: layers %lld-%lld (%s), %lld parameters", s, (long long)ranges[s].begin,
+                 (long long)ranges[s].end - 1, layer_names(spec, ranges[s]).c_str(), (long long)params);
+    }
+    if (K * static_cast<int>(config.micro_batches) <= 8 * 16) log.line("schedule:\n%s", render(schedule).c_str());
+
+    int64_t start_step = 0;
+    const std::string& checkpoint_dir = config.checkpoint.dir;
+    if (config.checkpoint.resume && !checkpoint_dir.empty() && std::filesystem::exists(nn::checkpoint_index_path(checkpoint_dir))) {
+        start_step = nn::load_stage_checkpoint(checkpoint_dir, stage, K, *module, *optimizer);
+        log.line("resumed from %s at step %lld", checkpoint_dir.c_str(), (long long)start_step);
+    }
+    std::vector<nn::LayerRange> layer_ranges;
+    for (const StageRange& r : ranges) layer_ranges.emplace_back(r.begin, r.end);
+    auto save_checkpoint = [&](int64_t step) {
+        if (replica != 0) return;  // replicas hold identical parameters
+        std::filesystem::create_directories(checkpoint_dir);
+        nn::save_stage_checkpoint(checkpoint_dir, stage, K, *module, *optimizer, step, layer_ranges);
+        if (stage == 0) nn::write_checkpoint_index(checkpoint_dir, K, step, layer_ranges);
+        pipeline->barrier();
+        log.line("checkpoint: step %lld saved to %s", (long long)step, checkpoint_dir.c_str());
+    };
+
+    const int64_t shard = config.train_batch_size / replicas;
+    const double tokens_per_step = static_cast<double>(config.train_batch_size) * std::max<int64_t>(1, data.time);
+    TrainResult result;
+    StepResult last;
+    double timed_seconds = 0;
+    int64_t timed_steps = 0;
+    for (int64_t step = start_step; step < config.steps; ++step) {
+        optimizer->set_lr(learning_rate(config, step));
+        nn::Batch batch = data.batch(config, step);
+        Tensor inputs = batch.ids.slice(replica * shard, (replica + 1) * shard);
+        Tensor targets = batch.targets.slice(replica * shard, (replica + 1) * shard);
+        auto begin = std::chrono::steady_clock::now();
+        last = engine.step(inputs, targets);
+        double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+        if (step > start_step || config.steps - start_step == 1) timed_seconds += seconds, ++timed_steps;  // step 0 includes warm-up
+        result.losses.push_back(last.loss);
+        bool log_now = (config.log.every > 0 && step % config.log.every == 0) || step + 1 == config.steps;
+        if (log_now) {
+            std::vector<double> bubbles = all_gather_values(*pipeline, last.trace.bubble_fraction(), device);
+            std::string bubble_text;
+            for (double b : bubbles) bubble_text += (bubble_text.empty() ? "" : " ") + std::to_string(static_cast<int>(std::lround(100 * b)));
+            log.line("step %5lld | loss %.4f | lr %.2e | %8.0f tokens/s | %7.1f ms | bubble %% by stage: %s", (long long)step,
+                     last.loss, optimizer->lr(), tokens_per_step / seconds, 1000 * seconds, bubble_text.c_str());
+            if (config.log.memory) {
+                std::vector<double> stash = all_gather_values(*pipeline, static_cast<double>(last.memory.peak_stash_bytes), device);
+                std::vector<double> peak = all_gather_values(*pipeline, static_cast<double>(last.memory.peak_allocator_bytes), device);
+                std::vector<double> per_mb = all_gather_values(*pipeline, static_cast<double>(last.memory.stash_bytes_per_micro_batch), device);
+                for (int s = 0; s < K; ++s)
+                    log.line("        stage %d: stash %s per micro-batch, peak stash %s, peak allocator %s", s,
+                             bytes_str(per_mb[s]).c_str(), bytes_str(stash[s]).c_str(), bytes_str(peak[s]).c_str());
+            }
+        }
+        if (!checkpoint_dir.empty() && config.checkpoint.every > 0 && (step + 1) % config.checkpoint.every == 0 &&
+            step + 1 < config.steps)
+            save_checkpoint(step + 1);
+    }
+    if (!checkpoint_dir.empty() && config.steps > start_step) save_checkpoint(config.steps);
+
+    // The summary: every stage's bubble and memory on every rank, the checksum from rank 0.
+    RunSummary& summary = result.summary;
+    summary.steps = config.steps;
+    summary.final_loss = last.loss;
+    double seconds_per_step = timed_steps > 0 ? timed_seconds / timed_steps : 0;
+    summary.tokens_per_second = seconds_per_step > 0 ? tokens_per_step / seconds_per_step : 0;
+    summary.samples_per_second = seconds_per_step > 0 ? config.train_batch_size / seconds_per_step : 0;
+    summary.bubble_per_stage = all_gather_values(*pipeline, last.trace.bubble_fraction(), device);
+    for (double v : all_gather_values(*pipeline, static_cast<double>(last.memory.peak_allocator_bytes), device))
+        summary.peak_memory_per_stage.push_back(static_cast<size_t>(v));
+    for (double v : all_gather_values(*pipeline, static_cast<double>(last.memory.peak_stash_bytes), device))
+        summary.peak_stash_per_stage.push_back(static_cast<size_t>(v));
+    summary.config = to_json(config);
+
+    std::shared_ptr<nn::Sequential> whole;
+    if (replica == 0) {
+        std::vector<StageTrace> traces = gather_traces(*pipeline, last.trace);
+        whole = gather_model(*pipeline, spec, ranges, *module);
+        if (world.rank() == 0) {
+            result.last_traces = traces;
+            if (!config.trace.path.empty()) {
+                write_chrome_trace(traces, config.trace.path);
+                log.line("trace: %s (open in https://ui.perfetto.dev)", config.trace.path.c_str());
+            }
+            if (!config.trace.svg.empty()) {
+                write_timeline_svg(traces, str(config.pipeline.schedule, ", ", K, " stages, ", config.micro_batches,
+                                               " micro-batches: the last step as measured"),
+                                   config.trace.svg);
+                log.line("timeline: %s", config.trace.svg.c_str());
+            }
+            summary.parameter_checksum = parameter_checksum(whole->named_parameters());
+            if (!checkpoint_dir.empty()) {
+                std::string path = checkpoint_dir + "/model.safetensors";
+                nn::export_model(path, whole->named_parameters());
+                log.line("export: the whole model as %s", path.c_str());
+            }
+        }
+    }
+    // Every rank gets the checksum (a fixed-length hex string) from world rank 0.
+    std::vector<int32_t> checksum_chars(64, 0);
+    for (size_t i = 0; i < std::min<size_t>(64, summary.parameter_checksum.size()); ++i)
+        checksum_chars[i] = summary.parameter_checksum[i];
+    Tensor shared = Tensor::from_vector(checksum_chars, {64}, world.device_index() >= 0 ? device : Device::cpu());
+    world.broadcast(shared, 0);
+    std::vector<int32_t> received = shared.to_vector<int32_t>();
+    summary.parameter_checksum.clear();
+    for (int32_t c : received)
+        if (c != 0) summary.parameter_checksum += static_cast<char>(c);
+
+    final_log.line("final loss %.4f after %lld steps | %.0f tokens/s | %.1f samples/s | checksum %s", summary.final_loss,
+             (long long)config.steps, summary.tokens_per_second, summary.samples_per_second,
+             summary.parameter_checksum.substr(0, 16).c_str());
+    if (world.rank() == 0 && whole && config.model.kind == "gpt")
+        for (int i = 0; i < 3; ++i)
+            log.line("sample %d: %s", i, sample_text(*whole, data.tokens, config.model.context,
+                                                     static_cast<uint64_t>(config.seed) + 100 + i).c_str());
+    if (!config.summary.path.empty() && world.rank() == 0) {
+        write_summary(summary, config.summary.path);
+        log.line("summary: %s", config.summary.path.c_str());
+    }
+    return result;
+}
+
+}  // namespace mp::pipeline

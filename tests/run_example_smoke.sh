@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Smoke test of every example under mpirun with tiny sizes (run by `make test` when MPI is
+# built): each runs to the end; train_gpt's summary, trace and timeline are checked; a bad config
+# fails on every rank with the key's path; and resuming from a checkpoint reproduces the
+# parameters of an uninterrupted run bit for bit (same checksum).
+# Usage: run_example_smoke.sh BUILD_DIR
+set -u
+build=${1:?usage: run_example_smoke.sh BUILD_DIR}
+MPIRUN=${MPIRUN:-mpirun}
+launch=("$MPIRUN" --oversubscribe)
+[ "$(id -u)" = 0 ] && launch+=(--allow-run-as-root)
+export MINIPIPE_COMM_TIMEOUT_S=${MINIPIPE_COMM_TIMEOUT_S:-60}
+out=$(mktemp -d)
+check="$build/tests/tools/check_run_outputs"
+passed=0; failed=0; failures=()
+
+run() {  # name, then the command; records pass/fail, keeps the log
+    local name=$1; shift
+    if "$@" >"$out/$name.log" 2>&1; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1)); failures+=("$name")
+        echo "---- $name failed; its output:"; tail -n 30 "$out/$name.log"
+    fi
+}
+expect_failure() {  # name, fragment, then the command: must fail, on every rank, with the fragment
+    local name=$1 fragment=$2; shift 2
+    if "$@" >"$out/$name.log" 2>&1; then
+        failed=$((failed + 1)); failures+=("$name"); echo "---- $name: succeeded but should have failed"
+    elif [ "$(grep -c -- "$fragment" "$out/$name.log")" -lt 2 ]; then
+        failed=$((failed + 1)); failures+=("$name"); echo "---- $name: '$fragment' not printed by both ranks:"; tail -n 20 "$out/$name.log"
+    else
+        passed=$((passed + 1))
+    fi
+}
+
+tiny_gpt=(--set model.layers=2 --set model.channels=32 --set model.context=16 --set micro_batch_size=2
+          --set micro_batches=4 --set log.every=5)
+run train_gpt "${launch[@]}" -np 2 "$build/examples/train_gpt" --config examples/configs/demo.json "${tiny_gpt[@]}" \
+    --set pipeline.stages=2 --set steps=6 --set trace.path="$out/trace.json" --set trace.svg="$out/timeline.svg" \
+    --set checkpoint.dir="$out/ckpt" --summary "$out/summary.json"
+run train_gpt_outputs "$check" --summary "$out/summary.json" --stages 2 --trace "$out/trace.json" --svg "$out/timeline.svg"
+run train_gpt_data_parallel "${launch[@]}" -np 4 "$build/examples/train_gpt" --config examples/configs/demo.json \
+    "${tiny_gpt[@]}" --set pipeline.stages=2 --set steps=3 --set trace.path= --set trace.svg= --set checkpoint.dir= \
+    --summary "$out/summary_dp.json"
+run pipeline_mlp "${launch[@]}" -np 2 "$build/examples/pipeline_mlp" --set steps=5 --set trace.path= --set trace.svg=
+run microbatch_sweep "${launch[@]}" -np 2 "$build/examples/microbatch_sweep" --set model.hidden=32 --set model.blocks=3 \
+    --set model.context=8 --set model.vocab=64 --set steps=2
+
+# Resume: 6 steps straight vs 3 steps, save, resume for 3 more (constant learning rate, so the
+# schedule does not depend on where the run stops).
+resume_args=(--config examples/configs/demo.json "${tiny_gpt[@]}" --set pipeline.stages=2 --set lr_schedule.kind=constant
+             --set trace.path= --set trace.svg=)
+run resume_straight "${launch[@]}" -np 2 "$build/examples/train_gpt" "${resume_args[@]}" --set steps=6 \
+    --set checkpoint.dir="$out/straight" --summary "$out/straight.json"
+run resume_first_half "${launch[@]}" -np 2 "$build/examples/train_gpt" "${resume_args[@]}" --set steps=3 \
+    --set checkpoint.dir="$out/resumed"
+run resume_second_half "${launch[@]}" -np 2 "$build/examples/train_gpt" "${resume_args[@]}" --set steps=6 \
+    --set checkpoint.dir="$out/resumed" --set checkpoint.resume=true --summary "$out/resumed.json"
+straight=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/straight.json" 2>/dev/null)
+resumed=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/resumed.json" 2>/dev/null)
+if [ -n "$straight" ] && [ "$straight" = "$resumed" ]; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1)); failures+=("resume_bit_identical"); echo "---- resume: checksums differ: '$straight' vs '$resumed'"
+fi
+
+# Bad configs are refused on every rank, naming the key.
+expect_failure bad_key "pipeline.shedule" "${launch[@]}" -np 2 "$build/examples/train_gpt" --set pipeline.shedule=gpipe
+expect_failure bad_stages "world size" "${launch[@]}" -np 2 "$build/examples/train_gpt" --set pipeline.stages=3
+
+echo "==== example smoke test (mpirun)"
+printf '  %-28s ran %4d  passed %4d  skipped %4d  failed %4d\n' "examples" $((passed + failed)) "$passed" 0 "$failed"
+rm -rf "$out"
+if [ "$failed" -gt 0 ]; then echo "FAILED: ${failures[*]}"; exit 1; fi
