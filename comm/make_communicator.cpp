@@ -145,4 +145,24 @@ std::unique_ptr<Communicator> make_communicator(MPI_Comm comm, const CommOptions
     return std::make_unique<MpiCommunicator>(comm, timeout);
 }
 
+std::unique_ptr<Communicator> split_communicator(MPI_Comm parent, int rank, int color, std::optional<int> key,
+                                                 Backend backend, double timeout_seconds) {
+    MPI_Comm sub = MPI_COMM_NULL;
+    MPI_CHECK(MPI_Comm_split(parent, color < 0 ? MPI_UNDEFINED : color, key.value_or(rank), &sub));
+    if (sub == MPI_COMM_NULL) return nullptr;
+    CommOptions options;
+    options.backend = backend;
+    options.timeout_seconds = timeout_seconds;
+    options.log_choice = false;
+    std::unique_ptr<Communicator> result;
+    try {
+        result = make_communicator(sub, options);
+    } catch (...) {
+        MPI_Comm_free(&sub);
+        throw;
+    }
+    MPI_CHECK(MPI_Comm_free(&sub));
+    return result;
+}
+
 }  // namespace mp::comm

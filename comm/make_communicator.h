@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,11 @@ struct CommOptions {
 std::unique_ptr<Communicator> make_communicator(const CommOptions& options = {});
 // The same over any MPI communicator (used by split).
 std::unique_ptr<Communicator> make_communicator(MPI_Comm comm, const CommOptions& options);
+
+// The body of every backend's split(): MPI_Comm_split of `parent` (a negative color joins no
+// group: nullptr), then a communicator of `backend` over the sub-group with the same timeout.
+std::unique_ptr<Communicator> split_communicator(MPI_Comm parent, int rank, int color, std::optional<int> key,
+                                                 Backend backend, double timeout_seconds);
 
 // What one rank brings to the decision (gathered from every rank of the group).
 struct RankDevice {

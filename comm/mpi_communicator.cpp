@@ -185,22 +185,7 @@ void MpiCommunicator::barrier() {
 
 std::unique_ptr<Communicator> MpiCommunicator::split(int color, std::optional<int> key,
                                                      std::optional<Backend> backend) {
-    MPI_Comm sub = MPI_COMM_NULL;
-    MPI_CHECK(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key.value_or(rank_), &sub));
-    if (sub == MPI_COMM_NULL) return nullptr;
-    CommOptions options;
-    options.backend = backend.value_or(Backend::Mpi);
-    options.timeout_seconds = timeout_seconds_;
-    options.log_choice = false;
-    std::unique_ptr<Communicator> result;
-    try {
-        result = make_communicator(sub, options);
-    } catch (...) {
-        MPI_Comm_free(&sub);
-        throw;
-    }
-    MPI_CHECK(MPI_Comm_free(&sub));
-    return result;
+    return split_communicator(comm_, rank_, color, key, backend.value_or(Backend::Mpi), timeout_seconds_);
 }
 
 }  // namespace mp::comm

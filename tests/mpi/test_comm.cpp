@@ -14,6 +14,7 @@
 
 #include "comm/make_communicator.h"
 #include "comm/mpi_runtime.h"
+#include "tests/mpi/multi_rank_main.h"
 #include "tests/support/test_util.h"
 
 namespace mp::comm {
@@ -400,40 +401,10 @@ TEST_F(Comm, NcclAcrossRanksWhenEachOwnsAGpu) {
 }
 
 // Prints this rank's failures with a [rank r] prefix (ranks other than 0 drop the default report).
-class RankFailurePrinter : public ::testing::EmptyTestEventListener {
-  public:
-    explicit RankFailurePrinter(int rank) : rank_(rank) {}
-    void OnTestPartResult(const ::testing::TestPartResult& result) override {
-        if (!result.failed()) return;
-        std::fprintf(stderr, "[rank %d] %s:%d: %s\n", rank_, result.file_name() ? result.file_name() : "?",
-                     result.line_number(), result.summary());
-    }
-
-  private:
-    int rank_;
-};
 
 }  // namespace
 }  // namespace mp::comm
 
 int main(int argc, char** argv) {
-    mp::comm::MpiRuntime mpi(&argc, &argv);
-    ::testing::InitGoogleTest(&argc, argv);
-    int status = 1;
-    try {
-        mp::comm::CommOptions options;
-        options.backend = mp::comm::Backend::Mpi;  // the MPI backend, on every machine
-        mp::comm::g_world = mp::comm::make_communicator(options);
-        if (mpi.world_rank() != 0) {
-            ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
-            delete listeners.Release(listeners.default_result_printer());
-            listeners.Append(new mp::comm::RankFailurePrinter(mpi.world_rank()));
-        }
-        status = RUN_ALL_TESTS();
-        mp::comm::g_world.reset();
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "[rank %d] test_comm: %s\n", mpi.world_rank(), e.what());
-        status = 1;
-    }
-    return status;
+    return mp::testing::run_multi_rank_tests(argc, argv, "test_comm", mp::comm::g_world);
 }

@@ -22,6 +22,7 @@
 #include "nn/optim.h"
 #include "pipeline/engine.h"
 #include "pipeline/partition.h"
+#include "tests/mpi/multi_rank_main.h"
 #include "tests/support/test_util.h"
 
 namespace mp::pipeline {
@@ -283,23 +284,5 @@ TEST_F(Pipeline, BadBatchesAreErrorsOnEveryRank) {
 }  // namespace mp::pipeline
 
 int main(int argc, char** argv) {
-    mp::comm::MpiRuntime mpi(&argc, &argv);
-    ::testing::InitGoogleTest(&argc, argv);
-    int status = 1;
-    try {
-        mp::comm::CommOptions options;
-        options.backend = mp::comm::Backend::Mpi;
-        options.log_choice = false;
-        mp::pipeline::g_world = mp::comm::make_communicator(options);
-        if (mpi.world_rank() != 0) {  // only rank 0 prints the report; others print their failures
-            ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
-            delete listeners.Release(listeners.default_result_printer());
-        }
-        status = RUN_ALL_TESTS();
-        mp::pipeline::g_world.reset();
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "[rank %d] test_pipeline: %s\n", mpi.world_rank(), e.what());
-        status = 1;
-    }
-    return status;
+    return mp::testing::run_multi_rank_tests(argc, argv, "test_pipeline", mp::pipeline::g_world);
 }
