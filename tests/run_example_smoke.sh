@@ -9,6 +9,9 @@ build=${1:?usage: run_example_smoke.sh BUILD_DIR}
 MPIRUN=${MPIRUN:-mpirun}
 launch=("$MPIRUN" --oversubscribe)
 [ "$(id -u)" = 0 ] && launch+=(--allow-run-as-root)
+launch+=(-x OMP_WAIT_POLICY -x MINIPIPE_COMM_TIMEOUT_S)
+# OpenMP threads that wait passively: several ranks share few cores here.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 export MINIPIPE_COMM_TIMEOUT_S=${MINIPIPE_COMM_TIMEOUT_S:-60}
 out=$(mktemp -d)
 check="$build/tests/tools/check_run_outputs"

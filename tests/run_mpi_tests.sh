@@ -9,8 +9,10 @@ MPIRUN=${MPIRUN:-mpirun}
 launch=("$MPIRUN" --oversubscribe)
 [ "$(id -u)" = 0 ] && launch+=(--allow-run-as-root)
 # Tests fail fast instead of waiting the default 300 s if a transfer hangs.
+# OpenMP threads that wait passively: several ranks share few cores here.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 export MINIPIPE_COMM_TIMEOUT_S=${MINIPIPE_COMM_TIMEOUT_S:-30}
-launch+=(-x MINIPIPE_COMM_TIMEOUT_S)
+launch+=(-x MINIPIPE_COMM_TIMEOUT_S -x OMP_WAIT_POLICY)
 
 total_ran=0; total_passed=0; total_skipped=0; total_failed=0; failed_runs=(); summary=""
 record() {  # name ran passed skipped failed

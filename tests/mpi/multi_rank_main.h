@@ -5,11 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <thread>
 
 #include "comm/make_communicator.h"
 #include "comm/mpi_runtime.h"
+#include "tensor/device_context.h"
 
 namespace mp::testing {
 
@@ -30,6 +33,9 @@ class RankFailurePrinter : public ::testing::EmptyTestEventListener {
 inline int run_multi_rank_tests(int argc, char** argv, const char* program, std::unique_ptr<comm::Communicator>& world) {
     comm::MpiRuntime mpi(&argc, &argv);
     ::testing::InitGoogleTest(&argc, argv);
+    // Ranks sharing this machine share its cores (oversubscribed OpenMP threads spin and crawl).
+    int cores = static_cast<int>(std::thread::hardware_concurrency());
+    set_cpu_threads(std::max(1, cores / std::max(1, mpi.local_size())));
     int status = 1;
     try {
         comm::CommOptions options;
