@@ -107,6 +107,19 @@ class StageWriter {
     void backward(int micro_batch) { out_.push_back({ActionKind::Backward, micro_batch}); }
     void optimizer_step() { out_.push_back({ActionKind::OptimizerStep, -1}); }
 
+    // Receive the activation, forward, send the output — each transfer on its own.
+    void forward_unbatched(int micro_batch) {
+        communicate({{ActionKind::RecvActivation, micro_batch}});
+        forward(micro_batch);
+        communicate({{ActionKind::SendActivation, micro_batch}});
+    }
+    // Receive the output's gradient, backward, send the input's gradient.
+    void backward_unbatched(int micro_batch) {
+        communicate({{ActionKind::RecvGradient, micro_batch}});
+        backward(micro_batch);
+        communicate({{ActionKind::SendGradient, micro_batch}});
+    }
+
     // Appends the operations that have a peer as one batched group (a single operation is a
     // group of one: batched_with_next stays false).
     void communicate(std::initializer_list<Action> operations) {
@@ -142,12 +155,8 @@ Schedule make_naive_schedule(int stages, int micro_batches) {
     for (int stage = 0; stage < stages; ++stage) {
         StageWriter write(stage, stages, schedule.actions[stage]);
         for (int m = 0; m < micro_batches; ++m) {
-            write.communicate({{ActionKind::RecvActivation, m}});
-            write.forward(m);
-            write.communicate({{ActionKind::SendActivation, m}});
-            write.communicate({{ActionKind::RecvGradient, m}});
-            write.backward(m);
-            write.communicate({{ActionKind::SendGradient, m}});
+            write.forward_unbatched(m);
+            write.backward_unbatched(m);
         }
         write.optimizer_step();
     }
@@ -158,16 +167,8 @@ Schedule make_gpipe_schedule(int stages, int micro_batches) {
     Schedule schedule = empty_schedule("gpipe", stages, micro_batches);
     for (int stage = 0; stage < stages; ++stage) {
         StageWriter write(stage, stages, schedule.actions[stage]);
-        for (int m = 0; m < micro_batches; ++m) {
-            write.communicate({{ActionKind::RecvActivation, m}});
-            write.forward(m);
-            write.communicate({{ActionKind::SendActivation, m}});
-        }
-        for (int m = 0; m < micro_batches; ++m) {
-            write.communicate({{ActionKind::RecvGradient, m}});
-            write.backward(m);
-            write.communicate({{ActionKind::SendGradient, m}});
-        }
+        for (int m = 0; m < micro_batches; ++m) write.forward_unbatched(m);
+        for (int m = 0; m < micro_batches; ++m) write.backward_unbatched(m);
         write.optimizer_step();
     }
     return schedule;
@@ -181,11 +182,7 @@ Schedule make_1f1b_schedule(int stages, int micro_batches) {
         const int steady = micro_batches - warmup;
 
         // Warm-up: forwards only, each sent on before the next is received.
-        for (int m = 0; m < warmup; ++m) {
-            write.communicate({{ActionKind::RecvActivation, m}});
-            write.forward(m);
-            write.communicate({{ActionKind::SendActivation, m}});
-        }
+        for (int m = 0; m < warmup; ++m) write.forward_unbatched(m);
 
         // Steady state: iteration i forwards micro-batch warmup + i and backwards micro-batch i.
         // The activation of the first steady forward is received on its own; every later one
@@ -208,11 +205,7 @@ Schedule make_1f1b_schedule(int stages, int micro_batches) {
         }
 
         // Cool-down: the backwards of the warm-up forwards.
-        for (int m = steady; m < micro_batches; ++m) {
-            write.communicate({{ActionKind::RecvGradient, m}});
-            write.backward(m);
-            write.communicate({{ActionKind::SendGradient, m}});
-        }
+        for (int m = steady; m < micro_batches; ++m) write.backward_unbatched(m);
         write.optimizer_step();
     }
     return schedule;
