@@ -208,6 +208,34 @@ void Engine::run_group(std::vector<MicroBatch>& mbs, size_t first, size_t last) 
     }
 }
 
+void Engine::prepare_shapes(const Tensor& inputs, int64_t micro) {
+    Tensor first_input = inputs.slice(0, micro).to(device_);
+    if (first_input.shape() != inferred_for_input_) {
+        infer_shapes(first_input);
+        inferred_for_input_ = first_input.shape();
+    }
+}
+
+size_t Engine::estimate_stash_bytes(const Tensor& inputs, const Tensor& targets) {
+    const int M = schedule_.micro_batches;
+    MP_REQUIRE(inputs.defined() && inputs.dim() >= 1 && inputs.size(0) % M == 0, "pipeline: the batch of ",
+               inputs.defined() && inputs.dim() ? inputs.size(0) : 0, " does not split into ", M, " equal micro-batches");
+    const int64_t micro = inputs.size(0) / M;
+    prepare_shapes(inputs, micro);
+    MicroBatch mb;
+    mb.input = is_first() ? inputs.slice(0, micro).to(device_) : Tensor::zeros(input_shape_, input_dtype_, device_);
+    if (is_last()) mb.targets = targets.slice(0, micro).to(device_);
+    StageMemory saved = memory_;
+    size_t saved_live = live_stash_bytes_;
+    int saved_micro_batches = live_micro_batches_;
+    run_forward(mb, M == 1);
+    size_t estimate = mb.stash_bytes;
+    memory_ = saved;
+    live_stash_bytes_ = saved_live;
+    live_micro_batches_ = saved_micro_batches;
+    return estimate;
+}
+
 double Engine::all_reduce_scalar(comm::Communicator& comm, double value) {
     Tensor t = Tensor::full({1}, value, DType::Float32, comm.device_index() >= 0 ? device_ : Device::cpu());
     comm.all_reduce(t, comm::ReduceOp::Sum);
@@ -255,11 +283,7 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
     MP_REQUIRE(targets.size(0) == batch, "pipeline: inputs have ", batch, " rows but targets have ", targets.size(0));
     const int64_t micro = batch / M;
 
-    Tensor first_input = inputs.slice(0, micro).to(device_);
-    if (first_input.shape() != inferred_for_input_) {
-        infer_shapes(first_input);
-        inferred_for_input_ = first_input.shape();
-    }
+    prepare_shapes(inputs, micro);
 
     std::vector<MicroBatch> mbs(M);
     double total_count = 0;

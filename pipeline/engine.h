@@ -55,6 +55,11 @@ class Engine {
     // this replica's share of the global batch as dim 0, divisible by the micro-batch count.
     StepResult step(const Tensor& inputs, const Tensor& targets);
 
+    // Collective: the activation bytes one micro-batch will stash on this stage, measured the way
+    // step() measures them (a forward of the batch's first micro-batch under the configured
+    // re-materialization, then discarded). Arguments as for step(). For the per-stage report.
+    size_t estimate_stash_bytes(const Tensor& inputs, const Tensor& targets);
+
     // Clip the global gradient norm (over every stage and replica) to max_norm before each
     // optimizer step, as torch.nn.utils.clip_grad_norm_ would on the whole model; 0 = off.
     void set_grad_clip(double max_norm);
@@ -66,6 +71,7 @@ class Engine {
   private:
     struct MicroBatch;
     void infer_shapes(const Tensor& first_input);
+    void prepare_shapes(const Tensor& inputs, int64_t micro);
     void run_forward(MicroBatch& mb, bool last_micro_batch);
     void run_backward(MicroBatch& mb);
     void run_group(std::vector<MicroBatch>& mbs, size_t first, size_t last);

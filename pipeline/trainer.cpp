@@ -210,12 +210,23 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
              (long long)config.micro_batch_size, config.pipeline.rematerialization.c_str(), device.str().c_str(),
              config.precision.c_str());
     if (config.model.kind != "mlp") log.line("data: %s", data.tokens.description.c_str());
+    const int64_t shard = config.train_batch_size / replicas;
+    std::vector<double> stash_estimates;
+    {
+        // The per-stage report's activation estimate: one micro-batch's stash, measured the way
+        // every step measures it (a collective: the stages agree on activation shapes first).
+        nn::Batch sample = data.batch(config, 0);
+        size_t estimate = engine.estimate_stash_bytes(sample.ids.slice(replica * shard, (replica + 1) * shard),
+                                                      sample.targets.slice(replica * shard, (replica + 1) * shard));
+        stash_estimates = all_gather_values(*pipeline, static_cast<double>(estimate), device);
+    }
     log.line("partition (%s):", config.pipeline.partition.c_str());
     for (int s = 0; s < K; ++s) {
         int64_t params = 0;
         for (int64_t i = ranges[s].begin; i < ranges[s].end; ++i) params += spec.layers[i].parameters;
-        log.line("  stage %d: layers %lld-%lld (%s), %lld parameters", s, (long long)ranges[s].begin,
-                 (long long)ranges[s].end - 1, layer_names(spec, ranges[s]).c_str(), (long long)params);
+        log.line("  stage %d: layers %lld-%lld (%s), %lld parameters, activations %s per micro-batch", s,
+                 (long long)ranges[s].begin, (long long)ranges[s].end - 1, layer_names(spec, ranges[s]).c_str(),
+                 (long long)params, bytes_str(stash_estimates[s]).c_str());
     }
     if (K * static_cast<int>(config.micro_batches) <= 8 * 16) log.line("schedule:\n%s", render(schedule).c_str());
 
@@ -236,7 +247,6 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
         log.line("checkpoint: step %lld saved to %s", (long long)step, checkpoint_dir.c_str());
     };
 
-    const int64_t shard = config.train_batch_size / replicas;
     const double tokens_per_step = static_cast<double>(config.train_batch_size) * std::max<int64_t>(1, data.time);
     TrainResult result;
     StepResult last;

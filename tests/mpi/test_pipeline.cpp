@@ -207,6 +207,15 @@ TEST_F(Pipeline, StashAccounting) {
     const int s = group->rank();
     for (int M : {1, 2, 3, 8}) {
         StageMemory gpipe_never = train_pipeline(*group, problem, ranges, "gpipe", M, Rematerialization::Never).steps.back().memory;
+        // The per-stage report's estimate is measured the same way as the step's accounting.
+        for (Rematerialization remat : {Rematerialization::Never, Rematerialization::Always}) {
+            auto module = problem.spec.build(ranges[s].begin, ranges[s].end);
+            nn::SGD sgd(module->parameters(), kSgd);
+            Engine engine(*group, module, make_schedule("gpipe", stages, M), sgd, problem.loss, remat, Device::cpu());
+            size_t estimate = engine.estimate_stash_bytes(problem.inputs, problem.targets);
+            size_t measured = engine.step(problem.inputs, problem.targets).memory.stash_bytes_per_micro_batch;
+            EXPECT_EQ(estimate, measured) << "stage " << s << " M=" << M << " " << rematerialization_name(remat);
+        }
         StageMemory onef1b = train_pipeline(*group, problem, ranges, "1f1b", M, Rematerialization::Never).steps.back().memory;
         StageMemory gpipe_always = train_pipeline(*group, problem, ranges, "gpipe", M, Rematerialization::Always).steps.back().memory;
         std::string what = str("stage ", s, " of ", stages, ", M=", M);
