@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "autograd/functions.h"
+#include "kernels/common/counter_rng.h"
 
 namespace mp::nn {
 
@@ -95,8 +96,25 @@ Dropout::Dropout(double p, uint64_t seed) : p_(p), gen_(seed) {
     MP_REQUIRE(p >= 0.0 && p < 1.0, "Dropout: p must be in [0, 1), got ", p);
 }
 
+namespace {
+struct DropoutReplay {
+    bool active = false;
+    uint64_t key = 0;
+    uint64_t calls = 0;
+};
+thread_local DropoutReplay g_dropout_replay;
+}  // namespace
+
+DropoutReplayScope::DropoutReplayScope(uint64_t key) { g_dropout_replay = DropoutReplay{true, key, 0}; }
+DropoutReplayScope::~DropoutReplayScope() { g_dropout_replay = DropoutReplay{}; }
+
 Tensor Dropout::forward(const Tensor& x) {
     if (!is_training() || p_ == 0.0) return x;
+    if (g_dropout_replay.active) {
+        uint64_t call = g_dropout_replay.calls++;
+        uint64_t seed = rng::mix64(gen_.seed() ^ rng::mix64(g_dropout_replay.key * 0x9E3779B97F4A7C15ULL + call));
+        return fn::dropout(x, p_, seed, 0);
+    }
     return fn::dropout(x, p_, gen_.seed(), gen_.advance(static_cast<uint64_t>(x.numel())));
 }
 

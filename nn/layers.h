@@ -69,6 +69,18 @@ class LayerNorm : public Module {
     double eps_;
 };
 
+// Makes dropout masks a function of a key instead of the layers' running counters while alive:
+// the n-th Dropout call on this thread inside the scope uses a mask derived from (its seed, key,
+// n). A pipeline stage opens one per micro-batch forward (key = step and micro-batch), so a
+// re-materialized forward, run again under the same key, draws exactly the same masks.
+class DropoutReplayScope {
+  public:
+    explicit DropoutReplayScope(uint64_t key);
+    ~DropoutReplayScope();
+    DropoutReplayScope(const DropoutReplayScope&) = delete;
+    DropoutReplayScope& operator=(const DropoutReplayScope&) = delete;
+};
+
 // Zeroes each element with probability p (training only) and scales survivors by 1/(1−p).
 // The mask is a function of (seed, counter) — regenerated in backward, never stored.
 class Dropout : public Module {

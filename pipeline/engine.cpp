@@ -116,6 +116,7 @@ void Engine::run_forward(MicroBatch& mb, bool last_micro_batch) {
     size_t before = allocator.stats().current_bytes;
     mb.rematerialize = remat_ == Rematerialization::Always || (remat_ == Rematerialization::ExceptLast && !last_micro_batch);
     Tensor output;
+    nn::DropoutReplayScope masks(dropout_key(mb.index));
     if (mb.rematerialize) {
         autograd::NoGradScope no_grad;
         output = stage_->forward(mb.input);
@@ -151,6 +152,7 @@ void Engine::run_backward(MicroBatch& mb) {
         size_t before = allocator.stats().current_bytes;
         mb.tape = std::make_unique<autograd::Tape>();
         autograd::TapeScope scope(*mb.tape);
+        nn::DropoutReplayScope masks(dropout_key(mb.index));  // the same masks as the first forward
         Tensor output = stage_->forward(mb.input);
         if (is_last()) output = loss_.mean_loss(output, mb.targets);
         mb.output_ref = autograd::TensorRef(output);
@@ -206,6 +208,10 @@ void Engine::run_group(std::vector<MicroBatch>& mbs, size_t first, size_t last) 
         if (a.kind == ActionKind::SendActivation) mbs[a.micro_batch].output = Tensor();
         if (a.kind == ActionKind::SendGradient) mbs[a.micro_batch].grad_input = Tensor();
     }
+}
+
+uint64_t Engine::dropout_key(int micro_batch) const {
+    return static_cast<uint64_t>(steps_run_) * static_cast<uint64_t>(schedule_.micro_batches) + static_cast<uint64_t>(micro_batch);
 }
 
 void Engine::prepare_shapes(const Tensor& inputs, int64_t micro) {
@@ -348,6 +354,7 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
         i = next;
     }
     result.trace.step_us = now_us() - start;
+    ++steps_run_;
 
     // The mean loss lives on the last stage (summed over replicas); every rank gets it.
     if (is_last() && data_parallel_ != nullptr && data_parallel_->size() > 1) loss_sum = all_reduce_scalar(*data_parallel_, loss_sum);

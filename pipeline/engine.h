@@ -72,6 +72,7 @@ class Engine {
     struct MicroBatch;
     void infer_shapes(const Tensor& first_input);
     void prepare_shapes(const Tensor& inputs, int64_t micro);
+    uint64_t dropout_key(int micro_batch) const;
     void run_forward(MicroBatch& mb, bool last_micro_batch);
     void run_backward(MicroBatch& mb);
     void run_group(std::vector<MicroBatch>& mbs, size_t first, size_t last);
@@ -96,6 +97,8 @@ class Engine {
     Shape inferred_for_input_;
     Shape input_shape_, output_shape_;
     DType input_dtype_ = DType::Float32, output_dtype_ = DType::Float32;
+
+    int64_t steps_run_ = 0;  // keys the dropout masks of each (step, micro-batch)
 
     // Per-step accounting.
     size_t live_stash_bytes_ = 0;
