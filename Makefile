@@ -234,7 +234,8 @@ DEMO_ARGS ?=
 MPIRUN_FLAGS := --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
 demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/examples/train_gpt
-	mpirun $(MPIRUN_FLAGS) -np $(DEMO_RANKS) $(BUILD)/examples/train_gpt --config examples/configs/demo.json $(DEMO_ARGS)
+	OMP_WAIT_POLICY=passive mpirun $(MPIRUN_FLAGS) -x OMP_WAIT_POLICY -np $(DEMO_RANKS) $(BUILD)/examples/train_gpt \
+	    --config examples/configs/demo.json $(DEMO_ARGS)
 
 bench: benches
 	@bash bench/run_bench.sh $(BUILD)/bench
