@@ -333,9 +333,11 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
     for (int32_t c : received)
         if (c != 0) summary.parameter_checksum += static_cast<char>(c);
 
-    final_log.line("final loss %.4f after %lld steps | %.0f tokens/s | %.1f samples/s | checksum %s", summary.final_loss,
-             (long long)config.steps, summary.tokens_per_second, summary.samples_per_second,
-             summary.parameter_checksum.substr(0, 16).c_str());
+    std::string bubbles;
+    for (double b : summary.bubble_per_stage) bubbles += (bubbles.empty() ? "" : " ") + std::to_string(std::lround(100 * b));
+    final_log.line("final loss %.4f after %lld steps | %.0f tokens/s | %.1f samples/s | bubble %% by stage: %s | checksum %s",
+                   summary.final_loss, (long long)config.steps, summary.tokens_per_second, summary.samples_per_second,
+                   bubbles.c_str(), summary.parameter_checksum.substr(0, 16).c_str());
     if (world.rank() == 0 && whole && config.model.kind == "gpt")
         for (int i = 0; i < 3; ++i)
             log.line("sample %d: %s", i, sample_text(*whole, data.tokens, config.model.context,
