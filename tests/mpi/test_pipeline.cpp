@@ -37,7 +37,7 @@ struct Problem {
     Tensor inputs, targets;  // the global batch of 24 rows: divisible by every M tested
 };
 
-Problem gpt_problem() {
+Problem gpt_problem(double dropout = 0.0) {
     nn::GPTConfig config;
     config.vocab = 23;
     config.context = 6;
@@ -45,6 +45,7 @@ Problem gpt_problem() {
     config.heads = 2;
     config.channels = 16;
     config.seed = 5;
+    config.dropout = dropout;
     Tensor ids = mp::testing::random_ids({24, 6}, 23, 11);
     Tensor targets = mp::testing::random_ids({24, 6}, 23, 12);
     std::vector<int32_t> t = targets.to_vector<int32_t>();
@@ -204,16 +205,7 @@ TEST_F(Pipeline, RematerializationReplaysDropoutMasks) {
     const int stages = std::min(g_world->size(), 4);
     std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < stages ? 0 : -1);
     if (!group) return;
-    Problem problem = gpt_problem();
-    nn::GPTConfig config;
-    config.vocab = 23;
-    config.context = 6;
-    config.layers = 3;
-    config.heads = 2;
-    config.channels = 16;
-    config.seed = 5;
-    config.dropout = 0.3;
-    problem.spec = nn::gpt_spec(config);
+    Problem problem = gpt_problem(0.3);
     std::vector<StageRange> ranges = uniform_partition(problem.spec.size(), stages);
     RunResult stashed = train_pipeline(*group, problem, ranges, "gpipe", 4, Rematerialization::Never);
     for (Rematerialization remat : {Rematerialization::Always, Rematerialization::ExceptLast}) {
