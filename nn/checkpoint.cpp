@@ -3,6 +3,7 @@
 // parameter (stage count, stage index, step agreement, optimizer type, keys, shapes, dtypes).
 #include "nn/checkpoint.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -93,8 +94,10 @@ int64_t read_index_step(const std::string& dir, int64_t stage_count) {
 
 }  // namespace
 
-std::string stage_checkpoint_path(const std::string& dir, int64_t stage_index, int64_t stage_count) {
-    return dir + "/" + stage_file_name(stage_index, stage_count);
+std::string step_directory_name(int64_t step) { return str("step-", step); }
+
+std::string stage_checkpoint_path(const std::string& dir, int64_t stage_index, int64_t stage_count, int64_t step) {
+    return dir + "/" + step_directory_name(step) + "/" + stage_file_name(stage_index, stage_count);
 }
 
 std::string checkpoint_index_path(const std::string& dir) { return dir + "/index.json"; }
@@ -106,15 +109,36 @@ void write_checkpoint_index(const std::string& dir, int64_t stage_count, int64_t
                "write_checkpoint_index: ", layer_ranges.size(), " layer ranges for ", stage_count, " stages");
     json index = {{"format", kIndexFormat}, {"version", kFormatVersion}, {"step", step}, {"stages", stage_count}};
     json files = json::array();
-    for (int64_t s = 0; s < stage_count; ++s) files.push_back(stage_file_name(s, stage_count));
+    for (int64_t s = 0; s < stage_count; ++s) files.push_back(step_directory_name(step) + "/" + stage_file_name(s, stage_count));
     index["files"] = files;
     if (!layer_ranges.empty()) {
         json ranges = json::array();
         for (const LayerRange& range : layer_ranges) ranges.push_back({range.first, range.second});
         index["layer_ranges"] = ranges;
     }
+    // The step published before this one stays as a fallback; anything older goes.
+    int64_t previous = -1;
+    if (std::filesystem::exists(checkpoint_index_path(dir))) {
+        try {
+            previous = json::parse(read_file_bytes(checkpoint_index_path(dir))).value("step", int64_t(-1));
+        } catch (const std::exception&) {
+            previous = -1;  // an unreadable old index protects nothing
+        }
+    }
     std::filesystem::create_directories(dir);
     write_file_atomically(checkpoint_index_path(dir), index.dump(2) + "\n");
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+        const std::string name = entry.path().filename().string();
+        if (!entry.is_directory() || name.rfind("step-", 0) != 0) continue;
+        int64_t saved_step = 0;
+        try {
+            saved_step = std::stoll(name.substr(5));
+        } catch (const std::exception&) {
+            continue;  // not one of ours
+        }
+        if (saved_step != step && saved_step != previous && saved_step < std::max(step, previous))
+            std::filesystem::remove_all(entry.path());
+    }
 }
 
 void save_stage_checkpoint(const std::string& dir, int64_t stage_index, int64_t stage_count, const Module& stage,
@@ -135,17 +159,17 @@ void save_stage_checkpoint(const std::string& dir, int64_t stage_index, int64_t 
         metadata["layer_begin"] = std::to_string(layer_ranges[stage_index].first);
         metadata["layer_end"] = std::to_string(layer_ranges[stage_index].second);
     }
-    std::filesystem::create_directories(dir);
-    write_safetensors(stage_checkpoint_path(dir, stage_index, stage_count), NamedTensors(tensors.begin(), tensors.end()),
-                      metadata);
-    if (stage_index == 0) write_checkpoint_index(dir, stage_count, step, layer_ranges);
+    const std::string path = stage_checkpoint_path(dir, stage_index, stage_count, step);
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    write_safetensors(path, NamedTensors(tensors.begin(), tensors.end()), metadata);
+    if (stage_count == 1) write_checkpoint_index(dir, stage_count, step, layer_ranges);
 }
 
 int64_t load_stage_checkpoint(const std::string& dir, int64_t stage_index, int64_t stage_count, Module& stage,
                               Optimizer& optimizer) {
     check_stage("load_stage_checkpoint", stage_index, stage_count);
     const int64_t index_step = read_index_step(dir, stage_count);
-    const std::string path = stage_checkpoint_path(dir, stage_index, stage_count);
+    const std::string path = stage_checkpoint_path(dir, stage_index, stage_count, index_step);
     SafetensorsContents saved = read_safetensors(path);
     const SafetensorsMetadata& metadata = saved.metadata;
 

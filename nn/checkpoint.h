@@ -17,21 +17,25 @@ namespace mp::nn {
 // Layers [begin, end) of the whole model held by one stage (recorded in the index only).
 using LayerRange = std::pair<int64_t, int64_t>;
 
-// "<dir>/stage-<s>-of-<K>.safetensors" and "<dir>/index.json".
-std::string stage_checkpoint_path(const std::string& dir, int64_t stage_index, int64_t stage_count);
+// A checkpoint directory holds one sub-directory per saved step with every stage's file,
+// "<dir>/step-<N>/stage-<s>-of-<K>.safetensors", and "<dir>/index.json", which names the step to
+// load. The index is written last (after every stage's file, atomically), so a save interrupted
+// part-way leaves the index on the previous complete step: the previous checkpoint stays loadable.
+std::string stage_checkpoint_path(const std::string& dir, int64_t stage_index, int64_t stage_count, int64_t step);
 std::string checkpoint_index_path(const std::string& dir);
 
 // Writes this stage's parameters and optimizer state (atomically) to
-// stage_checkpoint_path(dir, stage_index, stage_count), creating `dir` if needed. Stage 0 then
-// writes the index (write_checkpoint_index). `layer_ranges`, if given, has one range per stage.
-// Every optimizer parameter must be a parameter of `stage` (that is how its state is named).
-// Multi-rank trainers: the files are renamed into place one by one, so to make the whole
-// checkpoint atomic, save each step into its own directory and publish it after a barrier;
-// load_stage_checkpoint refuses a directory whose files disagree on the step.
+// stage_checkpoint_path(dir, stage_index, stage_count, step), creating directories as needed.
+// With one stage it then publishes the step (write_checkpoint_index). With several, the caller
+// publishes it once every stage has saved (a barrier, then stage 0 calls write_checkpoint_index).
+// `layer_ranges`, if given, has one range per stage. Every optimizer parameter must be a
+// parameter of `stage` (that is how its state is named).
 void save_stage_checkpoint(const std::string& dir, int64_t stage_index, int64_t stage_count, const Module& stage,
                            const Optimizer& optimizer, int64_t step, const std::vector<LayerRange>& layer_ranges = {});
 
-// index.json: {"format", "version", "step", "stages", "files", "layer_ranges" (when given)}.
+// Publishes `step`: index.json = {"format", "version", "step", "stages", "files",
+// "layer_ranges" (when given)}, written atomically; then removes step directories older than the
+// previously published one (the newest two complete checkpoints are kept).
 void write_checkpoint_index(const std::string& dir, int64_t stage_count, int64_t step,
                             const std::vector<LayerRange>& layer_ranges = {});
 

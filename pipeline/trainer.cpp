@@ -242,7 +242,8 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
         if (replica != 0) return;  // replicas hold identical parameters
         std::filesystem::create_directories(checkpoint_dir);
         nn::save_stage_checkpoint(checkpoint_dir, stage, K, *module, *optimizer, step, layer_ranges);
-        if (stage == 0) nn::write_checkpoint_index(checkpoint_dir, K, step, layer_ranges);
+        pipeline->barrier();  // every stage's file is in place before the step is published
+        if (stage == 0 && K > 1) nn::write_checkpoint_index(checkpoint_dir, K, step, layer_ranges);
         pipeline->barrier();
         log.line("checkpoint: step %lld saved to %s", (long long)step, checkpoint_dir.c_str());
     };

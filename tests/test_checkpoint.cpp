@@ -239,7 +239,7 @@ TEST(AtomicWrite, StaleTemporaryFromACrashedSaveLeavesThePreviousCheckpointLoada
     nn::AdamW optimizer(model->parameters(), {});
     nn::save_stage_checkpoint(dir, 0, 1, *model, optimizer, 5);
     // A save that crashed after writing part of its temporary files, before any rename.
-    write_bytes(nn::stage_checkpoint_path(dir, 0, 1) + ".tmp.4242", "\x10\x00\x00\x00 partial garbage");
+    write_bytes(nn::stage_checkpoint_path(dir, 0, 1, 5) + ".tmp.4242", "\x10\x00\x00\x00 partial garbage");
     write_bytes(nn::checkpoint_index_path(dir) + ".tmp.4242", "{\"format\": \"minipi");
 
     auto fresh = nn::mlp({4, 6, 3}, 2);
@@ -247,6 +247,43 @@ TEST(AtomicWrite, StaleTemporaryFromACrashedSaveLeavesThePreviousCheckpointLoada
     EXPECT_EQ(nn::load_stage_checkpoint(dir, 0, 1, *fresh, fresh_optimizer), 5);
     for (size_t i = 0; i < model->parameters().size(); ++i)
         expect_equal(fresh->parameters()[i], model->parameters()[i], "parameter after load");
+}
+
+// Several stages: the index is published only after every stage has saved, so a save that
+// died after some stages wrote their files leaves the previous step loadable on every stage.
+TEST(AtomicWrite, InterruptedMultiStageSaveLeavesThePreviousStepLoadable) {
+    const std::string dir = scratch_dir("multi_stage_crash");
+    auto whole = nn::mlp({4, 6, 6, 3}, 1);  // 5 layers: stage 0 = layers 0-1, stage 1 = layers 2-4
+    auto stage0 = whole->slice(0, 2), stage1 = whole->slice(2, 5);
+    nn::SGD sgd0(stage0->parameters(), {0.1, 0.0, 0.0}), sgd1(stage1->parameters(), {0.1, 0.0, 0.0});
+    nn::save_stage_checkpoint(dir, 0, 2, *stage0, sgd0, 3);
+    nn::save_stage_checkpoint(dir, 1, 2, *stage1, sgd1, 3);
+    nn::write_checkpoint_index(dir, 2, 3);
+    std::vector<Tensor> at_step3;
+    for (const Tensor& p : whole->parameters()) at_step3.push_back(p.clone());
+    // Step 6 changes the parameters; stage 0 saves, then the job dies before stage 1 and the index.
+    for (const Tensor& p : whole->parameters()) {
+        Tensor target = p;
+        target.fill_(0.5);
+    }
+    nn::save_stage_checkpoint(dir, 0, 2, *stage0, sgd0, 6);
+
+    auto fresh = nn::mlp({4, 6, 6, 3}, 2);
+    auto fresh0 = fresh->slice(0, 2), fresh1 = fresh->slice(2, 5);
+    nn::SGD fresh_sgd0(fresh0->parameters(), {0.1, 0.0, 0.0}), fresh_sgd1(fresh1->parameters(), {0.1, 0.0, 0.0});
+    EXPECT_EQ(nn::load_stage_checkpoint(dir, 0, 2, *fresh0, fresh_sgd0), 3);
+    EXPECT_EQ(nn::load_stage_checkpoint(dir, 1, 2, *fresh1, fresh_sgd1), 3);
+    for (size_t i = 0; i < at_step3.size(); ++i) expect_equal(fresh->parameters()[i], at_step3[i], "parameter at step 3");
+
+    // Publishing later steps keeps the newest two complete checkpoints and removes older ones.
+    for (int64_t step : {6, 9}) {
+        nn::save_stage_checkpoint(dir, 0, 2, *stage0, sgd0, step);
+        nn::save_stage_checkpoint(dir, 1, 2, *stage1, sgd1, step);
+        nn::write_checkpoint_index(dir, 2, step);
+    }
+    EXPECT_FALSE(fs::exists(fs::path(dir) / "step-3"));
+    EXPECT_TRUE(fs::exists(fs::path(dir) / "step-6"));
+    EXPECT_TRUE(fs::exists(fs::path(dir) / "step-9"));
 }
 
 // ---------------------------------------------------------------- resume bit-identity
@@ -315,6 +352,7 @@ TEST(Resume, TwoStageGptContinuesBitIdentically) {
     for (int64_t step = 0; step < kSteps; ++step) train_step(*model, optimizers, batches[step], step);
     nn::save_stage_checkpoint(dir, 0, 2, *stage0, optimizer0, kSteps, ranges);
     nn::save_stage_checkpoint(dir, 1, 2, *stage1, optimizer1, kSteps, ranges);
+    nn::write_checkpoint_index(dir, 2, kSteps, ranges);  // published once both stages have saved
     std::vector<float> expected_losses;
     for (int64_t step = kSteps; step < 2 * kSteps; ++step)
         expected_losses.push_back(train_step(*model, optimizers, batches[step], step));
@@ -346,7 +384,7 @@ TEST(Resume, TwoStageGptContinuesBitIdentically) {
     nlohmann::json index = nlohmann::json::parse(nn::read_file_bytes(nn::checkpoint_index_path(dir)));
     EXPECT_EQ(index["stages"], 2);
     EXPECT_EQ(index["step"], kSteps);
-    EXPECT_EQ(index["files"][1], "stage-1-of-2.safetensors");
+    EXPECT_EQ(index["files"][1], str("step-", kSteps, "/stage-1-of-2.safetensors"));
     EXPECT_EQ(index["layer_ranges"][1][0], split);
 }
 
@@ -386,7 +424,7 @@ TEST(Resume, MismatchesAreRefusedNamingFileAndKey) {
     auto model = nn::mlp({4, 6, 3}, 1);
     nn::AdamW optimizer(model->parameters(), {});
     nn::save_stage_checkpoint(dir, 0, 1, *model, optimizer, 3);
-    const std::string path = nn::stage_checkpoint_path(dir, 0, 1);
+    const std::string path = nn::stage_checkpoint_path(dir, 0, 1, 3);
     const nn::SafetensorsContents saved = nn::read_safetensors(path);
 
     auto target = nn::mlp({4, 6, 3}, 7);
@@ -416,18 +454,22 @@ TEST(Resume, MismatchesAreRefusedNamingFileAndKey) {
     // A different optimizer type.
     nn::SGD sgd(target->parameters(), {0.1, 0.9, 0.0});
     expect_invalid_argument([&] { nn::load_stage_checkpoint(dir, 0, 1, *target, sgd); }, {path, "AdamW", "uses SGD"});
-    // Files from different steps: the index says one step, the stage file another.
+    // Files from different steps: the index says step 4, the stage file under step-4 is step 3's.
+    const std::string misplaced = nn::stage_checkpoint_path(dir, 0, 1, 4);
+    fs::create_directories(fs::path(misplaced).parent_path());
+    fs::copy_file(path, misplaced);
     nn::write_checkpoint_index(dir, 1, 4);
     expect_invalid_argument([&] { nn::load_stage_checkpoint(dir, 0, 1, *target, target_optimizer); },
-                            {path, "step 3", "records step 4"});
+                            {misplaced, "step 3", "records step 4"});
     // A different stage count: the index of a 4-stage run, loaded by a 2-stage run.
     const std::string four = scratch_dir("mismatch_four_stages");
     nn::save_stage_checkpoint(four, 0, 4, *model, optimizer, 3);
+    nn::write_checkpoint_index(four, 4, 3);  // published as a 4-stage run would after its barrier
     expect_invalid_argument([&] { nn::load_stage_checkpoint(four, 0, 2, *target, target_optimizer); },
                             {four + "/index.json", "was written for 4 stages, this run has 2"});
     // A missing stage file and a missing index are I/O errors naming the file.
     expect_runtime_error([&] { nn::load_stage_checkpoint(four, 1, 4, *target, target_optimizer); },
-                         {nn::stage_checkpoint_path(four, 1, 4)});
+                         {nn::stage_checkpoint_path(four, 1, 4, 3)});
     expect_runtime_error([&] { nn::load_stage_checkpoint(scratch_dir("empty"), 0, 1, *target, target_optimizer); },
                          {"index.json", "cannot open"});
     expect_invalid_argument([&] { nn::load_stage_checkpoint(four, 4, 4, *target, target_optimizer); },
