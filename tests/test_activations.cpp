@@ -129,6 +129,7 @@ TEST(Gelu, BackwardMatchesCentralDifferencesInFloat64) {
 // The raw CUDA kernels on NaN-poisoned outputs against the CPU reference. Each case runs twice:
 // with every pointer 16-byte aligned (the float4 path plus an n % 4 tail), and with every pointer
 // one float past the buffer start (the scalar path).
+#if MP_CUDA  // calls raw kernels::cuda:: functions, which a CPU-only build does not have
 TEST(ActivationsCuda, MatchCpuOnOddSizesAlignedAndUnaligned) {
     MP_REQUIRE_GPU();
     const Device gpu = Device::cuda(0);
@@ -176,6 +177,7 @@ TEST(ActivationsCuda, MatchCpuOnOddSizesAlignedAndUnaligned) {
         }
     }
 }
+#endif  // MP_CUDA
 
 TEST(ActivationsCuda, OpsDispatchToTheGpu) {
     MP_REQUIRE_GPU();

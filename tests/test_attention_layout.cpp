@@ -76,6 +76,7 @@ TEST(AttentionLayoutCpu, SplitQkvAgreesWithSplitHeadsOfEachThird) {
 
 // ---------------------------------------------------------------- CUDA vs CPU (bitwise: pure copies)
 
+#if MP_CUDA  // calls raw kernels::cuda:: functions, which a CPU-only build does not have
 TEST(AttentionLayoutCuda, BitwiseEqualToCpu) {
     MP_REQUIRE_GPU();
     const Device gpu = Device::cuda(0);
@@ -134,6 +135,7 @@ TEST(AttentionLayoutCuda, MisalignedPointersTakeTheScalarPath) {
     expect_equal(merged_buffer.slice(1, merged_buffer.numel()).reshape({batch, seq, channels}), x,
                  "merge_heads to an unaligned output");
 }
+#endif  // MP_CUDA
 
 TEST(AttentionLayoutCuda, OpsRoundTripOnGpu) {
     MP_REQUIRE_GPU();

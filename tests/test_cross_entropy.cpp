@@ -25,7 +25,8 @@ namespace {
 constexpr int kIgnore = -100;
 
 // Random targets in [0, vocab) with every fourth row (rows 2, 6, 10, ...) set to ignore_index.
-Tensor targets_with_ignored_rows(int64_t rows, int vocab, uint64_t seed, int ignore_index = kIgnore) {
+[[maybe_unused]] Tensor targets_with_ignored_rows(  // used by the CUDA tests only
+    int64_t rows, int vocab, uint64_t seed, int ignore_index = kIgnore) {
     Tensor targets = random_ids({rows}, vocab, seed);
     int32_t* values = targets.data<int32_t>();
     for (int64_t r = 2; r < rows; r += 4) values[r] = ignore_index;
@@ -200,6 +201,7 @@ TEST(CrossEntropyCpu, BackwardMatchesFloat64FiniteDifferences) {
 
 // ---------------------------------------------------------------- CUDA vs CPU
 
+#if MP_CUDA  // calls raw kernels::cuda:: functions, which a CPU-only build does not have
 namespace {
 
 // Reference results on the CPU, then the raw CUDA kernels on NaN-poisoned outputs. The backward gets
@@ -285,6 +287,7 @@ TEST(CrossEntropyCuda, UnalignedLogitsRowsAndDifferentlyAlignedGradients) {
                                                  dlosses.to(Device::cuda(0)));
     expect_close(dlogits, expected_grad, 0.0, 1e-6, "unaligned dlogits (expf vs exp, as above)");
 }
+#endif  // MP_CUDA
 
 TEST(CrossEntropyCuda, OpsOnLeadingShape) {
     MP_REQUIRE_GPU();

@@ -68,6 +68,7 @@ double weighted_sum(const Tensor& w, const Tensor& y) {
 
 // A CUDA copy of `host` starting `shift` floats into a NaN-poisoned buffer: shift 1 breaks the
 // 16-byte alignment of every row start and forces the scalar kernels.
+#if MP_CUDA  // calls raw kernels::cuda:: functions, which a CPU-only build does not have
 Tensor gpu_buffer_holding(const Tensor& host, int64_t shift) {
     Tensor buffer = poisoned({shift + host.numel()}, DType::Float32, Device::cuda(0));
     buffer.slice(shift, shift + host.numel()).copy_from(host.reshape({host.numel()}));
@@ -78,6 +79,7 @@ Tensor gpu_buffer_holding(const Tensor& host, int64_t shift) {
 Tensor view_of(const Tensor& buffer, int64_t shift, const Shape& shape) {
     return buffer.slice(shift, shift + shape_numel(shape)).reshape(shape);
 }
+#endif  // MP_CUDA
 
 }  // namespace
 
@@ -193,6 +195,7 @@ TEST(CausalSoftmax, BackwardMatchesCentralDifferencesInFloat64) {
 // forward, y_j = exp(x_j - max) / sum. x_j - max is rounded in float (~6e-8 |x_j - max|), expf is
 // within 2 ulps, the float sum over at most ~100 terms per thread then a tree is within ~1e-6
 // relative: y_j is within 1e-5 relative wherever it is above float's underflow (atol 1e-30).
+#if MP_CUDA  // calls raw kernels::cuda:: functions, which a CPU-only build does not have
 constexpr double kForwardRtol = 1e-5, kForwardAtol = 1e-30;
 // backward, dx_j = scale y_j (dy_j - dot): the float dot product (|dot| <= max |dy| ~ 4.5, same
 // summation as above) is off by ~1e-6 at most, multiplied by y_j <= 1, and dy_j - dot may cancel,
@@ -286,6 +289,7 @@ TEST(SoftmaxCuda, OpsDispatchToTheGpu) {
                  ops::causal_softmax_backward(causal_expected, dy, 0.5), kBackwardRtol, kBackwardAtol,
                  "causal_softmax_backward op");
 }
+#endif  // MP_CUDA
 
 TEST(Softmax, ArgumentErrorsNameTheOpAndValues) {
     Tensor undefined;
