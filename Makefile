@@ -90,6 +90,11 @@ endif
 # ---------------------------------------------------------------- sources
 LIB_DIRS := tensor tensor/ops kernels/cpu autograd autograd/functions nn pipeline
 LIB_CPP := $(wildcard $(addsuffix /*.cpp,$(LIB_DIRS)))
+# The parts of pipeline/ that talk to other ranks need comm/, which needs MPI.
+PIPELINE_COMM_CPP := pipeline/engine.cpp pipeline/gather.cpp pipeline/trainer.cpp
+ifneq ($(HAVE_MPI),1)
+  LIB_CPP := $(filter-out $(PIPELINE_COMM_CPP),$(LIB_CPP))
+endif
 LIB_CU := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu),)
 # ONLY=<family ...>: build just the core plus those kernel families (and run their tests with
 # `make ONLY=... check-only`) — for working on one family while others are mid-edit.
@@ -173,7 +178,8 @@ BENCH_OBJ := $(BENCH_SRC:%.cpp=$(BUILD)/obj/%.o)
 .PRECIOUS: $(TEST_OBJ) $(TEST_SUPPORT_OBJ) $(BENCH_OBJ) $(EXAMPLE_OBJ)
 
 .PHONY: all lib tests benches examples test run-tests demo bench deps clean help check-only
-all: lib $(if $(filter 1,$(HAVE_GTEST)),tests) benches examples
+# The examples run under mpirun: they need MPI (comm/), as do the multi-rank tests.
+all: lib $(if $(filter 1,$(HAVE_GTEST)),tests) benches $(if $(filter 1,$(HAVE_MPI)),examples)
 lib: $(LIB)
 tests: $(TEST_BIN)
 benches: $(BENCH_BIN)
@@ -233,6 +239,7 @@ DEMO_RANKS ?= 4
 DEMO_ARGS ?=
 MPIRUN_FLAGS := --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
 demo: deps
+	@if [ "$(HAVE_MPI)" != 1 ]; then echo "demo: needs MPI (mpicxx, mpirun): make deps installs it"; exit 1; fi
 	@$(MAKE) --no-print-directory $(BUILD)/examples/train_gpt
 	OMP_WAIT_POLICY=passive mpirun $(MPIRUN_FLAGS) -x OMP_WAIT_POLICY -np $(DEMO_RANKS) $(BUILD)/examples/train_gpt \
 	    --config examples/configs/demo.json $(DEMO_ARGS)

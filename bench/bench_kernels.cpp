@@ -59,7 +59,7 @@ double time_ms(const std::function<void()>& fn, int reps = 20, int warmup = 5) {
 }
 #endif
 
-void print_row(const Result& r, double copy_gbps) {
+[[maybe_unused]] void print_row(const Result& r, double copy_gbps) {  // unused in a CPU-only build
     if (r.flops > 0) {
         std::printf("%-34s %9.3f ms  %8.1f TFLOP/s\n", r.name.c_str(), r.ms, r.flops / r.ms / 1e9);
     } else {

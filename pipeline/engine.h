@@ -15,17 +15,12 @@
 #include "nn/layers.h"
 #include "nn/optim.h"
 #include "pipeline/loss.h"
+#include "pipeline/rematerialization.h"
 #include "pipeline/schedule.h"
 #include "pipeline/trace.h"
 
 namespace mp::pipeline {
 
-// torchgpipe's checkpoint modes: never (stash each micro-batch's internals), always (stash only
-// each micro-batch's stage input and recompute the forward under a fresh tape right before its
-// backward), except_last (always, but not for the last micro-batch, whose backward comes first).
-enum class Rematerialization { Never, Always, ExceptLast };
-Rematerialization parse_rematerialization(const std::string& name);
-const char* rematerialization_name(Rematerialization mode);
 
 struct StageMemory {
     size_t stash_bytes_per_micro_batch = 0;  // activation bytes one micro-batch keeps between F and B

@@ -1,5 +1,6 @@
 // Collecting what is spread over the stages: the whole model's parameters on rank 0 (for
-// sampling, export and checksums), and one number per stage onto every rank (for the logs).
+// sampling, export and checksums), every stage's trace on rank 0, and one number per stage onto
+// every rank (for the logs).
 #pragma once
 
 #include <memory>
@@ -8,6 +9,7 @@
 #include "comm/communicator.h"
 #include "nn/model_spec.h"
 #include "pipeline/partition.h"
+#include "pipeline/trace.h"
 
 namespace mp::pipeline {
 
@@ -15,6 +17,10 @@ namespace mp::pipeline {
 // returns the whole model on the CPU with every stage's current parameters; others return null.
 std::shared_ptr<nn::Sequential> gather_model(comm::Communicator& pipeline, const nn::ModelSpec& spec,
                                              const std::vector<StageRange>& ranges, const nn::Sequential& stage);
+
+// Collective over `comm`: every rank sends its trace to rank 0; rank 0 returns all of them in
+// stage order (other ranks return only their own).
+std::vector<StageTrace> gather_traces(comm::Communicator& comm, const StageTrace& mine);
 
 // Collective: every rank contributes `value`; every rank gets all of them, in rank order.
 std::vector<double> all_gather_values(comm::Communicator& comm, double value, Device device);

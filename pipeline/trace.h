@@ -1,5 +1,5 @@
 // The measured timeline of a pipeline step: every action's start and end on every rank,
-// gathered to rank 0 and written as Chrome trace JSON ({"traceEvents": [{"name", "ph": "X",
+// gathered to rank 0 (pipeline/gather.h) and written as Chrome trace JSON ({"traceEvents": [{"name", "ph": "X",
 // "ts", "dur", "pid", "tid"}]}, microseconds), which opens in Perfetto / chrome://tracing.
 // Bubble fraction of a stage = 1 − (time in forward and backward) / step time.
 #pragma once
@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "comm/communicator.h"
 
 namespace mp::pipeline {
 
@@ -27,9 +26,6 @@ struct StageTrace {
     double bubble_fraction() const;
 };
 
-// Collective over `comm`: every rank sends its trace to rank 0; rank 0 returns all of them in
-// stage order (other ranks return only their own).
-std::vector<StageTrace> gather_traces(comm::Communicator& comm, const StageTrace& mine);
 
 // Chrome trace JSON for the given stages (one pid per stage).
 std::string chrome_trace_json(const std::vector<StageTrace>& traces);

@@ -8,7 +8,7 @@
 #include <set>
 
 #include "pipeline/config.h"
-#include "pipeline/engine.h"
+#include "pipeline/rematerialization.h"
 #include "pipeline/partition.h"
 #include "pipeline/schedule.h"
 #include "tests/support/test_util.h"

@@ -21,6 +21,7 @@
 #include "nn/models.h"
 #include "nn/optim.h"
 #include "pipeline/engine.h"
+#include "pipeline/gather.h"
 #include "pipeline/partition.h"
 #include "tests/mpi/multi_rank_main.h"
 #include "tests/support/test_util.h"
