@@ -52,11 +52,6 @@ double now_us() {
     return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-bool is_comm(ActionKind kind) {
-    return kind == ActionKind::SendActivation || kind == ActionKind::RecvActivation ||
-           kind == ActionKind::SendGradient || kind == ActionKind::RecvGradient;
-}
-
 }  // namespace
 
 Engine::Engine(comm::Communicator& comm, std::shared_ptr<nn::Sequential> stage, Schedule schedule,
@@ -311,7 +306,7 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
         event.stage = stage_index_;
         event.start_us = now_us() - start;
         size_t next = i + 1;
-        if (is_comm(a.kind)) {
+        if (is_communication(a.kind)) {
             size_t last = i;
             while (actions[last].batched_with_next) ++last;
             run_group(mbs, i, last);
