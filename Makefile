@@ -5,10 +5,13 @@
 #   make test       install missing Debian packages (as root), build, run every test
 #   make demo       install, build, run the main example
 #   make bench      kernel benchmarks against PyTorch (GPU machine)
-#   make deps       install (or print the command for) the Debian packages
+#   make gpu-check OUT=dir   the one-shot GPU check: build, tests, sanitizer, benchmarks, report
+#   make deps       install (or print the command for) the Debian packages; header-only
+#                   dependencies (nlohmann/json) go to the git-ignored .deps/ folder
 #
 # Overrides: CUDA=0 (CPU-only), CUDA_ARCH=90, DEBUG=1, SANITIZE=1 (ASan+UBSan on host code),
-# and HAVE_<X>=0 to pretend a probe failed (X: CUBLAS CUDNN NCCL MPI OPENBLAS GTEST JSON).
+# DEPS=0 (test / demo never run `deps`: offline machines), and HAVE_<X>=0 to pretend a probe
+# failed (X: CUBLAS CUDNN NCCL MPI OPENBLAS GTEST JSON).
 
 SHELL := /bin/bash
 comma := ,
@@ -34,7 +37,12 @@ OPENBLAS_FLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 OPENBLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null)
 HAVE_OPENBLAS ?= $(if $(OPENBLAS_LIBS),1,0)
 HAVE_GTEST ?= $(if $(and $(call first_file,/usr/include/gtest/gtest.h /usr/local/include/gtest/gtest.h),$(call first_file,/usr/lib/x86_64-linux-gnu/libgtest.* /usr/lib/libgtest.* /usr/local/lib/libgtest.*)),1,0)
-HAVE_JSON ?= $(if $(call first_file,/usr/include/nlohmann/json.hpp /usr/local/include/nlohmann/json.hpp),1,0)
+# Header-only dependencies live in .deps/include when `make deps` put them there (so that they
+# travel with the working tree to an offline machine), else in the system's include paths.
+DEPS_DIR := .deps
+JSON_HEADER := $(call first_file,$(DEPS_DIR)/include/nlohmann/json.hpp /usr/include/nlohmann/json.hpp /usr/local/include/nlohmann/json.hpp)
+HAVE_JSON ?= $(if $(JSON_HEADER),1,0)
+JSON_FLAGS := $(if $(filter $(DEPS_DIR)/%,$(JSON_HEADER)),-I$(DEPS_DIR)/include)
 
 # CUDA needs nvcc and cuBLAS (the GEMMs); without cuBLAS the build falls back to CPU-only.
 ifeq ($(CUDA),1)
@@ -48,8 +56,19 @@ ifneq ($(CUDA),1)
   HAVE_NCCL := 0
 endif
 
-# Default architecture: the visible GPU's compute capability, else Hopper (sm_90).
-CUDA_ARCH ?= $(or $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d '.'),90)
+# Default architecture: the visible GPU's compute capability (asked once, and only for a CUDA
+# build), else Hopper (sm_90). Anything but digits (an nvidia-smi error, "sm_90") falls back.
+ifeq ($(CUDA),1)
+  ifeq ($(origin CUDA_ARCH),undefined)
+    CUDA_ARCH := $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d '. ')
+  endif
+  ifeq ($(shell [[ '$(CUDA_ARCH)' =~ ^[0-9]+$$ ]] && echo ok),)
+    ifneq ($(CUDA_ARCH),)
+      $(info CUDA_ARCH='$(CUDA_ARCH)' is not a compute capability in digits (e.g. 90): using 90)
+    endif
+    override CUDA_ARCH := 90
+  endif
+endif
 
 mark = $(if $(filter 1,$(1)),✓,✗)
 empty :=
@@ -64,7 +83,15 @@ $(info $(indent)$(call mark,$(HAVE_NCCL)) NCCL)
 $(info $(indent)$(call mark,$(HAVE_MPI)) MPI          $(MPICXX))
 $(info $(indent)$(call mark,$(HAVE_OPENBLAS)) OpenBLAS     $(if $(filter 1,$(HAVE_OPENBLAS)),,CPU GEMM uses the plain loop reference))
 $(info $(indent)$(call mark,$(HAVE_GTEST)) GoogleTest)
-$(info $(indent)$(call mark,$(HAVE_JSON)) nlohmann/json)
+$(info $(indent)$(call mark,$(HAVE_JSON)) nlohmann/json $(or $(JSON_HEADER),missing: make deps puts it in $(DEPS_DIR)/include))
+endif
+endif
+
+# The library cannot be built without nlohmann/json (configs, checkpoints): say so up front
+# rather than fail inside a compile. `test`, `demo` and `deps` run `deps` first, so they pass.
+ifneq ($(HAVE_JSON),1)
+ifneq ($(filter-out clean deps help test demo gpu-check,$(or $(MAKECMDGOALS),all)),)
+$(error nlohmann/json is missing (looked in $(DEPS_DIR)/include, /usr/include, /usr/local/include): run `make deps`, or copy json.hpp to $(DEPS_DIR)/include/nlohmann/)
 endif
 endif
 
@@ -73,7 +100,7 @@ OPT := $(if $(filter 1,$(DEBUG)),-O0 -g3,-O2 -g)
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
 SAN := $(if $(filter 1,$(SANITIZE)),$(SANITIZE_FLAGS))
 DEFINES := -DMP_SOURCE_DIR=\"$(CURDIR)\" -DMP_CUDA=$(CUDA) -DMP_OPENBLAS=$(HAVE_OPENBLAS) -DMP_CUDNN=$(HAVE_CUDNN) -DMP_NCCL=$(HAVE_NCCL)
-CXXFLAGS := -std=c++17 $(OPT) $(SAN) -Wall -Wextra -fopenmp -I. $(DEFINES) -MMD -MP $(OPENBLAS_FLAGS)
+CXXFLAGS := -std=c++17 $(OPT) $(SAN) -Wall -Wextra -fopenmp -I. $(DEFINES) -MMD -MP $(OPENBLAS_FLAGS) $(JSON_FLAGS)
 LDFLAGS := -fopenmp $(SAN)
 LDLIBS := $(OPENBLAS_LIBS) -lpthread
 
@@ -177,7 +204,7 @@ BENCH_OBJ := $(BENCH_SRC:%.cpp=$(BUILD)/obj/%.o)
 # Named explicitly so make treats them as real targets, not intermediates it may delete or skip.
 .PRECIOUS: $(TEST_OBJ) $(TEST_SUPPORT_OBJ) $(BENCH_OBJ) $(EXAMPLE_OBJ)
 
-.PHONY: all lib tests benches examples test run-tests demo bench deps clean help check-only
+.PHONY: all lib tests benches examples test run-tests demo bench deps clean help check-only gpu-check
 # The examples run under mpirun: they need MPI (comm/), as do the multi-rank tests.
 all: lib $(if $(filter 1,$(HAVE_GTEST)),tests) benches $(if $(filter 1,$(HAVE_MPI)),examples)
 lib: $(LIB)
@@ -211,18 +238,40 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 	$(CXX) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # ---------------------------------------------------------------- commands
-DEPS_PACKAGES := g++ make pkg-config openmpi-bin libopenmpi-dev nlohmann-json3-dev libopenblas-dev libgtest-dev
+# Debian packages (installed system-wide, as root); nlohmann/json, header-only, is unpacked from
+# its Debian package into .deps/include instead (no root needed), so it can be carried to an
+# offline machine with the working tree. apt is given short network timeouts: an offline
+# machine gets a message, not a hang. DEPS=0 makes test / demo skip this step altogether.
+DEPS_PACKAGES := g++ make pkg-config openmpi-bin libopenmpi-dev libopenblas-dev libgtest-dev
+APT_OFFLINE_SAFE := -o Acquire::Retries=0 -o Acquire::http::Timeout=10 -o Acquire::https::Timeout=10
+DEPS ?= 1
+DEPS_STEP := $(if $(filter 0,$(DEPS)),,deps)
 
-deps:
+deps: $(DEPS_DIR)/include/nlohmann/json.hpp
 	@missing=""; for p in $(DEPS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; \
 	elif [ "$$(id -u)" = 0 ]; then echo "deps: installing$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y -q $$missing >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; } \
-	  || echo "deps: apt-get failed; the build continues with what is present"; \
+	  timeout 300 apt-get $(APT_OFFLINE_SAFE) install -y -q $$missing >/dev/null 2>&1 || \
+	  { timeout 300 apt-get $(APT_OFFLINE_SAFE) update -q >/dev/null && timeout 600 apt-get $(APT_OFFLINE_SAFE) install -y -q $$missing >/dev/null; } \
+	  || echo "deps: apt-get failed (offline?); the build continues with what is present"; \
 	else echo "deps: missing$$missing — run: sudo apt-get install -y$$missing"; fi
 
-test: deps
+# nlohmann/json 3.x from Debian's nlohmann-json3-dev (apt-get download needs no root), or a
+# copy of the system's when the download fails and one is installed.
+$(DEPS_DIR)/include/nlohmann/json.hpp:
+	@set -e; rm -rf $(DEPS_DIR)/tmp; mkdir -p $(DEPS_DIR)/tmp $(DEPS_DIR)/include; \
+	if (cd $(DEPS_DIR)/tmp && timeout 120 apt-get $(APT_OFFLINE_SAFE) download -q nlohmann-json3-dev >/dev/null 2>&1) \
+	   && dpkg -x $(DEPS_DIR)/tmp/nlohmann-json3-dev_*.deb $(DEPS_DIR)/tmp/unpacked \
+	   && [ -f $(DEPS_DIR)/tmp/unpacked/usr/include/nlohmann/json.hpp ]; then \
+	  rm -rf $(DEPS_DIR)/include/nlohmann; cp -r $(DEPS_DIR)/tmp/unpacked/usr/include/nlohmann $(DEPS_DIR)/include/; \
+	  echo "deps: nlohmann/json unpacked into $(DEPS_DIR)/include ($$(basename $(DEPS_DIR)/tmp/*.deb))"; \
+	elif [ -f /usr/include/nlohmann/json.hpp ]; then \
+	  cp -r /usr/include/nlohmann $(DEPS_DIR)/include/; echo "deps: nlohmann/json copied from /usr/include into $(DEPS_DIR)/include"; \
+	else rm -rf $(DEPS_DIR)/tmp; echo "deps: could not fetch nlohmann/json (offline?): put json.hpp in $(DEPS_DIR)/include/nlohmann/"; exit 1; fi; \
+	rm -rf $(DEPS_DIR)/tmp
+
+test: $(DEPS_STEP)
 	@$(MAKE) --no-print-directory run-tests
 
 run-tests: all
@@ -238,7 +287,7 @@ check-only: $(LIB) $(TEST_BIN)
 DEMO_RANKS ?= 4
 DEMO_ARGS ?=
 MPIRUN_FLAGS := --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
-demo: deps
+demo: $(DEPS_STEP)
 	@if [ "$(HAVE_MPI)" != 1 ]; then echo "demo: needs MPI (mpicxx, mpirun): make deps installs it"; exit 1; fi
 	@$(MAKE) --no-print-directory $(BUILD)/examples/train_gpt
 	OMP_WAIT_POLICY=passive mpirun $(MPIRUN_FLAGS) -x OMP_WAIT_POLICY -np $(DEMO_RANKS) $(BUILD)/examples/train_gpt \
@@ -247,10 +296,15 @@ demo: deps
 bench: benches
 	@bash bench/run_bench.sh $(BUILD)/bench
 
+# The one-shot GPU check (tools/gpu_check.sh): everything a GPU machine can prove, one report.
+OUT ?= gpu-check-out
+gpu-check:
+	@bash tools/gpu_check.sh $(OUT)
+
 clean:
 	rm -rf $(BUILD)
 
 help:
-	@sed -n '1,14p' Makefile
+	@sed -n '1,17p' Makefile
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
