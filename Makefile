@@ -126,8 +126,8 @@ LIB_CU := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu),)
 # ONLY=<family ...>: build just the core plus those kernel families (and run their tests with
 # `make ONLY=... check-only`) — for working on one family while others are mid-edit.
 ifdef ONLY
-  CORE_CPP := $(wildcard tensor/*.cpp) kernels/cpu/init.cpp
-  CORE_CU := kernels/cuda/init.cu
+  CORE_CPP := $(wildcard tensor/*.cpp) kernels/cpu/init.cpp kernels/cpu/index_check.cpp
+  CORE_CU := kernels/cuda/init.cu kernels/cuda/index_check.cu
   LIB_CPP := $(CORE_CPP) $(wildcard $(foreach f,$(ONLY),kernels/cpu/$(f).cpp tensor/ops/$(f).cpp))
   LIB_CU := $(if $(filter 1,$(CUDA)),$(CORE_CU) $(wildcard $(foreach f,$(ONLY),kernels/cuda/$(f).cu)),)
 endif

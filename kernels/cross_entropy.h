@@ -1,7 +1,9 @@
 // Cross-entropy fused with softmax over vocabulary-sized rows, with an ignore index: the forward
 // writes each row's logsumexp and loss; the backward streams logits -> dlogits from that logsumexp.
-// defines: cross_entropy_forward, cross_entropy_backward (cpu:: for float, double; cuda:: for float),
-//          cpu::check_targets
+// The mean over counted rows needs 1 / (rows whose target is not ignore_index): its own small
+// kernel, so that the count never travels to the host.
+// defines: cross_entropy_forward, cross_entropy_backward, cross_entropy_mean_weight (cpu:: for float,
+//          double; cuda:: for float)
 #pragma once
 
 #include <cstdint>
@@ -21,9 +23,10 @@ void cross_entropy_forward(const T* logits, const int32_t* targets, T* losses, T
 template <typename T>
 void cross_entropy_backward(const T* logits, const int32_t* targets, const T* logsumexp, const T* dlosses,
                             T* dlogits, int64_t rows, int64_t vocab, int ignore_index);
-// The target check alone (used by the ops on targets copied back from a GPU): throws
-// std::invalid_argument from `op` for the first target outside [0, vocab) that is not ignore_index.
-void check_targets(const char* op, const int32_t* targets, int64_t rows, int64_t vocab, int ignore_index);
+// out[0] = 1 / (the number of r with targets[r] != ignore_index), computed in double and rounded
+// once to T; 0 when every row is ignored. The weight that turns the sum of losses into their mean.
+template <typename T>
+void cross_entropy_mean_weight(const int32_t* targets, int64_t rows, int ignore_index, T* out);
 }  // namespace mp::kernels::cpu
 
 namespace mp::kernels::cuda {
@@ -35,4 +38,8 @@ void cross_entropy_forward(const float* logits, const int32_t* targets, float* l
 void cross_entropy_backward(const float* logits, const int32_t* targets, const float* logsumexp,
                             const float* dlosses, float* dlogits, int64_t rows, int64_t vocab, int ignore_index,
                             cudaStream_t stream);
+// Same result as the CPU reference, bitwise (an integer count, then one double division). `out` is
+// device memory.
+void cross_entropy_mean_weight(const int32_t* targets, int64_t rows, int ignore_index, float* out,
+                               cudaStream_t stream);
 }  // namespace mp::kernels::cuda

@@ -1,8 +1,10 @@
 // Embedding lookup: forward gathers weight rows by id, backward scatter-adds the output
 // gradient's rows into dweight by id — deterministically on CUDA (sort by id, then sum each run
-// of equal ids in position order). Ids must already be checked to lie in [0, num_embeddings).
+// of equal ids in position order). Ids must lie in [0, num_embeddings): the ops check them
+// (kernels/index_check.h); the CUDA kernels never read or write outside the tables even when an
+// unchecked id is out of range.
 // defines: embedding_forward, embedding_backward (cpu:: for float, double; cuda:: for float),
-//          cuda::embedding_backward_workspace_bytes, cuda::embedding_first_out_of_range
+//          cuda::embedding_backward_workspace_bytes
 #pragma once
 
 #include <cstddef>
@@ -22,16 +24,14 @@ void embedding_backward(const int32_t* ids, const T* dout, T* dweight, int64_t n
 }  // namespace mp::kernels::cpu
 
 namespace mp::kernels::cuda {
-void embedding_forward(const int32_t* ids, const float* weight, float* out, int64_t n, int64_t cols,
-                       cudaStream_t stream);
+// An id outside [0, num_embeddings) gives a row of NaN (visible, never an out-of-bounds read).
+void embedding_forward(const int32_t* ids, const float* weight, float* out, int64_t n, int64_t num_embeddings,
+                       int64_t cols, cudaStream_t stream);
 // Bytes of scratch memory embedding_backward needs for n ids over num_embeddings rows: the
 // sorted ids, the positions before and after sorting, and CUB's radix-sort temporary storage.
 size_t embedding_backward_workspace_bytes(int64_t n, int64_t num_embeddings);
-// The same sums as the CPU reference, in the same order, so the results are bitwise equal.
+// The same sums as the CPU reference, in the same order, so the results are bitwise equal. Out-of-range
+// ids are skipped (and may spoil the sums of valid ids, which the op's check reports anyway).
 void embedding_backward(const int32_t* ids, const float* dout, float* dweight, int64_t n, int64_t num_embeddings,
                         int64_t cols, void* workspace, size_t workspace_bytes, cudaStream_t stream);
-// Writes to *first_position the smallest p with ids[p] outside [0, num_embeddings), or
-// UINT64_MAX (all bits set) when every id is in range. Used by the ops before any lookup.
-void embedding_first_out_of_range(const int32_t* ids, int64_t n, int64_t num_embeddings,
-                                  unsigned long long* first_position, cudaStream_t stream);
 }  // namespace mp::kernels::cuda

@@ -1,14 +1,16 @@
 // Engine: shape inference with the neighbouring stages, the action loop, forward and backward
 // of one micro-batch (with or without re-materialization), batched communication, the memory
-// accounting and the per-action trace.
+// accounting and the per-action trace. On a GPU the host never waits for the device inside the
+// loop: actions are timed with device events and the losses are read after the step.
 #include "pipeline/engine.h"
 
-#include <chrono>
 #include <cmath>
 
 #include "autograd/tape.h"
 #include "tensor/allocator.h"
+#include "tensor/device_checks.h"
 #include "tensor/device_context.h"
+#include "tensor/device_timeline.h"
 #include "tensor/ops/elementwise.h"
 
 namespace mp::pipeline {
@@ -18,7 +20,7 @@ struct Engine::MicroBatch {
     int index = 0;
     Tensor input;                        // stage input: a view of the batch (first stage) or the received activation
     Tensor targets;                      // last stage only
-    Tensor output;                       // until sent (not kept after: backward needs only its identity)
+    Tensor output;                       // until sent (the last stage keeps its loss until the step ends)
     autograd::TensorRef output_ref;      // identity of the output (or the loss on the last stage)
     std::unique_ptr<autograd::Tape> tape;  // the stashed activations (null while re-materializing)
     bool rematerialize = false;
@@ -48,17 +50,13 @@ void decode_spec(const Tensor& tensor, Shape& shape, DType& dtype) {
     shape.assign(spec.begin() + 2, spec.begin() + 2 + spec[1]);
 }
 
-double now_us() {
-    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 }  // namespace
 
 Engine::Engine(comm::Communicator& comm, std::shared_ptr<nn::Sequential> stage, Schedule schedule,
                nn::Optimizer& optimizer, LossFunction loss, Rematerialization remat, Device device,
                comm::Communicator* data_parallel)
     : comm_(comm), data_parallel_(data_parallel), stage_(std::move(stage)), schedule_(std::move(schedule)), optimizer_(optimizer),
-      loss_(std::move(loss)), remat_(remat), device_(device), stage_index_(comm.rank()) {
+      loss_(std::move(loss)), remat_(remat), device_(device), timeline_(device), stage_index_(comm.rank()) {
     MP_REQUIRE(comm.size() == schedule_.stages, "pipeline: the communicator has ", comm.size(),
                " ranks but the schedule has ", schedule_.stages, " stages");
     MP_REQUIRE(stage_ != nullptr, "pipeline: stage ", stage_index_, " has no layers");
@@ -276,9 +274,11 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
         mbs[m].index = m;
         if (is_first()) mbs[m].input = inputs.slice(m * micro, (m + 1) * micro).to(device_);
         if (is_last()) {
-            mbs[m].targets = targets.slice(m * micro, (m + 1) * micro).to(device_);
-            mbs[m].weight = loss_.count(mbs[m].targets);
+            // Counted where the targets are given (the host, for the trainers), before they move.
+            Tensor micro_targets = targets.slice(m * micro, (m + 1) * micro);
+            mbs[m].weight = loss_.count(micro_targets);
             total_count += mbs[m].weight;
+            mbs[m].targets = micro_targets.to(device_);
         }
     }
     if (is_last()) {
@@ -297,14 +297,19 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
     StepResult result;
     result.trace.stage = stage_index_;
     comm_.barrier();  // align the ranks' clocks at the step's start
-    const double start = now_us();
-    double loss_sum = 0;
+    // Each action is timed between two marks on the device's timeline: the host queues the work
+    // and moves on; the marks are read once the step's work is done.
+    DeviceTimeline& timeline = timeline_;
+    timeline.clear();
+    const size_t origin = timeline.mark();
+    std::vector<int> forward_order;  // the last stage's losses are summed in this order
     const std::vector<Action>& actions = schedule_.actions[stage_index_];
+    std::vector<std::pair<size_t, size_t>> action_marks;
     for (size_t i = 0; i < actions.size();) {
         const Action& a = actions[i];
         TraceEvent event;
         event.stage = stage_index_;
-        event.start_us = now_us() - start;
+        const size_t start_mark = timeline.mark();
         size_t next = i + 1;
         if (is_communication(a.kind)) {
             size_t last = i;
@@ -314,7 +319,7 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
             next = last + 1;
         } else if (a.kind == ActionKind::Forward) {
             run_forward(mbs.at(a.micro_batch), a.micro_batch == M - 1);
-            if (is_last()) loss_sum += mbs[a.micro_batch].weight * mbs[a.micro_batch].output.item();
+            if (is_last()) forward_order.push_back(a.micro_batch);
             event.name = to_string(a);
             event.compute = true;
         } else if (a.kind == ActionKind::Backward) {
@@ -322,18 +327,29 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
             event.name = to_string(a);
             event.compute = true;
         } else {  // OptimizerStep
+            // The GPU's checks of this step's ids and targets are read first: a bad batch is
+            // reported before it can change a weight.
+            raise_device_errors(device_);
             if (data_parallel_ != nullptr && data_parallel_->size() > 1) all_reduce_gradients();
             if (grad_clip_ > 0) result.grad_norm = clip_gradients();
             optimizer_.step();
             event.name = to_string(a);
         }
-        synchronize(device_);  // so the event's end is when the device finished the work
-        event.end_us = now_us() - start;
+        action_marks.emplace_back(start_mark, timeline.mark());
         result.trace.events.push_back(event);
         i = next;
     }
-    result.trace.step_us = now_us() - start;
+    synchronize(device_);  // the step's one wait for the device (and any queued input check)
+    for (size_t e = 0; e < result.trace.events.size(); ++e) {
+        result.trace.events[e].start_us = timeline.microseconds(origin, action_marks[e].first);
+        result.trace.events[e].end_us = timeline.microseconds(origin, action_marks[e].second);
+    }
+    result.trace.step_us = action_marks.empty() ? 0.0 : timeline.microseconds(origin, action_marks.back().second);
     ++steps_run_;
+
+    // Each micro-batch's loss, read now that the device is done (in forward order, in double).
+    double loss_sum = 0;
+    for (int m : forward_order) loss_sum += mbs[m].weight * mbs[m].output.item();
 
     // The mean loss lives on the last stage (summed over replicas); every rank gets it.
     if (is_last() && data_parallel_ != nullptr && data_parallel_->size() > 1) loss_sum = all_reduce_scalar(*data_parallel_, loss_sum);

@@ -18,6 +18,7 @@
 #include "pipeline/rematerialization.h"
 #include "pipeline/schedule.h"
 #include "pipeline/trace.h"
+#include "tensor/device_timeline.h"
 
 namespace mp::pipeline {
 
@@ -85,6 +86,7 @@ class Engine {
     LossFunction loss_;
     Rematerialization remat_;
     Device device_;
+    DeviceTimeline timeline_;  // the step's action marks (CUDA events, reused step to step)
     int stage_index_;
     double grad_clip_ = 0;
 

@@ -11,6 +11,7 @@
 
 #include "kernels/common/error.h"
 #include "tensor/allocator.h"
+#include "tensor/device_checks.h"
 
 #if MP_OPENBLAS
 #include <cblas.h>
@@ -26,6 +27,7 @@ namespace mp {
 
 namespace {
 std::atomic<MatmulPrecision> g_matmul_precision{MatmulPrecision::Exact};
+std::atomic<uint64_t> g_host_waits{0};
 
 [[noreturn]] void throw_no_cuda(const char* what) {
     throw RuntimeError(str(what, ": this build of minipipe has no CUDA backend (built with CUDA=0 or without nvcc)"));
@@ -46,6 +48,9 @@ void set_matmul_precision(MatmulPrecision precision) { g_matmul_precision = prec
 MatmulPrecision matmul_precision() { return g_matmul_precision; }
 
 bool cuda_compiled() { return MP_CUDA != 0; }
+
+uint64_t host_wait_count() { return g_host_waits.load(); }
+void count_host_wait() { ++g_host_waits; }
 
 #if MP_CUDA
 
@@ -101,7 +106,9 @@ void set_current_device(int index) {
 
 void synchronize(Device device) {
     if (device.is_cpu()) return;
+    count_host_wait();
     CUDA_CHECK(cudaStreamSynchronize(compute_stream(device.index)));
+    raise_device_errors(device);  // the queued input checks are free to read now
 }
 
 Allocator& cuda_allocator(int index) {

@@ -2,6 +2,8 @@
 // on it, in order), device selection and synchronisation, and the process-wide GEMM precision.
 #pragma once
 
+#include <cstdint>
+
 #include "kernels/common/stream.h"
 #include "tensor/device.h"
 
@@ -11,8 +13,14 @@ namespace mp {
 cudaStream_t compute_stream(int index);
 // Makes GPU `index` current for this thread (cudaSetDevice), checked.
 void set_current_device(int index);
-// Waits for all work queued on the device's compute stream; a no-op for the CPU.
+// Waits for all work queued on the device's compute stream; a no-op for the CPU. Then reports a
+// failed queued input check (tensor/device_checks.h), if any.
 void synchronize(Device device);
+
+// How many times this process's host has waited for a GPU in tensor/ (synchronize, copies between
+// host and device, reading queued checks). Tests use it to show that a hot path never waits.
+uint64_t host_wait_count();
+void count_host_wait();  // called by each of those places
 
 // Threads the CPU kernels (OpenMP) and OpenBLAS may use in this process. Several ranks on one
 // machine should split its cores between them instead of each taking all of them.

@@ -11,6 +11,7 @@
 
 #include "kernels/init.h"
 #include "tensor/allocator.h"
+#include "tensor/device_checks.h"
 #include "tensor/device_context.h"
 
 #if MP_CUDA
@@ -67,7 +68,10 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     cudaMemcpyKind kind = dst_device.is_cuda() ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost;
     CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, kind, stream));
     // Host memory here is pageable and may be freed by the caller right after we return.
+    count_host_wait();
     CUDA_CHECK(cudaStreamSynchronize(stream));
+    // A value read back from the GPU may have been computed from a bad id: report it first.
+    if (dst_device.is_cpu()) raise_device_errors(gpu);
 #else
     throw RuntimeError("copy: a CUDA tensor exists in a build without CUDA");
 #endif

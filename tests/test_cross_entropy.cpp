@@ -329,14 +329,50 @@ TEST(CrossEntropyErrors, TargetOutOfRangeNamesValueRowAndVocab) {
 TEST(CrossEntropyErrors, TargetOutOfRangeOnCuda) {
     MP_REQUIRE_GPU();
     const Device gpu = Device::cuda(0);
+    synchronize(gpu);
     Tensor logits = random_tensor({3, 7}, 82).to(gpu);
     Tensor too_big = Tensor::from_vector<int32_t>({0, 2, 9}, {3}, gpu);
     Tensor ok = Tensor::from_vector<int32_t>({0, 2, 6}, {3}, gpu);
     Tensor lse = ops::cross_entropy_forward(logits, ok).logsumexp;
-    expect_invalid_argument([&] { ops::cross_entropy_forward(logits, too_big); },
-                            {"cross_entropy_forward", "target 9", "row 2", "[0, 7)"});
-    expect_invalid_argument([&] { ops::cross_entropy_backward(logits, too_big, lse, Tensor::full({3}, 1.0, DType::Float32, gpu)); },
+    // Queued on the GPU, reported at the next synchronisation, with the CPU reference's message.
+    expect_invalid_argument([&] { ops::cross_entropy_forward(logits, too_big); synchronize(gpu); },
+                            {"cross_entropy_forward", "target 9", "row 2", "[0, 7)", "ignore_index -100"});
+    expect_invalid_argument([&] { ops::cross_entropy_backward(logits, too_big, lse, Tensor::full({3}, 1.0, DType::Float32, gpu)); synchronize(gpu); },
                             {"cross_entropy_backward", "target 9", "row 2", "[0, 7)"});
+    // Reading the result reports it as well: a NaN loss is never seen without the error.
+    expect_invalid_argument([&] { ops::cross_entropy_forward(logits, too_big).losses.to_vector<float>(); },
+                            {"cross_entropy_forward", "target 9", "row 2"});
+}
+
+// ---------------------------------------------------------------- the mean's weight
+
+TEST(CrossEntropyMeanWeight, OneOverTheCountedRows) {
+    Tensor targets = Tensor::from_vector<int32_t>({3, -100, 0, 5, -100, 2, 7}, {7});
+    EXPECT_EQ(ops::cross_entropy_mean_weight(targets, -100, DType::Float32).item(), static_cast<double>(1.0f / 5.0f));
+    EXPECT_EQ(ops::cross_entropy_mean_weight(targets, -100, DType::Float64).item(), 1.0 / 5.0);
+    EXPECT_EQ(ops::cross_entropy_mean_weight(targets, 5, DType::Float64).item(), 1.0 / 6.0);
+    // Every row ignored (or none at all): weight 0, never a division by zero.
+    EXPECT_EQ(ops::cross_entropy_mean_weight(Tensor::full({4}, -100.0, DType::Int32), -100, DType::Float32).item(), 0.0);
+    EXPECT_EQ(ops::cross_entropy_mean_weight(Tensor::zeros({0}, DType::Int32), -100, DType::Float32).item(), 0.0);
+    EXPECT_EQ(ops::cross_entropy_mean_weight(targets, -100, DType::Float32).shape(), Shape{});
+    expect_invalid_argument([&] { ops::cross_entropy_mean_weight(Tensor::zeros({2}), -100, DType::Float32); },
+                            {"cross_entropy_mean_weight", "int32"});
+    expect_invalid_argument([&] { ops::cross_entropy_mean_weight(targets, -100, DType::Int32); },
+                            {"cross_entropy_mean_weight", "float32"});
+}
+
+TEST(CrossEntropyMeanWeightCuda, BitwiseEqualToCpuOnNonRoundCounts) {
+    MP_REQUIRE_GPU();
+    const Device gpu = Device::cuda(0);
+    for (int64_t rows : {1, 3, 1023, 1025, 16383, 70001}) {
+        // About a third of the rows ignored, so the count is not a round number either.
+        std::vector<int32_t> values = random_ids({rows}, 30, static_cast<uint64_t>(rows)).to_vector<int32_t>();
+        for (int32_t& v : values) if (v < 10) v = -100;
+        Tensor targets = Tensor::from_vector(values, {rows});
+        Tensor cpu = ops::cross_entropy_mean_weight(targets, -100, DType::Float32);
+        Tensor cuda = ops::cross_entropy_mean_weight(targets.to(gpu), -100, DType::Float32);
+        expect_equal(cuda, cpu, str("mean weight over ", rows, " rows"));
+    }
 }
 
 TEST(CrossEntropyErrors, ForwardArgumentChecks) {

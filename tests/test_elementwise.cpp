@@ -445,3 +445,27 @@ TEST(ElementwiseCuda, ReductionsAreBitwiseReproducible) {
 }
 
 #endif  // MP_CUDA
+
+TEST(Elementwise, BroadcastScalarRepeatsTheValue) {
+    for (DType dtype : {DType::Float32, DType::Float64}) {
+        Tensor scalar = Tensor::full({}, -2.75, dtype);
+        Tensor out = ops::broadcast_scalar(scalar, {3, 5});
+        EXPECT_EQ(out.shape(), (Shape{3, 5}));
+        EXPECT_EQ(out.dtype(), dtype);
+        for (double v : to_doubles(out)) EXPECT_EQ(v, -2.75);
+    }
+    EXPECT_EQ(ops::broadcast_scalar(Tensor::full({1}, 4.0), {}).item(), 4.0);
+    EXPECT_EQ(ops::broadcast_scalar(Tensor::full({1}, 4.0), {0, 3}).numel(), 0);
+    expect_invalid_argument([&] { ops::broadcast_scalar(Tensor::zeros({2}), {3}); },
+                            {"broadcast_scalar", "one-element", "float32(2)"});
+}
+
+TEST(ElementwiseCuda, BroadcastScalarStaysOnTheDevice) {
+    MP_REQUIRE_GPU();
+    const Device gpu = Device::cuda(0);
+    Tensor scalar = random_tensor({}, 17).to(gpu);
+    Tensor out = ops::broadcast_scalar(scalar, {37, 11});
+    EXPECT_EQ(out.device(), gpu);
+    const double value = scalar.item();
+    for (double v : to_doubles(out)) EXPECT_EQ(v, value);
+}

@@ -3,6 +3,7 @@
 // on NaN-poisoned outputs, run-to-run determinism, out-of-range ids, and every argument check.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -36,7 +37,7 @@ Tensor cuda_forward_poisoned(const Tensor& ids, const Tensor& weight) {
     Tensor out = poisoned(out_shape, DType::Float32, weight.device());
 #if MP_CUDA
     kernels::cuda::embedding_forward(ids.data<int32_t>(), weight.data<float>(), out.data<float>(), ids.numel(),
-                                     weight.size(1), compute_stream(weight.device().index));
+                                     weight.size(0), weight.size(1), compute_stream(weight.device().index));
 #endif
     return out;
 }
@@ -161,24 +162,53 @@ TEST(EmbeddingCuda, BackwardRunsAreBitwiseDeterministic) {
 TEST(EmbeddingCuda, OutOfRangeIdsAreReportedNotRead) {
     MP_REQUIRE_GPU();
     const Device gpu = Device::cuda(0);
+    synchronize(gpu);
     Tensor weight = Tensor::zeros({7, 4}, DType::Float32, gpu);
     Tensor dout = Tensor::zeros({2, 3, 4}, DType::Float32, gpu);
-    // The first bad position is reported, whatever comes after it.
+    // The check is queued on the GPU and reported at the next synchronisation (the ops do not
+    // wait); the first bad position is reported, whatever comes after it.
     Tensor too_large = Tensor::from_vector<int32_t>({0, 6, 2, 1, 7, 9}, {2, 3}, gpu);
-    expect_invalid_argument([&] { ops::embedding(too_large, weight); },
+    expect_invalid_argument([&] { ops::embedding(too_large, weight); synchronize(gpu); },
                             {"embedding", "id 7 at position 4", "(2, 3)", "[0, 7)"});
-    expect_invalid_argument([&] { ops::embedding_backward(too_large, dout, 7); },
+    expect_invalid_argument([&] { ops::embedding_backward(too_large, dout, 7); synchronize(gpu); },
                             {"embedding_backward", "id 7 at position 4", "[0, 7)"});
     Tensor negative = Tensor::from_vector<int32_t>({0, 1, 2, -3, 7, 0}, {2, 3}, gpu);
-    expect_invalid_argument([&] { ops::embedding(negative, weight); }, {"embedding", "id -3 at position 3", "[0, 7)"});
-    expect_invalid_argument([&] { ops::embedding_backward(negative, dout, 7); },
+    expect_invalid_argument([&] { ops::embedding(negative, weight); synchronize(gpu); },
+                            {"embedding", "id -3 at position 3", "[0, 7)"});
+    expect_invalid_argument([&] { ops::embedding_backward(negative, dout, 7); synchronize(gpu); },
                             {"embedding_backward", "id -3 at position 3", "[0, 7)"});
     // The position is found in a long tensor too (many blocks racing with atomicMin).
     std::vector<int32_t> long_ids(100000, 1);
     long_ids[70001] = 123;
     long_ids[99999] = -1;
-    expect_invalid_argument([&] { ops::embedding(Tensor::from_vector(long_ids, {100000}, gpu), weight); },
+    expect_invalid_argument([&] { ops::embedding(Tensor::from_vector(long_ids, {100000}, gpu), weight); synchronize(gpu); },
                             {"embedding", "id 123 at position 70001", "[0, 7)"});
+    // Until a bad id is reported, the kernels never touch memory outside the tables (checked
+    // under compute-sanitizer by tools/gpu_check.sh): the forward writes NaN for its row, the
+    // backward skips it. Here the raw kernels run on the bad ids, with no check queued.
+#if MP_CUDA
+    Tensor table = mp::testing::random_tensor({7, 4}, 3).to(gpu);
+    Tensor out = Tensor::zeros({6, 4}, DType::Float32, gpu);
+    kernels::cuda::embedding_forward(too_large.data<int32_t>(), table.data<float>(), out.data<float>(), 6, 7, 4,
+                                     compute_stream(0));
+    std::vector<float> rows = out.to_vector<float>(), table_rows = table.to_vector<float>();
+    const std::vector<int32_t> ids = {0, 6, 2, 1, 7, 9};
+    for (size_t p = 0; p < ids.size(); ++p)
+        for (size_t c = 0; c < 4; ++c) {
+            if (ids[p] >= 7) EXPECT_TRUE(std::isnan(rows[4 * p + c])) << "bad id " << ids[p] << " at position " << p;
+            else EXPECT_EQ(rows[4 * p + c], table_rows[4 * static_cast<size_t>(ids[p]) + c]) << "position " << p;
+        }
+    Tensor grads = mp::testing::random_tensor({6, 4}, 4).to(gpu);
+    Tensor dweight = cuda_backward_poisoned(too_large, grads, 7);
+    std::vector<float> dweight_rows = dweight.to_vector<float>(), grad_rows = grads.to_vector<float>();
+    for (size_t id = 0; id < 7; ++id)
+        for (size_t c = 0; c < 4; ++c) {
+            // Ids 0, 6, 2, 1 occur once (positions 0, 1, 2, 3); rows 3, 4, 5 never occur.
+            const std::vector<int> position_of = {0, 3, 2, -1, -1, -1, 1};
+            float expected = position_of[id] < 0 ? 0.0f : grad_rows[4 * static_cast<size_t>(position_of[id]) + c];
+            EXPECT_EQ(dweight_rows[4 * id + c], expected) << "dweight row " << id;
+        }
+#endif
 }
 
 TEST(EmbeddingCuda, MixedDevicesAreAnError) {

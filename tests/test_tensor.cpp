@@ -6,6 +6,8 @@
 
 #include "tensor/allocator.h"
 #include "tensor/device_context.h"
+#include "tensor/device_timeline.h"
+#include "tensor/ops/activations.h"
 #include "tests/support/test_util.h"
 
 using namespace mp;
@@ -160,4 +162,40 @@ TEST(Tensor, IdentitySharedByCopiesFreshForViews) {
     EXPECT_NE(a.slice(0, 2).id(), a.id());
     EXPECT_NE(a.clone().id(), a.id());
     EXPECT_NE(Tensor::zeros({4, 3}).id(), a.id());
+}
+
+TEST(DeviceTimeline, CpuMarksAreHostClockReadingsInOrder) {
+    DeviceTimeline timeline(Device::cpu());
+    const size_t origin = timeline.mark();
+    volatile double sink = 0;
+    for (int i = 0; i < 200000; ++i) sink = sink + i;
+    const size_t end = timeline.mark();
+    EXPECT_EQ(timeline.marks(), 2u);
+    EXPECT_GT(timeline.microseconds(origin, end), 0.0);
+    EXPECT_EQ(timeline.microseconds(origin, origin), 0.0);
+    timeline.clear();
+    EXPECT_EQ(timeline.marks(), 0u);
+    mp::testing::expect_invalid_argument([&] { timeline.microseconds(0, 1); }, {"DeviceTimeline", "marks 0 and 1"});
+}
+
+TEST(DeviceTimeline, CudaMarksTimeTheDeviceWithoutWaiting) {
+    MP_REQUIRE_GPU();
+    const Device gpu = Device::cuda(0);
+    DeviceTimeline timeline(gpu);
+    for (int round = 0; round < 2; ++round) {  // the second round reuses the first one's events
+        timeline.clear();
+        synchronize(gpu);
+        const uint64_t waits = host_wait_count();
+        const size_t origin = timeline.mark();
+        Tensor x = mp::testing::random_tensor({1024, 1024}, 5).to(gpu);
+        const size_t after_copy = timeline.mark();
+        for (int i = 0; i < 20; ++i) x = ops::gelu(x);
+        const size_t end = timeline.mark();
+        EXPECT_EQ(host_wait_count(), waits + 1) << "only the host-to-device copy of x waits";
+        synchronize(gpu);
+        const double copy_us = timeline.microseconds(origin, after_copy);
+        const double total_us = timeline.microseconds(origin, end);
+        EXPECT_GE(copy_us, 0.0);
+        EXPECT_GT(total_us, copy_us) << "20 GELUs over 4 MB take some device time";
+    }
 }

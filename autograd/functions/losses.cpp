@@ -12,15 +12,13 @@ using autograd::TensorRef;
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index) {
     ops::CrossEntropyResult r = ops::cross_entropy_forward(logits, targets, ignore_index);
-    // The mean is over counted rows; the count needs the targets on the host (N int32s).
-    int64_t counted = 0;
-    for (int32_t t : targets.to_vector<int32_t>()) counted += (t != ignore_index);
-    double inv_count = counted > 0 ? 1.0 / static_cast<double>(counted) : 0.0;
-    Tensor loss = ops::scale(ops::sum(r.losses), inv_count);
+    // The mean is over counted rows; the weight 1 / count is computed where the targets are, so
+    // neither direction makes the host wait for the device.
+    Tensor mean_weight = ops::cross_entropy_mean_weight(targets, ignore_index, logits.dtype());
+    Tensor loss = ops::mul(ops::sum(r.losses), mean_weight);
     autograd::record("cross_entropy", {logits, targets}, {loss},
-                     [logits, targets, lse = r.logsumexp, inv_count, ignore_index](Grads& g, const std::vector<Tensor>& dy) {
-                         Tensor dlosses = Tensor::full(targets.shape(), dy[0].item() * inv_count, logits.dtype(),
-                                                       logits.device());
+                     [logits, targets, lse = r.logsumexp, mean_weight, ignore_index](Grads& g, const std::vector<Tensor>& dy) {
+                         Tensor dlosses = ops::broadcast_scalar(ops::mul(dy[0], mean_weight), targets.shape());
                          g.accumulate(logits, ops::cross_entropy_backward(logits, targets, lse, dlosses, ignore_index));
                      });
     return loss;

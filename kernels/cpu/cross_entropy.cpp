@@ -23,9 +23,11 @@ bool target_is_valid(int32_t target, int64_t vocab, int ignore_index) {
 
 }  // namespace
 
-void check_targets(const char* op, const int32_t* targets, int64_t rows, int64_t vocab, int ignore_index) {
-    for (int64_t r = 0; r < rows; ++r)
-        if (!target_is_valid(targets[r], vocab, ignore_index)) throw_invalid_target(op, targets[r], r, vocab, ignore_index);
+template <typename T>
+void cross_entropy_mean_weight(const int32_t* targets, int64_t rows, int ignore_index, T* out) {
+    int64_t counted = 0;
+    for (int64_t r = 0; r < rows; ++r) counted += targets[r] != ignore_index;
+    out[0] = counted > 0 ? static_cast<T>(1.0 / static_cast<double>(counted)) : T(0);
 }
 
 template <typename T>
@@ -93,5 +95,7 @@ template void cross_entropy_backward<float>(const float*, const int32_t*, const 
                                             int64_t, int);
 template void cross_entropy_backward<double>(const double*, const int32_t*, const double*, const double*, double*,
                                              int64_t, int64_t, int);
+template void cross_entropy_mean_weight<float>(const int32_t*, int64_t, int, float*);
+template void cross_entropy_mean_weight<double>(const int32_t*, int64_t, int, double*);
 
 }  // namespace mp::kernels::cpu

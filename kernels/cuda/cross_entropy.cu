@@ -18,6 +18,9 @@
 // - Deterministic: a fixed reduction tree, no atomics. Exponentials use expf (not __expf): the
 //   kernels are memory bound and expf keeps the result within ~1 ulp of the reference.
 // - -inf logits (masked columns) contribute 0; a NaN logit propagates to the row's results.
+// - mean weight (1 / counted rows): one block counts the targets that are not ignore_index (an
+//   integer sum, so any order gives the same count) and one thread divides in double. Reads 4 B
+//   per row (64 KB at GPT-2's 16384 rows: a few microseconds on one SM, launch-bound).
 #include <cmath>
 #include <cstdint>
 
@@ -180,6 +183,23 @@ __global__ void __launch_bounds__(kThreads)
 
 unsigned row_blocks(int64_t rows) { return static_cast<unsigned>(rows < kMaxBlocks ? rows : kMaxBlocks); }
 
+constexpr int kCountThreads = 1024;
+
+__global__ void __launch_bounds__(kCountThreads)
+    mean_weight_kernel(const int32_t* __restrict__ targets, int64_t rows, int ignore_index, float* out) {
+    __shared__ unsigned long long warp_counts[kCountThreads / 32];
+    unsigned long long count = 0;
+    for (int64_t r = threadIdx.x; r < rows; r += kCountThreads) count += targets[r] != ignore_index;
+    for (int offset = 16; offset > 0; offset /= 2) count += __shfl_down_sync(kFullMask, count, offset);
+    if (threadIdx.x % 32 == 0) warp_counts[threadIdx.x / 32] = count;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned long long total = 0;
+        for (int w = 0; w < kCountThreads / 32; ++w) total += warp_counts[w];
+        out[0] = total > 0 ? static_cast<float>(1.0 / static_cast<double>(total)) : 0.0f;
+    }
+}
+
 }  // namespace
 
 void cross_entropy_forward(const float* logits, const int32_t* targets, float* losses, float* logsumexp,
@@ -196,6 +216,12 @@ void cross_entropy_backward(const float* logits, const int32_t* targets, const f
     if (rows == 0 || vocab == 0) return;
     backward_kernel<<<row_blocks(rows), kThreads, 0, stream>>>(logits, targets, logsumexp, dlosses, dlogits, rows,
                                                                vocab, ignore_index);
+    CUDA_CHECK_LAUNCH();
+}
+
+void cross_entropy_mean_weight(const int32_t* targets, int64_t rows, int ignore_index, float* out,
+                               cudaStream_t stream) {
+    mean_weight_kernel<<<1, kCountThreads, 0, stream>>>(targets, rows, ignore_index, out);
     CUDA_CHECK_LAUNCH();
 }
 

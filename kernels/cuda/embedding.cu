@@ -1,5 +1,4 @@
-// CUDA embedding lookup (float32): the forward gather, a deterministic backward scatter-add, and
-// the id range check the ops run before either.
+// CUDA embedding lookup (float32): the forward gather and a deterministic backward scatter-add.
 //
 // Floor (H100, ~3 TB/s): the forward reads a weight row and writes an output row per id, 8 B per
 // output element (GPT-2: 8192 ids x 768 = 50 MB, ~17 us). The backward reads dout once (4 B per
@@ -18,8 +17,8 @@
 //    on at once. dweight is zeroed first. This is the CPU reference's order and precision, so
 //    the results are bitwise equal. A very frequent id leaves one block a long run to walk
 //    alone; at GPT-2 batch sizes that costs less than the zeroing.
-//  - range check: one grid-stride pass; an out-of-range id does an integer atomicMin of its
-//    position, whose result (the first bad position) does not depend on the order of the atomics.
+//  - bad ids: the ops queue the range check (kernels/index_check.h) and report a bad id later, so
+//    these kernels still run on one: the forward writes NaN for its row, the backward skips it.
 #include <cub/device/device_radix_sort.cuh>
 
 #include <algorithm>
@@ -81,15 +80,25 @@ __device__ __forceinline__ void accumulate(float4& sum, float4 value) {
     sum.w += value.w;
 }
 
-// out[p, :] = weight[ids[p], :], with rows of vecs_per_row Vec (float or float4) each.
+__device__ __forceinline__ void set_nan(float& value) { value = __int_as_float(0x7fc00000); }
+__device__ __forceinline__ void set_nan(float4& value) {
+    const float nan = __int_as_float(0x7fc00000);
+    value = make_float4(nan, nan, nan, nan);
+}
+
+// out[p, :] = weight[ids[p], :], with rows of vecs_per_row Vec (float or float4) each; NaN for an
+// id outside [0, num_embeddings).
 template <typename Vec>
 __global__ void embedding_forward_kernel(const int32_t* __restrict__ ids, const Vec* __restrict__ weight,
-                                         Vec* __restrict__ out, int64_t n, int64_t vecs_per_row) {
+                                         Vec* __restrict__ out, int64_t n, int64_t num_embeddings,
+                                         int64_t vecs_per_row) {
     const int64_t total = n * vecs_per_row;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t position = i / vecs_per_row;
         const int64_t column = i - position * vecs_per_row;
-        out[i] = weight[static_cast<int64_t>(ids[position]) * vecs_per_row + column];
+        const int64_t id = ids[position];
+        if (id >= 0 && id < num_embeddings) out[i] = weight[id * vecs_per_row + column];
+        else set_nan(out[i]);
     }
 }
 
@@ -105,10 +114,11 @@ template <typename Vec>
 __global__ void __launch_bounds__(kRunThreads)
     embedding_sum_runs_kernel(const int32_t* __restrict__ sorted_ids, const int64_t* __restrict__ sorted_positions,
                               const Vec* __restrict__ dout, Vec* __restrict__ dweight, int64_t n,
-                              int64_t vecs_per_row) {
+                              int64_t num_embeddings, int64_t vecs_per_row) {
     for (int64_t start = blockIdx.x; start < n; start += gridDim.x) {
         const int32_t id = sorted_ids[start];
         if (start > 0 && sorted_ids[start - 1] == id) continue;  // inside a run: its first index sums it
+        if (id < 0 || id >= num_embeddings) continue;            // a bad id (reported by the op's check)
         for (int64_t column = threadIdx.x; column < vecs_per_row; column += blockDim.x) {
             Vec sum{};  // zero, like the CPU reference's zeroed dweight row
             for (int64_t j = start; j < n && sorted_ids[j] == id; ++j)
@@ -118,27 +128,20 @@ __global__ void __launch_bounds__(kRunThreads)
     }
 }
 
-__global__ void first_out_of_range_kernel(const int32_t* __restrict__ ids, int64_t n, int64_t num_embeddings,
-                                          unsigned long long* first_position) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        const int32_t id = ids[i];
-        if (id < 0 || id >= num_embeddings) atomicMin(first_position, static_cast<unsigned long long>(i));
-    }
-}
-
 }  // namespace
 
-void embedding_forward(const int32_t* ids, const float* weight, float* out, int64_t n, int64_t cols,
-                       cudaStream_t stream) {
+void embedding_forward(const int32_t* ids, const float* weight, float* out, int64_t n, int64_t num_embeddings,
+                       int64_t cols, cudaStream_t stream) {
     if (n == 0 || cols == 0) return;
     if (cols % 4 == 0 && aligned16(weight) && aligned16(out)) {
         const int64_t vecs_per_row = cols / 4;
         embedding_forward_kernel<float4><<<cuda_detail::grid_for(n * vecs_per_row, kElementThreads), kElementThreads,
                                            0, stream>>>(ids, reinterpret_cast<const float4*>(weight),
-                                                        reinterpret_cast<float4*>(out), n, vecs_per_row);
+                                                        reinterpret_cast<float4*>(out), n, num_embeddings,
+                                                        vecs_per_row);
     } else {
         embedding_forward_kernel<float><<<cuda_detail::grid_for(n * cols, kElementThreads), kElementThreads, 0,
-                                          stream>>>(ids, weight, out, n, cols);
+                                          stream>>>(ids, weight, out, n, num_embeddings, cols);
     }
     CUDA_CHECK_LAUNCH();
 }
@@ -174,21 +177,11 @@ void embedding_backward(const int32_t* ids, const float* dout, float* dweight, i
     if (cols % 4 == 0 && aligned16(dout) && aligned16(dweight)) {
         embedding_sum_runs_kernel<float4><<<run_blocks, kRunThreads, 0, stream>>>(
             sorted_ids, sorted_positions, reinterpret_cast<const float4*>(dout), reinterpret_cast<float4*>(dweight), n,
-            cols / 4);
+            num_embeddings, cols / 4);
     } else {
         embedding_sum_runs_kernel<float><<<run_blocks, kRunThreads, 0, stream>>>(sorted_ids, sorted_positions, dout,
-                                                                                 dweight, n, cols);
+                                                                                 dweight, n, num_embeddings, cols);
     }
-    CUDA_CHECK_LAUNCH();
-}
-
-void embedding_first_out_of_range(const int32_t* ids, int64_t n, int64_t num_embeddings,
-                                  unsigned long long* first_position, cudaStream_t stream) {
-    // All bits set = UINT64_MAX: no bad position found yet.
-    CUDA_CHECK(cudaMemsetAsync(first_position, 0xFF, sizeof(unsigned long long), stream));
-    if (n == 0) return;
-    first_out_of_range_kernel<<<cuda_detail::grid_for(n, kElementThreads), kElementThreads, 0, stream>>>(
-        ids, n, num_embeddings, first_position);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -1,10 +1,11 @@
 // Cross-entropy ops: argument checks, output allocation, and dispatch to the CPU reference or the
-// CUDA kernels (which need the targets checked on the host first, since a kernel cannot throw).
+// CUDA kernels (whose targets are checked by a queued GPU check, since a kernel cannot throw).
 #include "tensor/ops/cross_entropy.h"
 
-#include <vector>
+#include <string>
 
 #include "kernels/cross_entropy.h"
+#include "tensor/device_checks.h"
 #include "tensor/ops/common.h"
 
 namespace mp::ops {
@@ -37,12 +38,15 @@ void check_per_row(const char* op, const Tensor& per_row, const char* name, cons
                ", expected ", shape_str(targets.shape()), " to match targets");
 }
 
-// The CUDA kernels cannot throw, so CUDA targets are checked on the host before the launch: a copy
-// of rows * 4 bytes (64 KB for 16384 rows) that synchronises the compute stream. A device-side
-// min/max reduction would save the copy but not the synchronisation needed to report the value.
+// The CUDA kernels cannot throw, so the check of CUDA targets is queued on the GPU and reported at
+// the device's next synchronisation (tensor/device_checks.h): the host never waits for it here.
+// The message is the CPU reference's.
 void check_cuda_targets(const char* op, const Tensor& targets, int64_t vocab, int ignore_index) {
-    std::vector<int32_t> host_targets = targets.to_vector<int32_t>();
-    kernels::cpu::check_targets(op, host_targets.data(), targets.numel(), vocab, ignore_index);
+    const std::string op_name = op;
+    check_index_range(targets, 0, vocab, ignore_index, [op_name, vocab, ignore_index](int64_t row, int32_t target) {
+        return str(op_name, ": target ", target, " at row ", row, " is outside [0, ", vocab, ") and is not ignore_index ",
+                   ignore_index);
+    });
 }
 
 }  // namespace
@@ -102,6 +106,28 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const
                                                          detail::stream_of(logits)));
     }
     return dlogits;
+}
+
+Tensor cross_entropy_mean_weight(const Tensor& targets, int ignore_index, DType dtype) {
+    const char* op = "cross_entropy_mean_weight";
+    detail::require_defined(op, targets, "targets");
+    detail::require_dtype(op, targets, DType::Int32, "targets");
+    MP_REQUIRE(dtype == DType::Float32 || (dtype == DType::Float64 && targets.device().is_cpu()), op,
+               ": the weight's dtype must be float32 (or float64 on the CPU), got ", dtype_name(dtype), " on ",
+               targets.device().str());
+    Tensor weight = Tensor::empty({}, dtype, targets.device());
+    if (targets.device().is_cpu()) {
+        if (dtype == DType::Float32)
+            kernels::cpu::cross_entropy_mean_weight(targets.data<int32_t>(), targets.numel(), ignore_index,
+                                                    weight.data<float>());
+        else
+            kernels::cpu::cross_entropy_mean_weight(targets.data<int32_t>(), targets.numel(), ignore_index,
+                                                    weight.data<double>());
+    } else {
+        MP_ON_CUDA(kernels::cuda::cross_entropy_mean_weight(targets.data<int32_t>(), targets.numel(), ignore_index,
+                                                            weight.data<float>(), detail::stream_of(targets)));
+    }
+    return weight;
 }
 
 }  // namespace mp::ops

@@ -12,13 +12,19 @@ struct CrossEntropyResult {
 };
 
 // logits (..., V) float; targets int32 of shape (...), each in [0, V) or equal to ignore_index.
-// A target outside that range is an error naming the value, its row and V. On CUDA the targets are
-// copied to the host and checked before the launch (rows * 4 bytes and one stream synchronisation).
+// A target outside that range is an error naming the value, its row and V: thrown here on the CPU;
+// on CUDA the check is queued on the GPU and thrown at the device's next synchronisation
+// (tensor/device_checks.h), so the host does not wait for the GPU here.
 CrossEntropyResult cross_entropy_forward(const Tensor& logits, const Tensor& targets, int ignore_index = -100);
 
 // dlogits (..., V) = dlosses * (softmax(logits) - onehot(targets)), zero rows where the target is
 // ignore_index; logsumexp is the forward's, dlosses the gradient of each row's loss (shape of targets).
 Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& logsumexp,
                               const Tensor& dlosses, int ignore_index = -100);
+
+// 1 / (the number of targets that are not ignore_index) as a shape-{} tensor of `dtype` (float32, or
+// float64 on the CPU) on the targets' device; 0 when every target is ignored. The weight of the mean
+// loss, computed where the targets are, so the count never travels to the host.
+Tensor cross_entropy_mean_weight(const Tensor& targets, int ignore_index, DType dtype);
 
 }  // namespace mp::ops

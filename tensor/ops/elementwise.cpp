@@ -222,4 +222,15 @@ double global_l2_norm(const std::vector<Tensor>& tensors) {
     return std::sqrt(total);
 }
 
+Tensor broadcast_scalar(const Tensor& scalar, const Shape& shape) {
+    detail::require_defined("broadcast_scalar", scalar, "scalar");
+    MP_REQUIRE(scalar.numel() == 1, "broadcast_scalar: needs a one-element tensor, got ", scalar.describe());
+    // Composed from bias_add: zeros (..., 1) + the value as a one-column bias row. 0 + v = v exactly
+    // (for v = -0 it gives +0, which no use of this op can tell apart).
+    Shape column = shape;
+    column.push_back(1);
+    Tensor zeros = Tensor::zeros(column, scalar.dtype(), scalar.device());
+    return bias_add(zeros, scalar.reshape({1})).reshape(shape);
+}
+
 }  // namespace mp::ops

@@ -23,6 +23,9 @@ Tensor bias_add(const Tensor& x, const Tensor& bias);
 Tensor sum_rows(const Tensor& x);
 // The sum of all elements, as a shape-{} tensor on x's device.
 Tensor sum(const Tensor& x);
+
+// A one-element tensor's value repeated to `shape`, on its device: the host never reads it.
+Tensor broadcast_scalar(const Tensor& scalar, const Shape& shape);
 // sqrt(sum over the tensors of the sum of their squares); 0 for an empty list. The tensors must
 // share one device; the per-tensor partials are added in double on the host.
 double global_l2_norm(const std::vector<Tensor>& tensors);

@@ -1,52 +1,27 @@
-// Embedding ops: argument checks, the id range check on either device, output allocation, and
-// dispatch to the CPU reference or the CUDA kernels (whose sort workspace is allocated here).
+// Embedding ops: argument checks, the id range check on either device (queued on the GPU, never
+// waited for here), output allocation, and dispatch to the CPU reference or the CUDA kernels
+// (whose sort workspace is allocated here).
 #include "tensor/ops/embedding.h"
 
-#include <cstring>
-#include <vector>
+#include <string>
 
 #include "kernels/embedding.h"
+#include "tensor/device_checks.h"
 #include "tensor/ops/common.h"
 
 namespace mp::ops {
 
 namespace {
 
-void require_id_in_range(const char* op, int64_t id, int64_t position, const Tensor& ids, int64_t num_embeddings) {
-    MP_REQUIRE(id >= 0 && id < num_embeddings, op, ": id ", id, " at position ", position, " of ids ",
-               shape_str(ids.shape()), " is out of range [0, ", num_embeddings, ")");
-}
-
-// Throws naming the first id outside [0, num_embeddings). On the CPU a plain scan. On CUDA a
-// small kernel finds the first bad position on the device and only its 8-byte result is copied
-// back (copying all the ids instead would move 4 B per id over PCIe for the same answer). Either
-// way the host must wait for the stream once per call (the copy synchronises it): that stall is
-// the price of reporting a bad id as an exception instead of an illegal memory access. The bad
-// id itself is read back only on the error path.
+// Throws (or, on CUDA, queues the check that will throw; tensor/device_checks.h) naming the first
+// id outside [0, num_embeddings). Queuing keeps the host from waiting for the GPU on every call.
 void check_ids_in_range(const char* op, const Tensor& ids, int64_t num_embeddings) {
-    const int64_t n = ids.numel();
-    if (n == 0) return;
-    if (ids.device().is_cpu()) {
-        const int32_t* values = ids.data<int32_t>();
-        for (int64_t position = 0; position < n; ++position)
-            require_id_in_range(op, values[position], position, ids, num_embeddings);
-    } else {
-        MP_ON_CUDA({
-            // Tensor has no 64-bit integer dtype: two int32 elements hold the unsigned 64-bit result.
-            Tensor first_bad = Tensor::empty({2}, DType::Int32, ids.device());
-            kernels::cuda::embedding_first_out_of_range(ids.data<int32_t>(), n, num_embeddings,
-                                                        static_cast<unsigned long long*>(first_bad.raw_data()),
-                                                        detail::stream_of(ids));
-            std::vector<int32_t> words = first_bad.to_vector<int32_t>();
-            unsigned long long position = 0;
-            static_assert(sizeof(position) == 2 * sizeof(int32_t), "two int32 words hold the position");
-            std::memcpy(&position, words.data(), sizeof(position));
-            if (position == ~0ULL) return;  // every id in range
-            const int64_t bad = static_cast<int64_t>(position);
-            const int32_t id = ids.reshape({n}).slice(bad, bad + 1).to_vector<int32_t>()[0];
-            require_id_in_range(op, id, bad, ids, num_embeddings);
-        });
-    }
+    const std::string op_name = op;
+    const Shape shape = ids.shape();
+    check_index_range(ids, 0, num_embeddings, kernels::kNoExemptValue, [op_name, shape, num_embeddings](int64_t position, int32_t id) {
+        return str(op_name, ": id ", id, " at position ", position, " of ids ", shape_str(shape), " is out of range [0, ",
+                   num_embeddings, ")");
+    });
 }
 
 }  // namespace
@@ -74,7 +49,7 @@ Tensor embedding(const Tensor& ids, const Tensor& weight) {
             kernels::cpu::embedding_forward(ids.data<int32_t>(), weight.data<float>(), out.data<float>(), n, dim);
     } else {
         MP_ON_CUDA(kernels::cuda::embedding_forward(ids.data<int32_t>(), weight.data<float>(), out.data<float>(), n,
-                                                    dim, detail::stream_of(weight)));
+                                                    num_embeddings, dim, detail::stream_of(weight)));
     }
     return out;
 }
