@@ -1,6 +1,6 @@
 // NcclCommunicator: MPI bootstrap of the NCCL communicator (non-blocking, so initialisation
-// has a deadline too), batched ncclSend/ncclRecv inside one group, collectives, all on a
-// dedicated stream fenced against the compute stream with events, and a polled host wait.
+// has a deadline too), batched ncclSend/ncclRecv in one group issued in (peer, tag) order (NCCL
+// matches by order, not tag), collectives, on a stream fenced with events, a polled host wait.
 #if MP_NCCL && MP_CUDA
 
 #include "comm/nccl_communicator.h"
@@ -9,6 +9,7 @@
 
 #include "comm/check.h"
 #include "comm/make_communicator.h"
+#include "comm/nccl_logic.h"
 #include "comm/protocol.h"
 #include "kernels/cuda/check.cuh"
 #include "tensor/device_context.h"
@@ -173,8 +174,9 @@ void NcclCommunicator::exchange(const std::vector<Transfer>& batch) {
     order_after_compute();
     std::string what = describe_batch(batch);
     check(ncclGroupStart(), "ncclGroupStart", what);
-    for (size_t i = 0; i < batch.size(); ++i) {
-        if (pointers[i] == nullptr) continue;  // mismatched, or nothing to move
+    // NCCL has no tags: (peer, tag) order on both ranks pairs each send with its receive.
+    for (size_t i : detail::nccl_issue_order(batch)) {
+        if (pointers[i] == nullptr) continue;  // mismatched (on both ranks), or nothing to move
         const Transfer& t = batch[i];
         if (t.kind == Transfer::Kind::Send)
             check(ncclSend(pointers[i], t.tensor.nbytes(), ncclUint8, t.peer, nccl_, comm_stream_), "ncclSend", what);
