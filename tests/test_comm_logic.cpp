@@ -149,8 +149,10 @@ TEST(WaitWithDeadline, AnExceptionFromThePollPropagates) {
 TEST(WaitWithDeadline, RealClockDeadline) {
     // 20 ms on the steady clock with 1 ms pauses: the wait ends no earlier than the deadline.
     auto start = std::chrono::steady_clock::now();
-    WaitResult result = wait_with_deadline([] { return PollState::Pending; }, [] { return std::chrono::steady_clock::now(); },
-                                           deadline_in(0.02), [] { std::this_thread::sleep_for(std::chrono::milliseconds(1)); });
+    auto never = [] { return PollState::Pending; };
+    auto now = [] { return std::chrono::steady_clock::now(); };
+    auto sleep = [] { std::this_thread::sleep_for(std::chrono::milliseconds(1)); };
+    WaitResult result = wait_with_deadline(never, now, deadline_in(0.02), sleep);
     EXPECT_EQ(result, WaitResult::TimedOut);
     EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(20));
 }
