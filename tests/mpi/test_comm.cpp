@@ -1,6 +1,7 @@
 // Multi-rank tests of comm/, run under mpirun (-np 2 and -np 4) by tests/run_mpi_tests.sh:
-// point-to-point round trips, batched ring exchanges, collectives, split, the mismatch errors
-// on both ranks, the backend decision; with a GPU also CUDA tensors over MPI and NCCL.
+// point-to-point round trips, batched ring exchanges, receives listed in reverse tag order,
+// collectives, split, the mismatch errors on both ranks, the backend decision; with a GPU also
+// CUDA tensors over MPI and NCCL.
 // Every rank runs every test; rank 0 prints the GoogleTest report and counts a test as failed
 // when it failed on any rank (other ranks print their own failures with a [rank r] prefix).
 #include <gtest/gtest.h>
@@ -129,6 +130,49 @@ void ring_exchange(Communicator& comm, Device device) {
 
 TEST_F(Comm, BatchedBidirectionalRingExchange) { ring_exchange(world(), Device::cpu()); }
 
+// Rank `sender` sends a (tag 1) then b (tag 2); rank `receiver` lists its receives in the
+// reverse order (b first), each rank in one batch: one batch holding all four transfers when
+// sender == receiver (a communicator sending to itself). NCCL has no tags, so this passes only
+// when both ranks issue in the same (peer, tag) order. a and b differ in shape, dtype and
+// values: crossed bytes cannot go unnoticed.
+void reversed_tag_order(Communicator& comm, int sender, int receiver, Device device) {
+    Tensor a = values({3, 5}, DType::Float32, 61, device);
+    Tensor b = values({7}, DType::Int32, 62, device);
+    Tensor a_in = mp::testing::poisoned({3, 5}, DType::Float32, device);
+    Tensor b_in = mp::testing::poisoned({7}, DType::Int32, device);
+    std::vector<Transfer> batch;
+    if (comm.rank() == sender) {
+        batch.push_back(Transfer::send(a, receiver, 1));
+        batch.push_back(Transfer::send(b, receiver, 2));
+    }
+    if (comm.rank() == receiver) {
+        batch.push_back(Transfer::recv(b_in, sender, 2));
+        batch.push_back(Transfer::recv(a_in, sender, 1));
+    }
+    if (batch.empty()) return;
+    comm.exchange(batch);
+    if (comm.rank() == receiver) {
+        std::string how = str(" (", backend_name(comm.backend()), ", ", device.str(), ", rank ", sender, " to rank ",
+                              receiver, ", received in reverse tag order)");
+        expect_equal(a_in, values({3, 5}, DType::Float32, 61), "tag 1" + how);
+        expect_equal(b_in, values({7}, DType::Int32, 62), "tag 2" + how);
+    }
+}
+
+// The reversed-order check on a one-rank MPI communicator: runs everywhere (no GPU needed).
+TEST_F(Comm, MpiOnOneRankReceivesTagsInReverseOrder) {
+    std::unique_ptr<Communicator> self = world().split(rank(), std::nullopt, Backend::Mpi);
+    ASSERT_EQ(self->backend(), Backend::Mpi);
+    ASSERT_EQ(self->size(), 1);
+    reversed_tag_order(*self, 0, 0, Device::cpu());
+}
+
+TEST_F(Comm, ReceivesTagsInReverseOrderAcrossRanks) {
+    if (size() < 2) GTEST_SKIP() << "needs two ranks";
+    reversed_tag_order(world(), 0, 1, Device::cpu());
+    reversed_tag_order(world(), size() - 1, 0, Device::cpu());
+}
+
 void collectives(Communicator& comm, Device device) {
     const int n = comm.size();
     const Shape shape = {3, 7};
@@ -209,6 +253,7 @@ TEST_F(Comm, SplitIntoSubGroups) {
 }
 
 TEST_F(Comm, ShapeMismatchFailsOnBothRanksNamingBothShapes) {
+    if (size() < 2) GTEST_SKIP() << "needs two ranks";
     Tensor sent = values({4, 8}, DType::Float32, 5);
     if (rank() == 0) {
         expect_mismatch([&] { world().send(sent, 1, 3); }, {"(4, 8)", "(4, 9)", "rank 1", "tag 3"});
@@ -235,6 +280,7 @@ TEST_F(Comm, ShapeMismatchFailsOnBothRanksNamingBothShapes) {
 }
 
 TEST_F(Comm, CollectiveMismatchFailsOnEveryRank) {
+    if (size() < 2) GTEST_SKIP() << "needs two ranks";
     Tensor t = Tensor::zeros({rank() == 1 ? 4 : 3});
     expect_mismatch([&] { world().all_reduce(t, ReduceOp::Sum); }, {"all_reduce", "rank 0 float32(3)", "rank 1 float32(4)"});
     Tensor same = Tensor::zeros({3});
@@ -385,6 +431,18 @@ TEST_F(Comm, NcclOnOneRankSelfSendRecvAndCollectives) {
     self->barrier();
 }
 
+// The same reversed-order check as MpiOnOneRankReceivesTagsInReverseOrder, over NCCL: CUDA
+// tensors, then CPU tensors (staged through the GPU).
+TEST_F(Comm, NcclOnOneRankReceivesTagsInReverseOrder) {
+    MP_REQUIRE_GPU();
+    if (!(MP_NCCL && MP_CUDA)) GTEST_SKIP() << "built without NCCL";
+    std::unique_ptr<Communicator> self = world().split(rank(), std::nullopt, Backend::Nccl);
+    ASSERT_EQ(self->backend(), Backend::Nccl);
+    ASSERT_EQ(self->size(), 1);
+    reversed_tag_order(*self, 0, 0, Device::cuda(self->device_index()));
+    reversed_tag_order(*self, 0, 0, Device::cpu());
+}
+
 TEST_F(Comm, NcclAcrossRanksWhenEachOwnsAGpu) {
     MP_REQUIRE_GPU();
     if (!(MP_NCCL && MP_CUDA)) GTEST_SKIP() << "built without NCCL";
@@ -398,6 +456,8 @@ TEST_F(Comm, NcclAcrossRanksWhenEachOwnsAGpu) {
     round_trips(*nccl, gpu);
     ring_exchange(*nccl, gpu);
     collectives(*nccl, gpu);
+    reversed_tag_order(*nccl, 0, 1, gpu);
+    reversed_tag_order(*nccl, 0, 1, Device::cpu());
 }
 
 // Prints this rank's failures with a [rank r] prefix (ranks other than 0 drop the default report).
