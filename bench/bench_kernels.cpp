@@ -2,7 +2,8 @@
 // 12 heads, T = 1024) on GPU 0: median time over repetitions, achieved GB/s against each op's
 // byte floor, the fraction of the device-to-device copy bandwidth measured in this same run,
 // and TFLOP/s for GEMMs. Writes one JSON object per case to --json FILE for bench/report.py,
-// which sets them beside PyTorch eager measured in the same run (bench/torch_ops.py).
+// which sets them beside PyTorch eager measured in the same run (bench/torch_ops.py). Inputs are
+// random (never zeros) and validated before the timed region: the timed work never waits on the host.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -11,7 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cross_entropy.h"
+#include "kernels/embedding.h"
 #include "tensor/allocator.h"
+#include "tensor/device_checks.h"
 #include "tensor/device_context.h"
 #include "tensor/ops.h"
 
@@ -141,19 +145,37 @@ int run_benchmarks(int argc, char** argv) {
         run("bias_add", 2.0 * h.nbytes(), 0, [&] { ops::bias_add(h, bias); });
         run("sum_rows", 1.0 * h.nbytes(), 0, [&] { ops::sum_rows(h); });
     }
+    // Token ids and targets: random in [0, V), checked once here, outside the timed region; the
+    // timed calls are the kernels alone (the ops add a queued range check, timed on its own).
+    Tensor target_ids = Tensor::uniform({N}, gen, 0.0, 1.0, DType::Float32, Device::cpu());
+    {
+        std::vector<int32_t> ids(N);
+        std::vector<float> u = target_ids.to_vector<float>();
+        for (int64_t i = 0; i < N; ++i) ids[i] = std::min<int32_t>(static_cast<int32_t>(u[i] * V), V - 1);
+        target_ids = Tensor::from_vector(ids, {B, T}, gpu);
+    }
+    synchronize(gpu);  // nothing queued before this point may be timed
     {
         Tensor logits = randn({N, V});
-        Tensor targets = Tensor::uniform({N}, gen, 0.0, 1.0, DType::Float32, Device::cpu());
-        std::vector<int32_t> ids(N);
-        std::vector<float> u = targets.to_vector<float>();
-        for (int64_t i = 0; i < N; ++i) ids[i] = static_cast<int32_t>(u[i] * (V - 1));
-        Tensor target_ids = Tensor::from_vector(ids, {N}, gpu);
+        Tensor targets = target_ids.reshape({N});
+        ops::cross_entropy_forward(logits, targets);
+        synchronize(gpu);  // the targets are valid (throws otherwise)
+        Tensor losses = Tensor::empty({N}, DType::Float32, gpu), lse = Tensor::empty({N}, DType::Float32, gpu);
+        Tensor dlogits = Tensor::empty({N, V}, DType::Float32, gpu);
         Tensor dlosses = Tensor::full({N}, 1.0 / N, DType::Float32, gpu);
+        cudaStream_t stream = compute_stream(0);
         // Forward reads the logits once; backward reads them again and writes dlogits.
         run("crossentropy_fwd_bwd", 3.0 * logits.nbytes(), 0, [&] {
-            ops::CrossEntropyResult r = ops::cross_entropy_forward(logits, target_ids);
-            ops::cross_entropy_backward(logits, target_ids, r.logsumexp, dlosses);
+            kernels::cuda::cross_entropy_forward(logits.data<float>(), targets.data<int32_t>(), losses.data<float>(),
+                                                 lse.data<float>(), N, V, -100, stream);
+            kernels::cuda::cross_entropy_backward(logits.data<float>(), targets.data<int32_t>(), lse.data<float>(),
+                                                  dlosses.data<float>(), dlogits.data<float>(), N, V, -100, stream);
         }, 10);
+        // What the op adds to that: the queued target check (reads 4 B per target; launch-bound).
+        run("index_check_targets", 4.0 * N, 0, [&] {
+            check_index_range(targets, 0, V, -100, [](int64_t, int32_t) { return std::string("bad target"); });
+        });
+        raise_device_errors(gpu);
     }
     {
         const int64_t P = 124000000;
@@ -163,8 +185,20 @@ int run_benchmarks(int argc, char** argv) {
         run("adamw_step_124M", 7.0 * P * 4, 0, [&] { ops::adamw_step_(p, g, m, v, ++step, 1e-4, 0.9, 0.999, 1e-8, 0.1); });
     }
     {
-        Tensor wte = randn({V, C}), ids = Tensor::zeros({B, T}, DType::Int32, gpu);
-        run("embedding_fwd", 2.0 * N * C * 4, 0, [&] { ops::embedding(ids, wte); });
+        Tensor wte = randn({V, C}), dout = randn({N, C});
+        Tensor out = Tensor::empty({N, C}, DType::Float32, gpu), dwte = Tensor::empty({V, C}, DType::Float32, gpu);
+        const size_t workspace_bytes = kernels::cuda::embedding_backward_workspace_bytes(N, V);
+        Tensor workspace = Tensor::empty({static_cast<int64_t>((workspace_bytes + 3) / 4)}, DType::Int32, gpu);
+        cudaStream_t stream = compute_stream(0);
+        run("embedding_fwd", 2.0 * N * C * 4, 0, [&] {
+            kernels::cuda::embedding_forward(target_ids.data<int32_t>(), wte.data<float>(), out.data<float>(), N, V, C,
+                                             stream);
+        });
+        // Reads dout once and writes all of dwte (rows of ids that never occur are zeroed).
+        run("embedding_bwd", 4.0 * N * C + 4.0 * V * C, 0, [&] {
+            kernels::cuda::embedding_backward(target_ids.data<int32_t>(), dout.data<float>(), dwte.data<float>(), N, V, C,
+                                              workspace.raw_data(), workspace_bytes, stream);
+        });
     }
     {
         Tensor qkv = randn({B, T, 3 * C});

@@ -91,9 +91,13 @@ def main(out_path):
     run("adamw_step_124M", opt.step)
     del p, opt
 
-    wte = torch.randn(V, C, device=dev)
-    ids = torch.zeros(B, T, dtype=torch.long, device=dev)
+    wte = torch.randn(V, C, device=dev, requires_grad=True)
+    ids = torch.randint(0, V, (B, T), device=dev)  # random, as in bench_kernels: never all one row
     run("embedding_fwd", lambda: F.embedding(ids, wte))
+    emb = F.embedding(ids, wte)
+    demb = torch.randn_like(emb)
+    run("embedding_bwd", lambda: torch.autograd.grad(emb, wte, demb, retain_graph=True))
+    del emb, demb
     qkv = torch.randn(B, T, 3 * C, device=dev)
     run("split_qkv_heads",
         lambda: [z.reshape(B, T, H, C // H).transpose(1, 2).contiguous() for z in qkv.split(C, 2)])
