@@ -443,11 +443,16 @@ int run_benchmark(int argc, char** argv) {
         BatchResult result;
         try {
             result = run_batch(options, batch, device, info);
-        } catch (const std::exception& e) {
+        } catch (const std::bad_alloc&) {  // the CPU allocator's out-of-memory
+            result.batch = batch;
+            result.error = "out of host memory";
+        } catch (const std::exception& e) {  // CUDA out-of-memory and every other error carry their message
             result.batch = batch;
             result.error = e.what();
+        }
+        if (!result.error.empty()) {
             failed = true;
-            std::fprintf(stderr, "bench_gpt: batch %lld failed: %s\n", (long long)batch, e.what());
+            std::fprintf(stderr, "bench_gpt: batch %lld failed: %s\n", (long long)batch, result.error.c_str());
         }
         allocator_for(device).empty_cache();  // the next batch size starts from an empty cache
         if (result.error.empty()) {
