@@ -201,7 +201,7 @@ const PeakEntry kPeakTable[] = {
 };
 
 // The table's row for `device_name`, or nullptr when unknown (PCIe/NVL/Grace parts included).
-const PeakEntry* find_peak(const std::string& device_name) {
+[[maybe_unused]] const PeakEntry* find_peak(const std::string& device_name) {  // unused in a CPU-only build
     for (const char* other_form : {"PCIe", "NVL", "GH200"})
         if (device_name.find(other_form) != std::string::npos) return nullptr;
     for (const PeakEntry& entry : kPeakTable)
