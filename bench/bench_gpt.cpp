@@ -280,6 +280,8 @@ BatchResult run_batch(const Options& options, int64_t batch, Device device, cons
     const int64_t total_steps = options.warmup_steps + options.timed_steps;
     std::vector<std::pair<Tensor, Tensor>> data = random_batches(total_steps, batch, options.model, device);
 
+    std::printf("  batch %lld: building the model and the optimizer on %s\n", (long long)batch, device.str().c_str());
+    std::fflush(stdout);
     Allocator& allocator = allocator_for(device);
     allocator.reset_peak();  // the peak below: parameters, gradients, AdamW state and activations
     std::shared_ptr<nn::Sequential> model = nn::gpt(options.model);

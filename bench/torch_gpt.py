@@ -169,6 +169,7 @@ def run_batch(args, batch, device, flops_per_token, peak_flops):
     data = [(torch.randint(0, shape["vocab"], (batch, shape["context"]), generator=generator).to(device),
              torch.randint(0, shape["vocab"], (batch, shape["context"]), generator=generator).to(device))
             for _ in range(total_steps)]
+    print(f"  batch {batch}: building the model and the optimizer on {device}", flush=True)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(1337)
