@@ -77,7 +77,7 @@ else
         expect_failure bench_gpt_out_of_memory "out of host memory" "$bench" --tiny --device cpu --channels 1000000 --heads 1
 fi
 
-if python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)" 2>/dev/null; then
+if python3 -c "import torch" 2>/dev/null; then
     run_and_check torch_gpt_tiny_cpu "$out/torch.json" python3 "$here/bench/torch_gpt.py" --tiny --device cpu --json "$out/torch.json"
     if [ -s "$out/minipipe.json" ] && [ -s "$out/torch.json" ]; then
         # The joiner exits non-zero when the two disagree on the model: both rows and a ratio must appear.
