@@ -358,6 +358,8 @@ bool write_json(const std::string& path, const Options& options, const RunInfo& 
     out << "  \"flops_formula\": \"6*N + 6*L*C*T, N = parameters outside the embedding tables, causal attention\",\n";
     out << "  \"peak_flops\": " << json_number(info.peak_flops) << ",\n";
     out << "  \"peak_source\": " << json_string(info.peak_label) << ",\n";
+    const char* wait_policy = std::getenv("OMP_WAIT_POLICY");  // moves CPU timings a lot on a busy machine
+    out << "  \"omp_wait_policy\": " << json_string(wait_policy ? wait_policy : "unset") << ",\n";
     out << "  \"warmup_steps\": " << options.warmup_steps << ",\n";
     out << "  \"timed_steps\": " << options.timed_steps << ",\n";
     out << "  \"runs\": [\n";

@@ -41,7 +41,8 @@ def main(paths):
     print(f"device: {ours['device']}; model: {model['layers']} layers, {model['heads']} heads, {model['channels']} "
           f"channels, context {model['context']}, vocab {model['vocab']}; {ours['parameters']} parameters")
     print(f"flops per token: {ours['flops_per_token']:.4g} = {ours['flops_formula']}; peak: {ours['peak_source']}")
-    print(f"{ours['warmup_steps']} warm-up + {ours['timed_steps']} timed steps per batch; ms/step is the median")
+    print(f"{ours['warmup_steps']} warm-up + {ours['timed_steps']} timed steps per batch; ms/step is the median; "
+          f"OMP_WAIT_POLICY {ours.get('omp_wait_policy', 'unset')}")
     problems = 0
     for other in others:
         for key in ("parameters", "flops_per_token", "model", "precision", "timed_steps", "warmup_steps"):

@@ -6,6 +6,9 @@
 # attention "math" (explicit masked softmax, as minipipe) and, on a GPU, "sdpa" too; set
 # TORCH_GPT_ATTENTION="math" (or "sdpa", or "math sdpa") to choose. Results: BUILD_DIR/bench/*gpt*.json.
 set -uo pipefail
+# OpenMP threads that sleep when idle instead of spinning: with spinning, OpenMP's and OpenBLAS's
+# threads fight over a few busy cores and CPU step times swing 3-10x (no effect on GPU timings).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 build=${1:?usage: run_bench_gpt.sh BUILD_DIR [bench_gpt options]}
 shift
 here=$(cd "$(dirname "$0")" && pwd)

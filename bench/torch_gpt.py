@@ -16,6 +16,7 @@ Usage: torch_gpt.py [--batch 8,16] [--steps 10] [--warmup 3] [--precision fp32|t
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
@@ -302,6 +303,7 @@ def main(argv):
             "flops_formula": "6*N + 6*L*C*T, N = parameters outside the embedding tables, causal attention",
             "peak_flops": peak_flops,
             "peak_source": peak_label,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),  # moves CPU timings on a busy machine
             "warmup_steps": args.warmup,
             "timed_steps": args.steps,
             "runs": runs,

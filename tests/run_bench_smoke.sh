@@ -5,6 +5,7 @@
 # bad options and an out-of-memory model fail with a message and a non-zero status, never a crash.
 # Usage: run_bench_smoke.sh BUILD_DIR   (bench_gpt must be built: make BUILD_DIR/bench/bench_gpt)
 set -u
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}  # as run_bench_gpt.sh: no spinning threads on shared cores
 build=${1:?usage: run_bench_smoke.sh BUILD_DIR}
 here=$(cd "$(dirname "$0")/.." && pwd)
 bench=$build/bench/bench_gpt
