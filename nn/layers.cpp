@@ -67,11 +67,14 @@ Tensor TokenPositionEmbedding::forward(const Tensor& ids) {
     MP_REQUIRE(ids.dim() == 2, "TokenPositionEmbedding: ids must be (B, T), got ", shape_str(ids.shape()));
     int64_t batch = ids.size(0), time = ids.size(1);
     MP_REQUIRE(time <= context_, "TokenPositionEmbedding: sequence length ", time, " exceeds the context ", context_);
-    // Positions 0..T-1 for every sequence: an int32 (B, T) tensor, built on the host (tiny).
-    std::vector<int32_t> positions(static_cast<size_t>(batch * time));
-    for (int64_t i = 0; i < batch * time; ++i) positions[i] = static_cast<int32_t>(i % time);
-    Tensor position_ids = Tensor::from_vector(positions, {batch, time}, ids.device());
-    return fn::add(fn::embedding(ids, wte), fn::embedding(position_ids, wpe));
+    // Positions 0..T-1 for every sequence: an int32 (B, T) tensor, built on the host once per
+    // shape and device and kept, so a training step does not upload it (and wait) every time.
+    if (position_ids_.shape() != ids.shape() || position_ids_.device() != ids.device()) {
+        std::vector<int32_t> positions(static_cast<size_t>(batch * time));
+        for (int64_t i = 0; i < batch * time; ++i) positions[i] = static_cast<int32_t>(i % time);
+        position_ids_ = Tensor::from_vector(positions, {batch, time}, ids.device());
+    }
+    return fn::add(fn::embedding(ids, wte), fn::embedding(position_ids_, wpe));
 }
 
 std::string TokenPositionEmbedding::describe() const {

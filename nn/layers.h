@@ -56,6 +56,7 @@ class TokenPositionEmbedding : public Module {
 
   private:
     int64_t context_;
+    Tensor position_ids_;  // 0..T-1 per row, for the last (B, T) and device seen
 };
 
 class LayerNorm : public Module {

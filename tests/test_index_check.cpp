@@ -30,7 +30,7 @@ using kernels::kNoExemptValue;
 using testing::expect_invalid_argument;
 
 // Random values in [low, high), with `bad` positions (sorted) replaced by values outside it.
-std::vector<int32_t> values_with_bad(int64_t n, int32_t low, int32_t high, const std::vector<int64_t>& bad,
+[[maybe_unused]] std::vector<int32_t> values_with_bad(int64_t n, int32_t low, int32_t high, const std::vector<int64_t>& bad,
                                      uint64_t seed) {
     std::mt19937_64 rng(seed);
     std::uniform_int_distribution<int32_t> inside(low, high - 1);

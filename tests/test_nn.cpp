@@ -11,6 +11,7 @@
 #include "nn/layers.h"
 #include "nn/models.h"
 #include "nn/optim.h"
+#include "tensor/device_context.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/test_util.h"
 
@@ -216,4 +217,40 @@ TEST(ModelSpec, AStageBuiltAloneEqualsTheSameLayersOfTheWholeModel) {
     mp::testing::expect_invalid_argument([&] { spec.build(4, 7); }, {"ModelSpec::build", "[4, 7)", "6 layers"});
     EXPECT_EQ(nn::realistic_spec(50, 16, 3, 0).total_parameters(), nn::realistic_model(50, 16, 3, 0)->num_parameters());
     EXPECT_EQ(nn::mlp_spec({4, 8, 2}, 0).total_parameters(), nn::mlp({4, 8, 2}, 0)->num_parameters());
+}
+
+// The training hot path on a GPU: after a first step (which builds the position ids), a GPT's
+// forward, loss, backward and AdamW step queue their work and never make the host wait for the
+// device (host_wait_count counts every synchronisation and copy in tensor/). Bad ids would still
+// be reported: at the next synchronisation (tests/test_index_check.cpp).
+TEST(NnCuda, GptTrainingStepNeverWaitsForTheDevice) {
+    MP_REQUIRE_GPU();
+    const Device gpu = Device::cuda(0);
+    nn::GPTConfig config;
+    config.vocab = 97;
+    config.context = 24;
+    config.layers = 2;
+    config.heads = 2;
+    config.channels = 32;
+    std::shared_ptr<nn::Sequential> model = nn::gpt(config);
+    model->to(gpu);
+    nn::AdamWOptions options;
+    nn::AdamW optimizer(model->parameters(), options);
+    Tensor ids = mp::testing::random_ids({3, 24}, 97, 1).to(gpu);
+    Tensor targets = mp::testing::random_ids({3, 24}, 97, 2).to(gpu);
+    auto step = [&] {
+        optimizer.zero_grad();
+        autograd::Tape tape;
+        autograd::TapeScope scope(tape);
+        Tensor loss = fn::cross_entropy(model->forward(ids), targets);
+        tape.backward(loss);
+        optimizer.step();
+        return loss;
+    };
+    step();
+    synchronize(gpu);
+    const uint64_t waits = host_wait_count();
+    Tensor loss = step();
+    EXPECT_EQ(host_wait_count(), waits) << "a training step waited for the GPU";
+    EXPECT_TRUE(std::isfinite(loss.item()));
 }

@@ -38,7 +38,7 @@ Tensor sum(const Tensor& x) {
     Tensor y = ops::sum(x);
     autograd::record("sum", {x}, {y}, [rx = TensorRef(x)](Grads& g, const std::vector<Tensor>& dy) {
         const Tensor& dsum = dy[0];
-        g.accumulate(rx, Tensor::full(rx.shape, dsum.item(), dsum.dtype(), dsum.device()));
+        g.accumulate(rx, ops::broadcast_scalar(dsum, rx.shape));  // on the device: no host wait
     });
     return y;
 }

@@ -31,7 +31,8 @@ Tensor mse(const Tensor& prediction, const Tensor& target) {
     Tensor loss = ops::scale(ops::sum(ops::mul(diff, diff)), inv_n);
     autograd::record("mse", {prediction, target}, {loss},
                      [diff, rp = TensorRef(prediction), rt = TensorRef(target), inv_n](Grads& g, const std::vector<Tensor>& dy) {
-                         Tensor dpred = ops::scale(diff, 2.0 * inv_n * dy[0].item());
+                         // dy stays on the device: no host wait for its value.
+                         Tensor dpred = ops::mul(ops::scale(diff, 2.0 * inv_n), ops::broadcast_scalar(dy[0], diff.shape()));
                          g.accumulate(rp, dpred);
                          g.accumulate(rt, ops::scale(dpred, -1.0));
                      });
