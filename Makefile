@@ -278,6 +278,7 @@ run-tests: all
 	@if [ "$(HAVE_GTEST)" != 1 ]; then echo "test: GoogleTest is missing (make deps)"; exit 1; fi
 	@bash tests/run_tests.sh $(TEST_BIN)
 	$(MPI_TEST_CMD)
+	@bash tests/run_bench_smoke.sh $(BUILD)
 	@bash tests/run_gpu_check_selftest.sh $(BUILD)
 
 check-only: $(LIB) $(TEST_BIN)

@@ -300,11 +300,26 @@ stage_bench() {
 stage_bench_gpt() {
     if [ ! -f bench/run_bench_gpt.sh ]; then add_row bench_gpt FAIL 0 "bench/run_bench_gpt.sh is missing"; return; fi
     have_build bench_gpt "$BUILD/bench/bench_gpt" || return
-    run_logged "$bench_gpt_log" "$limit" bash bench/run_bench_gpt.sh "$BUILD"
-    local status=$? seconds; seconds=$(elapsed)
-    grep -v '^\$ ' "$bench_gpt_log" | tail -n 40 | code_block | add_section "GPT-2 124M training, minipipe against PyTorch eager (same run)"
-    if [ $status -eq 0 ]; then add_row bench_gpt pass "$seconds" "table below"
-    else add_row bench_gpt FAIL "$seconds" "bench/run_bench_gpt.sh exit $status$( [ $status -eq 124 ] && echo ' (timed out)')"; fi
+    local results=() failed=0 precision
+    # TF32 first (the fair eager baseline on tensor cores), then exact fp32; batch 8 and 16 each.
+    for precision in tf32 fp32; do
+        local left; left=$(left_in_stage)
+        if (( left < 30 )); then results+=("$precision: not run (stage time spent)"); continue; fi
+        echo "==== precision $precision" >>"$bench_gpt_log"
+        run_logged "$bench_gpt_log" "$left" bash bench/run_bench_gpt.sh "$BUILD" --precision "$precision" \
+            --batch 8,16 --warmup 2 --steps 5
+        local status=$?
+        if [ $status -eq 0 ]; then results+=("$precision: done")
+        else results+=("$precision: FAILED (exit $status$( [ $status -eq 124 ] && echo ', timed out'))"); failed=1; fi
+    done
+    local seconds; seconds=$(elapsed)
+    {
+        printf -- '- %s\n' "${results[@]}"
+        echo
+        grep -E '^(==== precision|device:|flops per token|[0-9]+ warm-up|\||run_bench_gpt:|bench_gpt:)' "$bench_gpt_log"
+    } | add_section "GPT-2 124M training, minipipe against PyTorch eager (same run)"
+    if [ $failed -ne 0 ]; then add_row bench_gpt FAIL "$seconds" "see below and bench_gpt.log"
+    else add_row bench_gpt pass "$seconds" "tf32 and fp32 at batch 8 and 16: tables below"; fi
 }
 
 # ---------------------------------------------------------------- 8. examples and a training run
