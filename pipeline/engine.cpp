@@ -219,10 +219,24 @@ size_t Engine::estimate_stash_bytes(const Tensor& inputs, const Tensor& targets)
     return estimate;
 }
 
-double Engine::all_reduce_scalar(comm::Communicator& comm, double value) {
+double Engine::all_reduce_scalar(comm::Communicator& comm, double value, comm::ReduceOp op) {
     Tensor t = Tensor::full({1}, value, DType::Float32, comm.device_index() >= 0 ? device_ : Device::cpu());
-    comm.all_reduce(t, comm::ReduceOp::Sum);
+    comm.all_reduce(t, op);
     return t.item();
+}
+
+void Engine::agree_on_input_errors() {
+    // One flag per rank: 0, or 1 + the stage whose GPU check failed (the CPU checks throw at once).
+    const std::string local = take_device_error(device_);
+    double failed = local.empty() ? 0.0 : stage_index_ + 1.0;
+    failed = all_reduce_scalar(comm_, failed, comm::ReduceOp::Max);
+    if (data_parallel_ != nullptr && data_parallel_->size() > 1)
+        failed = all_reduce_scalar(*data_parallel_, failed, comm::ReduceOp::Max);
+    if (!local.empty()) throw std::invalid_argument(str(local, " (no stage applied this step's update)"));
+    if (failed > 0)
+        throw std::invalid_argument(str("pipeline: stage ", static_cast<int>(failed) - 1,
+                                        " found a bad input in this step's batch (its own error names it); no stage "
+                                        "applied this step's update"));
 }
 
 void Engine::all_reduce_gradients() {
@@ -327,9 +341,9 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
             event.name = to_string(a);
             event.compute = true;
         } else {  // OptimizerStep
-            // The GPU's checks of this step's ids and targets are read first: a bad batch is
-            // reported before it can change a weight.
-            raise_device_errors(device_);
+            // The GPU's checks of this step's ids and targets are read first, and every stage
+            // and replica learns whether any of them failed: a bad batch changes no weight.
+            agree_on_input_errors();
             if (data_parallel_ != nullptr && data_parallel_->size() > 1) all_reduce_gradients();
             if (grad_clip_ > 0) result.grad_norm = clip_gradients();
             optimizer_.step();
@@ -339,7 +353,7 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
         result.trace.events.push_back(event);
         i = next;
     }
-    synchronize(device_);  // the step's one wait for the device (and any queued input check)
+    synchronize(device_);  // the marks and the losses are ready once the device is done
     for (size_t e = 0; e < result.trace.events.size(); ++e) {
         result.trace.events[e].start_us = timeline.microseconds(origin, action_marks[e].first);
         result.trace.events[e].end_us = timeline.microseconds(origin, action_marks[e].second);
@@ -347,9 +361,21 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
     result.trace.step_us = action_marks.empty() ? 0.0 : timeline.microseconds(origin, action_marks.back().second);
     ++steps_run_;
 
-    // Each micro-batch's loss, read now that the device is done (in forward order, in double).
+    // Each micro-batch's loss, gathered into one tensor on the device and read in one copy, then
+    // summed in forward order in double.
     double loss_sum = 0;
-    for (int m : forward_order) loss_sum += mbs[m].weight * mbs[m].output.item();
+    if (!forward_order.empty()) {
+        Tensor losses = Tensor::empty({static_cast<int64_t>(M)}, mbs[forward_order[0]].output.dtype(), device_);
+        for (int m : forward_order) losses.slice(m, m + 1).copy_from(mbs[m].output.reshape({1}));
+        std::vector<double> values;
+        if (losses.dtype() == DType::Float64) {
+            values = losses.to_vector<double>();
+        } else {
+            std::vector<float> floats = losses.to_vector<float>();
+            values.assign(floats.begin(), floats.end());
+        }
+        for (int m : forward_order) loss_sum += mbs[m].weight * values[static_cast<size_t>(m)];
+    }
 
     // The mean loss lives on the last stage (summed over replicas); every rank gets it.
     if (is_last() && data_parallel_ != nullptr && data_parallel_->size() > 1) loss_sum = all_reduce_scalar(*data_parallel_, loss_sum);

@@ -72,7 +72,10 @@ class Engine {
     void run_forward(MicroBatch& mb, bool last_micro_batch);
     void run_backward(MicroBatch& mb);
     void run_group(std::vector<MicroBatch>& mbs, size_t first, size_t last);
-    double all_reduce_scalar(comm::Communicator& comm, double value);
+    double all_reduce_scalar(comm::Communicator& comm, double value, comm::ReduceOp op = comm::ReduceOp::Sum);
+    // Before the optimizer step: reads this rank's queued GPU input checks and tells every stage
+    // and replica; if any failed, every rank throws (the failing one with the check's message).
+    void agree_on_input_errors();
     void all_reduce_gradients();
     double clip_gradients();
     bool is_first() const { return stage_index_ == 0; }

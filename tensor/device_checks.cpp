@@ -3,6 +3,7 @@
 #include "tensor/device_checks.h"
 
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "kernels/common/error.h"
@@ -42,6 +43,59 @@ CheckQueue& queue_of(int device_index) {
                device_index, " but ", queues->size(), " GPU(s) are visible");
     return (*queues)[static_cast<size_t>(device_index)];
 }
+
+// Makes `index` the current device for a scope (launches and memsets go to the current device),
+// then restores the caller's.
+class CurrentDevice {
+  public:
+    explicit CurrentDevice(int index) {
+        CUDA_CHECK(cudaGetDevice(&previous_));
+        if (previous_ != index) CUDA_CHECK(cudaSetDevice(index));
+    }
+    ~CurrentDevice() { cudaSetDevice(previous_); }  // restoring the caller's device cannot fail usefully here
+    CurrentDevice(const CurrentDevice&) = delete;
+    CurrentDevice& operator=(const CurrentDevice&) = delete;
+
+  private:
+    int previous_ = 0;
+};
+
+// The checks taken off a queue with their verdicts (the first bad position, or all ones).
+struct Drained {
+    std::vector<PendingCheck> checks;
+    std::vector<unsigned long long> verdicts;
+};
+
+// Takes every queued check and its verdict off the queue; the caller holds the queue's lock.
+// Waits for the device (the verdicts are written by kernels queued on its compute stream).
+Drained drain_locked(CheckQueue& queue, int device_index) {
+    Drained drained;
+    if (queue.pending.empty()) return drained;
+    drained.checks.swap(queue.pending);
+    queue.pending.reserve(kSlots);
+    drained.verdicts.resize(drained.checks.size());
+    const size_t bytes = drained.verdicts.size() * sizeof(unsigned long long);
+    CurrentDevice current(device_index);
+    cudaStream_t stream = compute_stream(device_index);
+    CUDA_CHECK(cudaMemcpyAsync(drained.verdicts.data(), queue.slots.raw_data(), bytes, cudaMemcpyDeviceToHost, stream));
+    CUDA_CHECK(cudaMemsetAsync(queue.slots.raw_data(), 0xFF, bytes, stream));  // ready for the next checks
+    count_host_wait();
+    CUDA_CHECK(cudaStreamSynchronize(stream));
+    return drained;
+}
+
+// The message of the earliest-queued failed check, or "" when every check passed. Reads the
+// bad value itself (4 bytes) on that error path only; the caller must not hold the lock.
+std::string first_error(const Drained& drained) {
+    for (size_t i = 0; i < drained.checks.size(); ++i) {
+        if (drained.verdicts[i] == kNoBadPosition) continue;
+        const int64_t position = static_cast<int64_t>(drained.verdicts[i]);
+        const Tensor& values = drained.checks[i].values;
+        const int32_t value = values.reshape({values.numel()}).slice(position, position + 1).to_vector<int32_t>()[0];
+        return drained.checks[i].message(position, value);
+    }
+    return "";
+}
 #endif
 
 }  // namespace
@@ -59,18 +113,27 @@ void check_index_range(const Tensor& values, int64_t low, int64_t high, int64_t 
         return;
     }
 #if MP_CUDA
-    const Device device = values.device();
-    if (pending_device_checks(device) >= kSlots) raise_device_errors(device);
-    CheckQueue& queue = queue_of(device.index);
-    std::lock_guard<std::mutex> lock(queue.mutex);
-    cudaStream_t stream = compute_stream(device.index);
+    const int index = values.device().index;
+    CheckQueue& queue = queue_of(index);
+    PendingCheck check{message, values};  // copied before the launch, so nothing can fail after it
+    std::unique_lock<std::mutex> lock(queue.mutex);
+    while (queue.pending.size() >= kSlots) {  // full: read the verdicts so far (one wait)
+        Drained drained = drain_locked(queue, index);
+        lock.unlock();
+        std::string error = first_error(drained);
+        if (!error.empty()) throw std::invalid_argument(error);
+        lock.lock();
+    }
+    CurrentDevice current(index);
+    cudaStream_t stream = compute_stream(index);
     if (!queue.slots.defined()) {
-        queue.slots = Tensor::empty({2 * static_cast<int64_t>(kSlots)}, DType::Int32, device);
+        queue.slots = Tensor::empty({2 * static_cast<int64_t>(kSlots)}, DType::Int32, values.device());
         CUDA_CHECK(cudaMemsetAsync(queue.slots.raw_data(), 0xFF, queue.slots.nbytes(), stream));
+        queue.pending.reserve(kSlots);
     }
     auto* slot = static_cast<unsigned long long*>(queue.slots.raw_data()) + queue.pending.size();
     kernels::cuda::first_out_of_range(values.data<int32_t>(), n, low, high, exempt, slot, stream);
-    queue.pending.push_back(PendingCheck{message, values});
+    queue.pending.push_back(std::move(check));  // capacity reserved: no reallocation here
 #else
     throw RuntimeError("check_index_range: a CUDA tensor in a build without CUDA");
 #endif
@@ -87,35 +150,24 @@ size_t pending_device_checks(Device device) {
 #endif
 }
 
-void raise_device_errors(Device device) {
-    if (device.is_cpu()) return;
+std::string take_device_error(Device device) {
+    if (device.is_cpu()) return "";
 #if MP_CUDA
     CheckQueue& queue = queue_of(device.index);
-    std::vector<PendingCheck> checks;
-    std::vector<unsigned long long> verdicts;
+    Drained drained;
     {
         std::lock_guard<std::mutex> lock(queue.mutex);
-        if (queue.pending.empty()) return;
-        checks.swap(queue.pending);
-        verdicts.resize(checks.size());
-        const size_t bytes = verdicts.size() * sizeof(unsigned long long);
-        cudaStream_t stream = compute_stream(device.index);
-        CUDA_CHECK(cudaMemcpyAsync(verdicts.data(), queue.slots.raw_data(), bytes, cudaMemcpyDeviceToHost, stream));
-        CUDA_CHECK(cudaMemsetAsync(queue.slots.raw_data(), 0xFF, bytes, stream));  // ready for the next checks
-        count_host_wait();
-        CUDA_CHECK(cudaStreamSynchronize(stream));
+        drained = drain_locked(queue, device.index);
     }
-    for (size_t i = 0; i < checks.size(); ++i) {
-        if (verdicts[i] == kNoBadPosition) continue;
-        const int64_t position = static_cast<int64_t>(verdicts[i]);
-        const Tensor& values = checks[i].values;
-        // Only the error path reads the bad value itself (4 bytes).
-        const int32_t value = values.reshape({values.numel()}).slice(position, position + 1).to_vector<int32_t>()[0];
-        throw std::invalid_argument(checks[i].message(position, value));
-    }
+    return first_error(drained);
 #else
-    throw RuntimeError("raise_device_errors: a CUDA device in a build without CUDA");
+    throw RuntimeError("take_device_error: a CUDA device in a build without CUDA");
 #endif
+}
+
+void raise_device_errors(Device device) {
+    std::string error = take_device_error(device);
+    if (!error.empty()) throw std::invalid_argument(error);
 }
 
 }  // namespace mp

@@ -2,10 +2,10 @@
 // targets). The check is a kernel queued on the compute stream; its verdict is read at the
 // device's next synchronisation point, so the training hot path never waits for the GPU to tell
 // the host that the ids were fine. A bad value is still reported as std::invalid_argument naming
-// the op, the value and its position — by raise_device_errors, which the pipeline engine calls
-// before every optimizer step (nothing is trained on a bad batch), and by every synchronising
-// read of that device (Tensor::to_vector / item / to(cpu), synchronize), so no result computed
-// from a bad id can be read without the error.
+// the op, the value and its position: by raise_device_errors; by the pipeline engine before every
+// optimizer step, where all stages agree to stop (nothing is trained on a bad batch); and by every
+// synchronising read of that device (Tensor::to_vector / item / to(cpu), synchronize), so no
+// result computed from a bad id can be read without the error.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +30,9 @@ void check_index_range(const Tensor& values, int64_t low, int64_t high, int64_t 
 // error of the earliest-queued check that failed; the queue is empty afterwards either way.
 // A no-op for the CPU and when nothing is queued.
 void raise_device_errors(Device device);
+// The same, returning that error's message instead of throwing it ("" when every check passed):
+// for callers that must first tell other ranks (the pipeline engine).
+std::string take_device_error(Device device);
 
 // Checks queued on `device` and not yet read (for tests and the engine's accounting).
 size_t pending_device_checks(Device device);

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -68,15 +69,16 @@ struct Reference {
     std::vector<double> losses;
 };
 
-Reference train_one_process(const Problem& problem, double grad_clip = 0) {
+Reference train_one_process(const Problem& problem, double grad_clip = 0, Device device = Device::cpu()) {
     auto model = problem.spec.build_all();
+    model->to(device);
     nn::SGD sgd(model->parameters(), kSgd);
     Reference ref;
     for (int step = 0; step < kSteps; ++step) {
         sgd.zero_grad();
         autograd::Tape tape;
         autograd::TapeScope scope(tape);
-        Tensor loss = problem.loss.mean_loss(model->forward(problem.inputs), problem.targets);
+        Tensor loss = problem.loss.mean_loss(model->forward(problem.inputs.to(device)), problem.targets.to(device));
         tape.backward(loss);
         ref.losses.push_back(loss.item());
         if (grad_clip > 0) nn::clip_grad_norm(model->parameters(), grad_clip);
@@ -100,13 +102,14 @@ struct RunResult {
 
 RunResult train_pipeline(comm::Communicator& group, const Problem& problem, const std::vector<StageRange>& ranges,
                          const std::string& schedule_kind, int micro_batches, Rematerialization remat,
-                         double grad_clip = 0) {
+                         double grad_clip = 0, Device device = Device::cpu()) {
     const StageRange range = ranges[group.rank()];
     RunResult run;
     run.stage = problem.spec.build(range.begin, range.end);
+    run.stage->to(device);
     nn::SGD sgd(run.stage->parameters(), kSgd);
     Engine engine(group, run.stage, make_schedule(schedule_kind, group.size(), micro_batches), sgd, problem.loss, remat,
-                  Device::cpu());
+                  device);
     engine.set_grad_clip(grad_clip);
     for (int step = 0; step < kSteps; ++step) {
         run.steps.push_back(engine.step(problem.inputs, problem.targets));
@@ -309,6 +312,71 @@ TEST_F(Pipeline, BadBatchesAreErrorsOnEveryRank) {
     mp::testing::expect_invalid_argument(
         [&] { Engine(*g_world, stage, make_schedule("1f1b", stages + 1, 2), sgd, problem.loss, Rematerialization::Never, Device::cpu()); },
         {std::to_string(stages) + " ranks", std::to_string(stages + 1) + " stages"});
+}
+
+// ---------------------------------------------------------------- on the GPU
+// The ranks share the GPU over MPI here (one GPU per machine is the common case). The engine on
+// a GPU times its actions with device events and reads the queued input checks once per step.
+
+// Same tolerance as on the CPU: both sides run on the GPU, so they differ only by the summation
+// over micro-batches.
+TEST_F(Pipeline, OnTheGpuEqualsOneProcessTrainingOnTheGpu) {
+    MP_REQUIRE_GPU();
+    const Device gpu = Device::cuda(comm::MpiRuntime::instance().gpu());
+    const int stages = std::min(g_world->size(), 4);
+    std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < stages ? 0 : -1);
+    if (!group) return;
+    for (const Problem& problem : {gpt_problem(), mlp_problem()}) {
+        Reference ref = train_one_process(problem, 0, gpu);
+        std::vector<StageRange> ranges = uniform_partition(problem.spec.size(), stages);
+        for (const std::string schedule : {"gpipe", "1f1b"})
+            for (int micro_batches : {1, 3, 4}) {
+                std::string what = str(problem.name, " on ", gpu.str(), " K=", stages, " M=", micro_batches, " ", schedule);
+                RunResult run = train_pipeline(*group, problem, ranges, schedule, micro_batches,
+                                               Rematerialization::Never, 0, gpu);
+                for (int step = 0; step < kSteps; ++step)
+                    EXPECT_NEAR(run.losses[step], ref.losses[step], 1e-5 * std::fabs(ref.losses[step]))
+                        << what << " step " << step;
+                for (auto& [name, p] : run.stage->named_parameters())
+                    mp::testing::expect_close(p, ref.parameters.at(name), 1e-5, 1e-7, what + " parameter " + name);
+                // Device-event timing: ordered, non-overlapping actions, a bubble in [0, 1).
+                const StageTrace& trace = run.steps.back().trace;
+                for (size_t i = 1; i < trace.events.size(); ++i)
+                    EXPECT_LE(trace.events[i - 1].end_us, trace.events[i].start_us) << what;
+                EXPECT_GT(trace.step_us, 0.0) << what;
+                EXPECT_GE(trace.bubble_fraction(), 0.0) << what;
+                EXPECT_LT(trace.bubble_fraction(), 1.0) << what;
+            }
+    }
+}
+
+// A token id outside the vocabulary, found by the GPU check queued on stage 0: every stage stops
+// at the optimizer step with an error (stage 0 naming the id), and no stage's weights change.
+TEST_F(Pipeline, ABadTokenIdOnTheGpuStopsEveryStageBeforeTheUpdate) {
+    MP_REQUIRE_GPU();
+    const Device gpu = Device::cuda(comm::MpiRuntime::instance().gpu());
+    const int stages = std::min(g_world->size(), 4);
+    std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < stages ? 0 : -1);
+    if (!group) return;
+    Problem problem = gpt_problem();
+    std::vector<int32_t> ids = problem.inputs.to_vector<int32_t>();
+    ids[5 * 6 + 2] = 23;  // vocab 23: row 5, position 2
+    Tensor bad_inputs = Tensor::from_vector(ids, problem.inputs.shape());
+    std::vector<StageRange> ranges = uniform_partition(problem.spec.size(), stages);
+    auto stage = problem.spec.build(ranges[group->rank()].begin, ranges[group->rank()].end);
+    stage->to(gpu);
+    std::vector<Tensor> before;
+    for (const Tensor& p : stage->parameters()) before.push_back(p.to(Device::cpu()));
+    nn::SGD sgd(stage->parameters(), kSgd);
+    Engine engine(*group, stage, make_schedule("1f1b", stages, 4), sgd, problem.loss, Rematerialization::Never, gpu);
+    const std::string expected = group->rank() == 0 ? "id 23 at position" : "stage 0 found a bad input";
+    mp::testing::expect_invalid_argument([&] { engine.step(bad_inputs, problem.targets); },
+                                         {expected, "no stage applied this step's update"});
+    std::vector<Tensor> after = stage->parameters();
+    for (size_t i = 0; i < after.size(); ++i)
+        mp::testing::expect_equal(after[i], before[i], str("stage ", group->rank(), " parameter ", i));
+    // The engine is usable again: a good batch trains.
+    EXPECT_TRUE(std::isfinite(engine.step(problem.inputs, problem.targets).loss));
 }
 
 }  // namespace
