@@ -280,6 +280,7 @@ run-tests: all
 	$(MPI_TEST_CMD)
 	@bash tests/run_bench_smoke.sh $(BUILD)
 	@bash tests/run_gpu_check_selftest.sh $(BUILD)
+	@bash tests/run_makefile_checks.sh
 
 check-only: $(LIB) $(TEST_BIN)
 	@bash tests/run_tests.sh $(TEST_BIN)
