@@ -2,11 +2,11 @@
 // environment variable), send/recv as one-transfer batches, and the batch argument checks.
 #include "comm/communicator.h"
 
-#include <cerrno>
 #include <cmath>
-#include <cstdlib>
 #include <set>
 #include <tuple>
+
+#include "comm/deadline.h"
 
 namespace mp::comm {
 
@@ -36,19 +36,11 @@ std::string describe(const Transfer& transfer) {
                transfer.tag, " (", bytes, " bytes)");
 }
 
-double default_timeout_seconds() {
-    const char* text = std::getenv("MINIPIPE_COMM_TIMEOUT_S");
-    if (text == nullptr || *text == '\0') return 300.0;
-    char* end = nullptr;
-    errno = 0;
-    double seconds = std::strtod(text, &end);
-    MP_REQUIRE(errno == 0 && end != text && *end == '\0' && std::isfinite(seconds) && seconds > 0,
-               "MINIPIPE_COMM_TIMEOUT_S='", text, "': expected a positive number of seconds");
-    return seconds;
-}
+double default_timeout_seconds() { return detail::timeout_seconds_from_environment().value_or(300.0); }
 
 void Communicator::set_timeout_seconds(double seconds) {
-    MP_REQUIRE(std::isfinite(seconds) && seconds > 0, "set_timeout_seconds: ", seconds, " is not a positive duration");
+    MP_REQUIRE(std::isfinite(seconds) && seconds > 0 && seconds <= detail::kMaxTimeoutSeconds, "set_timeout_seconds: ",
+               seconds, " s is not a duration in (0, ", detail::kMaxTimeoutSeconds, "] s");
     timeout_seconds_ = seconds;
 }
 

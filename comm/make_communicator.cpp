@@ -11,6 +11,7 @@
 #include "comm/check.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_runtime.h"
+#include "comm/protocol.h"
 
 #if MP_CUDA
 #include <cuda_runtime.h>
@@ -129,7 +130,13 @@ std::unique_ptr<Communicator> make_communicator(MPI_Comm comm, const CommOptions
     std::strncpy(packed.gpu_uuid, mine.gpu_uuid.c_str(), sizeof(packed.gpu_uuid) - 1);
     packed.gpu = mine.gpu;
     std::vector<PackedRankDevice> gathered(static_cast<size_t>(size));
-    MPI_CHECK(MPI_Allgather(&packed, sizeof(packed), MPI_BYTE, gathered.data(), sizeof(packed), MPI_BYTE, comm));
+    // Non-blocking behind the timed wait: a rank that never arrives is reported, not waited for forever.
+    std::vector<MPI_Request> request(1, MPI_REQUEST_NULL);
+    MPI_CHECK(MPI_Iallgather(&packed, sizeof(packed), MPI_BYTE, gathered.data(), sizeof(packed), MPI_BYTE, comm,
+                             &request[0]));
+    detail::wait_all(request, timeout, [&](size_t) {
+        return str("the communicator's start-up (every rank's host and GPU, group of ", size, " ranks)");
+    });
     std::vector<RankDevice> ranks;
     for (const PackedRankDevice& p : gathered) ranks.push_back(RankDevice{p.host, p.gpu, p.gpu_uuid});
 
@@ -147,6 +154,13 @@ std::unique_ptr<Communicator> make_communicator(MPI_Comm comm, const CommOptions
 
 std::unique_ptr<Communicator> split_communicator(MPI_Comm parent, int rank, int color, std::optional<int> key,
                                                  Backend backend, double timeout_seconds) {
+    // MPI_Comm_split has no non-blocking form: a timed barrier first makes sure every rank has
+    // arrived, so the split itself cannot wait for a rank that never comes.
+    std::vector<MPI_Request> arrived(1, MPI_REQUEST_NULL);
+    MPI_CHECK(MPI_Ibarrier(parent, &arrived[0]));
+    detail::wait_all(arrived, timeout_seconds, [&](size_t) {
+        return str("split(color ", color, "): waiting for every rank of the group to call split");
+    });
     MPI_Comm sub = MPI_COMM_NULL;
     MPI_CHECK(MPI_Comm_split(parent, color < 0 ? MPI_UNDEFINED : color, key.value_or(rank), &sub));
     if (sub == MPI_COMM_NULL) return nullptr;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/deadline.h"
 
 namespace mp::comm::detail {
 
@@ -48,12 +49,6 @@ WaitResult wait_with_deadline(Poll&& poll, Now&& now, TimePoint deadline, Pause&
         if (now() > deadline) return WaitResult::TimedOut;
         pause();
     }
-}
-
-// The steady-clock instant `seconds` from now.
-inline std::chrono::steady_clock::time_point deadline_in(double seconds) {
-    using Clock = std::chrono::steady_clock;
-    return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
 }
 
 // How a communicator was torn down.

@@ -12,16 +12,13 @@
 #include <thread>
 
 #include "comm/check.h"
+#include "comm/deadline.h"
 #include "comm/mpi_runtime.h"
 
 namespace mp::comm::detail {
 
 namespace {
 using Clock = std::chrono::steady_clock;
-
-Clock::time_point deadline_after(double seconds) {
-    return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
 
 std::string dtype_str(int32_t dtype) {
     if (dtype < 0 || dtype > static_cast<int32_t>(DType::BFloat16)) return str("dtype#", dtype);
@@ -102,7 +99,7 @@ std::vector<std::string> handshake(MPI_Comm comm, int rank, const std::vector<Tr
         }
     }
 
-    const Clock::time_point deadline = deadline_after(timeout_seconds);
+    const Clock::time_point deadline = deadline_in(timeout_seconds);
     Backoff backoff;
     size_t remaining = n;
     std::vector<bool> finished(n, false);
@@ -205,7 +202,7 @@ void check_collective_agreement(MPI_Comm comm, int rank, int size, const Tensor&
 
 void wait_all(std::vector<MPI_Request>& requests, double timeout_seconds,
               const std::function<std::string(size_t)>& describe_pending) {
-    const Clock::time_point deadline = deadline_after(timeout_seconds);
+    const Clock::time_point deadline = deadline_in(timeout_seconds);
     Backoff backoff;
     size_t first_pending = 0;
     while (true) {
@@ -245,12 +242,7 @@ void abort_job_on_timeout(const std::string& waiting_for, double timeout_seconds
                  "(timeout: Communicator::set_timeout_seconds or MINIPIPE_COMM_TIMEOUT_S).\n",
                  world_rank, host.c_str(), timeout_seconds, waiting_for.c_str());
     std::fflush(stderr);
-    std::map<int, std::function<void()>> hooks;
-    {
-        std::lock_guard<std::mutex> lock(g_hooks_mutex);
-        hooks = g_abort_hooks;
-    }
-    for (auto& entry : hooks) entry.second();
+    run_abort_hooks();
     MPI_Abort(MPI_COMM_WORLD, 3);
     std::abort();  // MPI_Abort does not return; this only satisfies [[noreturn]]
 }
@@ -265,6 +257,15 @@ int add_abort_hook(std::function<void()> hook) {
 void remove_abort_hook(int id) {
     std::lock_guard<std::mutex> lock(g_hooks_mutex);
     g_abort_hooks.erase(id);
+}
+
+void run_abort_hooks() {
+    std::map<int, std::function<void()>> hooks;
+    {
+        std::lock_guard<std::mutex> lock(g_hooks_mutex);
+        hooks.swap(g_abort_hooks);
+    }
+    for (auto& entry : hooks) entry.second();
 }
 
 }  // namespace mp::comm::detail

@@ -85,5 +85,6 @@ class Backoff {
 // Hooks run before MPI_Abort (NcclCommunicator registers ncclCommAbort). Returns an id.
 int add_abort_hook(std::function<void()> hook);
 void remove_abort_hook(int id);
+void run_abort_hooks();  // each registered hook once (they are removed as they run)
 
 }  // namespace mp::comm::detail

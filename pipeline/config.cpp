@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include "comm/deadline.h"
 #include "kernels/common/error.h"
 
 namespace mp::pipeline {
@@ -82,6 +83,10 @@ struct KeyBuilder {
     }
     KeyBuilder& non_negative() {
         key.min = 0;
+        return *this;
+    }
+    KeyBuilder& at_most(double max) {
+        key.max = max;
         return *this;
     }
     KeyBuilder& fraction() {  // [0, 1)
@@ -155,7 +160,10 @@ std::vector<ConfigKey> build_key_table() {
 
         KEY(comm.backend, "auto", "communication backend (auto: NCCL between GPUs, else MPI)")
             .one_of({"auto", "nccl", "mpi"}),
-        KEY(comm.timeout_s, 300.0, "seconds a transfer may wait before the job aborts").positive(),
+        KEY(comm.timeout_s, 300.0, "seconds a transfer may wait before the job aborts; MINIPIPE_COMM_TIMEOUT_S "
+                                   "overrides the file, --set overrides both")
+            .positive()
+            .at_most(comm::detail::kMaxTimeoutSeconds),
 
         KEY(steps, 100, "optimizer steps").positive(),
         KEY(seed, 1337, "seed of the model initialisation and the data").non_negative(),
@@ -600,6 +608,28 @@ TrainConfig load_config(const std::string& path, const std::vector<std::string>&
     text << file.rdbuf();
     MP_REQUIRE(!file.bad(), path, ": error while reading the configuration file");
     return parse_config_text(text.str(), path, overrides, world_size);
+}
+
+std::vector<std::string> with_environment_overrides(const std::vector<std::string>& overrides) {
+    std::vector<std::string> all;
+    if (std::optional<double> seconds = comm::detail::timeout_seconds_from_environment()) {
+        std::ostringstream value;
+        value << std::setprecision(17) << *seconds;
+        all.push_back("comm.timeout_s=" + value.str());
+    }
+    all.insert(all.end(), overrides.begin(), overrides.end());
+    return all;
+}
+
+std::vector<std::string> config_differences(const TrainConfig& a, const std::string& a_name, const TrainConfig& b,
+                                            const std::string& b_name) {
+    std::vector<std::string> differences;
+    for (const ConfigKey& key : config_keys()) {
+        json a_value = read_field(key, a), b_value = read_field(key, b);
+        if (a_value != b_value)
+            differences.push_back(str(key.path, " (", a_name, ": ", a_value.dump(), ", ", b_name, ": ", b_value.dump(), ")"));
+    }
+    return differences;
 }
 
 json to_json(const TrainConfig& config) {

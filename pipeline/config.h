@@ -134,6 +134,16 @@ TrainConfig parse_config_text(const std::string& text, const std::string& source
 // default, allowed values or bounds, and help — generated from config_keys().
 std::string config_help();
 
+// Settings the environment may give, as overrides placed before `overrides`, so the precedence
+// is command line > environment > config file > default: MINIPIPE_COMM_TIMEOUT_S sets
+// comm.timeout_s. Throws std::invalid_argument naming the variable when its value is unusable.
+std::vector<std::string> with_environment_overrides(const std::vector<std::string>& overrides);
+
+// The keys whose values differ between two configurations, each as
+// `path (a_name: value, b_name: value)`, in key-table order; empty when they agree.
+std::vector<std::string> config_differences(const TrainConfig& a, const std::string& a_name, const TrainConfig& b,
+                                            const std::string& b_name);
+
 // The resolved configuration as nested JSON (for logs and run summaries); parsing its dump
 // gives the same TrainConfig back.
 nlohmann::json to_json(const TrainConfig& config);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of every example under mpirun with tiny sizes (run by `make test` when MPI is
 # built): each runs to the end; train_gpt's summary, trace and timeline are checked; a bad config
-# fails on every rank with the key's path; and resuming from a checkpoint reproduces the
-# parameters of an uninterrupted run bit for bit (same checksum).
+# fails on every rank with the key's path; resuming from a checkpoint reproduces the parameters
+# of an uninterrupted run bit for bit (same checksum); and the ranks fail together (one rank's
+# start-up error, different configs, one rank failing mid-run), within seconds.
 # Usage: run_example_smoke.sh BUILD_DIR
 set -u
 build=${1:?usage: run_example_smoke.sh BUILD_DIR}
@@ -71,6 +72,40 @@ fi
 # Bad configs are refused on every rank, naming the key.
 expect_failure bad_key "pipeline.shedule" "${launch[@]}" -np 2 "$build/examples/train_gpt" --set pipeline.shedule=gpipe
 expect_failure bad_stages "world size" "${launch[@]}" -np 2 "$build/examples/train_gpt" --set pipeline.stages=3
+
+# Failing together: a start-up error on one rank only (mpirun's MPMD form gives the ranks different
+# arguments) stops both, each naming it; ranks with different configs are refused, naming the
+# keys; a rank that fails alone mid-run (its stage's checkpoint truncated) ends the whole job at
+# once instead of leaving the other waiting for the 60 s timeout.
+small=(--config examples/configs/demo.json "${tiny_gpt[@]}" --set pipeline.stages=2 --set steps=6 --set trace.path= --set trace.svg= --set checkpoint.dir=)
+expect_failure one_rank_bad_key "pipeline.shedule" "${launch[@]}" -np 1 "$build/examples/train_gpt" "${small[@]}" \
+    : -np 1 "$build/examples/train_gpt" "${small[@]}" --set pipeline.shedule=gpipe
+expect_failure one_rank_other_seed "differs from rank 0 in seed (rank 1: 7, rank 0: 1337)" "${launch[@]}" \
+    -np 1 "$build/examples/train_gpt" "${small[@]}" : -np 1 "$build/examples/train_gpt" "${small[@]}" --set seed=7
+stage_file=$(ls "$out"/resumed/step-*/stage-1-of-2.safetensors 2>/dev/null | tail -n 1)
+if [ -n "$stage_file" ]; then
+    truncate -s $(( $(stat -c %s "$stage_file") / 2 )) "$stage_file"
+    start=$(date +%s)
+    "${launch[@]}" -np 2 "$build/examples/train_gpt" "${resume_args[@]}" --set steps=6 --set checkpoint.dir="$out/resumed" \
+        --set checkpoint.resume=true >"$out/truncated.log" 2>&1
+    status=$? elapsed=$(( $(date +%s) - start ))
+    if [ $status -ne 0 ] && [ $elapsed -lt 30 ] && grep -q "stage-1-of-2.safetensors" "$out/truncated.log" \
+        && grep -q "stops the whole job" "$out/truncated.log"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1)); failures+=("one_rank_fails_mid_run")
+        echo "---- one rank failing mid-run: exit $status after ${elapsed} s (expected non-zero within 30 s, naming the file):"
+        tail -n 20 "$out/truncated.log"
+    fi
+else
+    failed=$((failed + 1)); failures+=("one_rank_fails_mid_run"); echo "---- no stage-1 checkpoint file to truncate"
+fi
+# MINIPIPE_COMM_TIMEOUT_S (60 here) overrides the config file's comm.timeout_s.
+if python3 -c "import json,sys; sys.exit(0 if json.load(open('$out/summary.json'))['config']['comm']['timeout_s'] == $MINIPIPE_COMM_TIMEOUT_S else 1)"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1)); failures+=("timeout_from_environment"); echo "---- comm.timeout_s in the summary is not MINIPIPE_COMM_TIMEOUT_S"
+fi
 
 echo "==== example smoke test (mpirun)"
 printf '  %-28s ran %4d  passed %4d  skipped %4d  failed %4d\n' "examples" $((passed + failed)) "$passed" 0 "$failed"

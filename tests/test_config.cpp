@@ -275,7 +275,9 @@ TEST(Config, Bounds) {
     expect_rejected(R"({"optimizer": {"beta2": 1.0}})", {"optimizer.beta2 must be in [0, 1), got 1.0"});
     expect_rejected(R"({"model": {"dropout": -0.1}})", {"model.dropout must be in [0, 1), got -0.1"});
     expect_rejected(R"({"grad_clip": -1})", {"grad_clip must be >= 0, got -1"});
-    expect_rejected(R"({"comm": {"timeout_s": 0}})", {"comm.timeout_s must be > 0"});
+    expect_rejected(R"({"comm": {"timeout_s": 0}})", {"comm.timeout_s must be in (0, 3.1536e+08]", "got 0"});
+    // Ten billion seconds would overflow the deadline's clock into the past: refused, not aborted on.
+    expect_rejected(R"({"comm": {"timeout_s": 1e10}})", {"comm.timeout_s must be in (0, 3.1536e+08]"});
     expect_rejected(R"({"pipeline": {"partition": "balance", "balance": [4, 0]}})",
                     {"pipeline.balance[1] must be > 0, got 0"});
     expect_rejected(R"({"model": {"kind": "mlp", "widths": [8, -1]}})", {"model.widths[1] must be > 0, got -1"});
@@ -423,4 +425,38 @@ TEST(Config, TableIsWellFormed) {
     for (const std::string& path : paths)
         for (const std::string& other : paths)
             EXPECT_NE(other.rfind(path + ".", 0), 0u) << path << " is both a key and a section of " << other;
+}
+
+// MINIPIPE_COMM_TIMEOUT_S: command line > environment > config file > default.
+TEST(Config, TimeoutPrecedenceCommandLineEnvironmentFileDefault) {
+    const char* file = R"({"comm": {"timeout_s": 10}})";
+    unsetenv("MINIPIPE_COMM_TIMEOUT_S");
+    EXPECT_DOUBLE_EQ(parse("{}", with_environment_overrides({})).comm.timeout_s, 300.0);
+    EXPECT_DOUBLE_EQ(parse(file, with_environment_overrides({})).comm.timeout_s, 10.0);
+    setenv("MINIPIPE_COMM_TIMEOUT_S", "20", 1);
+    EXPECT_DOUBLE_EQ(parse("{}", with_environment_overrides({})).comm.timeout_s, 20.0);
+    EXPECT_DOUBLE_EQ(parse(file, with_environment_overrides({})).comm.timeout_s, 20.0);
+    EXPECT_DOUBLE_EQ(parse(file, with_environment_overrides({"comm.timeout_s=30"})).comm.timeout_s, 30.0);
+    setenv("MINIPIPE_COMM_TIMEOUT_S", "0.25", 1);
+    EXPECT_DOUBLE_EQ(parse(file, with_environment_overrides({})).comm.timeout_s, 0.25);
+    for (const char* bad : {"abc", "-3", "0", "1e10", "5s", "nan"}) {
+        setenv("MINIPIPE_COMM_TIMEOUT_S", bad, 1);
+        expect_invalid_argument([&] { with_environment_overrides({}); },
+                                {"MINIPIPE_COMM_TIMEOUT_S='" + std::string(bad) + "'", "expected a number of seconds"});
+    }
+    setenv("MINIPIPE_COMM_TIMEOUT_S", "", 1);  // empty: unset
+    EXPECT_DOUBLE_EQ(parse(file, with_environment_overrides({})).comm.timeout_s, 10.0);
+    unsetenv("MINIPIPE_COMM_TIMEOUT_S");
+}
+
+// What the ranks compare at start-up: every differing key named with both values.
+TEST(Config, DifferencesNameEveryDifferingKeyWithBothValues) {
+    TrainConfig a = parse(kFullConfig, {}, 4);
+    EXPECT_TRUE(config_differences(a, "a", parse(kFullConfig, {}, 4), "b").empty());
+    TrainConfig b = parse(kFullConfig, {"seed=8", "optimizer.lr=0.01", "pipeline.schedule=1f1b"}, 4);
+    std::vector<std::string> differences = config_differences(b, "rank 1", a, "rank 0");
+    ASSERT_EQ(differences.size(), 3u);
+    EXPECT_EQ(differences[0], "optimizer.lr (rank 1: 0.01, rank 0: 0.0006)");
+    EXPECT_EQ(differences[1], "pipeline.schedule (rank 1: \"1f1b\", rank 0: \"gpipe\")");
+    EXPECT_EQ(differences[2], "seed (rank 1: 8, rank 0: 7)");
 }

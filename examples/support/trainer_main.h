@@ -1,7 +1,9 @@
 // The shared main of the trainer examples: MPI start-up, the command line (--config FILE,
-// --set key=value ..., --summary FILE, --help), the config validated identically on every rank,
-// the communicator the config asks for, then the example's body. Every error is printed on every
-// rank with its rank number, and the exit status is non-zero.
+// --set key=value ..., --summary FILE, --help), the environment (MINIPIPE_COMM_TIMEOUT_S) and the
+// config, validated on every rank and then agreed on by all (an error on any rank, or ranks with
+// different configs, stops every rank with the cause), the communicator the config asks for, then
+// the example's body. An error in the body on one rank ends the whole job at once (MPI_Abort),
+// naming that rank and its cause; the exit status is non-zero either way.
 #pragma once
 
 #include <cstdio>
@@ -12,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/agreement.h"
 #include "comm/make_communicator.h"
 #include "comm/mpi_runtime.h"
 #include "pipeline/config.h"
@@ -38,43 +41,109 @@ inline void print_trainer_usage(const char* program, const char* summary, const 
         program, summary, default_config, pipeline::config_help().c_str());
 }
 
+// Start-up: the command line, the environment and the config file, into a validated config.
+// Returns false for --help (printed by rank 0). Throws on any error.
+inline bool load_trainer_config(int argc, char** argv, const char* program, const char* summary,
+                                const char* default_config, int world_rank, int world_size,
+                                TrainerCommandLine& command_line, pipeline::TrainConfig& config) {
+    command_line = TrainerCommandLine{default_config, {}};
+    for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        auto value = [&](const char* flag) -> std::string {
+            if (i + 1 >= argc) throw std::invalid_argument(std::string(program) + ": " + flag + " needs a value");
+            return argv[++i];
+        };
+        if (arg == "--help" || arg == "-h") {
+            if (world_rank == 0) print_trainer_usage(program, summary, default_config);
+            return false;
+        } else if (arg == "--config") {
+            command_line.config_path = value("--config");
+        } else if (arg == "--set") {
+            command_line.overrides.push_back(value("--set"));
+        } else if (arg == "--summary") {
+            command_line.overrides.push_back("summary.path=" + value("--summary"));
+        } else {
+            throw std::invalid_argument(std::string(program) + ": unknown argument '" + arg + "' (see --help)");
+        }
+    }
+    config = pipeline::load_config(command_line.config_path, pipeline::with_environment_overrides(command_line.overrides),
+                                   world_size);
+    return true;
+}
+
+// Every rank's start-up verdict, gathered: the first rank that failed, with its error, makes every
+// rank stop with that cause; then the ranks' resolved configs must agree key by key. Throws the
+// same std::invalid_argument on every rank, or returns.
+inline void agree_on_start(const std::string& local_error, const pipeline::TrainConfig& config, double timeout_s) {
+    std::vector<std::string> errors = comm::gather_texts(local_error, "the start-up check of every rank", timeout_s);
+    const int failed = comm::first_non_empty(errors);
+    if (failed >= 0) {
+        if (!local_error.empty()) throw std::invalid_argument(local_error);
+        throw std::invalid_argument(str("rank ", failed, " could not start: ", errors[static_cast<size_t>(failed)]));
+    }
+    std::vector<std::string> configs =
+        comm::gather_texts(pipeline::to_json(config).dump(), "the configuration check of every rank", timeout_s);
+    for (size_t r = 0; r < configs.size(); ++r) {
+        if (configs[r] == configs[0]) continue;
+        // Every rank compares rank r with rank 0, so all name the same keys.
+        pipeline::TrainConfig rank_zero = pipeline::parse_config_text(configs[0], "rank 0's config", {},
+                                                                      static_cast<int>(configs.size()));
+        pipeline::TrainConfig rank_r = pipeline::parse_config_text(configs[r], str("rank ", r, "'s config"), {},
+                                                                   static_cast<int>(configs.size()));
+        std::string keys;
+        for (const std::string& difference : pipeline::config_differences(rank_r, str("rank ", r), rank_zero, "rank 0"))
+            keys += (keys.empty() ? "" : ", ") + difference;
+        throw std::invalid_argument(str("the ranks run different configurations: rank ", r, " differs from rank 0 in ",
+                                        keys, "; every rank must get the same config file, --set overrides and "
+                                        "MINIPIPE_COMM_TIMEOUT_S"));
+    }
+}
+
 inline int trainer_main(int argc, char** argv, const char* program, const char* summary, const char* default_config,
                         const TrainerBody& body) {
     comm::MpiRuntime mpi(&argc, &argv);
+    auto print_error = [&](const std::string& message) {
+        std::fprintf(stderr, "[rank %d] %s: error: %s\n", mpi.world_rank(), program, message.c_str());
+        std::fflush(stderr);
+    };
+    // Start-up: every rank reaches the agreement whether its own start failed or not, so an error
+    // on one rank stops every rank at once with that rank's cause.
+    TrainerCommandLine command_line;
+    pipeline::TrainConfig config;
+    std::string local_error;
+    double timeout_s = 300.0;
+    bool run = true;
     try {
-        TrainerCommandLine command_line{default_config, {}};
-        for (int i = 1; i < argc; ++i) {
-            std::string arg = argv[i];
-            auto value = [&](const char* flag) -> std::string {
-                if (i + 1 >= argc) throw std::invalid_argument(std::string(program) + ": " + flag + " needs a value");
-                return argv[++i];
-            };
-            if (arg == "--help" || arg == "-h") {
-                if (mpi.world_rank() == 0) print_trainer_usage(program, summary, default_config);
-                return 0;
-            } else if (arg == "--config") {
-                command_line.config_path = value("--config");
-            } else if (arg == "--set") {
-                command_line.overrides.push_back(value("--set"));
-            } else if (arg == "--summary") {
-                command_line.overrides.push_back("summary.path=" + value("--summary"));
-            } else {
-                throw std::invalid_argument(std::string(program) + ": unknown argument '" + arg + "' (see --help)");
-            }
-        }
+        timeout_s = comm::default_timeout_seconds();
+        run = load_trainer_config(argc, argv, program, summary, default_config, mpi.world_rank(), mpi.world_size(),
+                                  command_line, config);
+        if (run) timeout_s = config.comm.timeout_s;
+    } catch (const std::exception& e) {
+        local_error = e.what();
+    }
+    if (!run && local_error.empty()) return 0;  // --help, on every rank alike
+    try {
+        agree_on_start(local_error, config, timeout_s);
+    } catch (const std::exception& e) {
+        print_error(e.what());
+        return 1;
+    }
+    // From here a rank that fails alone ends the whole job: the others would wait for it.
+    try {
         // Ranks sharing this machine share its cores.
         int cores = static_cast<int>(std::thread::hardware_concurrency());
         set_cpu_threads(std::max(1, cores / std::max(1, mpi.local_size())));
-        pipeline::TrainConfig config = pipeline::load_config(command_line.config_path, command_line.overrides, mpi.world_size());
         comm::CommOptions options;
         options.backend = comm::parse_backend(config.comm.backend);
         options.timeout_seconds = config.comm.timeout_s;
         std::unique_ptr<comm::Communicator> world = comm::make_communicator(options);
         return body(config, *world, mpi.gpu(), command_line);
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "[rank %d] %s: error: %s\n", mpi.world_rank(), program, e.what());
-        std::fflush(stderr);
-        return 1;
+        if (mpi.world_size() == 1) {
+            print_error(e.what());
+            return 1;
+        }
+        comm::abort_job(str(program, ": error: ", e.what()));
     }
 }
 
