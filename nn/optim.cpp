@@ -75,6 +75,12 @@ double cosine_lr(int64_t step, int64_t warmup_steps, int64_t total_steps, double
     return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + std::cos(M_PI * progress));
 }
 
+double constant_lr(int64_t step, int64_t warmup_steps, double max_lr) {
+    MP_REQUIRE(warmup_steps >= 0, "constant_lr: warmup_steps must be >= 0, got ", warmup_steps);
+    if (step < warmup_steps) return max_lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
+    return max_lr;
+}
+
 double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm) {
     MP_REQUIRE(max_norm > 0, "clip_grad_norm: max_norm must be positive, got ", max_norm);
     std::vector<Tensor> grads;

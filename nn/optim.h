@@ -85,6 +85,8 @@ class AdamW : public Optimizer {
 // Learning rate at `step` (0-based): linear warm-up from max_lr/warmup_steps to max_lr over
 // warmup_steps, then cosine decay to min_lr at total_steps (and min_lr after).
 double cosine_lr(int64_t step, int64_t warmup_steps, int64_t total_steps, double max_lr, double min_lr);
+// The same warm-up, then max_lr for good.
+double constant_lr(int64_t step, int64_t warmup_steps, double max_lr);
 
 // Scales every gradient by max_norm / norm when the global L2 norm exceeds max_norm (as
 // torch.nn.utils.clip_grad_norm_, with its 1e-6 guard); returns the norm before clipping.

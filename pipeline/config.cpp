@@ -507,11 +507,21 @@ std::string join_ints(const std::vector<int64_t>& values) {
     return "[" + text + "]";
 }
 
+// a × b, refused (naming `what` and both numbers) when it does not fit in 64 bits: user numbers
+// must never wrap around into a product that happens to pass a later check.
+int64_t checked_product(int64_t a, int64_t b, const std::string& what) {
+    int64_t product = 0;
+    MP_REQUIRE(!__builtin_mul_overflow(a, b, &product), what, ": ", a, " × ", b, " does not fit in 64 bits");
+    return product;
+}
+
 // The rules that involve several keys or the world size.
 void validate_cross_keys(TrainConfig& config, int world_size) {
     int data_parallel = data_parallel_size(config, world_size);
 
-    int64_t per_step = config.micro_batch_size * config.micro_batches * data_parallel;
+    const std::string identity = "micro_batch_size × micro_batches × data-parallel size";
+    int64_t per_step = checked_product(checked_product(config.micro_batch_size, config.micro_batches, identity),
+                                       data_parallel, identity);
     if (config.train_batch_size == 0) config.train_batch_size = per_step;
     MP_REQUIRE(config.train_batch_size == per_step, "train_batch_size ", config.train_batch_size,
                " != micro_batch_size ", config.micro_batch_size, " × micro_batches ", config.micro_batches,
@@ -536,7 +546,9 @@ void validate_cross_keys(TrainConfig& config, int world_size) {
                    join_ints(balance), " has ", balance.size(), " entries but pipeline.stages is ",
                    config.pipeline.stages);
         int64_t sum = 0;
-        for (int64_t stage_layers : balance) sum += stage_layers;
+        for (int64_t stage_layers : balance)
+            MP_REQUIRE(!__builtin_add_overflow(sum, stage_layers, &sum), "pipeline.balance ", join_ints(balance),
+                       ": the sum does not fit in 64 bits");
         MP_REQUIRE(sum == layers, "pipeline.balance ", join_ints(balance), " sums to ", sum, " but the ",
                    model.kind, " model has ", layers, " layers");
     } else {

@@ -225,18 +225,41 @@ double Engine::all_reduce_scalar(comm::Communicator& comm, double value, comm::R
     return t.item();
 }
 
-void Engine::agree_on_input_errors() {
-    // One flag per rank: 0, or 1 + the stage whose GPU check failed (the CPU checks throw at once).
-    const std::string local = take_device_error(device_);
-    double failed = local.empty() ? 0.0 : stage_index_ + 1.0;
-    failed = all_reduce_scalar(comm_, failed, comm::ReduceOp::Max);
+std::vector<double> Engine::read_micro_batch_losses(const std::vector<MicroBatch>& mbs,
+                                                    const std::vector<int>& forward_order) {
+    // Gathered into one tensor on the device and read in one copy (one wait), indexed by micro-batch.
+    const int M = schedule_.micro_batches;
+    Tensor losses = Tensor::empty({static_cast<int64_t>(M)}, mbs[forward_order.at(0)].output.dtype(), device_);
+    for (int m : forward_order) losses.slice(m, m + 1).copy_from(mbs[m].output.reshape({1}));
+    if (losses.dtype() == DType::Float64) return losses.to_vector<double>();
+    std::vector<float> floats = losses.to_vector<float>();
+    return std::vector<double>(floats.begin(), floats.end());
+}
+
+void Engine::agree_before_update(const std::vector<double>& losses, const std::vector<int>& forward_order) {
+    // One value per rank, reduced with max over the pipeline and the replicas: 1 + the stage whose
+    // GPU input check failed (the CPU checks throw at once), else 0.5 when this rank's losses are
+    // not finite (the last stage), else 0.
+    const std::string input_error = take_device_error(device_);
+    int non_finite = -1;  // the first micro-batch whose loss is NaN or infinite
+    for (int m : forward_order)
+        if (non_finite < 0 && !std::isfinite(losses[static_cast<size_t>(m)])) non_finite = m;
+    double verdict = !input_error.empty() ? stage_index_ + 1.0 : non_finite >= 0 ? 0.5 : 0.0;
+    verdict = all_reduce_scalar(comm_, verdict, comm::ReduceOp::Max);
     if (data_parallel_ != nullptr && data_parallel_->size() > 1)
-        failed = all_reduce_scalar(*data_parallel_, failed, comm::ReduceOp::Max);
-    if (!local.empty()) throw std::invalid_argument(str(local, " (no stage applied this step's update)"));
-    if (failed > 0)
-        throw std::invalid_argument(str("pipeline: stage ", static_cast<int>(failed) - 1,
-                                        " found a bad input in this step's batch (its own error names it); no stage "
-                                        "applied this step's update"));
+        verdict = all_reduce_scalar(*data_parallel_, verdict, comm::ReduceOp::Max);
+    const char* unapplied = "no stage applied this step's update";
+    if (!input_error.empty()) throw std::invalid_argument(str(input_error, " (", unapplied, ")"));
+    if (verdict >= 1)
+        throw std::invalid_argument(str("pipeline: stage ", static_cast<int>(verdict) - 1, " found a bad input in this "
+                                        "step's batch (its own error names it); ", unapplied));
+    if (verdict > 0) {
+        if (non_finite >= 0)
+            throw std::runtime_error(str("pipeline: training diverged: the loss of micro-batch ", non_finite, " is ",
+                                         losses[static_cast<size_t>(non_finite)], " on stage ", stage_index_,
+                                         " (lower optimizer.lr, clip gradients, or check the data); ", unapplied));
+        throw std::runtime_error(str("pipeline: training diverged: the last stage's loss is not finite; ", unapplied));
+    }
 }
 
 void Engine::all_reduce_gradients() {
@@ -265,6 +288,10 @@ double Engine::clip_gradients() {
         if (autograd::grad_of(parameter).defined()) grads.push_back(autograd::grad_of(parameter));
     double stage_norm = ops::global_l2_norm(grads);
     double norm = std::sqrt(all_reduce_scalar(comm_, stage_norm * stage_norm));
+    // The same all-reduced value on every rank, so every rank stops here alike.
+    if (!std::isfinite(norm))
+        throw std::runtime_error(str("pipeline: training diverged: the global gradient norm is ", norm,
+                                     " (lower optimizer.lr, or check the data); no stage applied this step's update"));
     double coefficient = grad_clip_ / (norm + 1e-6);
     if (coefficient < 1.0)
         for (Tensor& g : grads) g.copy_from(ops::scale(g, coefficient));
@@ -317,6 +344,7 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
     timeline.clear();
     const size_t origin = timeline.mark();
     std::vector<int> forward_order;  // the last stage's losses are summed in this order
+    std::vector<double> micro_batch_losses;  // the last stage's, read before the optimizer step
     const std::vector<Action>& actions = schedule_.actions[stage_index_];
     std::vector<std::pair<size_t, size_t>> action_marks;
     for (size_t i = 0; i < actions.size();) {
@@ -341,9 +369,10 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
             event.name = to_string(a);
             event.compute = true;
         } else {  // OptimizerStep
-            // The GPU's checks of this step's ids and targets are read first, and every stage
-            // and replica learns whether any of them failed: a bad batch changes no weight.
-            agree_on_input_errors();
+            // Before any weight changes, every stage and replica learns whether any of them found
+            // a bad id or target (the queued GPU checks) or a non-finite loss (the last stage).
+            if (is_last()) micro_batch_losses = read_micro_batch_losses(mbs, forward_order);
+            agree_before_update(micro_batch_losses, forward_order);
             if (data_parallel_ != nullptr && data_parallel_->size() > 1) all_reduce_gradients();
             if (grad_clip_ > 0) result.grad_norm = clip_gradients();
             optimizer_.step();
@@ -361,21 +390,10 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
     result.trace.step_us = action_marks.empty() ? 0.0 : timeline.microseconds(origin, action_marks.back().second);
     ++steps_run_;
 
-    // Each micro-batch's loss, gathered into one tensor on the device and read in one copy, then
-    // summed in forward order in double.
+    // The mean loss over the global batch: micro-batch losses weighted by their counts, summed in
+    // forward order in double.
     double loss_sum = 0;
-    if (!forward_order.empty()) {
-        Tensor losses = Tensor::empty({static_cast<int64_t>(M)}, mbs[forward_order[0]].output.dtype(), device_);
-        for (int m : forward_order) losses.slice(m, m + 1).copy_from(mbs[m].output.reshape({1}));
-        std::vector<double> values;
-        if (losses.dtype() == DType::Float64) {
-            values = losses.to_vector<double>();
-        } else {
-            std::vector<float> floats = losses.to_vector<float>();
-            values.assign(floats.begin(), floats.end());
-        }
-        for (int m : forward_order) loss_sum += mbs[m].weight * values[static_cast<size_t>(m)];
-    }
+    for (int m : forward_order) loss_sum += mbs[m].weight * micro_batch_losses.at(static_cast<size_t>(m));
 
     // The mean loss lives on the last stage (summed over replicas); every rank gets it.
     if (is_last() && data_parallel_ != nullptr && data_parallel_->size() > 1) loss_sum = all_reduce_scalar(*data_parallel_, loss_sum);

@@ -73,9 +73,12 @@ class Engine {
     void run_backward(MicroBatch& mb);
     void run_group(std::vector<MicroBatch>& mbs, size_t first, size_t last);
     double all_reduce_scalar(comm::Communicator& comm, double value, comm::ReduceOp op = comm::ReduceOp::Sum);
-    // Before the optimizer step: reads this rank's queued GPU input checks and tells every stage
-    // and replica; if any failed, every rank throws (the failing one with the check's message).
-    void agree_on_input_errors();
+    // The last stage's loss per micro-batch (index = micro-batch), read from the device at once.
+    std::vector<double> read_micro_batch_losses(const std::vector<MicroBatch>& mbs, const std::vector<int>& forward_order);
+    // Before the optimizer step: reads this rank's queued GPU input checks and (last stage) checks
+    // the losses are finite, then tells every stage and replica; if anything failed, every rank
+    // throws before changing a weight (the failing one naming the cause).
+    void agree_before_update(const std::vector<double>& losses, const std::vector<int>& forward_order);
     void all_reduce_gradients();
     double clip_gradients();
     bool is_first() const { return stage_index_ == 0; }

@@ -102,7 +102,8 @@ std::unique_ptr<nn::Optimizer> make_optimizer(const TrainConfig& config, const s
 }
 
 double learning_rate(const TrainConfig& config, int64_t step) {
-    if (config.lr_schedule.kind == "constant") return config.optimizer.lr;
+    if (config.lr_schedule.kind == "constant")
+        return nn::constant_lr(step, config.lr_schedule.warmup_steps, config.optimizer.lr);
     return nn::cosine_lr(step, config.lr_schedule.warmup_steps, config.steps, config.optimizer.lr, config.lr_schedule.min_lr);
 }
 
@@ -134,6 +135,11 @@ std::string layer_names(const nn::ModelSpec& spec, const StageRange& range) {
 // Samples a continuation of a prompt with the whole model (world rank 0, CPU).
 std::string sample_text(nn::Sequential& model, const nn::TokenDataset& data, int64_t window, uint64_t seed) {
     autograd::NoGradScope no_grad;
+    model.eval();  // no dropout while sampling
+    struct BackToTraining {
+        nn::Sequential& model;
+        ~BackToTraining() { model.train(); }
+    } back_to_training{model};
     Generator gen(seed);
     nn::Batch prompt = nn::sample_batch(data, 1, std::min<int64_t>(8, window), gen, Device::cpu());
     std::vector<int32_t> context = prompt.ids.to_vector<int32_t>();
@@ -232,8 +238,16 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
 
     int64_t start_step = 0;
     const std::string& checkpoint_dir = config.checkpoint.dir;
-    if (config.checkpoint.resume && !checkpoint_dir.empty() && std::filesystem::exists(nn::checkpoint_index_path(checkpoint_dir))) {
+    if (config.checkpoint.resume) {
+        // A resume that finds nothing is an error (a typo in the directory must not silently
+        // start afresh and then write there), as is one with nothing left to train.
+        const std::string index = nn::checkpoint_index_path(checkpoint_dir);
+        MP_REQUIRE(std::filesystem::exists(index), "checkpoint.resume is true but '", checkpoint_dir,
+                   "' holds no checkpoint (no ", index, "); check checkpoint.dir, or set checkpoint.resume=false to "
+                   "start afresh");
         start_step = nn::load_stage_checkpoint(checkpoint_dir, stage, K, *module, *optimizer);
+        MP_REQUIRE(start_step < config.steps, "the checkpoint in '", checkpoint_dir, "' is at step ", start_step,
+                   ", which already reaches steps = ", config.steps, ": nothing to train (raise steps to continue)");
         log.line("resumed from %s at step %lld", checkpoint_dir.c_str(), (long long)start_step);
     }
     std::vector<nn::LayerRange> layer_ranges;
@@ -259,7 +273,11 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
         Tensor inputs = batch.ids.slice(replica * shard, (replica + 1) * shard);
         Tensor targets = batch.targets.slice(replica * shard, (replica + 1) * shard);
         auto begin = std::chrono::steady_clock::now();
-        last = engine.step(inputs, targets);
+        try {
+            last = engine.step(inputs, targets);
+        } catch (const std::exception& e) {
+            throw std::runtime_error(str("step ", step, ": ", e.what()));  // which step, for every failure
+        }
         double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
         if (step > start_step || config.steps - start_step == 1) timed_seconds += seconds, ++timed_steps;  // step 0 includes warm-up
         result.losses.push_back(last.loss);

@@ -82,6 +82,14 @@ expect_failure one_rank_bad_key "pipeline.shedule" "${launch[@]}" -np 1 "$build/
     : -np 1 "$build/examples/train_gpt" "${small[@]}" --set pipeline.shedule=gpipe
 expect_failure one_rank_other_seed "differs from rank 0 in seed (rank 1: 7, rank 0: 1337)" "${launch[@]}" \
     -np 1 "$build/examples/train_gpt" "${small[@]}" : -np 1 "$build/examples/train_gpt" "${small[@]}" --set seed=7
+# Divergence stops every rank before the update (and before any checkpoint of it); a resume that
+# finds no checkpoint, or one with nothing left to train, is refused naming the directory.
+expect_failure diverged "training diverged" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${small[@]}" \
+    --set optimizer.lr=1e30 --set lr_schedule.warmup_steps=0
+expect_failure resume_nothing_there "holds no checkpoint" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${small[@]}" \
+    --set checkpoint.dir="$out/no_such_dir" --set checkpoint.resume=true
+expect_failure resume_nothing_left "already reaches steps = 6" "${launch[@]}" -np 2 "$build/examples/train_gpt" \
+    "${resume_args[@]}" --set steps=6 --set checkpoint.dir="$out/resumed" --set checkpoint.resume=true
 stage_file=$(ls "$out"/resumed/step-*/stage-1-of-2.safetensors 2>/dev/null | tail -n 1)
 if [ -n "$stage_file" ]; then
     truncate -s $(( $(stat -c %s "$stage_file") / 2 )) "$stage_file"

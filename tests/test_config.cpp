@@ -460,3 +460,16 @@ TEST(Config, DifferencesNameEveryDifferingKeyWithBothValues) {
     EXPECT_EQ(differences[1], "pipeline.schedule (rank 1: \"1f1b\", rank 0: \"gpipe\")");
     EXPECT_EQ(differences[2], "seed (rank 1: 8, rank 0: 7)");
 }
+
+// Products of user numbers never wrap around into a value that passes the batch identity.
+TEST(Config, OverflowingProductsAreRefused) {
+    expect_rejected(R"({"micro_batch_size": 4611686018427387905, "micro_batches": 4})",
+                    {"micro_batch_size × micro_batches × data-parallel size", "4611686018427387905 × 4",
+                     "does not fit in 64 bits"});
+    expect_rejected(R"({"micro_batch_size": 3037000500, "micro_batches": 3037000500})", {"does not fit in 64 bits"});
+    expect_rejected(R"({"micro_batch_size": 4611686018427387904, "micro_batches": 1, "pipeline": {"stages": 1}})",
+                    {"does not fit in 64 bits"}, {}, 2);  // × 2 data-parallel replicas
+    expect_rejected(R"({"model": {"kind": "mlp", "widths": [4, 8, 4]},
+                        "pipeline": {"stages": 2, "partition": "balance", "balance": [9223372036854775807, 5]}})",
+                    {"pipeline.balance", "does not fit in 64 bits"}, {}, 2);
+}

@@ -183,6 +183,16 @@ TEST(Schedule, CosineWithWarmup) {
     EXPECT_DOUBLE_EQ(nn::cosine_lr(500, 10, 100, 1.0, 0.1), 0.1);
 }
 
+TEST(Schedule, ConstantAfterTheSameWarmup) {
+    EXPECT_DOUBLE_EQ(nn::constant_lr(0, 10, 1.0), 0.1);
+    EXPECT_DOUBLE_EQ(nn::constant_lr(4, 10, 1.0), 0.5);
+    EXPECT_DOUBLE_EQ(nn::constant_lr(9, 10, 1.0), 1.0);
+    EXPECT_DOUBLE_EQ(nn::constant_lr(500, 10, 1.0), 1.0);
+    EXPECT_DOUBLE_EQ(nn::constant_lr(0, 0, 1.0), 1.0);  // no warm-up
+    for (int64_t step = 0; step < 10; ++step)
+        EXPECT_DOUBLE_EQ(nn::constant_lr(step, 10, 1.0), nn::cosine_lr(step, 10, 100, 1.0, 0.1)) << step;
+}
+
 TEST(Clipping, ScalesToMaxNormAndReportsTheNorm) {
     Tensor a = Tensor::from_vector<double>({3.0}, {1});
     Tensor b = Tensor::from_vector<double>({4.0}, {1});

@@ -314,6 +314,40 @@ TEST_F(Pipeline, BadBatchesAreErrorsOnEveryRank) {
         {std::to_string(stages) + " ranks", std::to_string(stages + 1) + " stages"});
 }
 
+// A non-finite loss (here a NaN target) stops every stage at the optimizer step with the cause,
+// and no stage's weights change.
+TEST_F(Pipeline, ANonFiniteLossStopsEveryStageBeforeTheUpdate) {
+    const int stages = std::min(g_world->size(), 4);
+    std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < stages ? 0 : -1);
+    if (!group) return;
+    Problem problem = mlp_problem();
+    std::vector<float> targets = problem.targets.to_vector<float>();
+    targets[13] = std::nanf("");  // row 3: micro-batch 0 of 4
+    Tensor nan_targets = Tensor::from_vector(targets, problem.targets.shape());
+    std::vector<StageRange> ranges = uniform_partition(problem.spec.size(), stages);
+    auto stage = problem.spec.build(ranges[group->rank()].begin, ranges[group->rank()].end);
+    std::vector<Tensor> before;
+    for (const Tensor& p : stage->parameters()) before.push_back(p.clone());
+    nn::SGD sgd(stage->parameters(), kSgd);
+    Engine engine(*group, stage, make_schedule("1f1b", stages, 4), sgd, problem.loss, Rematerialization::Never,
+                  Device::cpu());
+    const bool last = group->rank() == stages - 1;
+    try {
+        engine.step(problem.inputs, nan_targets);
+        ADD_FAILURE() << "a NaN loss trained";
+    } catch (const std::runtime_error& e) {
+        std::string message = e.what();
+        EXPECT_NE(message.find("training diverged"), std::string::npos) << message;
+        EXPECT_NE(message.find(last ? "the loss of micro-batch 0 is nan" : "the last stage's loss is not finite"),
+                  std::string::npos) << message;
+        EXPECT_NE(message.find("no stage applied this step's update"), std::string::npos) << message;
+    }
+    std::vector<Tensor> after = stage->parameters();
+    for (size_t i = 0; i < after.size(); ++i)
+        mp::testing::expect_equal(after[i], before[i], str("stage ", group->rank(), " parameter ", i));
+    EXPECT_TRUE(std::isfinite(engine.step(problem.inputs, problem.targets).loss));  // usable again
+}
+
 // ---------------------------------------------------------------- on the GPU
 // The ranks share the GPU over MPI here (one GPU per machine is the common case). The engine on
 // a GPU times its actions with device events and reads the queued input checks once per step.
