@@ -2,6 +2,7 @@
 // checkpoint reader needs before it trusts any offset, and the atomic file write (temporary
 // file, fsync, rename, fsync of the directory) that every checkpoint file goes through.
 #include "nn/safetensors.h"
+#include "nn/json_limits.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -123,11 +124,11 @@ HeaderEntry parse_entry(const std::string& name, const json& value, const std::s
     MP_REQUIRE(shape.is_array(), where, ": shape is not an array");
     uint64_t numel = 1;
     for (const json& extent : shape) {
-        MP_REQUIRE(extent.is_number_unsigned(), where, ": shape ", shape.dump(), " has an entry that is not a non-negative integer");
+        MP_REQUIRE(extent.is_number_unsigned(), where, ": shape ", abbreviated(shape), " has an entry that is not a non-negative integer");
         uint64_t size = extent.get<uint64_t>();
         MP_REQUIRE(size <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) &&
                        (size == 0 || numel <= std::numeric_limits<uint64_t>::max() / 16 / size),
-                   where, ": shape ", shape.dump(), " overflows");
+                   where, ": shape ", abbreviated(shape), " overflows");
         numel *= size;
         entry.shape.push_back(static_cast<int64_t>(size));
     }
@@ -135,7 +136,7 @@ HeaderEntry parse_entry(const std::string& name, const json& value, const std::s
     const json& offsets = value["data_offsets"];
     MP_REQUIRE(offsets.is_array() && offsets.size() == 2 && offsets[0].is_number_unsigned() &&
                    offsets[1].is_number_unsigned(),
-               where, ": data_offsets ", offsets.dump(), " is not a pair of non-negative integers");
+               where, ": data_offsets ", abbreviated(offsets), " is not a pair of non-negative integers");
     entry.begin = offsets[0].get<uint64_t>();
     entry.end = offsets[1].get<uint64_t>();
     MP_REQUIRE(entry.begin <= entry.end, where, ": data_offsets [", entry.begin, ", ", entry.end, "] end before they begin");
@@ -150,7 +151,10 @@ HeaderEntry parse_entry(const std::string& name, const json& value, const std::s
 json parse_header_json(const std::string& text, const std::string& source) {
     std::vector<std::set<std::string>> keys_per_open_object;
     std::string duplicate;
-    auto track_keys = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
+    auto track_keys = [&](int depth, json::parse_event_t event, json& parsed) {
+        if (event == json::parse_event_t::object_start || event == json::parse_event_t::array_start)
+            MP_REQUIRE(depth < kMaxJsonDepth, "safetensors file '", source, "': header nested deeper than ",
+                       kMaxJsonDepth, " levels (a valid header is 3 deep)");
         if (event == json::parse_event_t::object_start) keys_per_open_object.emplace_back();
         else if (event == json::parse_event_t::object_end && !keys_per_open_object.empty()) keys_per_open_object.pop_back();
         else if (event == json::parse_event_t::key && !keys_per_open_object.empty() && parsed.is_string())

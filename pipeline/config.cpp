@@ -18,6 +18,7 @@
 
 #include "comm/deadline.h"
 #include "kernels/common/error.h"
+#include "nn/json_limits.h"
 
 namespace mp::pipeline {
 
@@ -252,14 +253,14 @@ std::string unknown_key_message(const std::string& path) {
 std::string describe_value(const json& value) {
     switch (value.type()) {
         case json::value_t::number_integer:
-        case json::value_t::number_unsigned: return "int " + value.dump();
-        case json::value_t::number_float: return "float " + value.dump();
-        case json::value_t::string: return "string " + value.dump();
-        case json::value_t::boolean: return "bool " + value.dump();
-        case json::value_t::array: return "list " + value.dump();
-        case json::value_t::object: return "object " + value.dump();
+        case json::value_t::number_unsigned: return "int " + nn::abbreviated(value);
+        case json::value_t::number_float: return "float " + nn::abbreviated(value);
+        case json::value_t::string: return "string " + nn::abbreviated(value);
+        case json::value_t::boolean: return "bool " + nn::abbreviated(value);
+        case json::value_t::array: return "list " + nn::abbreviated(value);
+        case json::value_t::object: return "object " + nn::abbreviated(value);
         case json::value_t::null: return "null";
-        default: return value.dump();
+        default: return nn::abbreviated(value);
     }
 }
 
@@ -303,15 +304,15 @@ void check_constraints(const ConfigKey& key, const json& value) {
         if (std::find(key.choices.begin(), key.choices.end(), text) == key.choices.end()) {
             std::string allowed;
             for (const std::string& choice : key.choices) allowed += (allowed.empty() ? "" : " | ") + choice;
-            throw std::invalid_argument(str(key.path, ": ", value.dump(), " is not one of ", allowed));
+            throw std::invalid_argument(str(key.path, ": ", nn::abbreviated(value), " is not one of ", allowed));
         }
     }
     if (!key.min && !key.max) return;
     if (key.type == KeyType::IntList) {
         for (size_t i = 0; i < value.size(); ++i)
-            check_bounds(key, value[i].get<double>(), str(key.path, "[", i, "]"), value[i].dump());
+            check_bounds(key, value[i].get<double>(), str(key.path, "[", i, "]"), nn::abbreviated(value[i]));
     } else if (key.type == KeyType::Int || key.type == KeyType::Float) {
-        check_bounds(key, value.get<double>(), key.path, value.dump());
+        check_bounds(key, value.get<double>(), key.path, nn::abbreviated(value));
     }
 }
 
@@ -424,8 +425,12 @@ json parse_json_strict(const std::string& text, const std::string& source_name) 
     };
     auto callback = [&](int, json::parse_event_t event, json& parsed) -> bool {
         switch (event) {
-            case json::parse_event_t::object_start: frames.push_back(Frame{true, {}, {}, 0}); break;
-            case json::parse_event_t::array_start: frames.push_back(Frame{false, {}, {}, 0}); break;
+            case json::parse_event_t::object_start:
+            case json::parse_event_t::array_start:
+                MP_REQUIRE(frames.size() < static_cast<size_t>(nn::kMaxJsonDepth), source_name, ": JSON nested deeper than ",
+                           nn::kMaxJsonDepth, " levels (at ", path_to("…"), "); a configuration is at most 3 deep");
+                frames.push_back(Frame{event == json::parse_event_t::object_start, {}, {}, 0});
+                break;
             case json::parse_event_t::object_end:
             case json::parse_event_t::array_end:
                 frames.pop_back();
@@ -444,6 +449,10 @@ json parse_json_strict(const std::string& text, const std::string& source_name) 
     };
     try {
         return json::parse(text, callback, /*allow_exceptions=*/true, /*ignore_comments=*/true);
+    } catch (const json::out_of_range& e) {
+        // A number beyond double's range (1e999): nlohmann reports it without a position.
+        throw std::invalid_argument(str(source_name, ": invalid JSON: a number is out of range (",
+                                        std::string(e.what()).substr(std::string(e.what()).find(']') + 2), ")"));
     } catch (const json::parse_error& e) {
         auto [line, column] = line_and_column(text, e.byte);
         // nlohmann's message: "[json.exception.parse_error.101] parse error at line 3, column 5: <reason>".
@@ -639,7 +648,8 @@ std::vector<std::string> config_differences(const TrainConfig& a, const std::str
     for (const ConfigKey& key : config_keys()) {
         json a_value = read_field(key, a), b_value = read_field(key, b);
         if (a_value != b_value)
-            differences.push_back(str(key.path, " (", a_name, ": ", a_value.dump(), ", ", b_name, ": ", b_value.dump(), ")"));
+            differences.push_back(str(key.path, " (", a_name, ": ", nn::abbreviated(a_value), ", ", b_name, ": ",
+                                      nn::abbreviated(b_value), ")"));
     }
     return differences;
 }

@@ -180,6 +180,26 @@ TEST(Safetensors, MalformedFilesAreRefusedNamingFileAndProblem) {
                    {"needs dtype, shape and data_offsets"});
     expect_refused("metadata_value", hand_built_file(R"({"__metadata__":{"step":3}})", ""),
                    {"__metadata__ value of 'step' is not a string"});
+    // A shape nested 200000 deep: refused by depth while parsing (no recursive walk or dump of it).
+    const std::string deep_shape = std::string(200000, '[') + "1" + std::string(200000, ']');
+    expect_refused("deep_shape",
+                   hand_built_file(R"({"a":{"dtype":"F32","shape":)" + deep_shape + R"(,"data_offsets":[0,4]}})",
+                                   std::string(4, '\0')),
+                   {"nested deeper than 32 levels"});
+    // A long shape in a message is quoted, not copied whole.
+    std::string long_shape = "[";
+    for (int i = 0; i < 20000; ++i) long_shape += "-1,";
+    long_shape.back() = ']';
+    const std::string long_path = dir + "/long_shape.safetensors";
+    write_bytes(long_path, hand_built_file(R"({"a":{"dtype":"F32","shape":)" + long_shape + R"(,"data_offsets":[0,4]}})",
+                                           std::string(4, '\0')));
+    try {
+        nn::read_safetensors(long_path);
+        ADD_FAILURE() << "a negative extent was accepted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_LT(std::string(e.what()).size(), 600u) << "the message copies the whole shape";
+        EXPECT_NE(std::string(e.what()).find("characters)"), std::string::npos) << e.what();
+    }
 }
 
 TEST(Safetensors, MissingFileIsAnIoErrorNamingIt) {

@@ -473,3 +473,19 @@ TEST(Config, OverflowingProductsAreRefused) {
                         "pipeline": {"stages": 2, "partition": "balance", "balance": [9223372036854775807, 5]}})",
                     {"pipeline.balance", "does not fit in 64 bits"}, {}, 2);
 }
+
+// Deeply nested JSON is refused while parsing, numbers beyond double are named, and a long value
+// is quoted in part, not copied whole into the message.
+TEST(Config, NestingOutOfRangeNumbersAndLongValues) {
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    expect_rejected(deep, {"run.json", "nested deeper than 32 levels"});
+    expect_rejected(R"({"seed": )" + deep + "}", {"run.json", "nested deeper than 32 levels", "seed[0]"});
+    expect_rejected(R"({"optimizer": {"lr": 1e999}})", {"run.json", "a number is out of range", "1e999"});
+    try {
+        parse(R"({"seed": ")" + std::string(100000, 'x') + R"("})");
+        ADD_FAILURE() << "a string seed was accepted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_LT(std::string(e.what()).size(), 300u);
+        EXPECT_NE(std::string(e.what()).find("(100002 characters)"), std::string::npos) << e.what();
+    }
+}
