@@ -52,6 +52,13 @@ TokenDataset load_token_shard(const std::string& path, int64_t vocab) {
     MP_REQUIRE(header[1] == 1, "load_token_shard: '", path, "' has version ", header[1], ", expected 1");
     int64_t count = header[2];
     MP_REQUIRE(count >= 2, "load_token_shard: '", path, "' declares ", count, " tokens; need at least 2");
+    // The file must hold what the header declares before anything that size is allocated.
+    const std::streamoff header_bytes = in.tellg();
+    in.seekg(0, std::ios::end);
+    const int64_t available = static_cast<int64_t>((in.tellg() - header_bytes) / static_cast<std::streamoff>(sizeof(uint16_t)));
+    in.seekg(header_bytes);
+    MP_REQUIRE(available >= count, "load_token_shard: '", path, "' is truncated: the header declares ", count,
+               " tokens but only ", available, " follow");
     std::vector<uint16_t> raw(static_cast<size_t>(count));
     in.read(reinterpret_cast<char*>(raw.data()), count * static_cast<std::streamsize>(sizeof(uint16_t)));
     MP_REQUIRE(in.gcount() == count * static_cast<std::streamsize>(sizeof(uint16_t)), "load_token_shard: '", path,

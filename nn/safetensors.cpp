@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -277,7 +278,21 @@ std::string read_file_bytes(const std::string& path) {
     return bytes;
 }
 
+// Removes "<path>.tmp.<pid>" files that a killed earlier write of `path` left behind. One writer
+// owns each path at a time (each rank writes its own stage file), so every such file is stale.
+void remove_stale_temporaries(const std::string& path) {
+    const std::filesystem::path target(path);
+    const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+    const std::string prefix = target.filename().string() + ".tmp.";
+    std::error_code error;
+    for (std::filesystem::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
+        const std::string name = it->path().filename().string();
+        if (name.compare(0, prefix.size(), prefix) == 0) std::filesystem::remove(it->path(), error);
+    }
+}
+
 void write_file_atomically(const std::string& path, const std::function<void(const ByteSink& sink)>& produce) {
+    remove_stale_temporaries(path);
     const std::string temporary = path + ".tmp." + std::to_string(::getpid());
     int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) throw RuntimeError(str("cannot create '", temporary, "' (writing '", path, "'): ", system_reason()));

@@ -85,7 +85,7 @@ DataSource make_data(const TrainConfig& config) {
         return data;
     }
     if (config.data.kind == "text") data.tokens = nn::load_text_file(config.data.path);
-    else if (config.data.kind == "shard") data.tokens = nn::load_token_shard(config.data.path);
+    else if (config.data.kind == "shard") data.tokens = nn::load_token_shard(config.data.path, config.model.vocab);
     else data.tokens = nn::synthetic_additions(20000, 3, static_cast<uint64_t>(config.seed));
     MP_REQUIRE(data.tokens.vocab <= config.model.vocab, "model.vocab is ", config.model.vocab, " but the data (",
                data.tokens.description, ") needs ", data.tokens.vocab);

@@ -267,6 +267,11 @@ TEST(AtomicWrite, StaleTemporaryFromACrashedSaveLeavesThePreviousCheckpointLoada
     EXPECT_EQ(nn::load_stage_checkpoint(dir, 0, 1, *fresh, fresh_optimizer), 5);
     for (size_t i = 0; i < model->parameters().size(); ++i)
         expect_equal(fresh->parameters()[i], model->parameters()[i], "parameter after load");
+
+    // The next save of those files removes the crashed save's leftovers.
+    nn::save_stage_checkpoint(dir, 0, 1, *model, optimizer, 5);
+    EXPECT_FALSE(std::filesystem::exists(nn::stage_checkpoint_path(dir, 0, 1, 5) + ".tmp.4242"));
+    EXPECT_FALSE(std::filesystem::exists(nn::checkpoint_index_path(dir) + ".tmp.4242"));
 }
 
 // Several stages: the index is published only after every stage has saved, so a save that

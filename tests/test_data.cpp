@@ -57,6 +57,19 @@ TEST(Data, BadShardsAreRefusedNamingTheFile) {
     std::string short_header = temp_path("short.bin");
     std::ofstream(short_header) << "tiny";
     expect_invalid_argument([&] { nn::load_token_shard(short_header); }, {short_header, "shorter than the 1024-byte header"});
+    // A header declaring 2^31 - 1 tokens over 3: refused from the file's size, before 4 GiB are allocated.
+    std::string huge = temp_path("huge.bin");
+    write_shard(huge, 20240520, 1, 2147483647, {1, 2, 3});
+    expect_invalid_argument([&] { nn::load_token_shard(huge); }, {huge, "truncated", "declares 2147483647 tokens", "only 3"});
+}
+
+// A model vocabulary that covers the data is used as is (never rounded up and then refused).
+TEST(Data, ShardWithTheModelsVocabulary) {
+    std::string path = temp_path("small_vocab.bin");
+    write_shard(path, 20240520, 1, 21, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20});
+    EXPECT_EQ(nn::load_token_shard(path, 32).vocab, 32);
+    EXPECT_EQ(nn::load_token_shard(path, 21).vocab, 21);
+    expect_invalid_argument([&] { nn::load_token_shard(path, 20); }, {"token 20", "vocabulary of 20", path});
 }
 
 TEST(Data, SyntheticAdditionsAreCorrectAndDeterministic) {
