@@ -102,21 +102,31 @@ Dropout::Dropout(double p, uint64_t seed) : p_(p), gen_(seed) {
 namespace {
 struct DropoutReplay {
     bool active = false;
+    uint64_t serial = 0;  // which scope: a module's call count restarts in each new one
     uint64_t key = 0;
-    uint64_t calls = 0;
+    int64_t first_row = 0;
 };
 thread_local DropoutReplay g_dropout_replay;
+thread_local uint64_t g_dropout_scopes_opened = 0;
 }  // namespace
 
-DropoutReplayScope::DropoutReplayScope(uint64_t key) { g_dropout_replay = DropoutReplay{true, key, 0}; }
+DropoutReplayScope::DropoutReplayScope(uint64_t key, int64_t first_row) {
+    MP_REQUIRE(first_row >= 0, "DropoutReplayScope: first_row must be >= 0, got ", first_row);
+    g_dropout_replay = DropoutReplay{true, ++g_dropout_scopes_opened, key, first_row};
+}
 DropoutReplayScope::~DropoutReplayScope() { g_dropout_replay = DropoutReplay{}; }
 
 Tensor Dropout::forward(const Tensor& x) {
     if (!is_training() || p_ == 0.0) return x;
     if (g_dropout_replay.active) {
-        uint64_t call = g_dropout_replay.calls++;
-        uint64_t seed = rng::mix64(gen_.seed() ^ rng::mix64(g_dropout_replay.key * 0x9E3779B97F4A7C15ULL + call));
-        return fn::dropout(x, p_, seed, 0);
+        if (replay_scope_ != g_dropout_replay.serial) {
+            replay_scope_ = g_dropout_replay.serial;
+            replay_calls_ = 0;
+        }
+        const uint64_t call = replay_calls_++;
+        const uint64_t seed = rng::mix64(gen_.seed() ^ rng::mix64(g_dropout_replay.key * 0x9E3779B97F4A7C15ULL + call));
+        const uint64_t per_row = x.dim() > 0 && x.size(0) > 0 ? static_cast<uint64_t>(x.numel() / x.size(0)) : 0;
+        return fn::dropout(x, p_, seed, static_cast<uint64_t>(g_dropout_replay.first_row) * per_row);
     }
     return fn::dropout(x, p_, gen_.seed(), gen_.advance(static_cast<uint64_t>(x.numel())));
 }

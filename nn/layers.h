@@ -70,13 +70,17 @@ class LayerNorm : public Module {
     double eps_;
 };
 
-// Makes dropout masks a function of a key instead of the layers' running counters while alive:
-// the n-th Dropout call on this thread inside the scope uses a mask derived from (its seed, key,
-// n). A pipeline stage opens one per micro-batch forward (key = step and micro-batch), so a
-// re-materialized forward, run again under the same key, draws exactly the same masks.
+// Makes dropout masks a function of where they are drawn instead of the layers' running counters
+// while alive: inside the scope, the n-th call of one Dropout module draws its mask from (that
+// module's own seed — its identity in the whole model —, `key`, n) at element offset
+// first_row × (elements per row of dim 0), i.e. as the slice of the mask the whole batch would
+// get. A pipeline stage opens one per micro-batch forward (key = the step, first_row = the
+// micro-batch's first row in the global batch), so one process, any partition, any micro-batch
+// count and any schedule draw the same masks, and a re-materialized forward, run again under a
+// fresh scope with the same key and row, draws exactly the masks of the first.
 class DropoutReplayScope {
   public:
-    explicit DropoutReplayScope(uint64_t key);
+    DropoutReplayScope(uint64_t key, int64_t first_row);
     ~DropoutReplayScope();
     DropoutReplayScope(const DropoutReplayScope&) = delete;
     DropoutReplayScope& operator=(const DropoutReplayScope&) = delete;
@@ -93,6 +97,8 @@ class Dropout : public Module {
   private:
     double p_;
     Generator gen_;
+    uint64_t replay_scope_ = 0;  // the scope this module's call count belongs to
+    uint64_t replay_calls_ = 0;  // calls inside that scope
 };
 
 // Multi-head causal self-attention: fused qkv projection, causal softmax(q·kᵀ/√D)·v, output projection.

@@ -18,6 +18,7 @@ namespace mp::pipeline {
 // What this stage holds for one micro-batch between its forward and its backward.
 struct Engine::MicroBatch {
     int index = 0;
+    int64_t first_row = 0;               // its first row in the global batch (keys dropout masks)
     Tensor input;                        // stage input: a view of the batch (first stage) or the received activation
     Tensor targets;                      // last stage only
     Tensor output;                       // until sent (the last stage keeps its loss until the step ends)
@@ -93,7 +94,7 @@ void Engine::run_forward(MicroBatch& mb, bool last_micro_batch) {
     size_t before = allocator.stats().current_bytes;
     mb.rematerialize = remat_ == Rematerialization::Always || (remat_ == Rematerialization::ExceptLast && !last_micro_batch);
     Tensor output;
-    nn::DropoutReplayScope masks(dropout_key(mb.index));
+    nn::DropoutReplayScope masks(dropout_key(), mb.first_row);
     if (mb.rematerialize) {
         autograd::NoGradScope no_grad;
         output = stage_->forward(mb.input);
@@ -129,7 +130,7 @@ void Engine::run_backward(MicroBatch& mb) {
         size_t before = allocator.stats().current_bytes;
         mb.tape = std::make_unique<autograd::Tape>();
         autograd::TapeScope scope(*mb.tape);
-        nn::DropoutReplayScope masks(dropout_key(mb.index));  // the same masks as the first forward
+        nn::DropoutReplayScope masks(dropout_key(), mb.first_row);  // the same masks as the first forward
         Tensor output = stage_->forward(mb.input);
         if (is_last()) output = loss_.mean_loss(output, mb.targets);
         mb.output_ref = autograd::TensorRef(output);
@@ -187,8 +188,11 @@ void Engine::run_group(std::vector<MicroBatch>& mbs, size_t first, size_t last) 
     }
 }
 
-uint64_t Engine::dropout_key(int micro_batch) const {
-    return static_cast<uint64_t>(steps_run_) * static_cast<uint64_t>(schedule_.micro_batches) + static_cast<uint64_t>(micro_batch);
+uint64_t Engine::dropout_key() const { return static_cast<uint64_t>(steps_run_); }
+
+void Engine::set_steps_run(int64_t steps) {
+    MP_REQUIRE(steps >= 0, "pipeline: set_steps_run: steps must be >= 0, got ", steps);
+    steps_run_ = steps;
 }
 
 void Engine::prepare_shapes(const Tensor& inputs, int64_t micro) {
@@ -311,8 +315,12 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
 
     std::vector<MicroBatch> mbs(M);
     double total_count = 0;
+    // This replica's rows are [replica · batch, (replica + 1) · batch) of the global batch (as the
+    // trainer shards it): dropout masks are keyed by global rows, so any layout draws the same.
+    const int64_t replica_first_row = data_parallel_ != nullptr ? data_parallel_->rank() * batch : 0;
     for (int m = 0; m < M; ++m) {
         mbs[m].index = m;
+        mbs[m].first_row = replica_first_row + m * micro;
         if (is_first()) mbs[m].input = inputs.slice(m * micro, (m + 1) * micro).to(device_);
         if (is_last()) {
             // Counted where the targets are given (the host, for the trainers), before they move.

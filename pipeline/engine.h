@@ -60,6 +60,10 @@ class Engine {
     // optimizer step, as torch.nn.utils.clip_grad_norm_ would on the whole model; 0 = off.
     void set_grad_clip(double max_norm);
 
+    // The steps already trained (a resumed run passes the checkpoint's step): dropout masks are
+    // keyed by it, so a resumed run draws the masks the uninterrupted one would have.
+    void set_steps_run(int64_t steps);
+
     int stage_index() const { return stage_index_; }
     int stages() const { return schedule_.stages; }
     const Schedule& schedule() const { return schedule_; }
@@ -68,7 +72,7 @@ class Engine {
     struct MicroBatch;
     void infer_shapes(const Tensor& first_input);
     void prepare_shapes(const Tensor& inputs, int64_t micro);
-    uint64_t dropout_key(int micro_batch) const;
+    uint64_t dropout_key() const;
     void run_forward(MicroBatch& mb, bool last_micro_batch);
     void run_backward(MicroBatch& mb);
     void run_group(std::vector<MicroBatch>& mbs, size_t first, size_t last);
@@ -101,7 +105,7 @@ class Engine {
     Shape input_shape_, output_shape_;
     DType input_dtype_ = DType::Float32, output_dtype_ = DType::Float32;
 
-    int64_t steps_run_ = 0;  // keys the dropout masks of each (step, micro-batch)
+    int64_t steps_run_ = 0;  // keys the dropout masks of each step (restored on resume: set_steps_run)
 
     // Per-step accounting.
     size_t live_stash_bytes_ = 0;

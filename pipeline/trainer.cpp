@@ -248,6 +248,7 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
         start_step = nn::load_stage_checkpoint(checkpoint_dir, stage, K, *module, *optimizer);
         MP_REQUIRE(start_step < config.steps, "the checkpoint in '", checkpoint_dir, "' is at step ", start_step,
                    ", which already reaches steps = ", config.steps, ": nothing to train (raise steps to continue)");
+        engine.set_steps_run(start_step);
         log.line("resumed from %s at step %lld", checkpoint_dir.c_str(), (long long)start_step);
     }
     std::vector<nn::LayerRange> layer_ranges;

@@ -69,6 +69,23 @@ else
     failed=$((failed + 1)); failures+=("resume_bit_identical"); echo "---- resume: checksums differ: '$straight' vs '$resumed'"
 fi
 
+# The same with dropout on: the masks are keyed by the step, which a resumed run restores.
+dropout_args=("${resume_args[@]}" --set model.dropout=0.1)
+run resume_dropout_straight "${launch[@]}" -np 2 "$build/examples/train_gpt" "${dropout_args[@]}" --set steps=6 \
+    --set checkpoint.dir="$out/dropout_straight" --summary "$out/dropout_straight.json"
+run resume_dropout_first_half "${launch[@]}" -np 2 "$build/examples/train_gpt" "${dropout_args[@]}" --set steps=3 \
+    --set checkpoint.dir="$out/dropout_resumed"
+run resume_dropout_second_half "${launch[@]}" -np 2 "$build/examples/train_gpt" "${dropout_args[@]}" --set steps=6 \
+    --set checkpoint.dir="$out/dropout_resumed" --set checkpoint.resume=true --summary "$out/dropout_resumed.json"
+straight=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/dropout_straight.json" 2>/dev/null)
+resumed=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/dropout_resumed.json" 2>/dev/null)
+if [ -n "$straight" ] && [ "$straight" = "$resumed" ]; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1)); failures+=("resume_with_dropout_bit_identical")
+    echo "---- resume with dropout: checksums differ: '$straight' vs '$resumed'"
+fi
+
 # Bad configs are refused on every rank, naming the key.
 expect_failure bad_key "pipeline.shedule" "${launch[@]}" -np 2 "$build/examples/train_gpt" --set pipeline.shedule=gpipe
 expect_failure bad_stages "world size" "${launch[@]}" -np 2 "$build/examples/train_gpt" --set pipeline.stages=3

@@ -19,6 +19,7 @@
 #include "autograd/tape.h"
 #include "comm/make_communicator.h"
 #include "comm/mpi_runtime.h"
+#include "nn/layers.h"
 #include "nn/models.h"
 #include "nn/optim.h"
 #include "pipeline/engine.h"
@@ -78,6 +79,7 @@ Reference train_one_process(const Problem& problem, double grad_clip = 0, Device
         sgd.zero_grad();
         autograd::Tape tape;
         autograd::TapeScope scope(tape);
+        nn::DropoutReplayScope masks(static_cast<uint64_t>(step), 0);  // keyed as the engine keys them
         Tensor loss = problem.loss.mean_loss(model->forward(problem.inputs.to(device)), problem.targets.to(device));
         tape.backward(loss);
         ref.losses.push_back(loss.item());
@@ -184,7 +186,7 @@ TEST_F(Pipeline, DataParallelReplicasEqualOneProcessTraining) {
     const int stage = g_world->rank() % stages, replica = g_world->rank() / stages;
     std::unique_ptr<comm::Communicator> pipeline_group = g_world->split(replica);
     std::unique_ptr<comm::Communicator> replica_group = g_world->split(stage);
-    for (const Problem& problem : {gpt_problem(), mlp_problem()}) {
+    for (const Problem& problem : {gpt_problem(), gpt_problem(0.3), mlp_problem()}) {  // dropout: masks by global row
         Reference ref = train_one_process(problem);
         std::vector<StageRange> ranges = uniform_partition(problem.spec.size(), stages);
         auto module = problem.spec.build(ranges[stage].begin, ranges[stage].end);
@@ -201,6 +203,35 @@ TEST_F(Pipeline, DataParallelReplicasEqualOneProcessTraining) {
         for (auto& [name, p] : module->named_parameters())
             mp::testing::expect_close(p, ref.parameters.at(name), 1e-5, 1e-7, problem.name + " data-parallel " + name);
     }
+}
+
+// Dropout masks are keyed by each layer's identity, the step and the global row, so with dropout
+// on, every partition, micro-batch count and schedule trains exactly as one process does.
+TEST_F(Pipeline, WithDropoutEveryLayoutEqualsOneProcessTraining) {
+    const int world = g_world->size();
+    Problem problem = gpt_problem(0.3);
+    Reference ref = train_one_process(problem);
+    int configurations = 0;
+    for (int stages = 1; stages <= std::min(world, 4); ++stages) {
+        std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < stages ? 0 : -1);
+        if (!group) continue;
+        for (const std::string partitioning : {"uniform", "uneven"})
+            for (const std::string schedule : {"gpipe", "1f1b"})
+                for (int micro_batches : {1, 3, 4}) {
+                    std::vector<StageRange> ranges = partitioning == "uniform" ? uniform_partition(problem.spec.size(), stages)
+                                                                               : uneven(problem.spec.size(), stages);
+                    std::string what = str("dropout 0.3 K=", stages, " M=", micro_batches, " ", schedule, " ", partitioning);
+                    RunResult run = train_pipeline(*group, problem, ranges, schedule, micro_batches,
+                                                   Rematerialization::ExceptLast);
+                    ++configurations;
+                    for (int step = 0; step < kSteps; ++step)
+                        EXPECT_NEAR(run.losses[step], ref.losses[step], 1e-5 * std::fabs(ref.losses[step]))
+                            << what << " step " << step;
+                    for (auto& [name, p] : run.stage->named_parameters())
+                        mp::testing::expect_close(p, ref.parameters.at(name), 1e-5, 1e-7, what + " parameter " + name);
+                }
+    }
+    EXPECT_GT(configurations, 0);
 }
 
 // With dropout, re-materialization must recompute the very masks of the first forward: the
