@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "kernels/common/counter_rng.h"
@@ -25,7 +26,15 @@ std::vector<int32_t> TokenDataset::encode(const std::string& text) const {
     return ids;
 }
 
+namespace {
+// A directory opens as a stream on Linux and then reads as nothing: say what it is instead.
+void require_regular_file(const char* op, const std::string& path) {
+    MP_REQUIRE(!std::filesystem::is_directory(path), op, ": '", path, "' is a directory, not a file");
+}
+}  // namespace
+
 TokenDataset load_text_file(const std::string& path) {
+    require_regular_file("load_text_file", path);
     std::ifstream in(path, std::ios::binary);
     MP_REQUIRE(in.good(), "load_text_file: cannot open '", path, "'");
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -41,6 +50,7 @@ TokenDataset load_text_file(const std::string& path) {
 TokenDataset load_token_shard(const std::string& path, int64_t vocab) {
     constexpr int32_t kMagic = 20240520;
     constexpr int kHeaderInts = 256;
+    require_regular_file("load_token_shard", path);
     std::ifstream in(path, std::ios::binary);
     MP_REQUIRE(in.good(), "load_token_shard: cannot open '", path, "'");
     std::vector<int32_t> header(kHeaderInts);

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <limits>
@@ -623,6 +624,7 @@ TrainConfig parse_config_text(const std::string& text, const std::string& source
 }
 
 TrainConfig load_config(const std::string& path, const std::vector<std::string>& overrides, int world_size) {
+    MP_REQUIRE(!std::filesystem::is_directory(path), path, ": is a directory, not a configuration file");
     std::ifstream file(path, std::ios::binary);
     MP_REQUIRE(file.good(), path, ": cannot open the configuration file");
     std::stringstream text;

@@ -40,9 +40,9 @@ struct Log {
 };
 
 std::string bytes_str(double bytes) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB"};
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int unit = 0;
-    while (bytes >= 1024 && unit < 3) bytes /= 1024, ++unit;
+    while (bytes >= 1024 && unit < 4) bytes /= 1024, ++unit;
     char buffer[32];
     std::snprintf(buffer, sizeof buffer, unit == 0 ? "%.0f %s" : "%.1f %s", bytes, units[unit]);
     return buffer;
@@ -89,6 +89,10 @@ DataSource make_data(const TrainConfig& config) {
     else data.tokens = nn::synthetic_additions(20000, 3, static_cast<uint64_t>(config.seed));
     MP_REQUIRE(data.tokens.vocab <= config.model.vocab, "model.vocab is ", config.model.vocab, " but the data (",
                data.tokens.description, ") needs ", data.tokens.vocab);
+    // Checked here, before any model is built: a sequence and its next-token targets need context + 1 tokens.
+    MP_REQUIRE(static_cast<int64_t>(data.tokens.tokens.size()) > config.model.context, "model.context is ",
+               config.model.context, " but the data (", data.tokens.description, ") holds ", data.tokens.tokens.size(),
+               " tokens; a sequence needs context + 1");
     data.time = config.model.context;
     return data;
 }
@@ -130,6 +134,32 @@ std::vector<StageRange> decide_partition(const TrainConfig& config, const nn::Mo
 std::string layer_names(const nn::ModelSpec& spec, const StageRange& range) {
     std::string first = spec.layers[range.begin].name, last = spec.layers[range.end - 1].name;
     return range.size() == 1 ? first : first + " .. " + last;
+}
+
+// Before building anything: a lower bound of what this stage will hold — its parameters with
+// their gradients and optimizer state in fp32, the last stage's logits and their gradient for one
+// micro-batch, one layer's attention scores — against the device's memory. A model that cannot
+// fit is refused with its numbers instead of ending in a bare std::bad_alloc (or worse) later.
+void refuse_if_it_cannot_fit(const TrainConfig& config, const nn::ModelSpec& spec, const StageRange& range,
+                             bool last_stage, Device device) {
+    double parameters = 0;
+    for (int64_t i = range.begin; i < range.end; ++i) parameters += static_cast<double>(spec.layers[i].parameters);
+    const bool adamw = config.optimizer.type == "adamw";
+    const double copies = 2 + (adamw ? 2 : config.optimizer.momentum > 0 ? 1 : 0);  // weights, grads, state
+    double bytes = parameters * 4.0 * copies;
+    const TrainConfig::Model& m = config.model;
+    const double rows = static_cast<double>(config.micro_batch_size);
+    if (m.kind == "gpt") {
+        if (last_stage) bytes += 2.0 * rows * m.context * m.vocab * 4.0;
+        bytes += rows * m.heads * static_cast<double>(m.context) * m.context * 4.0;
+    }
+    const double available = static_cast<double>(device_memory_bytes(device));
+    MP_REQUIRE(bytes <= available, "this stage needs at least ", bytes_str(bytes), " (", static_cast<int64_t>(parameters),
+               " parameters with gradients and ", adamw ? "AdamW" : "SGD", " state",
+               m.kind == "gpt" ? str(", and for micro_batch_size ", config.micro_batch_size, " × context ", m.context,
+                                     " × vocab ", m.vocab, " its logits and attention scores")
+                               : std::string(),
+               ") but ", device.str(), " has ", bytes_str(available), "; use a smaller model or batch, or more stages");
 }
 
 // Samples a continuation of a prompt with the whole model (world rank 0, CPU).
@@ -199,6 +229,7 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
     const nn::ModelSpec spec = model_spec(config);
     const DataSource data = make_data(config);
     const std::vector<StageRange> ranges = decide_partition(config, spec, data, world, device);
+    refuse_if_it_cannot_fit(config, spec, ranges[stage], stage == K - 1, device);
     std::shared_ptr<nn::Sequential> module = spec.build(ranges[stage].begin, ranges[stage].end);
     module->to(device);
     std::unique_ptr<nn::Optimizer> optimizer = make_optimizer(config, module->parameters());

@@ -3,6 +3,7 @@
 #include "tensor/device_context.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <memory>
@@ -43,6 +44,26 @@ void set_cpu_threads(int threads) {
 }
 
 int cpu_threads() { return omp_get_max_threads(); }
+
+size_t device_memory_bytes(Device device) {
+    if (device.is_cpu()) {
+        const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
+        MP_REQUIRE(pages > 0 && page_size > 0, "device_memory_bytes: the host's memory size is unknown");
+        return static_cast<size_t>(pages) * static_cast<size_t>(page_size);
+    }
+#if MP_CUDA
+    int previous = 0;
+    CUDA_CHECK(cudaGetDevice(&previous));
+    CUDA_CHECK(cudaSetDevice(device.index));
+    size_t free_bytes = 0, total_bytes = 0;
+    cudaError_t status = cudaMemGetInfo(&free_bytes, &total_bytes);
+    CUDA_CHECK(cudaSetDevice(previous));
+    CUDA_CHECK(status);
+    return total_bytes;
+#else
+    throw RuntimeError("device_memory_bytes: a CUDA device in a build without CUDA");
+#endif
+}
 
 void set_matmul_precision(MatmulPrecision precision) { g_matmul_precision = precision; }
 MatmulPrecision matmul_precision() { return g_matmul_precision; }

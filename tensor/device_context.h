@@ -2,6 +2,7 @@
 // on it, in order), device selection and synchronisation, and the process-wide GEMM precision.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/common/stream.h"
@@ -21,6 +22,10 @@ void synchronize(Device device);
 // host and device, reading queued checks). Tests use it to show that a hot path never waits.
 uint64_t host_wait_count();
 void count_host_wait();  // called by each of those places
+
+// The memory of a device in bytes: the host's physical memory for the CPU, the GPU's total
+// memory for CUDA. For refusing, with numbers, a model that cannot fit before building it.
+size_t device_memory_bytes(Device device);
 
 // Threads the CPU kernels (OpenMP) and OpenBLAS may use in this process. Several ranks on one
 // machine should split its cores between them instead of each taking all of them.

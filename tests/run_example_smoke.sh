@@ -107,6 +107,11 @@ expect_failure resume_nothing_there "holds no checkpoint" "${launch[@]}" -np 2 "
     --set checkpoint.dir="$out/no_such_dir" --set checkpoint.resume=true
 expect_failure resume_nothing_left "already reaches steps = 6" "${launch[@]}" -np 2 "$build/examples/train_gpt" \
     "${resume_args[@]}" --set steps=6 --set checkpoint.dir="$out/resumed" --set checkpoint.resume=true
+# Sizes that cannot work are refused with their numbers before anything is built.
+expect_failure too_big_to_fit "needs at least" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${small[@]}" \
+    --set model.vocab=100000000
+expect_failure context_beyond_data "a sequence needs context + 1" "${launch[@]}" -np 2 "$build/examples/train_gpt" \
+    "${small[@]}" --set model.context=10000000
 stage_file=$(ls "$out"/resumed/step-*/stage-1-of-2.safetensors 2>/dev/null | tail -n 1)
 if [ -n "$stage_file" ]; then
     truncate -s $(( $(stat -c %s "$stage_file") / 2 )) "$stage_file"

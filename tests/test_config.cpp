@@ -489,3 +489,8 @@ TEST(Config, NestingOutOfRangeNumbersAndLongValues) {
         EXPECT_NE(std::string(e.what()).find("(100002 characters)"), std::string::npos) << e.what();
     }
 }
+
+TEST(Config, ADirectoryIsNotAConfigFile) {
+    const std::string dir = ::testing::TempDir();
+    expect_invalid_argument([&] { load_config(dir, {}, 1); }, {dir, "is a directory, not a configuration file"});
+}

@@ -63,6 +63,12 @@ TEST(Data, BadShardsAreRefusedNamingTheFile) {
     expect_invalid_argument([&] { nn::load_token_shard(huge); }, {huge, "truncated", "declares 2147483647 tokens", "only 3"});
 }
 
+TEST(Data, ADirectoryIsNamedAsOne) {
+    const std::string dir = ::testing::TempDir();
+    expect_invalid_argument([&] { nn::load_token_shard(dir); }, {dir, "is a directory, not a file"});
+    expect_invalid_argument([&] { nn::load_text_file(dir); }, {dir, "is a directory, not a file"});
+}
+
 // A model vocabulary that covers the data is used as is (never rounded up and then refused).
 TEST(Data, ShardWithTheModelsVocabulary) {
     std::string path = temp_path("small_vocab.bin");
