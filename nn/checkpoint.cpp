@@ -1,12 +1,17 @@
 // Stage checkpoints and the whole-model export, on top of nn/safetensors: naming the optimizer
-// state by parameter name, the index file, and the checks a resume makes before it touches any
-// parameter (stage count, stage index, step agreement, optimizer type, keys, shapes, dtypes).
+// state by parameter name, the index file, a checksum per tensor and one over the metadata, and
+// the checks a resume makes before it touches any parameter (checksums, stage count, stage index,
+// step agreement, optimizer type, keys, shapes, dtypes).
 #include "nn/checkpoint.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+
+#include "kernels/common/counter_rng.h"
 
 namespace mp::nn {
 
@@ -16,7 +21,7 @@ using json = nlohmann::json;
 
 constexpr const char* kIndexFormat = "minipipe-checkpoint";
 constexpr const char* kStageFormat = "minipipe-stage-checkpoint";
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;  // 2: checksums
 
 std::string stage_file_name(int64_t stage_index, int64_t stage_count) {
     return str("stage-", stage_index, "-of-", stage_count, ".safetensors");
@@ -49,6 +54,41 @@ std::map<std::string, Tensor> checkpoint_tensors(const Module& stage, const Opti
         }
     }
     return tensors;
+}
+
+// A 64-bit digest of bytes: 8-byte words folded through mix64, the length mixed in last. Not
+// cryptographic; it catches flipped bits and truncation, at memory speed.
+uint64_t digest(const void* data, size_t bytes) {
+    const unsigned char* cursor = static_cast<const unsigned char*>(data);
+    uint64_t hash = 0x6d696e6970697065ULL;  // "minipipe"
+    size_t i = 0;
+    for (; i + 8 <= bytes; i += 8) {
+        uint64_t word = 0;
+        std::memcpy(&word, cursor + i, 8);
+        hash = rng::mix64(hash ^ word);
+    }
+    uint64_t tail = 0;
+    std::memcpy(&tail, cursor + i, bytes - i);
+    return rng::mix64(rng::mix64(hash ^ tail) ^ static_cast<uint64_t>(bytes));
+}
+
+std::string hex(uint64_t value) {
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(value));
+    return text;
+}
+
+std::string tensor_digest(const Tensor& tensor) {
+    const Tensor host = tensor.device().is_cpu() ? tensor : tensor.to(Device::cpu());
+    return hex(digest(host.raw_data(), host.nbytes()));
+}
+
+// Over every metadata entry but the digest itself, as "key=value\n" in key order.
+std::string metadata_digest(const SafetensorsMetadata& metadata) {
+    std::string text;
+    for (const auto& [key, value] : metadata)
+        if (key != "metadata_checksum") text += key + "=" + value + "\n";
+    return hex(digest(text.data(), text.size()));
 }
 
 // A metadata value that must be present; `path` names the file in the error.
@@ -142,7 +182,8 @@ void write_checkpoint_index(const std::string& dir, int64_t stage_count, int64_t
 }
 
 void save_stage_checkpoint(const std::string& dir, int64_t stage_index, int64_t stage_count, const Module& stage,
-                           const Optimizer& optimizer, int64_t step, const std::vector<LayerRange>& layer_ranges) {
+                           const Optimizer& optimizer, int64_t step, const std::vector<LayerRange>& layer_ranges,
+                           const SafetensorsMetadata& run) {
     check_stage("save_stage_checkpoint", stage_index, stage_count);
     MP_REQUIRE(step >= 0, "save_stage_checkpoint: step must be >= 0, got ", step);
     MP_REQUIRE(layer_ranges.empty() || static_cast<int64_t>(layer_ranges.size()) == stage_count,
@@ -159,6 +200,9 @@ void save_stage_checkpoint(const std::string& dir, int64_t stage_index, int64_t 
         metadata["layer_begin"] = std::to_string(layer_ranges[stage_index].first);
         metadata["layer_end"] = std::to_string(layer_ranges[stage_index].second);
     }
+    for (const auto& [key, value] : run) metadata["run." + key] = value;
+    for (const auto& [key, tensor] : tensors) metadata["checksum." + key] = tensor_digest(tensor);
+    metadata["metadata_checksum"] = metadata_digest(metadata);
     const std::string path = stage_checkpoint_path(dir, stage_index, stage_count, step);
     std::filesystem::create_directories(std::filesystem::path(path).parent_path());
     write_safetensors(path, NamedTensors(tensors.begin(), tensors.end()), metadata);
@@ -166,7 +210,7 @@ void save_stage_checkpoint(const std::string& dir, int64_t stage_index, int64_t 
 }
 
 int64_t load_stage_checkpoint(const std::string& dir, int64_t stage_index, int64_t stage_count, Module& stage,
-                              Optimizer& optimizer) {
+                              Optimizer& optimizer, SafetensorsMetadata* run) {
     check_stage("load_stage_checkpoint", stage_index, stage_count);
     const int64_t index_step = read_index_step(dir, stage_count);
     const std::string path = stage_checkpoint_path(dir, stage_index, stage_count, index_step);
@@ -175,6 +219,16 @@ int64_t load_stage_checkpoint(const std::string& dir, int64_t stage_index, int64
 
     MP_REQUIRE(metadata.count("format") && metadata.at("format") == kStageFormat, "checkpoint '", path,
                "' is not a minipipe stage checkpoint (metadata lacks \"format\": \"", kStageFormat, "\")");
+    const int64_t version = integer_field(metadata, "version", path);
+    MP_REQUIRE(version == kFormatVersion, "checkpoint '", path, "' has format version ", version, ", this minipipe reads ",
+               kFormatVersion, " (version 1 files carry no checksums: save them again with this version)");
+    // The metadata first (an edited field, e.g. optimizer_steps, is caught here); the tensors'
+    // checksums after the structural checks below, whose messages say more.
+    const std::string& stored_metadata_digest = required_field(metadata, "metadata_checksum", path);
+    MP_REQUIRE(stored_metadata_digest == metadata_digest(metadata), "checkpoint '", path,
+               "': its metadata fails its checksum (stored ", stored_metadata_digest, ", computed ",
+               metadata_digest(metadata), "): a field was edited or the header is corrupt");
+
     int64_t saved_stages = integer_field(metadata, "stage_count", path);
     MP_REQUIRE(saved_stages == stage_count, "checkpoint '", path, "' was written for ", saved_stages,
                " stages, this run has ", stage_count);
@@ -204,9 +258,20 @@ int64_t load_stage_checkpoint(const std::string& dir, int64_t stage_index, int64
     for (const auto& [key, source] : saved.tensors)
         MP_REQUIRE(targets.count(key), "checkpoint '", path, "' has tensor '", key,
                    "' that this stage and optimizer do not have");
+    for (const auto& [key, tensor] : saved.tensors) {
+        const std::string& stored = required_field(metadata, "checksum." + key, path);
+        const std::string computed = tensor_digest(tensor);
+        MP_REQUIRE(stored == computed, "checkpoint '", path, "': tensor '", key, "' fails its checksum (stored ", stored,
+                   ", computed ", computed, "): the file is corrupt");
+    }
 
     for (auto& [key, target] : targets) target.copy_from(saved.tensors.at(key));
     optimizer.set_steps_taken(optimizer_steps);
+    if (run != nullptr) {
+        run->clear();
+        for (const auto& [key, value] : metadata)
+            if (key.rfind("run.", 0) == 0) (*run)[key.substr(4)] = value;
+    }
     return step;
 }
 

@@ -30,8 +30,11 @@ std::string checkpoint_index_path(const std::string& dir);
 // publishes it once every stage has saved (a barrier, then stage 0 calls write_checkpoint_index).
 // `layer_ranges`, if given, has one range per stage. Every optimizer parameter must be a
 // parameter of `stage` (that is how its state is named).
+// `run` holds what the caller wants back on resume (stored as "run.<key>" metadata). Every tensor
+// gets a checksum ("checksum.<key>") and the metadata one over all of it ("metadata_checksum").
 void save_stage_checkpoint(const std::string& dir, int64_t stage_index, int64_t stage_count, const Module& stage,
-                           const Optimizer& optimizer, int64_t step, const std::vector<LayerRange>& layer_ranges = {});
+                           const Optimizer& optimizer, int64_t step, const std::vector<LayerRange>& layer_ranges = {},
+                           const SafetensorsMetadata& run = {});
 
 // Publishes `step`: index.json = {"format", "version", "step", "stages", "files",
 // "layer_ranges" (when given)}, written atomically; then removes step directories older than the
@@ -45,9 +48,11 @@ void write_checkpoint_index(const std::string& dir, int64_t stage_count, int64_t
 // file and the problem: a different stage count ("checkpoint 'd/index.json' was written for 4
 // stages, this run has 2"), a different stage index or optimizer type, files from different
 // steps, a missing or extra key, a shape or dtype that differs (naming the key and both).
-// Missing or unreadable files throw mp::RuntimeError naming the file.
+// A tensor or metadata field that fails its checksum (a flipped byte, an edited header) is refused
+// the same way. Missing or unreadable files throw mp::RuntimeError naming the file. `run`, when
+// given, receives the caller's entries saved with the checkpoint.
 int64_t load_stage_checkpoint(const std::string& dir, int64_t stage_index, int64_t stage_count, Module& stage,
-                              Optimizer& optimizer);
+                              Optimizer& optimizer, SafetensorsMetadata* run = nullptr);
 
 // The whole model as one safetensors file keyed by the dotted parameter names (no prefix),
 // with metadata {"format": "pt"}: safetensors.torch.load_file reads it.

@@ -105,6 +105,15 @@ std::unique_ptr<nn::Optimizer> make_optimizer(const TrainConfig& config, const s
     return std::make_unique<nn::AdamW>(parameters, nn::AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay});
 }
 
+// What the learning-rate curve depends on, recorded with each checkpoint: a resume under another
+// curve would silently change it (the total steps matter to cosine only).
+std::string lr_curve(const TrainConfig& config) {
+    const TrainConfig::LrSchedule& schedule = config.lr_schedule;
+    std::string curve = str(schedule.kind, ", optimizer.lr ", config.optimizer.lr, ", warmup_steps ", schedule.warmup_steps);
+    if (schedule.kind == "cosine") curve += str(", min_lr ", schedule.min_lr, ", steps ", config.steps);
+    return curve;
+}
+
 double learning_rate(const TrainConfig& config, int64_t step) {
     if (config.lr_schedule.kind == "constant")
         return nn::constant_lr(step, config.lr_schedule.warmup_steps, config.optimizer.lr);
@@ -276,7 +285,11 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
         MP_REQUIRE(std::filesystem::exists(index), "checkpoint.resume is true but '", checkpoint_dir,
                    "' holds no checkpoint (no ", index, "); check checkpoint.dir, or set checkpoint.resume=false to "
                    "start afresh");
-        start_step = nn::load_stage_checkpoint(checkpoint_dir, stage, K, *module, *optimizer);
+        nn::SafetensorsMetadata saved_run;
+        start_step = nn::load_stage_checkpoint(checkpoint_dir, stage, K, *module, *optimizer, &saved_run);
+        MP_REQUIRE(saved_run["lr_curve"] == lr_curve(config), "the checkpoint in '", checkpoint_dir,
+                   "' was trained with the learning-rate curve (", saved_run["lr_curve"], ") but this run's is (",
+                   lr_curve(config), "): resuming would change the curve; keep the schedule's settings as they were");
         MP_REQUIRE(start_step < config.steps, "the checkpoint in '", checkpoint_dir, "' is at step ", start_step,
                    ", which already reaches steps = ", config.steps, ": nothing to train (raise steps to continue)");
         engine.set_steps_run(start_step);
@@ -287,7 +300,8 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
     auto save_checkpoint = [&](int64_t step) {
         if (replica != 0) return;  // replicas hold identical parameters
         std::filesystem::create_directories(checkpoint_dir);
-        nn::save_stage_checkpoint(checkpoint_dir, stage, K, *module, *optimizer, step, layer_ranges);
+        nn::save_stage_checkpoint(checkpoint_dir, stage, K, *module, *optimizer, step, layer_ranges,
+                                  {{"lr_curve", lr_curve(config)}});
         pipeline->barrier();  // every stage's file is in place before the step is published
         if (stage == 0 && K > 1) nn::write_checkpoint_index(checkpoint_dir, K, step, layer_ranges);
         pipeline->barrier();

@@ -105,6 +105,9 @@ expect_failure diverged "training diverged" "${launch[@]}" -np 2 "$build/example
     --set optimizer.lr=1e30 --set lr_schedule.warmup_steps=0
 expect_failure resume_nothing_there "holds no checkpoint" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${small[@]}" \
     --set checkpoint.dir="$out/no_such_dir" --set checkpoint.resume=true
+expect_failure resume_other_curve "resuming would change the curve" "${launch[@]}" -np 2 "$build/examples/train_gpt" \
+    "${resume_args[@]}" --set steps=9 --set checkpoint.dir="$out/resumed" --set checkpoint.resume=true \
+    --set optimizer.lr=0.01
 expect_failure resume_nothing_left "already reaches steps = 6" "${launch[@]}" -np 2 "$build/examples/train_gpt" \
     "${resume_args[@]}" --set steps=6 --set checkpoint.dir="$out/resumed" --set checkpoint.resume=true
 # Sizes that cannot work are refused with their numbers before anything is built.

@@ -471,9 +471,31 @@ TEST(Resume, MismatchesAreRefusedNamingFileAndKey) {
                    {"'model.0.weight'", "shape (6, 5)", "expects (6, 4)"});
     expect_refused([](auto& t) { t["model.0.bias"] = Tensor::zeros({6}, DType::Float64); },
                    {"'model.0.bias'", "float64", "expects float32"});
+    // The same keys, shapes and dtypes but one changed value: caught by the tensor's checksum.
+    expect_refused([](auto& t) { t["model.0.bias"] = Tensor::full({6}, 0.5); },
+                   {"tensor 'model.0.bias' fails its checksum", "the file is corrupt"});
     // A refused load leaves the target untouched.
     std::vector<Tensor> after = snapshot(*target, {&target_optimizer});
     for (size_t i = 0; i < before.size(); ++i) expect_equal(after[i], before[i], "state after a refused load");
+    nn::write_safetensors(path, nn::NamedTensors(saved.tensors.begin(), saved.tensors.end()), saved.metadata);
+
+    // An edited metadata field (the optimizer's step count) fails the metadata's checksum.
+    {
+        nn::SafetensorsMetadata edited = saved.metadata;
+        edited["optimizer_steps"] = "7";
+        nn::write_safetensors(path, nn::NamedTensors(saved.tensors.begin(), saved.tensors.end()), edited);
+        expect_invalid_argument([&] { nn::load_stage_checkpoint(dir, 0, 1, *target, target_optimizer); },
+                                {path, "metadata fails its checksum", "a field was edited"});
+    }
+    // One flipped byte in the data section of the file itself.
+    {
+        std::string bytes = nn::encode_safetensors(nn::NamedTensors(saved.tensors.begin(), saved.tensors.end()),
+                                                   saved.metadata);
+        bytes[bytes.size() - 5] ^= 0x10;
+        write_bytes(path, bytes);
+        expect_invalid_argument([&] { nn::load_stage_checkpoint(dir, 0, 1, *target, target_optimizer); },
+                                {path, "fails its checksum", "the file is corrupt"});
+    }
     nn::write_safetensors(path, nn::NamedTensors(saved.tensors.begin(), saved.tensors.end()), saved.metadata);
 
     // A different optimizer type.
