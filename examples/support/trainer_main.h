@@ -10,6 +10,7 @@
 #include <cstring>
 #include <algorithm>
 #include <functional>
+#include <new>
 #include <thread>
 #include <string>
 #include <vector>
@@ -139,11 +140,17 @@ inline int trainer_main(int argc, char** argv, const char* program, const char* 
         std::unique_ptr<comm::Communicator> world = comm::make_communicator(options);
         return body(config, *world, mpi.gpu(), command_line);
     } catch (const std::exception& e) {
+        std::string message = e.what();
+        if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr)  // say which sizes, not just "std::bad_alloc"
+            message = str("out of host memory (std::bad_alloc) with model.kind ", config.model.kind, ", vocab ",
+                          config.model.vocab, ", context ", config.model.context, ", channels ", config.model.channels,
+                          ", layers ", config.model.layers, ", micro_batch_size ", config.micro_batch_size,
+                          ": use a smaller model or batch, or more stages");
         if (mpi.world_size() == 1) {
-            print_error(e.what());
+            print_error(message);
             return 1;
         }
-        comm::abort_job(str(program, ": error: ", e.what()));
+        comm::abort_job(str(program, ": error: ", message));
     }
 }
 
