@@ -52,39 +52,29 @@ run microbatch_sweep "${launch[@]}" -np 2 "$build/examples/microbatch_sweep" --s
     --set model.context=8 --set model.vocab=64 --set steps=2
 
 # Resume: 6 steps straight vs 3 steps, save, resume for 3 more (constant learning rate, so the
-# schedule does not depend on where the run stops).
+# schedule does not depend on where the run stops): the parameter checksums must agree.
 resume_args=(--config examples/configs/demo.json "${tiny_gpt[@]}" --set pipeline.stages=2 --set lr_schedule.kind=constant
              --set trace.path= --set trace.svg=)
-run resume_straight "${launch[@]}" -np 2 "$build/examples/train_gpt" "${resume_args[@]}" --set steps=6 \
-    --set checkpoint.dir="$out/straight" --summary "$out/straight.json"
-run resume_first_half "${launch[@]}" -np 2 "$build/examples/train_gpt" "${resume_args[@]}" --set steps=3 \
-    --set checkpoint.dir="$out/resumed"
-run resume_second_half "${launch[@]}" -np 2 "$build/examples/train_gpt" "${resume_args[@]}" --set steps=6 \
-    --set checkpoint.dir="$out/resumed" --set checkpoint.resume=true --summary "$out/resumed.json"
-straight=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/straight.json" 2>/dev/null)
-resumed=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/resumed.json" 2>/dev/null)
-if [ -n "$straight" ] && [ "$straight" = "$resumed" ]; then
-    passed=$((passed + 1))
-else
-    failed=$((failed + 1)); failures+=("resume_bit_identical"); echo "---- resume: checksums differ: '$straight' vs '$resumed'"
-fi
-
-# The same with dropout on: the masks are keyed by the step, which a resumed run restores.
-dropout_args=("${resume_args[@]}" --set model.dropout=0.1)
-run resume_dropout_straight "${launch[@]}" -np 2 "$build/examples/train_gpt" "${dropout_args[@]}" --set steps=6 \
-    --set checkpoint.dir="$out/dropout_straight" --summary "$out/dropout_straight.json"
-run resume_dropout_first_half "${launch[@]}" -np 2 "$build/examples/train_gpt" "${dropout_args[@]}" --set steps=3 \
-    --set checkpoint.dir="$out/dropout_resumed"
-run resume_dropout_second_half "${launch[@]}" -np 2 "$build/examples/train_gpt" "${dropout_args[@]}" --set steps=6 \
-    --set checkpoint.dir="$out/dropout_resumed" --set checkpoint.resume=true --summary "$out/dropout_resumed.json"
-straight=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/dropout_straight.json" 2>/dev/null)
-resumed=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/dropout_resumed.json" 2>/dev/null)
-if [ -n "$straight" ] && [ "$straight" = "$resumed" ]; then
-    passed=$((passed + 1))
-else
-    failed=$((failed + 1)); failures+=("resume_with_dropout_bit_identical")
-    echo "---- resume with dropout: checksums differ: '$straight' vs '$resumed'"
-fi
+check_resume() {  # name (its checkpoint directories are $out/<name>_straight and $out/<name>), extra args...
+    local name=$1; shift
+    run "${name}_straight" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${resume_args[@]}" "$@" --set steps=6 \
+        --set checkpoint.dir="$out/${name}_straight" --summary "$out/${name}_straight.json"
+    run "${name}_first_half" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${resume_args[@]}" "$@" --set steps=3 \
+        --set checkpoint.dir="$out/$name"
+    run "${name}_second_half" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${resume_args[@]}" "$@" --set steps=6 \
+        --set checkpoint.dir="$out/$name" --set checkpoint.resume=true --summary "$out/$name.json"
+    local straight resumed
+    straight=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/${name}_straight.json" 2>/dev/null)
+    resumed=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/$name.json" 2>/dev/null)
+    if [ -n "$straight" ] && [ "$straight" = "$resumed" ]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1)); failures+=("${name}_bit_identical"); echo "---- $name: checksums differ: '$straight' vs '$resumed'"
+    fi
+}
+check_resume resumed
+# With dropout on, the masks are keyed by the step, which a resumed run restores.
+check_resume resumed_dropout --set model.dropout=0.1
 
 # Bad configs are refused on every rank, naming the key.
 expect_failure bad_key "pipeline.shedule" "${launch[@]}" -np 2 "$build/examples/train_gpt" --set pipeline.shedule=gpipe

@@ -120,6 +120,15 @@ RunResult train_pipeline(comm::Communicator& group, const Problem& problem, cons
     return run;
 }
 
+// The pipeline's losses and this stage's parameters against one-process training, at the
+// tolerance derived at the top of this file.
+void expect_matches(const RunResult& run, const Reference& ref, const std::string& what) {
+    for (int step = 0; step < kSteps; ++step)
+        EXPECT_NEAR(run.losses[step], ref.losses[step], 1e-5 * std::fabs(ref.losses[step])) << what << " step " << step;
+    for (auto& [name, p] : run.stage->named_parameters())
+        mp::testing::expect_close(p, ref.parameters.at(name), 1e-5, 1e-7, what + " parameter " + name);
+}
+
 class Pipeline : public ::testing::Test {
   protected:
     void TearDown() override {  // a failure on any rank fails the test on rank 0's report
@@ -146,12 +155,7 @@ TEST_F(Pipeline, EquivalentToOneProcessTraining) {
                             ++configurations;
                             std::string what = str(problem.name, " K=", stages, " M=", micro_batches, " ", schedule, " ",
                                                    rematerialization_name(remat), " ", partitioning);
-                            RunResult run = train_pipeline(*group, problem, ranges, schedule, micro_batches, remat);
-                            for (int step = 0; step < kSteps; ++step)
-                                EXPECT_NEAR(run.losses[step], ref.losses[step], 1e-5 * std::fabs(ref.losses[step]))
-                                    << what << " step " << step;
-                            for (auto& [name, p] : run.stage->named_parameters())
-                                mp::testing::expect_close(p, ref.parameters.at(name), 1e-5, 1e-7, what + " parameter " + name);
+                            expect_matches(train_pipeline(*group, problem, ranges, schedule, micro_batches, remat), ref, what);
                         }
             }
         }
@@ -221,14 +225,10 @@ TEST_F(Pipeline, WithDropoutEveryLayoutEqualsOneProcessTraining) {
                     std::vector<StageRange> ranges = partitioning == "uniform" ? uniform_partition(problem.spec.size(), stages)
                                                                                : uneven(problem.spec.size(), stages);
                     std::string what = str("dropout 0.3 K=", stages, " M=", micro_batches, " ", schedule, " ", partitioning);
-                    RunResult run = train_pipeline(*group, problem, ranges, schedule, micro_batches,
-                                                   Rematerialization::ExceptLast);
                     ++configurations;
-                    for (int step = 0; step < kSteps; ++step)
-                        EXPECT_NEAR(run.losses[step], ref.losses[step], 1e-5 * std::fabs(ref.losses[step]))
-                            << what << " step " << step;
-                    for (auto& [name, p] : run.stage->named_parameters())
-                        mp::testing::expect_close(p, ref.parameters.at(name), 1e-5, 1e-7, what + " parameter " + name);
+                    expect_matches(train_pipeline(*group, problem, ranges, schedule, micro_batches,
+                                                  Rematerialization::ExceptLast),
+                                   ref, what);
                 }
     }
     EXPECT_GT(configurations, 0);
@@ -399,11 +399,7 @@ TEST_F(Pipeline, OnTheGpuEqualsOneProcessTrainingOnTheGpu) {
                 std::string what = str(problem.name, " on ", gpu.str(), " K=", stages, " M=", micro_batches, " ", schedule);
                 RunResult run = train_pipeline(*group, problem, ranges, schedule, micro_batches,
                                                Rematerialization::Never, 0, gpu);
-                for (int step = 0; step < kSteps; ++step)
-                    EXPECT_NEAR(run.losses[step], ref.losses[step], 1e-5 * std::fabs(ref.losses[step]))
-                        << what << " step " << step;
-                for (auto& [name, p] : run.stage->named_parameters())
-                    mp::testing::expect_close(p, ref.parameters.at(name), 1e-5, 1e-7, what + " parameter " + name);
+                expect_matches(run, ref, what);
                 // Device-event timing: ordered, non-overlapping actions, a bubble in [0, 1).
                 const StageTrace& trace = run.steps.back().trace;
                 for (size_t i = 1; i < trace.events.size(); ++i)
