@@ -117,6 +117,12 @@ KeyBuilder make_key(const char* path, Getter getter, json default_value, const c
 #define KEY(member, default_value, help) \
     make_key(#member, [](TrainConfig& c) { return &c.member; }, default_value, help)
 
+// Upper bounds on model sizes, so that every count derived from them (parameters, elements of a
+// batch) fits in 64 bits: token ids are int32; 2^24 channels give 12·C² + 13·C well inside.
+constexpr double kMaxTokenId = 2147483647.0;  // 2^31 - 1
+constexpr double kMaxWidth = 16777216.0;      // 2^24
+constexpr double kMaxDepth = 1048576.0;       // 2^20
+
 std::vector<ConfigKey> build_key_table() {
     using List = std::vector<int64_t>;
     return {
@@ -126,15 +132,15 @@ std::vector<ConfigKey> build_key_table() {
         KEY(micro_batches, 4, "micro-batches per step (gradient accumulation)").positive(),
 
         KEY(model.kind, "gpt", "model family").one_of({"gpt", "mlp", "realistic"}),
-        KEY(model.vocab, 256, "vocabulary size (gpt, realistic)").positive(),
-        KEY(model.context, 64, "sequence length (gpt)").positive(),
-        KEY(model.layers, 4, "transformer blocks (gpt)").positive(),
-        KEY(model.heads, 4, "attention heads; must divide model.channels (gpt)").positive(),
-        KEY(model.channels, 128, "embedding width (gpt)").positive(),
+        KEY(model.vocab, 256, "vocabulary size (gpt, realistic)").positive().at_most(kMaxTokenId),
+        KEY(model.context, 64, "sequence length (gpt)").positive().at_most(kMaxTokenId),
+        KEY(model.layers, 4, "transformer blocks (gpt)").positive().at_most(kMaxDepth),
+        KEY(model.heads, 4, "attention heads; must divide model.channels (gpt)").positive().at_most(kMaxWidth),
+        KEY(model.channels, 128, "embedding width (gpt)").positive().at_most(kMaxWidth),
         KEY(model.dropout, 0.0, "dropout probability (gpt)").fraction(),
-        KEY(model.widths, (List{64, 128, 128, 10}), "layer widths, input first (mlp)").positive(),
-        KEY(model.hidden, 2048, "hidden width (realistic)").positive(),
-        KEY(model.blocks, 30, "Linear-ReLU-Linear blocks (realistic)").positive(),
+        KEY(model.widths, (List{64, 128, 128, 10}), "layer widths, input first (mlp)").positive().at_most(kMaxWidth),
+        KEY(model.hidden, 2048, "hidden width (realistic)").positive().at_most(kMaxWidth),
+        KEY(model.blocks, 30, "Linear-ReLU-Linear blocks (realistic)").positive().at_most(kMaxDepth),
 
         KEY(optimizer.type, "adamw", "optimizer").one_of({"adamw", "sgd"}),
         KEY(optimizer.lr, 1e-3, "peak learning rate").positive(),

@@ -280,7 +280,7 @@ TEST(Config, Bounds) {
     expect_rejected(R"({"comm": {"timeout_s": 1e10}})", {"comm.timeout_s must be in (0, 3.1536e+08]"});
     expect_rejected(R"({"pipeline": {"partition": "balance", "balance": [4, 0]}})",
                     {"pipeline.balance[1] must be > 0, got 0"});
-    expect_rejected(R"({"model": {"kind": "mlp", "widths": [8, -1]}})", {"model.widths[1] must be > 0, got -1"});
+    expect_rejected(R"({"model": {"kind": "mlp", "widths": [8, -1]}})", {"model.widths[1] must be in (0, 1.67772e+07], got -1"});
     // Zero is allowed where the bound says >= 0.
     EXPECT_EQ(parse(R"({"checkpoint": {"every": 0}, "grad_clip": 0, "seed": 0})").seed, 0);
 }
@@ -469,6 +469,10 @@ TEST(Config, OverflowingProductsAreRefused) {
     expect_rejected(R"({"micro_batch_size": 3037000500, "micro_batches": 3037000500})", {"does not fit in 64 bits"});
     expect_rejected(R"({"micro_batch_size": 4611686018427387904, "micro_batches": 1, "pipeline": {"stages": 1}})",
                     {"does not fit in 64 bits"}, {}, 2);  // × 2 data-parallel replicas
+    // Model sizes are bounded so that parameter counts cannot overflow either.
+    expect_rejected(R"({"model": {"channels": 4611686018427387904, "heads": 1}})", {"model.channels must be in (0, 1.67772e+07]"});
+    expect_rejected(R"({"model": {"vocab": 4294967296}})", {"model.vocab must be in (0, 2.14748e+09]"});
+    expect_rejected(R"({"model": {"kind": "mlp", "widths": [4, 99999999999, 4]}})", {"model.widths[1] must be in (0, 1.67772e+07]"});
     expect_rejected(R"({"model": {"kind": "mlp", "widths": [4, 8, 4]},
                         "pipeline": {"stages": 2, "partition": "balance", "balance": [9223372036854775807, 5]}})",
                     {"pipeline.balance", "does not fit in 64 bits"}, {}, 2);
