@@ -278,7 +278,8 @@ stage_comm() {
     {
         printf -- '- %s\n' "${results[@]}"
         echo
-        echo "Expected skips on one GPU: NCCL across ranks (it needs one GPU per rank) at np 2."
+        echo "Expected skips on one GPU: at np 1 the tests that need two ranks; NCCL across ranks (one GPU per" \
+             "rank) at np 2; the data-parallel pipeline test (exactly 4 ranks). Every other skip is a finding."
         if [ $failed -ne 0 ]; then
             grep -E -B2 -A8 'Failure|^\[rank [0-9]+\]|error:|timed out' "$comm_log" | head -n 80 | code_block
         fi
