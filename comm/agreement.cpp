@@ -66,7 +66,7 @@ void abort_job(const std::string& message, int exit_code) {
     std::fflush(stdout);
     detail::run_abort_hooks();
     // Ranks that fail at the same moment (a collective error) get to print their own cause first.
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    std::this_thread::sleep_for(std::chrono::seconds(1));
     MPI_Abort(MPI_COMM_WORLD, exit_code);
     std::abort();  // MPI_Abort does not return
 }
