@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <unistd.h>
+
 #include "autograd/tape.h"
 #include "nn/checkpoint.h"
 #include "nn/data.h"
@@ -207,6 +209,33 @@ std::string sample_text(nn::Sequential& model, const nn::TokenDataset& data, int
 }
 
 }  // namespace
+
+void check_output_paths(const TrainConfig& config) {
+    namespace fs = std::filesystem;
+    // The nearest existing directory at or above `dir` must be writable (missing levels are created).
+    auto require_writable_directory = [](const std::string& key, const std::string& path, fs::path dir) {
+        if (dir.empty()) dir = ".";
+        while (!fs::exists(dir) && dir.has_parent_path() && dir.parent_path() != dir) dir = dir.parent_path();
+        MP_REQUIRE(fs::is_directory(dir) && ::access(dir.c_str(), W_OK) == 0, key, " '", path, "': cannot write there (",
+                   dir.string(), fs::exists(dir) ? (fs::is_directory(dir) ? " is not writable" : " is not a directory")
+                                                 : " does not exist", ")");
+    };
+    const std::pair<const char*, const std::string*> files[] = {
+        {"trace.path", &config.trace.path}, {"trace.svg", &config.trace.svg}, {"summary.path", &config.summary.path}};
+    for (const auto& [key, path] : files) {
+        if (path->empty()) continue;
+        MP_REQUIRE(!fs::is_directory(*path), key, " '", *path, "' is a directory, not a file");
+        fs::path parent = fs::path(*path).parent_path();
+        MP_REQUIRE(parent.empty() || fs::is_directory(parent), key, " '", *path, "': the directory '", parent.string(),
+                   "' does not exist");
+        require_writable_directory(key, *path, parent);
+    }
+    if (!config.checkpoint.dir.empty() && (config.checkpoint.every > 0 || config.checkpoint.resume)) {
+        MP_REQUIRE(!fs::exists(config.checkpoint.dir) || fs::is_directory(config.checkpoint.dir), "checkpoint.dir '",
+                   config.checkpoint.dir, "' is not a directory");
+        require_writable_directory("checkpoint.dir", config.checkpoint.dir, config.checkpoint.dir);
+    }
+}
 
 nn::ModelSpec model_spec(const TrainConfig& config) {
     const TrainConfig::Model& m = config.model;

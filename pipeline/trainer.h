@@ -29,4 +29,10 @@ nn::ModelSpec model_spec(const TrainConfig& config);
 // (only the final line when not verbose).
 TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu, bool verbose = true);
 
+// Before training: the files the run will write at its end (trace.path, trace.svg, summary.path)
+// and checkpoint.dir must be writable places, so that a typo is refused at start-up, naming the
+// key and the path, not after the whole run. Throws std::invalid_argument. (World rank 0 writes
+// them; the trainers call this there, inside the start-up agreement.)
+void check_output_paths(const TrainConfig& config);
+
 }  // namespace mp::pipeline

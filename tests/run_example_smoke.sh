@@ -100,6 +100,9 @@ expect_failure resume_other_curve "resuming would change the curve" "${launch[@]
     --set optimizer.lr=0.01
 expect_failure resume_nothing_left "already reaches steps = 6" "${launch[@]}" -np 2 "$build/examples/train_gpt" \
     "${resume_args[@]}" --set steps=6 --set checkpoint.dir="$out/resumed" --set checkpoint.resume=true
+# An output path that cannot be written is refused at start-up (rank 0 checks; both ranks say so).
+expect_failure unwritable_trace "trace.path '/proc/nope/trace.json'" "${launch[@]}" -np 2 "$build/examples/train_gpt" \
+    "${small[@]}" --set trace.path=/proc/nope/trace.json
 # Sizes that cannot work are refused with their numbers before anything is built.
 expect_failure too_big_to_fit "needs at least" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${small[@]}" \
     --set model.vocab=100000000

@@ -19,6 +19,7 @@
 #include "comm/make_communicator.h"
 #include "comm/mpi_runtime.h"
 #include "pipeline/config.h"
+#include "pipeline/trainer.h"
 #include "tensor/device_context.h"
 
 namespace mp::examples {
@@ -69,6 +70,7 @@ inline bool load_trainer_config(int argc, char** argv, const char* program, cons
     }
     config = pipeline::load_config(command_line.config_path, pipeline::with_environment_overrides(command_line.overrides),
                                    world_size);
+    if (world_rank == 0) pipeline::check_output_paths(config);  // rank 0 writes them
     return true;
 }
 
