@@ -1,4 +1,5 @@
-// The tape: recording, the reverse walk, parameter-slot accumulation and the scopes.
+// The tape: recording (and which gradients nobody wants), the reverse walk — in one piece or as
+// the I and W halves of a split backward —, parameter-slot accumulation and the scopes.
 #include "autograd/tape.h"
 
 #include <unordered_set>
@@ -47,19 +48,35 @@ Tensor Grads::get(uint64_t id) const {
 }
 
 void Tape::record(std::string name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
-                  BackwardFn backward) {
+                  BackwardFn backward, BackwardFn weight_backward) {
+    MP_REQUIRE(phase_ == Phase::Recording, "record(", name, "): this tape's split backward has started");
     Entry entry;
     entry.name = std::move(name);
+    // Gradients nobody wants: outputs computed only from inputs whose gradient nobody wants
+    // (non-float tensors, marked inputs, and what was computed from them) are not wanted either.
+    bool any_input_wanted = false;
     for (const Tensor& input : inputs) {
         entry.input_ids.push_back(input.id());
         entry.parameter_slots.push_back(input.autograd_meta());
+        const bool wanted = input.autograd_meta() != nullptr ||
+                            (is_floating(input.dtype()) && not_differentiable_.count(input.id()) == 0);
+        any_input_wanted = any_input_wanted || wanted;
+        if (!wanted) not_differentiable_.insert(input.id());
     }
     for (const Tensor& output : outputs) {
         entry.output_ids.push_back(output.id());
         entry.outputs.push_back(OutputInfo{output.shape(), output.dtype(), output.device()});
+        if (!any_input_wanted) not_differentiable_.insert(output.id());
     }
     entry.backward = std::move(backward);
+    entry.weight_backward = std::move(weight_backward);
     entries_.push_back(std::move(entry));
+}
+
+void Tape::mark_not_differentiable(const Tensor& input) {
+    MP_REQUIRE(input.defined(), "mark_not_differentiable: the tensor is undefined");
+    MP_REQUIRE(input.autograd_meta() == nullptr, "mark_not_differentiable: ", input.describe(), " is a parameter");
+    not_differentiable_.insert(input.id());
 }
 
 void Tape::backward(const Tensor& loss) {
@@ -77,31 +94,39 @@ void Tape::backward(const std::vector<Tensor>& outputs, const std::vector<Tensor
     backward_from_refs(std::vector<TensorRef>(outputs.begin(), outputs.end()), output_grads);
 }
 
-void Tape::backward_from_refs(const std::vector<TensorRef>& outputs, const std::vector<Tensor>& output_grads) {
+Grads Tape::walk(const std::vector<TensorRef>& outputs, const std::vector<Tensor>& output_grads, bool run_weights) {
     MP_REQUIRE(outputs.size() == output_grads.size(), "backward: ", outputs.size(), " outputs but ",
                output_grads.size(), " gradients");
     Grads grads;
+    grads.not_wanted_ = &not_differentiable_;
     for (size_t i = 0; i < outputs.size(); ++i) grads.accumulate(outputs[i], output_grads[i]);
 
     // Reverse walk. When an entry runs, every consumer of its outputs (a later entry) has already
     // run, so its output gradients are final and can be freed right after.
-    for (auto entry = entries_.rbegin(); entry != entries_.rend(); ++entry) {
+    for (size_t index = entries_.size(); index-- > 0;) {
+        Entry& entry = entries_[index];
         std::vector<Tensor> grads_of_outputs;
         bool any = false;
-        for (size_t k = 0; k < entry->output_ids.size(); ++k) {
-            Tensor g = grads.get(entry->output_ids[k]);
+        for (size_t k = 0; k < entry.output_ids.size(); ++k) {
+            Tensor g = grads.get(entry.output_ids[k]);
             any = any || g.defined();
             grads_of_outputs.push_back(g);
         }
         if (!any) continue;  // this entry does not lead to anything being differentiated
         for (size_t k = 0; k < grads_of_outputs.size(); ++k)
             if (!grads_of_outputs[k].defined())
-                grads_of_outputs[k] = Tensor::zeros(entry->outputs[k].shape, entry->outputs[k].dtype, entry->outputs[k].device);
-        entry->backward(grads, grads_of_outputs);
-        for (uint64_t id : entry->output_ids) grads.erase(id);
+                grads_of_outputs[k] = Tensor::zeros(entry.outputs[k].shape, entry.outputs[k].dtype, entry.outputs[k].device);
+        if (entry.backward) entry.backward(grads, grads_of_outputs);
+        if (entry.weight_backward) {
+            if (run_weights) entry.weight_backward(grads, grads_of_outputs);
+            else pending_weights_.push_back(PendingWeight{index, grads_of_outputs});
+        }
+        for (uint64_t id : entry.output_ids) grads.erase(id);
     }
+    return grads;
+}
 
-    // What is left are the leaves: parameters and the tape's other inputs.
+void Tape::accumulate_into_parameters(const Grads& grads) {
     std::unordered_set<uint64_t> done;
     for (const Entry& entry : entries_) {
         for (size_t j = 0; j < entry.input_ids.size(); ++j) {
@@ -114,7 +139,36 @@ void Tape::backward_from_refs(const std::vector<TensorRef>& outputs, const std::
             else slot->grad = g.clone();  // owned: later accumulation must not write into g
         }
     }
+}
+
+void Tape::backward_from_refs(const std::vector<TensorRef>& outputs, const std::vector<Tensor>& output_grads) {
+    MP_REQUIRE(phase_ == Phase::Recording, "backward: this tape's split backward (backward_input) already ran");
+    Grads grads = walk(outputs, output_grads, /*run_weights=*/true);
+    // What is left are the leaves: parameters and the tape's other inputs.
+    accumulate_into_parameters(grads);
     for (const auto& [id, g] : grads.all()) leaf_grads_[id] = leaf_grads_.count(id) ? ops::add(leaf_grads_[id], g) : g;
+}
+
+void Tape::backward_input_from_refs(const std::vector<TensorRef>& outputs, const std::vector<Tensor>& output_grads) {
+    MP_REQUIRE(phase_ == Phase::Recording, "backward_input: it already ran on this tape (once per tape)");
+    phase_ = Phase::InputDone;
+    Grads grads = walk(outputs, output_grads, /*run_weights=*/false);
+    accumulate_into_parameters(grads);  // parameters of functions without a split
+    for (const auto& [id, g] : grads.all()) leaf_grads_[id] = g;
+    // Only the queued weight closures' captures stay alive until W.
+    for (Entry& entry : entries_) entry.backward = nullptr;
+}
+
+void Tape::backward_weight() {
+    MP_REQUIRE(phase_ == Phase::InputDone, phase_ == Phase::Recording ? "backward_weight: backward_input has not run"
+                                                                       : "backward_weight: it already ran on this tape");
+    phase_ = Phase::Done;
+    Grads grads;
+    for (const PendingWeight& pending : pending_weights_)
+        entries_[pending.entry].weight_backward(grads, pending.output_grads);
+    accumulate_into_parameters(grads);
+    pending_weights_.clear();
+    for (Entry& entry : entries_) entry.weight_backward = nullptr;
 }
 
 Tensor Tape::grad(const Tensor& x) const {
@@ -131,6 +185,9 @@ std::vector<std::string> Tape::entry_names() const {
 void Tape::clear() {
     entries_.clear();
     leaf_grads_.clear();
+    not_differentiable_.clear();
+    pending_weights_.clear();
+    phase_ = Phase::Recording;
 }
 
 Tape* current_tape() { return g_current_tape; }
@@ -142,8 +199,9 @@ NoGradScope::NoGradScope() : previous_(g_current_tape) { g_current_tape = nullpt
 NoGradScope::~NoGradScope() { g_current_tape = previous_; }
 
 void record(std::string name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
-            BackwardFn backward) {
-    if (Tape* tape = current_tape()) tape->record(std::move(name), inputs, outputs, std::move(backward));
+            BackwardFn backward, BackwardFn weight_backward) {
+    if (Tape* tape = current_tape())
+        tape->record(std::move(name), inputs, outputs, std::move(backward), std::move(weight_backward));
 }
 
 }  // namespace mp::autograd

@@ -5,12 +5,16 @@
 // tape input can be read — a pipeline stage sends the gradient of its input to the previous one.
 // Tapes are explicit objects: one per micro-batch, kept alive while its activations are stashed,
 // freed (clear() or destruction) to release them.
+// Backward also runs in two halves, as zero-bubble pipeline schedules need: backward_input (I)
+// computes the gradients that flow to the tape's inputs and queues the entries' weight-gradient
+// closures; backward_weight (W) runs them later. One-piece backward() gives bit-identical results.
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -46,13 +50,19 @@ class Grads {
   public:
     // Adds `grad` to the gradient of `x` (shapes must match).
     void accumulate(const TensorRef& x, const Tensor& grad);
+    // Whether anything needs the gradient of `x`: false for a tape input marked not
+    // differentiable (a stage's raw batch) and for what is computed from such inputs alone.
+    // Closures skip computing a gradient nobody wants (it would be dropped anyway).
+    bool wants(const TensorRef& x) const { return not_wanted_ == nullptr || not_wanted_->count(x.id) == 0; }
     Tensor get(uint64_t id) const;  // undefined if none
     void erase(uint64_t id) { grads_.erase(id); }
     void clear() { grads_.clear(); }
     const std::unordered_map<uint64_t, Tensor>& all() const { return grads_; }
 
   private:
+    friend class Tape;
     std::unordered_map<uint64_t, Tensor> grads_;
+    const std::unordered_set<uint64_t>* not_wanted_ = nullptr;  // the tape's; null: every gradient is wanted
 };
 
 // Receives the gradients of the entry's outputs (one per output, same order; an output that
@@ -66,8 +76,15 @@ class Tape {
     Tape(const Tape&) = delete;
     Tape& operator=(const Tape&) = delete;
 
+    // `backward` computes the gradients of the entry's inputs; for a function with parameters it
+    // may leave those to `weight_backward` (same signature), which then computes only the
+    // parameters' gradients — the W half of a split backward.
     void record(std::string name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
-                BackwardFn backward);
+                BackwardFn backward, BackwardFn weight_backward = nullptr);
+
+    // Marks a tape input (before it is used) as needing no gradient: a pipeline stage's raw
+    // batch. Functions then skip the gradients that would only flow to it.
+    void mark_not_differentiable(const Tensor& input);
 
     // Backward from a one-element loss (seed gradient 1).
     void backward(const Tensor& loss);
@@ -77,6 +94,17 @@ class Tape {
     // The same from the outputs' identities only, so a stage need not keep its output alive
     // (it was sent to the next stage) until the gradient comes back.
     void backward_from_refs(const std::vector<TensorRef>& outputs, const std::vector<Tensor>& output_grads);
+
+    // The first half (I): the gradients of the tape's inputs (readable with grad() at once) and
+    // of parameters used by functions without a split; every weight closure is queued with its
+    // output gradients, and everything else the entries saved is freed. Once per tape.
+    void backward_input_from_refs(const std::vector<TensorRef>& outputs, const std::vector<Tensor>& output_grads);
+    // The second half (W): runs the queued weight closures and accumulates into the parameters'
+    // slots, in the order one-piece backward would (so the sums are bitwise the same); then frees
+    // them. Throws unless backward_input ran and backward_weight did not.
+    void backward_weight();
+    // Weight closures queued by backward_input and not yet run.
+    size_t pending_weight_closures() const { return pending_weights_.size(); }
 
     // After backward: the gradient of a tensor that was an input of the tape (a leaf: not
     // produced by any entry), e.g. the stage input. Undefined if no gradient reached it.
@@ -100,9 +128,25 @@ class Tape {
         std::vector<uint64_t> output_ids;
         std::vector<OutputInfo> outputs;  // shape/dtype/device of each output (no data kept)
         BackwardFn backward;
+        BackwardFn weight_backward;  // null: `backward` computes the parameters' gradients too
     };
+    struct PendingWeight {
+        size_t entry;                    // index into entries_
+        std::vector<Tensor> output_grads;
+    };
+    enum class Phase { Recording, InputDone, Done };
+
+    // The reverse walk shared by both kinds of backward: runs each entry's input closure and
+    // either its weight closure at once (run_weights) or queues it. Returns the leftover grads.
+    Grads walk(const std::vector<TensorRef>& outputs, const std::vector<Tensor>& output_grads, bool run_weights);
+    // Moves the parameters' gradients in `grads` into their slots, entries in recording order.
+    void accumulate_into_parameters(const Grads& grads);
+
     std::vector<Entry> entries_;
     std::unordered_map<uint64_t, Tensor> leaf_grads_;
+    std::unordered_set<uint64_t> not_differentiable_;  // ids whose gradient nobody wants
+    std::vector<PendingWeight> pending_weights_;
+    Phase phase_ = Phase::Recording;
 };
 
 // The tape that functions record into on this thread (null: nothing is recorded).
@@ -133,9 +177,9 @@ class NoGradScope {
     Tape* previous_;
 };
 
-// For function authors: records on the current tape, if any.
+// For function authors: records on the current tape, if any (see Tape::record).
 void record(std::string name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
-            BackwardFn backward);
+            BackwardFn backward, BackwardFn weight_backward = nullptr);
 
 }  // namespace autograd
 }  // namespace mp

@@ -1,11 +1,13 @@
 // Autograd: every differentiable function against float64 central finite differences on the
 // CPU (threshold and its derivation in tests/support/gradcheck.h), and the tape's semantics —
 // accumulation over two backward passes, freeing a tape releases its saved tensors, no_grad
-// records nothing, a tape input's gradient is readable after backward.
+// records nothing, a tape input's gradient is readable after backward, the split backward (I then
+// W) equals the one-piece one bitwise, and gradients nobody wants are not computed.
 #include <gtest/gtest.h>
 
 #include "autograd/functions.h"
 #include "autograd/tape.h"
+#include "nn/models.h"
 #include "tensor/allocator.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/test_util.h"
@@ -209,4 +211,137 @@ TEST(Tape, BackwardArgumentErrors) {
     mp::testing::expect_invalid_argument([&] { tape.backward({x}, {}); }, {"backward", "1 outputs but 0 gradients"});
     mp::testing::expect_invalid_argument([&] { tape.backward({x}, {Tensor::zeros({4}, DType::Float64)}); },
                                          {"backward", "(4)", "(3)"});
+}
+
+// ---- split backward: I (input gradients) then W (weight gradients)
+
+namespace {
+// A GPT cut after its embedding: stage 1's layers (blocks, final layer norm, head) take a float
+// (B, T, C) activation, so the tape has a real input gradient to send back.
+struct SplitProblem {
+    std::shared_ptr<nn::Sequential> stage;
+    Tensor input;
+};
+SplitProblem split_problem() {
+    nn::GPTConfig config;
+    config.vocab = 29;
+    config.context = 48;
+    config.layers = 2;
+    config.heads = 2;
+    config.channels = 16;
+    std::shared_ptr<nn::Sequential> model = nn::gpt(config);
+    return {model->slice(1, model->size()), mp::testing::random_tensor({3, 48, 16}, 21)};
+}
+std::vector<Tensor> parameter_grads(nn::Module& module) {
+    std::vector<Tensor> grads;
+    for (const Tensor& p : module.parameters()) grads.push_back(autograd::grad_of(p).clone());
+    return grads;
+}
+void zero_grads(nn::Module& module) {
+    for (const Tensor& p : module.parameters()) autograd::zero_grad(p);
+}
+}  // namespace
+
+TEST(Tape, SplitBackwardEqualsOnePieceBitwise) {
+    SplitProblem problem = split_problem();
+    const Tensor output_grad = mp::testing::random_tensor({3, 48, 29}, 22);
+    // Two micro-batches each, accumulating into the parameters, as a pipeline stage does.
+    std::vector<Tensor> one_piece_input_grads, split_input_grads;
+    for (int micro_batch = 0; micro_batch < 2; ++micro_batch) {
+        autograd::Tape tape;
+        Tensor y;
+        {
+            autograd::TapeScope scope(tape);
+            y = problem.stage->forward(problem.input);
+        }
+        tape.backward({y}, {output_grad});
+        one_piece_input_grads.push_back(tape.grad(problem.input));
+    }
+    std::vector<Tensor> one_piece = parameter_grads(*problem.stage);
+    zero_grads(*problem.stage);
+    for (int micro_batch = 0; micro_batch < 2; ++micro_batch) {
+        autograd::Tape tape;
+        Tensor y;
+        {
+            autograd::TapeScope scope(tape);
+            y = problem.stage->forward(problem.input);
+        }
+        tape.backward_input_from_refs({y}, {output_grad});
+        split_input_grads.push_back(tape.grad(problem.input));  // ready before W
+        tape.backward_weight();
+    }
+    std::vector<Tensor> split = parameter_grads(*problem.stage);
+    for (size_t i = 0; i < one_piece.size(); ++i) mp::testing::expect_equal(split[i], one_piece[i], str("parameter ", i));
+    for (int m = 0; m < 2; ++m) mp::testing::expect_equal(split_input_grads[m], one_piece_input_grads[m], "input gradient");
+}
+
+TEST(Tape, InputHalfLeavesParametersAndFreesWhatOnlyItNeeded) {
+    SplitProblem problem = split_problem();
+    zero_grads(*problem.stage);
+    const size_t baseline = cpu_allocator().stats().current_bytes;
+    autograd::Tape tape;
+    Tensor y;
+    {
+        autograd::TapeScope scope(tape);
+        y = problem.stage->forward(problem.input);
+    }
+    const autograd::TensorRef output(y);
+    const Tensor output_grad = mp::testing::random_tensor(y.shape(), 23);
+    y = Tensor();
+    const size_t after_forward = cpu_allocator().stats().current_bytes - baseline;
+    tape.backward_input_from_refs({output}, {output_grad});
+    const size_t after_input = cpu_allocator().stats().current_bytes - baseline;
+    EXPECT_TRUE(tape.grad(problem.input).defined());
+    for (const Tensor& p : problem.stage->parameters()) EXPECT_FALSE(autograd::grad_of(p).defined());
+    EXPECT_GT(tape.pending_weight_closures(), 0u);
+    // The attention probabilities (3 × 2 × 48 × 48 per block) and GELU inputs went with I; the
+    // linear layers' inputs and output gradients stay for W.
+    EXPECT_LT(after_input, after_forward) << "I freed nothing";
+    tape.backward_weight();
+    EXPECT_EQ(tape.pending_weight_closures(), 0u);
+    for (const Tensor& p : problem.stage->parameters()) EXPECT_TRUE(autograd::grad_of(p).defined());
+}
+
+TEST(Tape, SplitBackwardOrderIsEnforced) {
+    Tensor w = param64({3, 2}, 1);
+    Tensor x = rand64({4, 2}, 2);
+    autograd::Tape tape;
+    Tensor y;
+    {
+        autograd::TapeScope scope(tape);
+        y = fn::linear(x, w, Tensor());
+    }
+    const Tensor dy = Tensor::full(y.shape(), 1.0, DType::Float64);
+    mp::testing::expect_invalid_argument([&] { tape.backward_weight(); }, {"backward_weight", "has not run"});
+    tape.backward_input_from_refs({autograd::TensorRef(y)}, {dy});
+    mp::testing::expect_invalid_argument([&] { tape.backward_input_from_refs({autograd::TensorRef(y)}, {dy}); },
+                                         {"backward_input", "already ran"});
+    mp::testing::expect_invalid_argument([&] { tape.backward({y}, {dy}); }, {"backward", "already ran"});
+    tape.backward_weight();
+    mp::testing::expect_invalid_argument([&] { tape.backward_weight(); }, {"backward_weight", "already ran"});
+}
+
+// A raw batch marked not differentiable gets no gradient (the first linear skips dx = dy · W),
+// and the parameters' gradients are the same as without the mark.
+TEST(Tape, GradientsNobodyWantsAreNotComputed) {
+    Tensor w1 = param64({5, 4}, 1), w2 = param64({3, 5}, 2);
+    Tensor x = rand64({6, 4}, 3);
+    auto run = [&](bool mark) {
+        autograd::zero_grad(w1);
+        autograd::zero_grad(w2);
+        autograd::Tape tape;
+        if (mark) tape.mark_not_differentiable(x);
+        {
+            autograd::TapeScope scope(tape);
+            tape.backward(fn::sum(fn::linear(fn::relu(fn::linear(x, w1, Tensor())), w2, Tensor())));
+        }
+        return std::make_pair(tape.grad(x), std::vector<Tensor>{autograd::grad_of(w1).clone(), autograd::grad_of(w2).clone()});
+    };
+    auto [unmarked_dx, unmarked] = run(false);
+    auto [marked_dx, marked] = run(true);
+    EXPECT_TRUE(unmarked_dx.defined());
+    EXPECT_FALSE(marked_dx.defined());
+    for (size_t i = 0; i < marked.size(); ++i) mp::testing::expect_equal(marked[i], unmarked[i], "parameter gradient");
+    autograd::Tape tape;
+    mp::testing::expect_invalid_argument([&] { tape.mark_not_differentiable(w1); }, {"mark_not_differentiable", "parameter"});
 }

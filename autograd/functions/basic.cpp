@@ -56,12 +56,17 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     if (bias.defined()) y = ops::bias_add(y, bias);
     std::vector<Tensor> inputs = {x, weight};
     if (bias.defined()) inputs.push_back(bias);
-    autograd::record("linear", inputs, {y},
-                     [x, weight, rb = bias.defined() ? TensorRef(bias) : TensorRef()](Grads& g, const std::vector<Tensor>& dy) {
-                         g.accumulate(x, ops::matmul(dy[0], weight));                 // dx = dy · W
-                         g.accumulate(weight, ops::matmul(dy[0], x, true, false));    // dW = dyᵀ · x
-                         if (rb.id != 0) g.accumulate(rb, ops::sum_rows(dy[0]));     // db = Σ_rows dy
-                     });
+    // I: dx = dy · W (skipped when nobody wants it, e.g. for a stage's raw batch).
+    // W: dW = dyᵀ · x and db = Σ_rows dy — it keeps x alive until it runs.
+    autograd::record(
+        "linear", inputs, {y},
+        [rx = TensorRef(x), weight](Grads& g, const std::vector<Tensor>& dy) {
+            if (g.wants(rx)) g.accumulate(rx, ops::matmul(dy[0], weight));
+        },
+        [x, rw = TensorRef(weight), rb = bias.defined() ? TensorRef(bias) : TensorRef()](Grads& g, const std::vector<Tensor>& dy) {
+            g.accumulate(rw, ops::matmul(dy[0], x, true, false));
+            if (rb.id != 0) g.accumulate(rb, ops::sum_rows(dy[0]));
+        });
     return y;
 }
 

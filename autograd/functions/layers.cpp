@@ -1,4 +1,7 @@
 // Differentiable layer norm and embedding lookup.
+#include <memory>
+#include <utility>
+
 #include "autograd/functions.h"
 #include "tensor/ops/embedding.h"
 #include "tensor/ops/layernorm.h"
@@ -10,23 +13,33 @@ using autograd::TensorRef;
 
 Tensor layernorm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) {
     ops::LayerNormResult r = ops::layernorm(x, gamma, beta, eps);
-    // Saves x, the per-row mean and rstd (two floats a row) and gamma; not y.
-    autograd::record("layernorm", {x, gamma, beta}, {r.y},
-                     [x, gamma, rb = TensorRef(beta), mean = r.mean, rstd = r.rstd](Grads& g, const std::vector<Tensor>& dy) {
-                         ops::LayerNormGrads grads = ops::layernorm_backward(dy[0], x, gamma, mean, rstd);
-                         g.accumulate(x, grads.dx);
-                         g.accumulate(gamma, grads.dgamma);
-                         g.accumulate(rb, grads.dbeta);
-                     });
+    // Saves x, the per-row mean and rstd (two floats a row) and gamma; not y. One fused kernel
+    // computes dx, dγ and dβ in the I half; W only adds the two small parameter gradients
+    // (handed over from I), so it keeps nothing of the activations alive.
+    auto parameter_grads = std::make_shared<std::pair<Tensor, Tensor>>();
+    autograd::record(
+        "layernorm", {x, gamma, beta}, {r.y},
+        [x, gamma, mean = r.mean, rstd = r.rstd, parameter_grads](Grads& g, const std::vector<Tensor>& dy) {
+            ops::LayerNormGrads grads = ops::layernorm_backward(dy[0], x, gamma, mean, rstd);
+            g.accumulate(x, grads.dx);
+            *parameter_grads = {grads.dgamma, grads.dbeta};
+        },
+        [rg = TensorRef(gamma), rb = TensorRef(beta), parameter_grads](Grads& g, const std::vector<Tensor>&) {
+            g.accumulate(rg, parameter_grads->first);
+            g.accumulate(rb, parameter_grads->second);
+            *parameter_grads = {};
+        });
     return r.y;
 }
 
 Tensor embedding(const Tensor& ids, const Tensor& weight) {
     Tensor y = ops::embedding(ids, weight);
     // Token ids are not differentiable; the weight's gradient is a scatter-add of dy by id.
-    autograd::record("embedding", {ids, weight}, {y}, [ids, rw = TensorRef(weight)](Grads& g, const std::vector<Tensor>& dy) {
-        g.accumulate(rw, ops::embedding_backward(ids, dy[0], rw.shape[0]));
-    });
+    // Only a W half: nothing flows back to the ids.
+    autograd::record("embedding", {ids, weight}, {y}, nullptr,
+                     [ids, rw = TensorRef(weight)](Grads& g, const std::vector<Tensor>& dy) {
+                         g.accumulate(rw, ops::embedding_backward(ids, dy[0], rw.shape[0]));
+                     });
     return y;
 }
 
