@@ -47,12 +47,6 @@ std::vector<std::string> gather_texts(const std::string& local_text, const std::
     return texts;
 }
 
-int first_non_empty(const std::vector<std::string>& texts) {
-    for (size_t i = 0; i < texts.size(); ++i)
-        if (!texts[i].empty()) return static_cast<int>(i);
-    return -1;
-}
-
 void abort_job(const std::string& message, int exit_code) {
     int rank = -1;
     std::string host = "?";

@@ -14,9 +14,6 @@ namespace mp::comm {
 // what it waited for. `what` names the gather in that message.
 std::vector<std::string> gather_texts(const std::string& local_text, const std::string& what, double timeout_seconds);
 
-// The index of the first non-empty entry, or -1.
-int first_non_empty(const std::vector<std::string>& texts);
-
 // Prints `message` on stderr (prefixed with this rank and host), runs the abort hooks
 // (ncclCommAbort), waits a short grace period so that ranks failing at the same moment can print
 // their own cause too, then ends every rank of the job with MPI_Abort. For errors one rank meets

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "comm/deadline.h"
 #include "examples/support/trainer_main.h"
 #include "pipeline/schedule.h"
 #include "pipeline/simulate.h"
@@ -57,6 +58,20 @@ int main(int argc, char** argv) {
         [](const TrainConfig& config, comm::Communicator& world, int gpu, const examples::TrainerCommandLine&) {
             const int K = world.size();
             const int64_t global_batch = config.train_batch_size;
+            // What the sweep will run, checked before the baseline spends any time.
+            MP_REQUIRE(config.model.kind == "realistic", "microbatch_sweep runs the seed's RealisticModel: model.kind must be "
+                       "\"realistic\", got \"", config.model.kind, "\"");
+            MP_REQUIRE(K <= model_layer_count(config), "microbatch_sweep: ", K, " ranks make ", K,
+                       " pipeline stages but the model has only ", model_layer_count(config),
+                       " layers (model.blocks + 2): use fewer ranks or more blocks");
+            std::vector<int64_t> micro_batch_sizes;
+            for (int64_t micro_batch_size : {4, 8, 16, 32})
+                if (global_batch % micro_batch_size == 0) micro_batch_sizes.push_back(micro_batch_size);
+                else if (world.rank() == 0)
+                    std::printf("microbatch_sweep: skipping micro-batches of %lld: the global batch of %lld does not split "
+                                "into them\n", (long long)micro_batch_size, (long long)global_batch);
+            MP_REQUIRE(!micro_batch_sizes.empty(), "microbatch_sweep: the global batch of ", global_batch,
+                       " splits into none of the micro-batch sizes 4, 8, 16, 32");
             if (world.rank() == 0)
                 std::printf("microbatch_sweep: realistic model, hidden %lld, %lld blocks, vocab %lld, global batch %lld x %lld tokens, %d ranks\n",
                             (long long)config.model.hidden, (long long)config.model.blocks, (long long)config.model.vocab,
@@ -80,11 +95,15 @@ int main(int argc, char** argv) {
                 TrainResult r = train(baseline, *solo, gpu, false);
                 rows.push_back({"one rank", 1, 1, r.summary.samples_per_second, 0, 0, 0});
             }
+            // The others wait for the baseline, however long it trains: not a transfer that could
+            // hang, so not under comm.timeout_s (a rank that dies still ends the job).
+            const double timeout_s = world.timeout_seconds();
+            world.set_timeout_seconds(comm::detail::kMaxTimeoutSeconds);
             world.barrier();
+            world.set_timeout_seconds(timeout_s);
 
             for (const std::string schedule : {"gpipe", "1f1b"})
-                for (int64_t micro_batch_size : {4, 8, 16, 32}) {
-                    if (global_batch % micro_batch_size != 0) continue;
+                for (int64_t micro_batch_size : micro_batch_sizes) {
                     TrainConfig run = config;
                     run.pipeline.stages = K;
                     run.pipeline.schedule = schedule;

@@ -27,9 +27,12 @@ std::vector<int32_t> TokenDataset::encode(const std::string& text) const {
 }
 
 namespace {
-// A directory opens as a stream on Linux and then reads as nothing: say what it is instead.
+// A directory opens as a stream on Linux and then reads as nothing, and a FIFO blocks the open
+// forever: say what it is instead.
 void require_regular_file(const char* op, const std::string& path) {
     MP_REQUIRE(!std::filesystem::is_directory(path), op, ": '", path, "' is a directory, not a file");
+    MP_REQUIRE(!std::filesystem::exists(path) || std::filesystem::is_regular_file(path), op, ": '", path,
+               "' is not a regular file (a FIFO or a device?)");
 }
 }  // namespace
 
@@ -62,13 +65,18 @@ TokenDataset load_token_shard(const std::string& path, int64_t vocab) {
     MP_REQUIRE(header[1] == 1, "load_token_shard: '", path, "' has version ", header[1], ", expected 1");
     int64_t count = header[2];
     MP_REQUIRE(count >= 2, "load_token_shard: '", path, "' declares ", count, " tokens; need at least 2");
-    // The file must hold what the header declares before anything that size is allocated.
+    // The file must hold exactly what the header declares (llm.c's loader checks the same), and
+    // this is checked before anything that size is allocated.
     const std::streamoff header_bytes = in.tellg();
     in.seekg(0, std::ios::end);
-    const int64_t available = static_cast<int64_t>((in.tellg() - header_bytes) / static_cast<std::streamoff>(sizeof(uint16_t)));
+    const int64_t data_bytes = static_cast<int64_t>(in.tellg() - header_bytes);
     in.seekg(header_bytes);
+    const int64_t available = data_bytes / static_cast<int64_t>(sizeof(uint16_t));
     MP_REQUIRE(available >= count, "load_token_shard: '", path, "' is truncated: the header declares ", count,
                " tokens but only ", available, " follow");
+    MP_REQUIRE(data_bytes == count * static_cast<int64_t>(sizeof(uint16_t)), "load_token_shard: '", path,
+               "' holds ", data_bytes, " bytes after its header but declares ", count, " tokens (",
+               count * static_cast<int64_t>(sizeof(uint16_t)), " bytes): a wrong token count or trailing data");
     std::vector<uint16_t> raw(static_cast<size_t>(count));
     in.read(reinterpret_cast<char*>(raw.data()), count * static_cast<std::streamsize>(sizeof(uint16_t)));
     MP_REQUIRE(in.gcount() == count * static_cast<std::streamsize>(sizeof(uint16_t)), "load_token_shard: '", path,

@@ -268,6 +268,9 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors, con
 SafetensorsContents read_safetensors(const std::string& path) { return decode_safetensors(read_file_bytes(path), path); }
 
 std::string read_file_bytes(const std::string& path) {
+    if (std::filesystem::exists(path) && !std::filesystem::is_regular_file(path))
+        throw RuntimeError(str("cannot read '", path, "': it is ",
+                               std::filesystem::is_directory(path) ? "a directory" : "not a regular file"));
     std::ifstream in(path, std::ios::binary | std::ios::ate);
     if (!in) throw RuntimeError(str("cannot open '", path, "' for reading: ", system_reason()));
     std::streamoff size = in.tellg();

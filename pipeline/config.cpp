@@ -574,6 +574,9 @@ void validate_cross_keys(TrainConfig& config, int world_size) {
 
     MP_REQUIRE(config.lr_schedule.min_lr <= config.optimizer.lr, "lr_schedule.min_lr ", config.lr_schedule.min_lr,
                " exceeds optimizer.lr ", config.optimizer.lr);
+    MP_REQUIRE(model.kind != "mlp" || config.data.kind == "synthetic", "data.kind is \"", config.data.kind,
+               "\" but model.kind mlp trains on its own synthetic regression task (a random teacher); use "
+               "data.kind = synthetic");
     if (config.data.kind == "text" || config.data.kind == "shard")
         MP_REQUIRE(!config.data.path.empty(), "data.path is required when data.kind is \"", config.data.kind, "\"");
     if (config.checkpoint.every > 0 || config.checkpoint.resume)
@@ -603,6 +606,10 @@ int64_t model_layer_count(const TrainConfig& config) {
 
 TrainConfig parse_config_text(const std::string& text, const std::string& source_name,
                               const std::vector<std::string>& overrides, int world_size) {
+    // nlohmann stops at a NUL byte; whatever follows it would be ignored without a word.
+    const size_t nul = text.find('\0');
+    MP_REQUIRE(nul == std::string::npos, source_name, ": a NUL byte at offset ", nul,
+               " (a binary file, or text after the JSON document?)");
     json document = parse_json_strict(text, source_name);
     MP_REQUIRE(document.is_object(), source_name, ": the configuration must be a JSON object, got ",
                describe_value(document));
@@ -631,6 +638,8 @@ TrainConfig parse_config_text(const std::string& text, const std::string& source
 
 TrainConfig load_config(const std::string& path, const std::vector<std::string>& overrides, int world_size) {
     MP_REQUIRE(!std::filesystem::is_directory(path), path, ": is a directory, not a configuration file");
+    MP_REQUIRE(!std::filesystem::exists(path) || std::filesystem::is_regular_file(path), path,
+               ": is not a regular file (a FIFO or a device?)");
     std::ifstream file(path, std::ios::binary);
     MP_REQUIRE(file.good(), path, ": cannot open the configuration file");
     std::stringstream text;

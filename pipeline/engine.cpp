@@ -266,6 +266,29 @@ void Engine::agree_before_update(const std::vector<double>& losses, const std::v
     }
 }
 
+void Engine::agree_parameters_are_finite() {
+    // One reduction over this stage's parameters (a NaN or infinity anywhere makes the norm so),
+    // then one flag over the pipeline and the replicas: every rank stops at the same update.
+    const std::vector<Tensor> parameters = stage_->parameters();
+    const bool finite = std::isfinite(ops::global_l2_norm(parameters));
+    double verdict = finite ? 0.0 : stage_index_ + 1.0;
+    verdict = all_reduce_scalar(comm_, verdict, comm::ReduceOp::Max);
+    if (data_parallel_ != nullptr && data_parallel_->size() > 1)
+        verdict = all_reduce_scalar(*data_parallel_, verdict, comm::ReduceOp::Max);
+    if (verdict == 0) return;
+    std::string culprit;
+    if (!finite)
+        for (const auto& [name, parameter] : stage_->named_parameters())
+            if (!std::isfinite(ops::global_l2_norm({parameter}))) {
+                culprit = str(" ('", name, "')");
+                break;
+            }
+    const int stage = finite ? static_cast<int>(verdict) - 1 : stage_index_;  // this one's own, if it is one
+    throw std::runtime_error(str("pipeline: training diverged: this step's update made stage ", stage,
+                                 "'s parameters non-finite", culprit,
+                                 " (lower optimizer.lr or weight_decay, raise optimizer.eps); nothing after it is saved"));
+}
+
 void Engine::all_reduce_gradients() {
     // Each replica's gradients are already weighted by its counts over the global total, so
     // their sum is the gradient of the global mean loss.
@@ -384,6 +407,7 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
             if (data_parallel_ != nullptr && data_parallel_->size() > 1) all_reduce_gradients();
             if (grad_clip_ > 0) result.grad_norm = clip_gradients();
             optimizer_.step();
+            agree_parameters_are_finite();
             event.name = to_string(a);
         }
         action_marks.emplace_back(start_mark, timeline.mark());

@@ -83,6 +83,9 @@ class Engine {
     // the losses are finite, then tells every stage and replica; if anything failed, every rank
     // throws before changing a weight (the failing one naming the cause).
     void agree_before_update(const std::vector<double>& losses, const std::vector<int>& forward_order);
+    // After the optimizer step: every stage and replica learns whether any stage's parameters
+    // became non-finite (a learning rate or epsilon beyond float32); if so every rank throws.
+    void agree_parameters_are_finite();
     void all_reduce_gradients();
     double clip_gradients();
     bool is_first() const { return stage_index_ == 0; }

@@ -165,7 +165,7 @@ void refuse_if_it_cannot_fit(const TrainConfig& config, const nn::ModelSpec& spe
         bytes += rows * m.heads * static_cast<double>(m.context) * m.context * 4.0;
     }
     const double available = static_cast<double>(device_memory_bytes(device));
-    MP_REQUIRE(bytes <= available, "this stage needs at least ", bytes_str(bytes), " (", static_cast<int64_t>(parameters),
+    MP_REQUIRE(bytes <= available, "this stage needs at least ", bytes_str(bytes), " (", parameters,
                " parameters with gradients and ", adamw ? "AdamW" : "SGD", " state",
                m.kind == "gpt" ? str(", and for micro_batch_size ", config.micro_batch_size, " × context ", m.context,
                                      " × vocab ", m.vocab, " its logits and attention scores")
@@ -322,6 +322,7 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
         MP_REQUIRE(start_step < config.steps, "the checkpoint in '", checkpoint_dir, "' is at step ", start_step,
                    ", which already reaches steps = ", config.steps, ": nothing to train (raise steps to continue)");
         engine.set_steps_run(start_step);
+        world.barrier();  // every rank has loaded (a rank that failed has ended the job) before saying so
         log.line("resumed from %s at step %lld", checkpoint_dir.c_str(), (long long)start_step);
     }
     std::vector<nn::LayerRange> layer_ranges;

@@ -93,6 +93,18 @@ expect_failure one_rank_other_seed "differs from rank 0 in seed (rank 1: 7, rank
 # finds no checkpoint, or one with nothing left to train, is refused naming the directory.
 expect_failure diverged "training diverged" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${small[@]}" \
     --set optimizer.lr=1e30 --set lr_schedule.warmup_steps=0
+# A learning rate beyond float32 turns the weights non-finite in one update: stopped there, not saved.
+expect_failure lr_beyond_float "made stage" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${small[@]}" \
+    --set optimizer.lr=1e300 --set lr_schedule.kind=constant --set checkpoint.dir="$out/lr_beyond_float" \
+    --set checkpoint.every=1
+if [ -e "$out/lr_beyond_float/index.json" ]; then
+    failed=$((failed + 1)); failures+=("lr_beyond_float_saved"); echo "---- a non-finite model was checkpointed"
+else
+    passed=$((passed + 1))
+fi
+# --help given to one rank only is refused on both, at once.
+expect_failure one_rank_help "was given --help" "${launch[@]}" -np 1 "$build/examples/train_gpt" "${small[@]}" \
+    : -np 1 "$build/examples/train_gpt" --help
 expect_failure resume_nothing_there "holds no checkpoint" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${small[@]}" \
     --set checkpoint.dir="$out/no_such_dir" --set checkpoint.resume=true
 expect_failure resume_other_curve "resuming would change the curve" "${launch[@]}" -np 2 "$build/examples/train_gpt" \

@@ -202,6 +202,12 @@ TEST(Safetensors, MalformedFilesAreRefusedNamingFileAndProblem) {
     }
 }
 
+TEST(Safetensors, ADirectoryInPlaceOfAFileIsNamedAsOne) {
+    const std::string dir = scratch_dir("directory_as_file") + "/stage.safetensors";
+    fs::create_directories(dir);
+    expect_runtime_error([&] { nn::read_safetensors(dir); }, {dir, "it is a directory"});
+}
+
 TEST(Safetensors, MissingFileIsAnIoErrorNamingIt) {
     const std::string path = scratch_dir("missing") + "/absent.safetensors";
     expect_runtime_error([&] { nn::read_safetensors(path); }, {path, "cannot open"});

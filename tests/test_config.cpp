@@ -498,3 +498,9 @@ TEST(Config, ADirectoryIsNotAConfigFile) {
     const std::string dir = ::testing::TempDir();
     expect_invalid_argument([&] { load_config(dir, {}, 1); }, {dir, "is a directory, not a configuration file"});
 }
+
+TEST(Config, NulBytesAndMlpWithOtherDataAreRefused) {
+    expect_rejected(std::string("{\"steps\": 3}\0{\"steps\": \"bogus\"", 28), {"run.json", "a NUL byte at offset 12"});
+    expect_rejected(R"({"model": {"kind": "mlp"}, "data": {"kind": "text", "path": "corpus.txt"}})",
+                    {"model.kind mlp trains on its own synthetic regression task", "data.kind = synthetic"});
+}

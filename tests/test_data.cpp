@@ -1,6 +1,9 @@
 // Datasets: byte-level text, llm.c uint16 shards (good and bad headers, truncation), the
 // synthetic additions corpus, and batch sampling (targets are ids shifted by one).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdio>
 
 #include <cstdio>
 #include <fstream>
@@ -63,10 +66,24 @@ TEST(Data, BadShardsAreRefusedNamingTheFile) {
     expect_invalid_argument([&] { nn::load_token_shard(huge); }, {huge, "truncated", "declares 2147483647 tokens", "only 3"});
 }
 
-TEST(Data, ADirectoryIsNamedAsOne) {
+TEST(Data, ADirectoryOrAFifoIsNamedAsOne) {
     const std::string dir = ::testing::TempDir();
     expect_invalid_argument([&] { nn::load_token_shard(dir); }, {dir, "is a directory, not a file"});
     expect_invalid_argument([&] { nn::load_text_file(dir); }, {dir, "is a directory, not a file"});
+    // A FIFO would block the open forever.
+    const std::string fifo = temp_path("data.fifo");
+    std::remove(fifo.c_str());
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    expect_invalid_argument([&] { nn::load_text_file(fifo); }, {fifo, "not a regular file"});
+    expect_invalid_argument([&] { nn::load_token_shard(fifo); }, {fifo, "not a regular file"});
+    std::remove(fifo.c_str());
+}
+
+// The header's token count must match the file exactly: more data than declared is refused too.
+TEST(Data, ShardWithMoreDataThanDeclaredIsRefused) {
+    std::string path = temp_path("count_small.bin");
+    write_shard(path, 20240520, 1, 3, {1, 2, 3, 4, 5, 6});
+    expect_invalid_argument([&] { nn::load_token_shard(path); }, {path, "declares 3 tokens", "trailing data"});
 }
 
 // A model vocabulary that covers the data is used as is (never rounded up and then refused).

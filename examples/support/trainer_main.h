@@ -77,12 +77,24 @@ inline bool load_trainer_config(int argc, char** argv, const char* program, cons
 // Every rank's start-up verdict, gathered: the first rank that failed, with its error, makes every
 // rank stop with that cause; then the ranks' resolved configs must agree key by key. Throws the
 // same std::invalid_argument on every rank, or returns.
+// The start-up verdict of a rank that was given --help: it prints the usage instead of running.
+constexpr const char* kAskedForHelp = "--help";
+
 inline void agree_on_start(const std::string& local_error, const pipeline::TrainConfig& config, double timeout_s) {
     std::vector<std::string> errors = comm::gather_texts(local_error, "the start-up check of every rank", timeout_s);
-    const int failed = comm::first_non_empty(errors);
+    int failed = -1, asked_for_help = -1;  // the first rank of each kind
+    for (size_t r = 0; r < errors.size(); ++r) {
+        if (errors[r] == kAskedForHelp) asked_for_help = asked_for_help < 0 ? static_cast<int>(r) : asked_for_help;
+        else if (!errors[r].empty() && failed < 0) failed = static_cast<int>(r);
+    }
     if (failed >= 0) {
-        if (!local_error.empty()) throw std::invalid_argument(local_error);
+        if (!local_error.empty() && local_error != kAskedForHelp) throw std::invalid_argument(local_error);
         throw std::invalid_argument(str("rank ", failed, " could not start: ", errors[static_cast<size_t>(failed)]));
+    }
+    if (asked_for_help >= 0) {
+        if (std::count(errors.begin(), errors.end(), kAskedForHelp) == static_cast<long>(errors.size())) return;
+        throw std::invalid_argument(str("rank ", asked_for_help, " was given --help and the others were not: give every "
+                                        "rank the same arguments"));
     }
     std::vector<std::string> configs =
         comm::gather_texts(pipeline::to_json(config).dump(), "the configuration check of every rank", timeout_s);
@@ -124,13 +136,14 @@ inline int trainer_main(int argc, char** argv, const char* program, const char* 
     } catch (const std::exception& e) {
         local_error = e.what();
     }
-    if (!run && local_error.empty()) return 0;  // --help, on every rank alike
+    if (!run && local_error.empty()) local_error = kAskedForHelp;
     try {
         agree_on_start(local_error, config, timeout_s);
     } catch (const std::exception& e) {
         print_error(e.what());
         return 1;
     }
+    if (!run) return 0;  // --help on every rank: rank 0 printed the usage
     // From here a rank that fails alone ends the whole job: the others would wait for it.
     try {
         // Ranks sharing this machine share its cores.
