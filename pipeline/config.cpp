@@ -20,6 +20,7 @@
 #include "comm/deadline.h"
 #include "kernels/common/error.h"
 #include "nn/json_limits.h"
+#include "pipeline/schedule.h"
 
 namespace mp::pipeline {
 
@@ -162,7 +163,7 @@ std::vector<ConfigKey> build_key_table() {
         KEY(pipeline.partition, "uniform", "how layers are split into stages")
             .one_of({"uniform", "parameters", "time", "balance"}),
         KEY(pipeline.balance, List{}, "layers per stage, with partition = balance (e.g. [4,3,3,4])").positive(),
-        KEY(pipeline.schedule, "1f1b", "pipeline schedule").one_of({"naive", "gpipe", "1f1b"}),
+        KEY(pipeline.schedule, "1f1b", "pipeline schedule (listed below)").one_of(schedule_kinds()),
         KEY(pipeline.rematerialization, "never", "recompute stage activations in backward")
             .one_of({"never", "always", "except_last"}),
 
@@ -572,6 +573,12 @@ void validate_cross_keys(TrainConfig& config, int world_size) {
                    config.pipeline.partition, "\" (use partition = balance, or drop the list)");
     }
 
+    // The schedule's own rule on its sizes, from the registry.
+    const std::string broken = schedule_info(config.pipeline.schedule)
+                                   .rule(static_cast<int>(config.pipeline.stages), static_cast<int>(config.micro_batches), 1);
+    MP_REQUIRE(broken.empty(), "pipeline.schedule \"", config.pipeline.schedule, "\" with pipeline.stages ",
+               config.pipeline.stages, " and micro_batches ", config.micro_batches, ": ", broken);
+
     MP_REQUIRE(config.lr_schedule.min_lr <= config.optimizer.lr, "lr_schedule.min_lr ", config.lr_schedule.min_lr,
                " exceeds optimizer.lr ", config.optimizer.lr);
     if (config.data.kind == "text" || config.data.kind == "shard")
@@ -701,6 +708,11 @@ std::string config_help() {
         out << std::setw(path_column) << key.path << std::setw(10) << key_type_name(key.type)
             << std::setw(default_column) << key.default_value.dump() << description << "\n";
     }
+    out << "\nPipeline schedules (pipeline.schedule):\n";
+    size_t name_width = 0;
+    for (const ScheduleInfo& info : schedule_registry()) name_width = std::max(name_width, info.name.size());
+    for (const ScheduleInfo& info : schedule_registry())
+        out << "  " << std::setw(static_cast<int>(name_width) + 2) << info.name << info.description << "\n";
     return out.str();
 }
 

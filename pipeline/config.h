@@ -49,7 +49,7 @@ struct TrainConfig {
         int64_t stages = 0;
         std::string partition;          // "uniform" | "parameters" | "time" | "balance"
         std::vector<int64_t> balance;   // layers per stage, with partition = "balance"
-        std::string schedule;           // "naive" | "gpipe" | "1f1b"
+        std::string schedule;           // a name from the schedule registry (pipeline/schedule.h)
         std::string rematerialization;  // "never" | "always" | "except_last"
     } pipeline;
 

@@ -12,23 +12,36 @@ constexpr int kGatherTag = 11;
 
 namespace {
 
+// One line per event: start, end, the number of actions, then kind stage micro_batch for each.
 std::string serialise(const StageTrace& trace) {
     std::ostringstream out;
     out.precision(17);
-    out << trace.stage << " " << trace.step_us << "\n";
-    for (const TraceEvent& e : trace.events)
-        out << e.name << " " << e.stage << " " << e.start_us << " " << e.end_us << " " << (e.compute ? 1 : 0) << "\n";
+    out << trace.stage << " " << (trace.names_carry_stages ? 1 : 0) << " " << trace.step_us << "\n";
+    for (const TraceEvent& e : trace.events) {
+        out << e.start_us << " " << e.end_us << " " << e.actions.size();
+        for (const Action& a : e.actions) out << " " << static_cast<int>(a.kind) << " " << a.stage << " " << a.micro_batch;
+        out << "\n";
+    }
     return out.str();
 }
 
 StageTrace deserialise(const std::string& text) {
     std::istringstream in(text);
     StageTrace trace;
-    in >> trace.stage >> trace.step_us;
+    int names_carry_stages = 0;
+    in >> trace.stage >> names_carry_stages >> trace.step_us;
+    trace.names_carry_stages = names_carry_stages != 0;
     TraceEvent e;
-    int compute = 0;
-    while (in >> e.name >> e.stage >> e.start_us >> e.end_us >> compute) {
-        e.compute = compute != 0;
+    size_t count = 0;
+    while (in >> e.start_us >> e.end_us >> count) {
+        e.actions.clear();
+        for (size_t i = 0; i < count; ++i) {
+            int kind = 0;
+            Action action{ActionKind::Forward, 0, 0};
+            in >> kind >> action.stage >> action.micro_batch;
+            action.kind = static_cast<ActionKind>(kind);
+            e.actions.push_back(action);
+        }
         trace.events.push_back(e);
     }
     return trace;

@@ -373,6 +373,18 @@ TEST(Config, LoadConfigReadsAFile) {
     expect_invalid_argument([&] { load_config(path, {}, 2); }, {path, "cannot open"});
 }
 
+// --help lists every schedule of the registry with its description, after the keys.
+TEST(Config, HelpListsEverySchedule) {
+    const std::string help = config_help();
+    const size_t section = help.find("\nPipeline schedules (pipeline.schedule):\n");
+    ASSERT_NE(section, std::string::npos) << help;
+    for (const ScheduleInfo& info : schedule_registry()) {
+        const size_t at = help.find("\n  " + info.name + " ", section);
+        ASSERT_NE(at, std::string::npos) << info.name;
+        EXPECT_NE(help.substr(at, help.find('\n', at + 1) - at).find(info.description), std::string::npos) << info.name;
+    }
+}
+
 TEST(Config, HelpListsEveryKeyWithTypeAndDefault) {
     std::string help = config_help();
     // One line per key, starting with its path, then its type and default.

@@ -1,5 +1,5 @@
 // Multi-rank tests of the pipeline engine (run under mpirun -np 2 and -np 4, CPU tensors, MPI
-// transport): exact equivalence with one-process training for gpipe and 1f1b, every
+// transport): exact equivalence with one-process training for every registered schedule, every
 // re-materialization mode, K = 1..4 stages (as many as the job has ranks), M in {1, 2, 3, 4, 8},
 // uniform and uneven partitions, on a small GPT and an MLP; the stash accounting; the trace.
 //
@@ -148,10 +148,11 @@ TEST_F(Pipeline, EquivalentToOneProcessTraining) {
             for (const std::string partitioning : {"uniform", "uneven"}) {
                 std::vector<StageRange> ranges = partitioning == "uniform" ? uniform_partition(problem.spec.size(), stages)
                                                                            : uneven(problem.spec.size(), stages);
-                for (const std::string schedule : {"gpipe", "1f1b"})
+                for (const std::string& schedule : schedule_kinds())
                     for (Rematerialization remat : {Rematerialization::Never, Rematerialization::Always, Rematerialization::ExceptLast})
                         for (int micro_batches : {1, 2, 3, 4, 8}) {
                             if (!group) continue;  // this rank sits out a pipeline smaller than the job
+                            if (!schedule_info(schedule).rule(stages, micro_batches, 1).empty()) continue;
                             ++configurations;
                             std::string what = str(problem.name, " K=", stages, " M=", micro_batches, " ", schedule, " ",
                                                    rematerialization_name(remat), " ", partitioning);
@@ -220,8 +221,9 @@ TEST_F(Pipeline, WithDropoutEveryLayoutEqualsOneProcessTraining) {
         std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < stages ? 0 : -1);
         if (!group) continue;
         for (const std::string partitioning : {"uniform", "uneven"})
-            for (const std::string schedule : {"gpipe", "1f1b"})
+            for (const std::string& schedule : schedule_kinds())
                 for (int micro_batches : {1, 3, 4}) {
+                    if (!schedule_info(schedule).rule(stages, micro_batches, 1).empty()) continue;
                     std::vector<StageRange> ranges = partitioning == "uniform" ? uniform_partition(problem.spec.size(), stages)
                                                                                : uneven(problem.spec.size(), stages);
                     std::string what = str("dropout 0.3 K=", stages, " M=", micro_batches, " ", schedule, " ", partitioning);
@@ -305,8 +307,8 @@ TEST_F(Pipeline, TraceIsOrderedAndGathers) {
         if (i > 0) {
             EXPECT_LE(trace.events[i - 1].end_us, trace.events[i].start_us) << "events overlap on one rank";
         }
-        forwards += trace.events[i].name[0] == 'F';
-        backwards += trace.events[i].name[0] == 'B';
+        forwards += trace.events[i].actions.front().kind == ActionKind::Forward;
+        backwards += trace.events[i].actions.front().kind == ActionKind::Backward;
     }
     EXPECT_EQ(forwards, 4);
     EXPECT_EQ(backwards, 4);
