@@ -1,5 +1,5 @@
 // The vocabulary around Action (names, peers, matching kinds, message tags), the placements, the
-// compute-only generators (naive, gpipe, 1f1b), the pass that adds communication for a placement,
+// compute-only generators (naive, gpipe, 1f1b, interleaved-1f1b), the pass that adds communication for a placement,
 // and the registry that make_schedule, the config and the tests read.
 #include "pipeline/schedule.h"
 
@@ -242,49 +242,161 @@ std::optional<Action> send_after(const Schedule& schedule, int rank, const Actio
     return std::nullopt;
 }
 
-// Chains every communication action between the two compute actions around `index` into one
-// group; returns whether anything changed.
-bool batch_the_gap(std::vector<Action>& list, size_t index) {
-    size_t first = index, last = index;
-    while (first > 0 && is_communication(list[first - 1].kind)) --first;
-    while (last + 1 < list.size() && is_communication(list[last + 1].kind)) ++last;
-    bool changed = false;
-    for (size_t i = first; i < last; ++i) {
-        changed = changed || !list[i].batched_with_next;
-        list[i].batched_with_next = true;
+// Resolves one edge of a waiting cycle: rank `wait.rank` is blocked in a send whose receive sits
+// later in the list of `receiver` (blocked in its own group [receiver_group_begin, receiver_group_end)).
+// The receive — with every receive from the same sender between that group and it, so that
+// messages on the channel keep their order — moves up into the receiver's group, which is then
+// posted together. Receiving earlier is always legal: a receive needs only its buffer. Where the
+// receive is the next action after the group this is just batching the gap ("send gradient +
+// receive activation" in 1F1B); further away it is the prefetch of Megatron's interleaved schedule.
+void hoist_receive(const Schedule& schedule, std::vector<Action>& receiver, int sender, size_t receiver_group_end,
+                   size_t receive_index) {
+    // Group numbers of the actions after the receiver's group, so that what stays keeps its groups.
+    std::vector<int> group_of(receiver.size(), 0);
+    int group = 0;
+    for (size_t i = receiver_group_end; i < receiver.size(); ++i) {
+        group_of[i] = group;
+        if (!receiver[i].batched_with_next) ++group;
     }
-    return changed;
+    std::vector<Action> hoisted, rest;
+    std::vector<int> rest_groups;
+    for (size_t i = receiver_group_end; i < receiver.size(); ++i) {
+        const Action& action = receiver[i];
+        const bool from_sender = is_communication(action.kind) && !is_send(action.kind) &&
+                                 schedule.rank_of(peer_stage(action)) == sender;
+        if (i <= receive_index && from_sender) {
+            hoisted.push_back(action);
+        } else {
+            rest.push_back(action);
+            rest_groups.push_back(group_of[i]);
+        }
+    }
+    for (size_t i = 0; i < rest.size(); ++i)
+        rest[i].batched_with_next = i + 1 < rest.size() && rest_groups[i + 1] == rest_groups[i];
+    for (Action& action : hoisted) action.batched_with_next = true;
+    hoisted.back().batched_with_next = false;
+    receiver.resize(receiver_group_end);
+    receiver.back().batched_with_next = true;  // the group now goes on with the hoisted receives
+    receiver.insert(receiver.end(), hoisted.begin(), hoisted.end());
+    receiver.insert(receiver.end(), rest.begin(), rest.end());
+}
+
+// Moves the receive at `index` down to right before the compute action that needs it, if another
+// compute action comes first; returns whether it moved. The groups it leaves keep their members.
+bool sink_receive(const Schedule& schedule, std::vector<Action>& list, int rank, size_t index) {
+    const Action receive = list[index];
+    size_t consumer = index + 1;
+    while (consumer < list.size()) {
+        std::optional<Action> needed = receive_before(schedule, rank, list[consumer]);
+        if (is_compute(list[consumer].kind) && needed && *needed == Action{receive.kind, receive.stage, receive.micro_batch})
+            break;
+        ++consumer;
+    }
+    bool compute_between = false;
+    for (size_t i = index + 1; i < consumer; ++i) compute_between = compute_between || is_compute(list[i].kind);
+    if (consumer == list.size() || !compute_between) return false;
+    // Unlink it from its group: the action before it in the group ends the group where it ended.
+    if (index > 0 && list[index - 1].batched_with_next && !receive.batched_with_next)
+        list[index - 1].batched_with_next = false;
+    list.erase(list.begin() + static_cast<std::ptrdiff_t>(index));
+    Action moved{receive.kind, receive.stage, receive.micro_batch};
+    list.insert(list.begin() + static_cast<std::ptrdiff_t>(consumer - 1), moved);
+    return true;
+}
+
+// Moves the send at `index` up to right after the compute action that produced it, if another
+// compute action comes between them; returns whether it moved.
+bool raise_send(std::vector<Action>& list, size_t index) {
+    const Action send = list[index];
+    if (!is_send(send.kind)) return false;
+    size_t producer = index;
+    bool compute_between = false;
+    while (producer > 0) {
+        --producer;
+        const Action& action = list[producer];
+        const bool produces = action.stage == send.stage && action.micro_batch == send.micro_batch &&
+                              (send.kind == ActionKind::SendActivation ? action.kind == ActionKind::Forward
+                                                                        : produces_input_gradient(action.kind));
+        if (produces) break;
+        compute_between = compute_between || is_compute(action.kind);
+    }
+    if (!compute_between) return false;
+    if (index > 0 && list[index - 1].batched_with_next && !send.batched_with_next) list[index - 1].batched_with_next = false;
+    list.erase(list.begin() + static_cast<std::ptrdiff_t>(index));
+    list.insert(list.begin() + static_cast<std::ptrdiff_t>(producer) + 1, Action{send.kind, send.stage, send.micro_batch});
+    return true;
 }
 
 }  // namespace
 
-void add_communication(Schedule& schedule) {
+void add_communication(Schedule& schedule, Exchange exchange) {
     for (int rank = 0; rank < static_cast<int>(schedule.actions.size()); ++rank) {
-        std::vector<Action> with_transfers;
-        for (const Action& action : schedule.actions[static_cast<size_t>(rank)]) {
+        const std::vector<Action>& compute = schedule.actions[static_cast<size_t>(rank)];
+        for (const Action& action : compute)
             MP_REQUIRE(!is_communication(action.kind), "add_communication: schedule '", schedule.kind, "' rank ", rank,
                        " already holds communication (", to_string(action), ")");
-            if (std::optional<Action> receive = receive_before(schedule, rank, action)) with_transfers.push_back(*receive);
-            with_transfers.push_back(action);
-            if (std::optional<Action> send = send_after(schedule, rank, action)) with_transfers.push_back(*send);
+        // Units of compute actions that run back to back: one action, or with
+        // Exchange::PerForwardBackwardPair a forward and the backward right after it.
+        std::vector<Action> with_transfers;
+        for (size_t first = 0; first < compute.size();) {
+            size_t end = first + 1;
+            if (exchange == Exchange::PerForwardBackwardPair && compute[first].kind == ActionKind::Forward &&
+                end < compute.size() && produces_input_gradient(compute[end].kind))
+                ++end;
+            for (size_t i = first; i < end; ++i)
+                if (std::optional<Action> receive = receive_before(schedule, rank, compute[i])) with_transfers.push_back(*receive);
+            for (size_t i = first; i < end; ++i) with_transfers.push_back(compute[i]);
+            for (size_t i = first; i < end; ++i)
+                if (std::optional<Action> send = send_after(schedule, rank, compute[i])) with_transfers.push_back(*send);
+            first = end;
         }
         schedule.actions[static_cast<size_t>(rank)] = std::move(with_transfers);
     }
 
-    // Group only where posting one transfer at a time would deadlock. Each round merges the gaps of
-    // the ranks in one waiting cycle; a schedule has finitely many gaps, so the loop ends.
+    // Group only where posting one transfer at a time would deadlock. Each round resolves one
+    // waiting cycle: every rank of it that is blocked in a send gets the matching receive moved
+    // up into the receiver's posted group. Receives only ever move up, and each round moves at
+    // least one, so the loop ends.
     auto unit_time = [](int, const Action&) { return 1.0; };
     for (;;) {
         ReplayResult replayed = replay(schedule, unit_time, 0.0);
         if (replayed.ok) return;
         if (replayed.waiting_cycle.empty())
             throw std::logic_error(str("add_communication: schedule '", schedule.kind, "': ", replayed.error));
+        // Each rank of the cycle is the receiver of exactly one edge, so moving actions inside one
+        // rank's list leaves the indices of the others' edges intact.
         bool changed = false;
-        for (const auto& [rank, index] : replayed.waiting_cycle)
-            changed = batch_the_gap(schedule.actions[static_cast<size_t>(rank)], static_cast<size_t>(index)) || changed;
+        for (const ReplayResult::Wait& wait : replayed.waiting_cycle) {
+            const Action& blocked = schedule.actions[static_cast<size_t>(wait.rank)][static_cast<size_t>(wait.index)];
+            if (!is_send(blocked.kind)) continue;
+            // The receiver's own posted group, from the same replay.
+            const ReplayResult::Wait* receiver_wait = nullptr;
+            for (const ReplayResult::Wait& other : replayed.waiting_cycle)
+                if (other.rank == wait.partner_rank) receiver_wait = &other;
+            if (receiver_wait == nullptr) continue;
+            hoist_receive(schedule, schedule.actions[static_cast<size_t>(wait.partner_rank)], wait.rank,
+                          static_cast<size_t>(receiver_wait->group_end), static_cast<size_t>(wait.partner_index));
+            changed = true;
+        }
+        // Every rank of the cycle waits to receive: a receive posted ahead of a compute action
+        // it is not needed by (a forward-backward pair's receives go before the pair) moves down
+        // to right before the action that needs it.
+        // Or a send held back behind a later compute action (a pair's sends go after the pair)
+        // moves up to right after the action that produced it.
+        for (const ReplayResult::Wait& wait : replayed.waiting_cycle) {
+            if (changed) break;
+            changed = sink_receive(schedule, schedule.actions[static_cast<size_t>(wait.rank)], wait.rank,
+                                   static_cast<size_t>(wait.index));
+        }
+        for (const ReplayResult::Wait& wait : replayed.waiting_cycle) {
+            if (changed) break;
+            changed = raise_send(schedule.actions[static_cast<size_t>(wait.partner_rank)],
+                                 static_cast<size_t>(wait.partner_index));
+        }
         if (!changed)
             throw std::logic_error(str("add_communication: schedule '", schedule.kind,
-                                       "' deadlocks even with its transfers batched: ", replayed.error));
+                                       "' deadlocks in its compute order (every rank of the cycle waits to receive): ",
+                                       replayed.error));
     }
 }
 
@@ -355,6 +467,48 @@ Schedule generate_1f1b(int ranks, int micro_batches, int) {
     return schedule;
 }
 
+// Interleaved 1F1B as in Megatron-LM: rank r holds stages r, r + K, ..., r + (v - 1)K (looped
+// placement). The v·M forwards of a rank are taken in groups of K micro-batches per stage: the
+// k-th forward of a rank runs micro-batch (k / (K v)) K + k mod K on its chunk (k / K) mod v, the
+// k-th backward the same micro-batch on chunk v - 1 - (k / K) mod v. Warm-up: 2 (K - r - 1) +
+// (v - 1) K forwards (all of them when fewer, or when M = K), then one forward one backward (each
+// pair exchanging its transfers once: Exchange::PerForwardBackwardPair), then the cool-down.
+Schedule generate_interleaved_1f1b(int ranks, int micro_batches, int virtual_stages) {
+    Schedule schedule =
+        empty_schedule("interleaved-1f1b", ranks, micro_batches, looped_placement(ranks, virtual_stages));
+    const int total = micro_batches * virtual_stages;  // compute slots of each kind per rank
+    auto micro_batch_of = [&](int k) { return (k / (ranks * virtual_stages)) * ranks + k % ranks; };
+    auto forward_chunk = [&](int k) { return (k / ranks) % virtual_stages; };
+    auto backward_chunk = [&](int k) { return virtual_stages - 1 - (k / ranks) % virtual_stages; };
+    for (int rank = 0; rank < ranks; ++rank) {
+        std::vector<Action>& list = schedule.actions[static_cast<size_t>(rank)];
+        auto forward_slot = [&](int k) { return forward(forward_chunk(k) * ranks + rank, micro_batch_of(k)); };
+        auto backward_slot = [&](int k) { return backward(backward_chunk(k) * ranks + rank, micro_batch_of(k)); };
+        // With M = K every forward is warm-up (Megatron's all-warm-up case): all forwards, then all backwards.
+        const int warmup = micro_batches == ranks ? total
+                                                  : std::min(2 * (ranks - rank - 1) + (virtual_stages - 1) * ranks, total);
+        const int steady = total - warmup;
+        for (int k = 0; k < warmup; ++k) list.push_back(forward_slot(k));
+        for (int i = 0; i < steady; ++i) {
+            list.push_back(forward_slot(warmup + i));
+            list.push_back(backward_slot(i));
+        }
+        for (int k = steady; k < total; ++k) list.push_back(backward_slot(k));
+        list.push_back(optimizer_step());
+    }
+    return schedule;
+}
+
+std::string interleaved_rule(int ranks, int micro_batches, int virtual_stages) {
+    if (virtual_stages < 2)
+        return str("interleaved-1f1b needs virtual_stages >= 2 (stages per rank), got ", virtual_stages,
+                   "; with one stage per rank use 1f1b");
+    if (micro_batches % ranks != 0)
+        return str("interleaved-1f1b needs micro_batches to be a multiple of the ranks (", ranks, "), got ",
+                   micro_batches);
+    return "";
+}
+
 // The rule of the schedules that run one stage per rank.
 std::string one_stage_per_rank_rule(const std::string& name, int virtual_stages) {
     if (virtual_stages == 1) return "";
@@ -371,6 +525,8 @@ const std::vector<ScheduleInfo>& schedule_registry() {
          [](int, int, int v) { return one_stage_per_rank_rule("gpipe", v); }, generate_gpipe},
         {"1f1b", "warm-up forwards, one forward one backward, cool-down backwards (PipeDream-Flush)", 1,
          [](int, int, int v) { return one_stage_per_rank_rule("1f1b", v); }, generate_1f1b},
+        {"interleaved-1f1b", "1f1b over v looped stages per rank (Megatron-LM); M a multiple of the ranks", 2,
+         interleaved_rule, generate_interleaved_1f1b, Exchange::PerForwardBackwardPair},
     };
     return registry;
 }
@@ -404,7 +560,7 @@ Schedule make_compute_schedule(const std::string& kind, int ranks, int micro_bat
 
 Schedule make_schedule(const std::string& kind, int ranks, int micro_batches, int virtual_stages) {
     Schedule schedule = make_compute_schedule(kind, ranks, micro_batches, virtual_stages);
-    add_communication(schedule);
+    add_communication(schedule, schedule_info(kind).exchange);
     return schedule;
 }
 

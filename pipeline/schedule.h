@@ -109,13 +109,22 @@ std::string describe(const Schedule& schedule);
 // Inserts the sends and receives the placement needs into a schedule of compute actions: a
 // compute action's received input goes right before it, its sent output right after it; stages
 // on the same rank hand activations and gradients over locally, with no action. Transfers are
-// then grouped only where the strict model (see validate.h) would otherwise deadlock: the
-// communication between two compute actions of each rank in a waiting cycle is merged into one
-// batched group, and the replay is repeated until it runs through. For 1F1B this yields the
-// steady state's "send activation + receive gradient" and "send gradient + receive activation"
-// groups. Throws std::invalid_argument if the schedule already holds communication, and
-// std::logic_error if batching cannot resolve a deadlock (a generator bug).
-void add_communication(Schedule& schedule);
+// then grouped only where the strict model (see validate.h) would otherwise deadlock: for each
+// rank of a waiting cycle that is blocked in a send, the matching receive (with the receives from
+// the same sender before it, to keep their order) moves up into the receiver's blocked group, and
+// the replay is repeated until it runs through. Where every rank of a cycle waits to receive, a
+// receive placed ahead of an action that does not need it moves down to its consumer, or a send
+// held back behind a later action moves up to its producer. For 1F1B this batches the next
+// action's receive into the gap — the steady state's "send activation + receive gradient" and
+// "send gradient + receive activation" groups; for interleaved 1F1B (Exchange::
+// PerForwardBackwardPair) it gives Megatron-LM's one exchange per forward-backward pair. Throws
+// std::invalid_argument if the schedule already holds communication, and std::logic_error if the
+// compute order itself deadlocks (a generator bug).
+// Where transfers may go between compute actions. Between every two (the default); or, as in
+// Megatron-LM's interleaved steady state, not between a forward and the backward right after it:
+// the pair runs back to back, its receives before it and its sends after it.
+enum class Exchange { AfterEveryAction, PerForwardBackwardPair };
+void add_communication(Schedule& schedule, Exchange exchange = Exchange::AfterEveryAction);
 
 // One registered schedule: its name, a one-line description, the rule its sizes must follow, and
 // the generator of its compute actions.
@@ -127,6 +136,8 @@ struct ScheduleInfo {
     std::function<std::string(int ranks, int micro_batches, int virtual_stages)> rule;
     // Compute actions only (and the optimizer step), with ranks, stages, micro_batches, placement set.
     std::function<Schedule(int ranks, int micro_batches, int virtual_stages)> generate;
+    // How add_communication places the transfers between the compute actions.
+    Exchange exchange = Exchange::AfterEveryAction;
 };
 
 // Every schedule, in the order --help lists them. A new schedule is one generator and one line here.

@@ -481,7 +481,17 @@ class Replay {
              next = peer_rank_[next][first_unmatched(next)])
             cycle.push_back(next);
         std::rotate(cycle.begin(), std::min_element(cycle.begin(), cycle.end()), cycle.end());
-        for (int member : cycle) result_.waiting_cycle.emplace_back(member, first_unmatched(member));
+        for (int member : cycle) {
+            ReplayResult::Wait wait;
+            wait.rank = member;
+            wait.index = first_unmatched(member);
+            wait.group_begin = static_cast<int>(states_[member].next);
+            wait.group_end = static_cast<int>(states_[member].group_end);
+            const Partner partner = partner_of(member, wait.index);
+            wait.partner_rank = partner.rank;
+            wait.partner_index = partner.index;
+            result_.waiting_cycle.push_back(wait);
+        }
 
         const int first = cycle.front();
         std::string text = str(where_at(first, first_unmatched(first)), ": waits forever: ");

@@ -5,7 +5,6 @@
 
 #include <functional>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "pipeline/schedule.h"
@@ -59,9 +58,16 @@ struct ReplayResult {
     bool ok = true;
     std::string error;                                // as in ValidationResult
     std::vector<std::vector<TimedAction>> timeline;   // per rank, the actions that completed
-    // On a deadlock where ranks wait for each other in a cycle: each rank of the cycle with the
-    // index of its first unmatched operation (what add_communication batches). Empty otherwise.
-    std::vector<std::pair<int, int>> waiting_cycle;
+    // On a deadlock where ranks wait for each other in a cycle: for each rank of the cycle, from
+    // the lowest, where it is blocked and what it waits for (what add_communication resolves).
+    // Empty otherwise.
+    struct Wait {
+        int rank = 0;
+        int index = 0;                         // its first unmatched operation
+        int group_begin = 0, group_end = 0;    // its posted group: [group_begin, group_end)
+        int partner_rank = 0, partner_index = 0;  // the matching operation, not yet posted
+    };
+    std::vector<Wait> waiting_cycle;
 };
 
 // Replays the communication model above with times: compute_time(rank, action) is the duration

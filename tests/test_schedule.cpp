@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "pipeline/schedule.h"
+#include "pipeline/simulate.h"
 #include "pipeline/validate.h"
 #include "tests/support/test_util.h"
 
@@ -109,25 +110,36 @@ TEST(MakeSchedule, KindAndSizesAreRecorded) {
     }
 }
 
-// Every stage forwards and backwards each micro-batch once, sends and receives exactly what its
-// position in the pipeline implies, and ends with its one optimizer step.
+// Every rank forwards and backwards each micro-batch once on every stage it holds, sends and
+// receives exactly what the placement implies (nothing between stages on one rank), and ends with
+// its one optimizer step.
 TEST(MakeSchedule, EveryStageDoesEachMicroBatchOnceAndStepsLast) {
-    for (const std::string& kind : schedule_kinds()) {
-        for (int stages = 1; stages <= kMaxStages; ++stages) {
+    for (const ScheduleInfo& info : schedule_registry()) {
+        for (int ranks = 1; ranks <= kMaxStages; ++ranks) {
             for (int micro_batches = 1; micro_batches <= kMaxMicroBatches; ++micro_batches) {
-                Schedule schedule = make_schedule(kind, stages, micro_batches);
-                for (int stage = 0; stage < stages; ++stage) {
-                    SCOPED_TRACE(kind + " K=" + std::to_string(stages) + " M=" + std::to_string(micro_batches) +
-                                 " stage " + std::to_string(stage));
-                    const std::vector<Action>& list = schedule.actions[stage];
-                    const bool first = stage == 0;
-                    const bool last = stage == stages - 1;
-                    EXPECT_EQ(count_of(list, ActionKind::Forward), micro_batches);
-                    EXPECT_EQ(count_of(list, ActionKind::Backward), micro_batches);
-                    EXPECT_EQ(count_of(list, ActionKind::RecvActivation), first ? 0 : micro_batches);
-                    EXPECT_EQ(count_of(list, ActionKind::SendGradient), first ? 0 : micro_batches);
-                    EXPECT_EQ(count_of(list, ActionKind::SendActivation), last ? 0 : micro_batches);
-                    EXPECT_EQ(count_of(list, ActionKind::RecvGradient), last ? 0 : micro_batches);
+                const int v = info.default_virtual_stages;
+                if (!info.rule(ranks, micro_batches, v).empty()) continue;
+                Schedule schedule = make_schedule(info.name, ranks, micro_batches, v);
+                ASSERT_EQ(schedule.stages, ranks * v);
+                for (int rank = 0; rank < ranks; ++rank) {
+                    const std::vector<Action>& list = schedule.actions[rank];
+                    for (int stage : schedule.stages_of(rank)) {
+                        SCOPED_TRACE(info.name + " K=" + std::to_string(ranks) + " M=" + std::to_string(micro_batches) +
+                                     " stage " + std::to_string(stage));
+                        auto count = [&](ActionKind kind) {
+                            int n = 0;
+                            for (const Action& action : list) n += action.kind == kind && action.stage == stage ? 1 : 0;
+                            return n;
+                        };
+                        const bool input_from_other_rank = stage > 0 && schedule.rank_of(stage - 1) != rank;
+                        const bool output_to_other_rank = stage < schedule.stages - 1 && schedule.rank_of(stage + 1) != rank;
+                        EXPECT_EQ(count(ActionKind::Forward), micro_batches);
+                        EXPECT_EQ(count(ActionKind::Backward), micro_batches);
+                        EXPECT_EQ(count(ActionKind::RecvActivation), input_from_other_rank ? micro_batches : 0);
+                        EXPECT_EQ(count(ActionKind::SendGradient), input_from_other_rank ? micro_batches : 0);
+                        EXPECT_EQ(count(ActionKind::SendActivation), output_to_other_rank ? micro_batches : 0);
+                        EXPECT_EQ(count(ActionKind::RecvGradient), output_to_other_rank ? micro_batches : 0);
+                    }
                     EXPECT_EQ(count_of(list, ActionKind::OptimizerStep), 1);
                     ASSERT_FALSE(list.empty());
                     EXPECT_EQ(list.back().kind, ActionKind::OptimizerStep);
@@ -452,25 +464,62 @@ TEST(Registry, NamesAreUniqueAndDescribed) {
         EXPECT_EQ(schedule_info(names[i]).name, names[i]);
         for (size_t j = i + 1; j < names.size(); ++j) EXPECT_NE(names[i], names[j]);
     }
-    expect_invalid_argument([] { schedule_info("zigzag"); }, {"'zigzag'", "naive", "gpipe", "1f1b"});
+    expect_invalid_argument([] { schedule_info("zigzag"); }, {"'zigzag'", "naive", "gpipe", "1f1b", "interleaved-1f1b"});
 }
 
 TEST(Registry, RulesAreChecked) {
     expect_invalid_argument([] { make_schedule("1f1b", 4, 8, 2); }, {"make_schedule(1f1b", "virtual_stages must be 1", "2"});
     expect_invalid_argument([] { make_schedule("gpipe", 4, 8, 0); }, {"virtual_stages must be >= 1"});
+    expect_invalid_argument([] { make_schedule("interleaved-1f1b", 4, 6, 2); },
+                            {"interleaved-1f1b", "multiple of the ranks (4)", "6"});
+    expect_invalid_argument([] { make_schedule("interleaved-1f1b", 4, 8, 1); }, {"virtual_stages >= 2", "use 1f1b"});
+}
+
+// Megatron-LM's interleaved order on K = 2, v = 2, M = 4: rank 0 warms up with 2 (K - 1) + (v - 1) K
+// = 4 forwards (two micro-batches on each chunk), rank 1 with 2.
+TEST(Interleaved, MegatronOrderOnTwoRanks) {
+    Schedule compute = make_compute_schedule("interleaved-1f1b", 2, 4, 2);
+    EXPECT_EQ(compute.placement, (std::vector<int>{0, 1, 0, 1}));
+    EXPECT_EQ(describe(compute),
+              "rank 0: 0F0 0F1 2F0 2F1 0F2 2B0 0F3 2B1 2F2 0B0 2F3 0B1 2B2 2B3 0B2 0B3 Step\n"
+              "rank 1: 1F0 1F1 3F0 3B0 3F1 3B1 1F2 1B0 1F3 1B1 3F2 3B2 3F3 3B3 1B2 1B3 Step\n");
+    Schedule schedule = make_schedule("interleaved-1f1b", 2, 4, 2);
+    EXPECT_TRUE(validate(schedule).ok) << validate(schedule).error << "\n" << describe(schedule);
+}
+
+// Every v in 2..4 validates for K = 1..8 and every M that is a multiple of K up to 16; with equal
+// costs per stage the bubble is Megatron's (K - 1) / (v M + K - 1) of the step.
+TEST(Interleaved, ValidForManyVirtualStagesWithTheExpectedBubble) {
+    for (int v = 2; v <= 4; ++v) {
+        for (int ranks = 1; ranks <= kMaxStages; ++ranks) {
+            for (int micro_batches = ranks; micro_batches <= kMaxMicroBatches; micro_batches += ranks) {
+                Schedule schedule = make_schedule("interleaved-1f1b", ranks, micro_batches, v);
+                ValidationResult result = validate(schedule);
+                ASSERT_TRUE(result.ok) << "K=" << ranks << " M=" << micro_batches << " v=" << v << ": " << result.error
+                                       << "\n" << describe(schedule);
+                SimulationResult simulated = simulate(schedule, equal_costs(schedule.stages, 1.0, 1.0));
+                const double theory = double(ranks - 1) / double(v * micro_batches + ranks - 1);
+                for (int rank = 0; rank < ranks; ++rank)
+                    EXPECT_NEAR(simulated.bubble_fraction[rank], theory, 1e-12)
+                        << "K=" << ranks << " M=" << micro_batches << " v=" << v << " rank " << rank;
+            }
+        }
+    }
 }
 
 // make_schedule is the generator's compute actions with add_communication applied, and the
 // generators write no communication themselves.
 TEST(AddCommunication, GeneratorsWriteComputeOnly) {
-    for (const std::string& kind : schedule_kinds()) {
+    for (const ScheduleInfo& info : schedule_registry()) {
         for (int ranks = 1; ranks <= 4; ++ranks) {
-            Schedule compute = make_compute_schedule(kind, ranks, 4);
+            const int v = info.default_virtual_stages;
+            if (!info.rule(ranks, 4, v).empty()) continue;
+            Schedule compute = make_compute_schedule(info.name, ranks, 4, v);
             for (const std::vector<Action>& list : compute.actions)
-                for (const Action& action : list) EXPECT_FALSE(is_communication(action.kind)) << kind;
+                for (const Action& action : list) EXPECT_FALSE(is_communication(action.kind)) << info.name;
             Schedule with_transfers = compute;
-            add_communication(with_transfers);
-            EXPECT_EQ(describe(with_transfers), describe(make_schedule(kind, ranks, 4)));
+            add_communication(with_transfers, info.exchange);
+            EXPECT_EQ(describe(with_transfers), describe(make_schedule(info.name, ranks, 4, v)));
         }
     }
     Schedule twice = make_schedule("gpipe", 2, 2);
