@@ -44,7 +44,7 @@ class Engine {
     // schedule places on it, in increasing stage order (already on `device`); `optimizer` holds
     // exactly their parameters. Refuses a schedule with split backwards (InputBackward /
     // WeightBackward: not run by the engine yet) or with more tags than the communicator has.
-    // `data_parallel`, when given, connects this stage to the same stage of the other pipeline
+    // `data_parallel`, when given, connects this rank to the same rank of the other pipeline
     // replicas: gradients are summed across it before the optimizer step (each replica trains
     // on its own shard of the global batch).
     Engine(comm::Communicator& comm, std::vector<std::shared_ptr<nn::Sequential>> stages, Schedule schedule,
@@ -60,9 +60,9 @@ class Engine {
     StepResult step(const Tensor& inputs, const Tensor& targets);
 
     // Collective: the activation bytes one micro-batch will stash on this rank (summed over its
-    // stages), measured the way
-    // step() measures them (a forward of the batch's first micro-batch under the configured
-    // re-materialization, then discarded). Arguments as for step(). For the per-stage report.
+    // stages), measured the way step() measures them (a forward of the batch's first micro-batch
+    // under the configured re-materialization, then discarded). Arguments as for step(). For the
+    // per-stage report.
     size_t estimate_stash_bytes(const Tensor& inputs, const Tensor& targets);
 
     // Clip the global gradient norm (over every stage and replica) to max_norm before each

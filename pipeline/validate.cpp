@@ -424,7 +424,7 @@ class Replay {
                                                                         : "gradient";
         const std::string received = same_kind && send.stage == peer_stage(receive)
                                          ? str("micro-batch ", receive.micro_batch)
-                                         : display_name(schedule_, receive);
+                                         : str("the ", what, " of stage ", receive.stage, ", micro-batch ", receive.micro_batch);
         return str(where_at(receive_rank, receive_index), ": receives ", received,
                    ", but messages arrive in FIFO order and the oldest unmatched ", what, " from ", row_word(schedule_),
                    " ", send_rank, " is ", where_at(send_rank, send_index));
