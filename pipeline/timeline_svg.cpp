@@ -56,7 +56,8 @@ struct Box {
 };
 
 struct Row {
-    int stage = 0;
+    int stage = 0;       // the row's index: a stage, or a rank where ranks hold several stages
+    std::string label = "stage";  // what the index counts: "stage" or "rank"
     double end = 0;      // the stage's step end: the idle background runs from 0 to here
     double bubble = 0;   // fraction, shown at the row's right end
     std::vector<Box> boxes;
@@ -264,10 +265,10 @@ std::string draw_timeline(std::vector<Row> rows, const std::string& title, const
         const double row_y = kRowsTop + static_cast<double>(r) * (kRowHeight + kRowGap);
         svg << " <g class=\"stage\" id=\"stage-" << row.stage << "\">\n";
         svg << "  <text x=\"" << px(kLeft - 10) << "\" y=\"" << px(row_y + kRowHeight / 2 + 4)
-            << "\" font-size=\"12\" text-anchor=\"end\">stage " << row.stage << "</text>\n";
+            << "\" font-size=\"12\" text-anchor=\"end\">" << row.label << " " << row.stage << "</text>\n";
         svg << "  <rect class=\"idle\" x=\"" << px(kLeft) << "\" y=\"" << px(row_y) << "\" width=\""
             << px(row.end * scale) << "\" height=\"" << px(kRowHeight) << "\" fill=\"" << kIdleFill
-            << "\"><title>stage " << row.stage << ": step " << with_unit(row.end, axis) << ", bubble "
+            << "\"><title>" << row.label << " " << row.stage << ": step " << with_unit(row.end, axis) << ", bubble "
             << trimmed(100 * row.bubble) << "%</title></rect>\n";
         for (const Box& box : row.boxes)
             if (box.end > box.start) draw_box(svg, box, kLeft, scale, row_y, axis);
@@ -289,6 +290,7 @@ std::string timeline_svg(const std::vector<StageTrace>& traces, const std::strin
     for (const StageTrace& trace : traces) {
         Row row;
         row.stage = trace.stage;
+        row.label = trace.names_carry_stages ? "rank" : "stage";
         row.end = trace.step_us;
         row.bubble = trace.bubble_fraction();
         for (const TraceEvent& event : trace.events) {
@@ -319,6 +321,7 @@ std::string timeline_svg_from_simulation(const Schedule& schedule, const Simulat
         const std::vector<TimedAction>& timeline = result.timeline[rank];
         Row row;
         row.stage = rank;
+        row.label = schedule.one_stage_per_rank() ? "stage" : "rank";
         row.end = result.step_time;
         row.bubble = rank < static_cast<int>(result.bubble_fraction.size()) ? result.bubble_fraction[rank] : 0.0;
         for (size_t i = 0; i < timeline.size();) {

@@ -266,6 +266,7 @@ TEST(TimelineSvg, InputAndWeightBackwardHaveTheirOwnColours) {
     EXPECT_NE(svg.find(">input backward</text>"), std::string::npos);
     EXPECT_NE(svg.find(">weight backward</text>"), std::string::npos);
     EXPECT_NE(svg.find(">3I0</text>"), std::string::npos);
+    EXPECT_NE(svg.find(">rank 1</text>"), std::string::npos);  // the row is a rank holding several stages
     EXPECT_NE(svg.find("<title>3W0: start"), std::string::npos);
     // A picture without split backwards keeps the legend it always had.
     const std::string plain = timeline_svg(two_stage_traces(), "t");
