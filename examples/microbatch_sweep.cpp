@@ -28,15 +28,26 @@ Costs measured_costs(const std::vector<StageTrace>& traces) {
         int forwards = 0, backwards = 0;
         for (const TraceEvent& e : trace.events) {
             double duration = (e.end_us - e.start_us) / 1000.0;  // ms
-            if (e.name[0] == 'F') forward += duration, ++forwards;
-            else if (e.name[0] == 'B') backward += duration, ++backwards;
-            else if (!e.compute && e.name != "Step") {
-                shortest_transfer = any_transfer ? std::min(shortest_transfer, duration) : duration;
-                any_transfer = true;
+            const Action& first = e.actions.front();
+            switch (first.kind) {
+                case ActionKind::Forward: forward += duration, ++forwards; break;
+                case ActionKind::Backward: backward += duration, ++backwards; break;
+                case ActionKind::SendActivation:
+                case ActionKind::RecvActivation:
+                case ActionKind::SendGradient:
+                case ActionKind::RecvGradient:
+                    shortest_transfer = any_transfer ? std::min(shortest_transfer, duration) : duration;
+                    any_transfer = true;
+                    break;
+                case ActionKind::InputBackward:   // not run by the engine yet
+                case ActionKind::WeightBackward:
+                case ActionKind::OptimizerStep: break;
             }
         }
         costs.forward.push_back(forwards ? forward / forwards : 0);
         costs.backward.push_back(backwards ? backward / backwards : 0);
+        costs.input_backward.push_back(costs.backward.back() / 2);
+        costs.weight_backward.push_back(costs.backward.back() / 2);
     }
     costs.transfer = shortest_transfer;
     return costs;

@@ -20,6 +20,7 @@
 #include "comm/deadline.h"
 #include "kernels/common/error.h"
 #include "nn/json_limits.h"
+#include "pipeline/schedule.h"
 
 namespace mp::pipeline {
 
@@ -159,10 +160,13 @@ std::vector<ConfigKey> build_key_table() {
 
         KEY(pipeline.stages, 1, "pipeline stages; must divide the world size (the rest is data parallel)")
             .positive(),
+        KEY(pipeline.virtual_stages, 1, "stages per rank: the model is split into stages x virtual_stages stages "
+                                        "(interleaved-1f1b needs >= 2)")
+            .positive(),
         KEY(pipeline.partition, "uniform", "how layers are split into stages")
             .one_of({"uniform", "parameters", "time", "balance"}),
         KEY(pipeline.balance, List{}, "layers per stage, with partition = balance (e.g. [4,3,3,4])").positive(),
-        KEY(pipeline.schedule, "1f1b", "pipeline schedule").one_of({"naive", "gpipe", "1f1b"}),
+        KEY(pipeline.schedule, "1f1b", "pipeline schedule (listed below)").one_of(schedule_kinds()),
         KEY(pipeline.rematerialization, "never", "recompute stage activations in backward")
             .one_of({"never", "always", "except_last"}),
 
@@ -553,14 +557,23 @@ void validate_cross_keys(TrainConfig& config, int world_size) {
                    " needs at least two widths (input and output)");
 
     int64_t layers = model_layer_count(config);
-    MP_REQUIRE(config.pipeline.stages <= layers, "pipeline.stages ", config.pipeline.stages, " exceeds the ",
-               layers, " layers of the ", model.kind, " model (each stage needs at least one)");
+    const int64_t all_stages = checked_product(config.pipeline.stages, config.pipeline.virtual_stages,
+                                               "pipeline.stages × pipeline.virtual_stages");
+    if (config.pipeline.virtual_stages == 1)
+        MP_REQUIRE(config.pipeline.stages <= layers, "pipeline.stages ", config.pipeline.stages, " exceeds the ",
+                   layers, " layers of the ", model.kind, " model (each stage needs at least one)");
+    else
+        MP_REQUIRE(all_stages <= layers, "pipeline.stages ", config.pipeline.stages, " × pipeline.virtual_stages ",
+                   config.pipeline.virtual_stages, " = ", all_stages, " stages exceed the ", layers, " layers of the ",
+                   model.kind, " model (each stage needs at least one)");
 
     const std::vector<int64_t>& balance = config.pipeline.balance;
     if (config.pipeline.partition == "balance") {
-        MP_REQUIRE(static_cast<int64_t>(balance.size()) == config.pipeline.stages, "pipeline.balance ",
-                   join_ints(balance), " has ", balance.size(), " entries but pipeline.stages is ",
-                   config.pipeline.stages);
+        MP_REQUIRE(static_cast<int64_t>(balance.size()) == all_stages, "pipeline.balance ", join_ints(balance), " has ",
+                   balance.size(), " entries but pipeline.stages is ", config.pipeline.stages,
+                   config.pipeline.virtual_stages == 1 ? std::string()
+                                                       : str(" × pipeline.virtual_stages ", config.pipeline.virtual_stages,
+                                                             " = ", all_stages, " stages"));
         int64_t sum = 0;
         for (int64_t stage_layers : balance)
             MP_REQUIRE(!__builtin_add_overflow(sum, stage_layers, &sum), "pipeline.balance ", join_ints(balance),
@@ -571,6 +584,17 @@ void validate_cross_keys(TrainConfig& config, int world_size) {
         MP_REQUIRE(balance.empty(), "pipeline.balance ", join_ints(balance), " is set but pipeline.partition is \"",
                    config.pipeline.partition, "\" (use partition = balance, or drop the list)");
     }
+
+    // The schedule's own rule on its sizes, from the registry.
+    const std::string broken = schedule_info(config.pipeline.schedule)
+                                   .rule(static_cast<int>(config.pipeline.stages), static_cast<int>(config.micro_batches),
+                                         static_cast<int>(config.pipeline.virtual_stages));
+    MP_REQUIRE(broken.empty(), "pipeline.schedule \"", config.pipeline.schedule, "\" with pipeline.stages ",
+               config.pipeline.stages, ", pipeline.virtual_stages ", config.pipeline.virtual_stages,
+               " and micro_batches ", config.micro_batches, ": ", broken);
+    MP_REQUIRE(config.pipeline.virtual_stages == 1 || config.checkpoint.dir.empty(), "checkpoint.dir is set but "
+               "pipeline.virtual_stages is ", config.pipeline.virtual_stages, ": checkpoints with several stages per "
+               "rank are not supported yet");
 
     MP_REQUIRE(config.lr_schedule.min_lr <= config.optimizer.lr, "lr_schedule.min_lr ", config.lr_schedule.min_lr,
                " exceeds optimizer.lr ", config.optimizer.lr);
@@ -710,6 +734,11 @@ std::string config_help() {
         out << std::setw(path_column) << key.path << std::setw(10) << key_type_name(key.type)
             << std::setw(default_column) << key.default_value.dump() << description << "\n";
     }
+    out << "\nPipeline schedules (pipeline.schedule):\n";
+    size_t name_width = 0;
+    for (const ScheduleInfo& info : schedule_registry()) name_width = std::max(name_width, info.name.size());
+    for (const ScheduleInfo& info : schedule_registry())
+        out << "  " << std::setw(static_cast<int>(name_width) + 2) << info.name << info.description << "\n";
     return out.str();
 }
 

@@ -46,10 +46,11 @@ struct TrainConfig {
     std::string precision;  // "fp32" | "tf32"
 
     struct Pipeline {
-        int64_t stages = 0;
+        int64_t stages = 0;             // ranks of one pipeline (K)
+        int64_t virtual_stages = 0;     // stages per rank (v): the model is split into K · v stages
         std::string partition;          // "uniform" | "parameters" | "time" | "balance"
-        std::vector<int64_t> balance;   // layers per stage, with partition = "balance"
-        std::string schedule;           // "naive" | "gpipe" | "1f1b"
+        std::vector<int64_t> balance;   // layers per stage (K · v entries), with partition = "balance"
+        std::string schedule;           // a name from the schedule registry (pipeline/schedule.h)
         std::string rematerialization;  // "never" | "always" | "except_last"
     } pipeline;
 

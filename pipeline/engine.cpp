@@ -1,12 +1,13 @@
-// Engine: shape inference with the neighbouring stages, the action loop, forward and backward
-// of one micro-batch (with or without re-materialization), batched communication, the memory
-// accounting and the per-action trace. On a GPU the host never waits for the device inside the
+// Engine: shape inference along the stages, the action loop, forward and backward of one
+// (stage, micro-batch) (with or without re-materialization), local hand-over between stages on
+// one rank, batched communication, the memory accounting and the per-action trace. On a GPU the host never waits for the device inside the
 // loop: actions are timed with device events and the losses are read after the step.
 #include "pipeline/engine.h"
 
 #include <cmath>
 
 #include "autograd/tape.h"
+#include "pipeline/validate.h"
 #include "tensor/allocator.h"
 #include "tensor/device_checks.h"
 #include "tensor/device_context.h"
@@ -15,7 +16,7 @@
 
 namespace mp::pipeline {
 
-// What this stage holds for one micro-batch between its forward and its backward.
+// What one stage holds for one micro-batch between its forward and its backward.
 struct Engine::MicroBatch {
     int index = 0;
     int64_t first_row = 0;               // its first row in the global batch (keys dropout masks)
@@ -29,6 +30,15 @@ struct Engine::MicroBatch {
     DType loss_dtype = DType::Float32;
     Tensor grad_output, grad_input;
     size_t stash_bytes = 0;
+};
+
+// One stage this rank runs: its layers, the shapes agreed along the pipeline, its micro-batches.
+struct Engine::LocalStage {
+    int index = 0;  // the stage's index in the schedule
+    std::shared_ptr<nn::Sequential> module;
+    Shape input_shape, output_shape;
+    DType input_dtype = DType::Float32, output_dtype = DType::Float32;
+    std::vector<MicroBatch> mbs;  // [micro-batch], for the current step
 };
 
 namespace {
@@ -53,43 +63,109 @@ void decode_spec(const Tensor& tensor, Shape& shape, DType& dtype) {
 
 }  // namespace
 
+Engine::Engine(comm::Communicator& comm, std::vector<std::shared_ptr<nn::Sequential>> stages, Schedule schedule,
+               nn::Optimizer& optimizer, LossFunction loss, Rematerialization remat, Device device,
+               comm::Communicator* data_parallel)
+    : comm_(comm), data_parallel_(data_parallel), schedule_(std::move(schedule)), optimizer_(optimizer),
+      loss_(std::move(loss)), remat_(remat), device_(device), timeline_(device), rank_(comm.rank()) {
+    MP_REQUIRE(comm.size() == schedule_.ranks, "pipeline: the communicator has ", comm.size(), " ranks but schedule '",
+               schedule_.kind, "' runs on ", schedule_.ranks, " ranks (", schedule_.stages, " stages)");
+    ValidationResult valid = validate(schedule_);
+    MP_REQUIRE(valid.ok, "pipeline: schedule '", schedule_.kind, "' is invalid: ", valid.error);
+    const std::vector<int> held = schedule_.stages_of(rank_);
+    MP_REQUIRE(stages.size() == held.size(), "pipeline: rank ", rank_, " runs ", held.size(), " stages of schedule '",
+               schedule_.kind, "' but was given ", stages.size(), " stage modules");
+    for (size_t i = 0; i < held.size(); ++i) {
+        MP_REQUIRE(stages[i] != nullptr, "pipeline: stage ", held[i], " has no layers");
+        auto local = std::make_unique<LocalStage>();
+        local->index = held[i];
+        local->module = std::move(stages[i]);
+        local_.push_back(std::move(local));
+    }
+    // Tags [0, tags_needed) name the step's messages; max_tag() itself carries the shapes.
+    MP_REQUIRE(tags_needed(schedule_.stages, schedule_.micro_batches) <= comm.max_tag(), "pipeline: ",
+               schedule_.stages, " stages x ", schedule_.micro_batches, " micro-batches x 2 directions need ",
+               tags_needed(schedule_.stages, schedule_.micro_batches), " message tags but the communicator allows ",
+               comm.max_tag(), "; use fewer micro-batches or stages");
+    for (const Action& action : schedule_.actions[static_cast<size_t>(rank_)]) {
+        switch (action.kind) {
+            case ActionKind::InputBackward:
+            case ActionKind::WeightBackward:
+                throw std::invalid_argument(str("pipeline: schedule '", schedule_.kind, "' splits the backward (",
+                                                to_string(action), "), which the engine does not run yet"));
+            case ActionKind::Forward:
+            case ActionKind::Backward:
+            case ActionKind::SendActivation:
+            case ActionKind::RecvActivation:
+            case ActionKind::SendGradient:
+            case ActionKind::RecvGradient:
+            case ActionKind::OptimizerStep: break;
+        }
+    }
+}
+
+namespace {
+std::vector<std::shared_ptr<nn::Sequential>> one_stage(std::shared_ptr<nn::Sequential> stage) {
+    std::vector<std::shared_ptr<nn::Sequential>> stages;
+    stages.push_back(std::move(stage));
+    return stages;
+}
+}  // namespace
+
 Engine::Engine(comm::Communicator& comm, std::shared_ptr<nn::Sequential> stage, Schedule schedule,
                nn::Optimizer& optimizer, LossFunction loss, Rematerialization remat, Device device,
                comm::Communicator* data_parallel)
-    : comm_(comm), data_parallel_(data_parallel), stage_(std::move(stage)), schedule_(std::move(schedule)), optimizer_(optimizer),
-      loss_(std::move(loss)), remat_(remat), device_(device), timeline_(device), stage_index_(comm.rank()) {
-    MP_REQUIRE(comm.size() == schedule_.stages, "pipeline: the communicator has ", comm.size(),
-               " ranks but the schedule has ", schedule_.stages, " stages");
-    MP_REQUIRE(stage_ != nullptr, "pipeline: stage ", stage_index_, " has no layers");
+    : Engine(comm, one_stage(std::move(stage)), std::move(schedule), optimizer, std::move(loss), remat, device,
+             data_parallel) {}
+
+Engine::~Engine() = default;
+
+Engine::LocalStage& Engine::local(int stage) {
+    for (std::unique_ptr<LocalStage>& held : local_)
+        if (held->index == stage) return *held;
+    throw std::logic_error(str("pipeline: stage ", stage, " is not on rank ", rank_));
 }
 
 void Engine::infer_shapes(const Tensor& first_input) {
-    // Each stage learns its input's shape from the previous stage, runs its forward once on
-    // zeros of that shape (no tape) and tells the next stage its output's shape — as
-    // torch.distributed.pipelining does with meta tensors.
+    // Stage by stage along the pipeline: each stage learns its input's shape from the previous
+    // stage (a message, or the local stage's output), runs its forward once on zeros of that shape
+    // (no tape) and tells the next stage its output's shape — as torch.distributed.pipelining does
+    // with meta tensors. Each rank takes its stages in increasing order, so the messages form one
+    // chain and cannot cross.
     const int shape_tag = comm_.max_tag();
-    Tensor sample;
-    if (is_first()) {
-        sample = first_input;
-    } else {
-        Tensor spec = Tensor::zeros({kShapeSpecLength}, DType::Int32);
-        comm_.recv(spec, stage_index_ - 1, shape_tag);
-        decode_spec(spec, input_shape_, input_dtype_);
-        sample = Tensor::zeros(input_shape_, input_dtype_, device_);
+    for (std::unique_ptr<LocalStage>& held : local_) {
+        LocalStage& stage = *held;
+        const int s = stage.index;
+        Tensor sample;
+        if (is_first(s)) {
+            sample = first_input;
+        } else if (schedule_.rank_of(s - 1) == rank_) {
+            const LocalStage& previous = local(s - 1);
+            sample = Tensor::zeros(previous.output_shape, previous.output_dtype, device_);
+        } else {
+            Tensor spec = Tensor::zeros({kShapeSpecLength}, DType::Int32);
+            comm_.recv(spec, schedule_.rank_of(s - 1), shape_tag);
+            Shape shape;
+            DType dtype = DType::Float32;
+            decode_spec(spec, shape, dtype);
+            sample = Tensor::zeros(shape, dtype, device_);
+        }
+        stage.input_shape = sample.shape();
+        stage.input_dtype = sample.dtype();
+        Tensor output;
+        {
+            autograd::NoGradScope no_grad;
+            output = stage.module->forward(sample);
+        }
+        stage.output_shape = output.shape();
+        stage.output_dtype = output.dtype();
+        if (!is_last(s) && schedule_.rank_of(s + 1) != rank_)
+            comm_.send(encode_spec(stage.output_shape, stage.output_dtype), schedule_.rank_of(s + 1), shape_tag);
     }
-    input_shape_ = sample.shape();
-    input_dtype_ = sample.dtype();
-    Tensor output;
-    {
-        autograd::NoGradScope no_grad;
-        output = stage_->forward(sample);
-    }
-    output_shape_ = output.shape();
-    output_dtype_ = output.dtype();
-    if (!is_last()) comm_.send(encode_spec(output_shape_, output_dtype_), stage_index_ + 1, shape_tag);
 }
 
-void Engine::run_forward(MicroBatch& mb, bool last_micro_batch) {
+void Engine::run_forward(LocalStage& stage, MicroBatch& mb, bool last_micro_batch) {
+    const bool first = is_first(stage.index), last = is_last(stage.index);
     Allocator& allocator = allocator_for(device_);
     size_t before = allocator.stats().current_bytes;
     mb.rematerialize = remat_ == Rematerialization::Always || (remat_ == Rematerialization::ExceptLast && !last_micro_batch);
@@ -97,20 +173,20 @@ void Engine::run_forward(MicroBatch& mb, bool last_micro_batch) {
     nn::DropoutReplayScope masks(dropout_key(), mb.first_row);
     if (mb.rematerialize) {
         autograd::NoGradScope no_grad;
-        output = stage_->forward(mb.input);
-        if (is_last()) output = loss_.mean_loss(output, mb.targets);
+        output = stage.module->forward(mb.input);
+        if (last) output = loss_.mean_loss(output, mb.targets);
     } else {
         mb.tape = std::make_unique<autograd::Tape>();
         autograd::TapeScope scope(*mb.tape);
-        output = stage_->forward(mb.input);
-        if (is_last()) output = loss_.mean_loss(output, mb.targets);
+        output = stage.module->forward(mb.input);
+        if (last) output = loss_.mean_loss(output, mb.targets);
     }
     size_t after = allocator.stats().current_bytes;
     // Stash = what the forward left allocated, less the output (sent and dropped; the last
     // stage's output is the loss scalar), plus a received input, which is kept until backward.
     size_t produced = after > before ? after - before : 0;
     size_t output_bytes = output.nbytes();
-    mb.stash_bytes = (produced > output_bytes ? produced - output_bytes : 0) + (is_first() ? 0 : mb.input.nbytes());
+    mb.stash_bytes = (produced > output_bytes ? produced - output_bytes : 0) + (first ? 0 : mb.input.nbytes());
     mb.output = output;
     mb.output_ref = autograd::TensorRef(output);
     mb.loss_dtype = output.dtype();
@@ -121,8 +197,9 @@ void Engine::run_forward(MicroBatch& mb, bool last_micro_batch) {
     memory_.peak_stashed_micro_batches = std::max(memory_.peak_stashed_micro_batches, live_micro_batches_);
 }
 
-void Engine::run_backward(MicroBatch& mb) {
-    MP_REQUIRE(is_last() || mb.grad_output.defined(), "pipeline: stage ", stage_index_, " runs B", mb.index,
+void Engine::run_backward(LocalStage& stage, MicroBatch& mb) {
+    const bool first = is_first(stage.index), last = is_last(stage.index);
+    MP_REQUIRE(last || mb.grad_output.defined(), "pipeline: stage ", stage.index, " runs B", mb.index,
                " before receiving its gradient");
     if (mb.rematerialize) {
         // Recompute the forward under a fresh tape, right before its backward.
@@ -131,8 +208,8 @@ void Engine::run_backward(MicroBatch& mb) {
         mb.tape = std::make_unique<autograd::Tape>();
         autograd::TapeScope scope(*mb.tape);
         nn::DropoutReplayScope masks(dropout_key(), mb.first_row);  // the same masks as the first forward
-        Tensor output = stage_->forward(mb.input);
-        if (is_last()) output = loss_.mean_loss(output, mb.targets);
+        Tensor output = stage.module->forward(mb.input);
+        if (last) output = loss_.mean_loss(output, mb.targets);
         mb.output_ref = autograd::TensorRef(output);
         // The recomputed internals, counted like a stash (less the output, as in run_forward).
         size_t after = allocator.stats().current_bytes;
@@ -141,50 +218,59 @@ void Engine::run_backward(MicroBatch& mb) {
         memory_.peak_stash_bytes = std::max(memory_.peak_stash_bytes, live_stash_bytes_ + internals);
     }
     // The last stage seeds its loss with count_m / Σ count; the others use the received gradient.
-    Tensor seed = is_last() ? Tensor::full(mb.output_ref.shape, mb.weight, mb.loss_dtype, device_) : mb.grad_output;
+    Tensor seed = last ? Tensor::full(mb.output_ref.shape, mb.weight, mb.loss_dtype, device_) : mb.grad_output;
     mb.tape->backward_from_refs({mb.output_ref}, {seed});
-    if (!is_first()) {
+    if (!first) {
         mb.grad_input = mb.tape->grad(mb.input);
-        MP_REQUIRE(mb.grad_input.defined(), "pipeline: stage ", stage_index_, " produced no gradient for its input in B",
+        MP_REQUIRE(mb.grad_input.defined(), "pipeline: stage ", stage.index, " produced no gradient for its input in B",
                    mb.index);
     }
     mb.tape.reset();  // frees the stashed activations
     mb.grad_output = Tensor();
-    if (!is_first()) mb.input = Tensor();
+    if (!first) mb.input = Tensor();
     live_stash_bytes_ -= mb.stash_bytes;
     live_micro_batches_ -= 1;
 }
 
-void Engine::run_group(std::vector<MicroBatch>& mbs, size_t first, size_t last) {
-    const std::vector<Action>& actions = schedule_.actions[stage_index_];
+void Engine::run_group(size_t first, size_t last) {
+    const std::vector<Action>& actions = schedule_.actions[static_cast<size_t>(rank_)];
+    const int M = schedule_.micro_batches;
     std::vector<comm::Transfer> batch;
     for (size_t i = first; i <= last; ++i) {
         const Action& a = actions[i];
-        MicroBatch& mb = mbs.at(a.micro_batch);
+        LocalStage& stage = local(a.stage);
+        MicroBatch& mb = stage.mbs.at(static_cast<size_t>(a.micro_batch));
+        const int peer = schedule_.rank_of(peer_stage(a));
+        const int tag = message_tag(a, M);
         switch (a.kind) {
             case ActionKind::SendActivation:
-                batch.push_back(comm::Transfer::send(mb.output, stage_index_ + 1, a.micro_batch));
+                batch.push_back(comm::Transfer::send(mb.output, peer, tag));
                 break;
             case ActionKind::RecvActivation:
-                mb.input = Tensor::empty(input_shape_, input_dtype_, device_);
-                batch.push_back(comm::Transfer::recv(mb.input, stage_index_ - 1, a.micro_batch));
+                mb.input = Tensor::empty(stage.input_shape, stage.input_dtype, device_);
+                batch.push_back(comm::Transfer::recv(mb.input, peer, tag));
                 break;
             case ActionKind::SendGradient:
-                batch.push_back(comm::Transfer::send(mb.grad_input, stage_index_ - 1, a.micro_batch));
+                batch.push_back(comm::Transfer::send(mb.grad_input, peer, tag));
                 break;
             case ActionKind::RecvGradient:
-                mb.grad_output = Tensor::empty(output_shape_, output_dtype_, device_);
-                batch.push_back(comm::Transfer::recv(mb.grad_output, stage_index_ + 1, a.micro_batch));
+                mb.grad_output = Tensor::empty(stage.output_shape, stage.output_dtype, device_);
+                batch.push_back(comm::Transfer::recv(mb.grad_output, peer, tag));
                 break;
-            default:
+            case ActionKind::Forward:
+            case ActionKind::Backward:
+            case ActionKind::InputBackward:
+            case ActionKind::WeightBackward:
+            case ActionKind::OptimizerStep:
                 throw std::logic_error("pipeline: a compute action inside a communication batch");
         }
     }
     comm_.exchange(batch);
     for (size_t i = first; i <= last; ++i) {  // what was sent is no longer needed here
         const Action& a = actions[i];
-        if (a.kind == ActionKind::SendActivation) mbs[a.micro_batch].output = Tensor();
-        if (a.kind == ActionKind::SendGradient) mbs[a.micro_batch].grad_input = Tensor();
+        MicroBatch& mb = local(a.stage).mbs[static_cast<size_t>(a.micro_batch)];
+        if (a.kind == ActionKind::SendActivation) mb.output = Tensor();
+        if (a.kind == ActionKind::SendGradient) mb.grad_input = Tensor();
     }
 }
 
@@ -209,14 +295,19 @@ size_t Engine::estimate_stash_bytes(const Tensor& inputs, const Tensor& targets)
                inputs.defined() && inputs.dim() ? inputs.size(0) : 0, " does not split into ", M, " equal micro-batches");
     const int64_t micro = inputs.size(0) / M;
     prepare_shapes(inputs, micro);
-    MicroBatch mb;
-    mb.input = is_first() ? inputs.slice(0, micro).to(device_) : Tensor::zeros(input_shape_, input_dtype_, device_);
-    if (is_last()) mb.targets = targets.slice(0, micro).to(device_);
     StageMemory saved = memory_;
     size_t saved_live = live_stash_bytes_;
     int saved_micro_batches = live_micro_batches_;
-    run_forward(mb, M == 1);
-    size_t estimate = mb.stash_bytes;
+    size_t estimate = 0;
+    for (std::unique_ptr<LocalStage>& held : local_) {
+        LocalStage& stage = *held;
+        MicroBatch mb;
+        mb.input = is_first(stage.index) ? inputs.slice(0, micro).to(device_)
+                                         : Tensor::zeros(stage.input_shape, stage.input_dtype, device_);
+        if (is_last(stage.index)) mb.targets = targets.slice(0, micro).to(device_);
+        run_forward(stage, mb, M == 1);
+        estimate += mb.stash_bytes;
+    }
     memory_ = saved;
     live_stash_bytes_ = saved_live;
     live_micro_batches_ = saved_micro_batches;
@@ -248,51 +339,56 @@ void Engine::agree_before_update(const std::vector<double>& losses, const std::v
     int non_finite = -1;  // the first micro-batch whose loss is NaN or infinite
     for (int m : forward_order)
         if (non_finite < 0 && !std::isfinite(losses[static_cast<size_t>(m)])) non_finite = m;
-    double verdict = !input_error.empty() ? stage_index_ + 1.0 : non_finite >= 0 ? 0.5 : 0.0;
+    double verdict = !input_error.empty() ? rank_ + 1.0 : non_finite >= 0 ? 0.5 : 0.0;
     verdict = all_reduce_scalar(comm_, verdict, comm::ReduceOp::Max);
     if (data_parallel_ != nullptr && data_parallel_->size() > 1)
         verdict = all_reduce_scalar(*data_parallel_, verdict, comm::ReduceOp::Max);
     const char* unapplied = "no stage applied this step's update";
     if (!input_error.empty()) throw std::invalid_argument(str(input_error, " (", unapplied, ")"));
     if (verdict >= 1)
-        throw std::invalid_argument(str("pipeline: stage ", static_cast<int>(verdict) - 1, " found a bad input in this "
+        throw std::invalid_argument(str("pipeline: ", schedule_.one_stage_per_rank() ? "stage " : "rank ",
+                                        static_cast<int>(verdict) - 1, " found a bad input in this "
                                         "step's batch (its own error names it); ", unapplied));
     if (verdict > 0) {
         if (non_finite >= 0)
             throw std::runtime_error(str("pipeline: training diverged: the loss of micro-batch ", non_finite, " is ",
-                                         losses[static_cast<size_t>(non_finite)], " on stage ", stage_index_,
+                                         losses[static_cast<size_t>(non_finite)], " on stage ", schedule_.stages - 1,
                                          " (lower optimizer.lr, clip gradients, or check the data); ", unapplied));
         throw std::runtime_error(str("pipeline: training diverged: the last stage's loss is not finite; ", unapplied));
     }
 }
 
 void Engine::agree_parameters_are_finite() {
-    // One reduction over this stage's parameters (a NaN or infinity anywhere makes the norm so),
+    // One reduction over this rank's parameters (a NaN or infinity anywhere makes the norm so),
     // then one flag over the pipeline and the replicas: every rank stops at the same update.
-    const std::vector<Tensor> parameters = stage_->parameters();
-    const bool finite = std::isfinite(ops::global_l2_norm(parameters));
-    double verdict = finite ? 0.0 : stage_index_ + 1.0;
+    const bool finite = std::isfinite(ops::global_l2_norm(parameters()));
+    double verdict = finite ? 0.0 : rank_ + 1.0;
     verdict = all_reduce_scalar(comm_, verdict, comm::ReduceOp::Max);
     if (data_parallel_ != nullptr && data_parallel_->size() > 1)
         verdict = all_reduce_scalar(*data_parallel_, verdict, comm::ReduceOp::Max);
     if (verdict == 0) return;
     std::string culprit;
     if (!finite)
-        for (const auto& [name, parameter] : stage_->named_parameters())
-            if (!std::isfinite(ops::global_l2_norm({parameter}))) {
-                culprit = str(" ('", name, "')");
-                break;
-            }
-    const int stage = finite ? static_cast<int>(verdict) - 1 : stage_index_;  // this one's own, if it is one
-    throw std::runtime_error(str("pipeline: training diverged: this step's update made stage ", stage,
+        for (const std::unique_ptr<LocalStage>& held : local_)
+            for (const auto& [name, parameter] : held->module->named_parameters())
+                if (culprit.empty() && !std::isfinite(ops::global_l2_norm({parameter}))) culprit = str(" ('", name, "')");
+    const int rank = finite ? static_cast<int>(verdict) - 1 : rank_;  // this one's own, if it is one
+    throw std::runtime_error(str("pipeline: training diverged: this step's update made rank ", rank,
                                  "'s parameters non-finite", culprit,
                                  " (lower optimizer.lr or weight_decay, raise optimizer.eps); nothing after it is saved"));
+}
+
+std::vector<Tensor> Engine::parameters() const {
+    std::vector<Tensor> all;
+    for (const std::unique_ptr<LocalStage>& held : local_)
+        for (const Tensor& parameter : held->module->parameters()) all.push_back(parameter);
+    return all;
 }
 
 void Engine::all_reduce_gradients() {
     // Each replica's gradients are already weighted by its counts over the global total, so
     // their sum is the gradient of the global mean loss.
-    for (const Tensor& parameter : stage_->parameters()) {
+    for (const Tensor& parameter : parameters()) {
         Tensor grad = autograd::grad_of(parameter);
         if (!grad.defined()) {  // a replica whose batch never reached this parameter adds zeros
             grad = Tensor::zeros(parameter.shape(), parameter.dtype(), parameter.device());
@@ -311,7 +407,7 @@ double Engine::clip_gradients() {
     // Each stage holds a disjoint part of the model (and replicas hold equal sums after the
     // all-reduce), so the squared norm is summed over the pipeline group only.
     std::vector<Tensor> grads;
-    for (const Tensor& parameter : stage_->parameters())
+    for (const Tensor& parameter : parameters())
         if (autograd::grad_of(parameter).defined()) grads.push_back(autograd::grad_of(parameter));
     double stage_norm = ops::global_l2_norm(grads);
     double norm = std::sqrt(all_reduce_scalar(comm_, stage_norm * stage_norm));
@@ -336,27 +432,33 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
 
     prepare_shapes(inputs, micro);
 
-    std::vector<MicroBatch> mbs(M);
     double total_count = 0;
     // This replica's rows are [replica · batch, (replica + 1) · batch) of the global batch (as the
     // trainer shards it): dropout masks are keyed by global rows, so any layout draws the same.
     const int64_t replica_first_row = data_parallel_ != nullptr ? data_parallel_->rank() * batch : 0;
-    for (int m = 0; m < M; ++m) {
-        mbs[m].index = m;
-        mbs[m].first_row = replica_first_row + m * micro;
-        if (is_first()) mbs[m].input = inputs.slice(m * micro, (m + 1) * micro).to(device_);
-        if (is_last()) {
-            // Counted where the targets are given (the host, for the trainers), before they move.
-            Tensor micro_targets = targets.slice(m * micro, (m + 1) * micro);
-            mbs[m].weight = loss_.count(micro_targets);
-            total_count += mbs[m].weight;
-            mbs[m].targets = micro_targets.to(device_);
+    for (std::unique_ptr<LocalStage>& held : local_) {
+        LocalStage& stage = *held;
+        stage.mbs.clear();
+        stage.mbs.resize(static_cast<size_t>(M));
+        for (int m = 0; m < M; ++m) {
+            MicroBatch& mb = stage.mbs[static_cast<size_t>(m)];
+            mb.index = m;
+            mb.first_row = replica_first_row + m * micro;
+            if (is_first(stage.index)) mb.input = inputs.slice(m * micro, (m + 1) * micro).to(device_);
+            if (is_last(stage.index)) {
+                // Counted where the targets are given (the host, for the trainers), before they move.
+                Tensor micro_targets = targets.slice(m * micro, (m + 1) * micro);
+                mb.weight = loss_.count(micro_targets);
+                total_count += mb.weight;
+                mb.targets = micro_targets.to(device_);
+            }
         }
     }
-    if (is_last()) {
+    LocalStage* last_stage = holds_last_stage() ? &local(schedule_.stages - 1) : nullptr;
+    if (last_stage != nullptr) {
         if (data_parallel_ != nullptr && data_parallel_->size() > 1) total_count = all_reduce_scalar(*data_parallel_, total_count);
         MP_REQUIRE(total_count > 0, "pipeline: the global batch has no counted targets");
-        for (MicroBatch& mb : mbs) mb.weight /= total_count;
+        for (MicroBatch& mb : last_stage->mbs) mb.weight /= total_count;
     }
 
     optimizer_.zero_grad();
@@ -367,7 +469,8 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
     allocator.reset_peak();
 
     StepResult result;
-    result.trace.stage = stage_index_;
+    result.trace.stage = rank_;
+    result.trace.names_carry_stages = !schedule_.one_stage_per_rank();
     comm_.barrier();  // align the ranks' clocks at the step's start
     // Each action is timed between two marks on the device's timeline: the host queues the work
     // and moves on; the marks are read once the step's work is done.
@@ -376,39 +479,69 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
     const size_t origin = timeline.mark();
     std::vector<int> forward_order;  // the last stage's losses are summed in this order
     std::vector<double> micro_batch_losses;  // the last stage's, read before the optimizer step
-    const std::vector<Action>& actions = schedule_.actions[stage_index_];
+    const std::vector<Action>& actions = schedule_.actions[static_cast<size_t>(rank_)];
     std::vector<std::pair<size_t, size_t>> action_marks;
     for (size_t i = 0; i < actions.size();) {
         const Action& a = actions[i];
         TraceEvent event;
-        event.stage = stage_index_;
         const size_t start_mark = timeline.mark();
         size_t next = i + 1;
-        if (is_communication(a.kind)) {
-            size_t last = i;
-            while (actions[last].batched_with_next) ++last;
-            run_group(mbs, i, last);
-            for (size_t j = i; j <= last; ++j) event.name += (j > i ? "+" : "") + to_string(actions[j]);
-            next = last + 1;
-        } else if (a.kind == ActionKind::Forward) {
-            run_forward(mbs.at(a.micro_batch), a.micro_batch == M - 1);
-            if (is_last()) forward_order.push_back(a.micro_batch);
-            event.name = to_string(a);
-            event.compute = true;
-        } else if (a.kind == ActionKind::Backward) {
-            run_backward(mbs.at(a.micro_batch));
-            event.name = to_string(a);
-            event.compute = true;
-        } else {  // OptimizerStep
-            // Before any weight changes, every stage and replica learns whether any of them found
-            // a bad id or target (the queued GPU checks) or a non-finite loss (the last stage).
-            if (is_last()) micro_batch_losses = read_micro_batch_losses(mbs, forward_order);
-            agree_before_update(micro_batch_losses, forward_order);
-            if (data_parallel_ != nullptr && data_parallel_->size() > 1) all_reduce_gradients();
-            if (grad_clip_ > 0) result.grad_norm = clip_gradients();
-            optimizer_.step();
-            agree_parameters_are_finite();
-            event.name = to_string(a);
+        switch (a.kind) {
+            case ActionKind::SendActivation:
+            case ActionKind::RecvActivation:
+            case ActionKind::SendGradient:
+            case ActionKind::RecvGradient: {
+                size_t last = i;
+                while (actions[last].batched_with_next) ++last;
+                run_group(i, last);
+                event.actions.assign(actions.begin() + static_cast<std::ptrdiff_t>(i),
+                                     actions.begin() + static_cast<std::ptrdiff_t>(last) + 1);
+                next = last + 1;
+                break;
+            }
+            case ActionKind::Forward: {
+                LocalStage& stage = local(a.stage);
+                MicroBatch& mb = stage.mbs.at(static_cast<size_t>(a.micro_batch));
+                // The previous stage on this rank hands its output over here, as a transfer would:
+                // a copy, so that each stage's tape sees its own input.
+                if (!is_first(a.stage) && schedule_.rank_of(a.stage - 1) == rank_) {
+                    MicroBatch& previous = local(a.stage - 1).mbs.at(static_cast<size_t>(a.micro_batch));
+                    mb.input = Tensor::empty(stage.input_shape, stage.input_dtype, device_);
+                    mb.input.copy_from(previous.output);
+                    previous.output = Tensor();
+                }
+                run_forward(stage, mb, a.micro_batch == M - 1);
+                if (is_last(a.stage)) forward_order.push_back(a.micro_batch);
+                event.actions = {a};
+                break;
+            }
+            case ActionKind::Backward: {
+                LocalStage& stage = local(a.stage);
+                MicroBatch& mb = stage.mbs.at(static_cast<size_t>(a.micro_batch));
+                if (!is_last(a.stage) && schedule_.rank_of(a.stage + 1) == rank_) {
+                    MicroBatch& next_stage = local(a.stage + 1).mbs.at(static_cast<size_t>(a.micro_batch));
+                    mb.grad_output = Tensor::empty(stage.output_shape, stage.output_dtype, device_);
+                    mb.grad_output.copy_from(next_stage.grad_input);
+                    next_stage.grad_input = Tensor();
+                }
+                run_backward(stage, mb);
+                event.actions = {a};
+                break;
+            }
+            case ActionKind::InputBackward:
+            case ActionKind::WeightBackward:
+                throw std::logic_error(str("pipeline: ", to_string(a), " reached the engine, which refuses split backwards"));
+            case ActionKind::OptimizerStep:
+                // Before any weight changes, every rank and replica learns whether any of them found
+                // a bad id or target (the queued GPU checks) or a non-finite loss (the last stage).
+                if (last_stage != nullptr) micro_batch_losses = read_micro_batch_losses(last_stage->mbs, forward_order);
+                agree_before_update(micro_batch_losses, forward_order);
+                if (data_parallel_ != nullptr && data_parallel_->size() > 1) all_reduce_gradients();
+                if (grad_clip_ > 0) result.grad_norm = clip_gradients();
+                optimizer_.step();
+                agree_parameters_are_finite();
+                event.actions = {a};
+                break;
         }
         action_marks.emplace_back(start_mark, timeline.mark());
         result.trace.events.push_back(event);
@@ -425,12 +558,15 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
     // The mean loss over the global batch: micro-batch losses weighted by their counts, summed in
     // forward order in double.
     double loss_sum = 0;
-    for (int m : forward_order) loss_sum += mbs[m].weight * micro_batch_losses.at(static_cast<size_t>(m));
+    if (last_stage != nullptr)
+        for (int m : forward_order)
+            loss_sum += last_stage->mbs[static_cast<size_t>(m)].weight * micro_batch_losses.at(static_cast<size_t>(m));
 
-    // The mean loss lives on the last stage (summed over replicas); every rank gets it.
-    if (is_last() && data_parallel_ != nullptr && data_parallel_->size() > 1) loss_sum = all_reduce_scalar(*data_parallel_, loss_sum);
+    // The mean loss lives on the last stage's rank (summed over replicas); every rank gets it.
+    if (last_stage != nullptr && data_parallel_ != nullptr && data_parallel_->size() > 1)
+        loss_sum = all_reduce_scalar(*data_parallel_, loss_sum);
     Tensor loss = Tensor::full({1}, loss_sum, DType::Float32, comm_.device_index() >= 0 ? device_ : Device::cpu());
-    comm_.broadcast(loss, schedule_.stages - 1);
+    comm_.broadcast(loss, schedule_.rank_of(schedule_.stages - 1));
     result.loss = loss.item();
     memory_.peak_allocator_bytes = allocator.stats().peak_bytes;
     result.memory = memory_;

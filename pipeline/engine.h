@@ -1,10 +1,11 @@
-// The engine runs one pipeline stage's action list for one training step: it splits the global
-// batch into M micro-batches (dim-0 views), receives activations, runs the stage forward under a
-// per-micro-batch tape, sends outputs, runs backward with the received gradient, sends the
-// input's gradient, and steps the optimizer after the flush. The last stage weights micro-batch
-// m's loss by count_m / Σ count, so every parameter gradient is exactly that of the mean loss
-// over the global batch. Communication actions chained by batched_with_next go out as one batch
-// (Communicator::exchange), so 1F1B's steady state cannot deadlock.
+// The engine runs one rank's action list for one training step: it splits the global batch into
+// M micro-batches (dim-0 views), and for each (stage, micro-batch) the rank holds receives (or
+// takes over locally) the activation, runs the stage forward under its own tape, sends the output,
+// runs backward with the received gradient, sends the input's gradient, and steps the optimizer
+// after the flush. The last stage weights micro-batch m's loss by count_m / Σ count, so every
+// parameter gradient is exactly that of the mean loss over the global batch. Communication
+// actions chained by batched_with_next go out as one batch (Communicator::exchange), tagged by
+// message_tag, so 1F1B's steady state cannot deadlock and several stages on a rank never collide.
 #pragma once
 
 #include <memory>
@@ -39,11 +40,18 @@ struct StepResult {
 
 class Engine {
   public:
-    // `comm` holds one rank per stage, rank s running stage s; `stage` is this rank's layers
-    // (already on `device`); `optimizer` holds exactly the stage's parameters.
-    // `data_parallel`, when given, connects this stage to the same stage of the other pipeline
+    // `comm` holds the schedule's ranks; `stages` are this rank's layers for each stage the
+    // schedule places on it, in increasing stage order (already on `device`); `optimizer` holds
+    // exactly their parameters. Refuses a schedule with split backwards (InputBackward /
+    // WeightBackward: not run by the engine yet) or with more tags than the communicator has.
+    // `data_parallel`, when given, connects this rank to the same rank of the other pipeline
     // replicas: gradients are summed across it before the optimizer step (each replica trains
     // on its own shard of the global batch).
+    Engine(comm::Communicator& comm, std::vector<std::shared_ptr<nn::Sequential>> stages, Schedule schedule,
+           nn::Optimizer& optimizer, LossFunction loss, Rematerialization remat, Device device,
+           comm::Communicator* data_parallel = nullptr);
+    ~Engine();
+    // One stage per rank.
     Engine(comm::Communicator& comm, std::shared_ptr<nn::Sequential> stage, Schedule schedule, nn::Optimizer& optimizer,
            LossFunction loss, Rematerialization remat, Device device, comm::Communicator* data_parallel = nullptr);
 
@@ -51,9 +59,10 @@ class Engine {
     // this replica's share of the global batch as dim 0, divisible by the micro-batch count.
     StepResult step(const Tensor& inputs, const Tensor& targets);
 
-    // Collective: the activation bytes one micro-batch will stash on this stage, measured the way
-    // step() measures them (a forward of the batch's first micro-batch under the configured
-    // re-materialization, then discarded). Arguments as for step(). For the per-stage report.
+    // Collective: the activation bytes one micro-batch will stash on this rank (summed over its
+    // stages), measured the way step() measures them (a forward of the batch's first micro-batch
+    // under the configured re-materialization, then discarded). Arguments as for step(). For the
+    // per-stage report.
     size_t estimate_stash_bytes(const Tensor& inputs, const Tensor& targets);
 
     // Clip the global gradient norm (over every stage and replica) to max_norm before each
@@ -64,49 +73,51 @@ class Engine {
     // keyed by it, so a resumed run draws the masks the uninterrupted one would have.
     void set_steps_run(int64_t steps);
 
-    int stage_index() const { return stage_index_; }
+    int rank() const { return rank_; }
     int stages() const { return schedule_.stages; }
     const Schedule& schedule() const { return schedule_; }
 
   private:
     struct MicroBatch;
+    struct LocalStage;
+    LocalStage& local(int stage);
     void infer_shapes(const Tensor& first_input);
     void prepare_shapes(const Tensor& inputs, int64_t micro);
     uint64_t dropout_key() const;
-    void run_forward(MicroBatch& mb, bool last_micro_batch);
-    void run_backward(MicroBatch& mb);
-    void run_group(std::vector<MicroBatch>& mbs, size_t first, size_t last);
+    void run_forward(LocalStage& stage, MicroBatch& mb, bool last_micro_batch);
+    void run_backward(LocalStage& stage, MicroBatch& mb);
+    void run_group(size_t first, size_t last);
     double all_reduce_scalar(comm::Communicator& comm, double value, comm::ReduceOp op = comm::ReduceOp::Sum);
     // The last stage's loss per micro-batch (index = micro-batch), read from the device at once.
     std::vector<double> read_micro_batch_losses(const std::vector<MicroBatch>& mbs, const std::vector<int>& forward_order);
     // Before the optimizer step: reads this rank's queued GPU input checks and (last stage) checks
-    // the losses are finite, then tells every stage and replica; if anything failed, every rank
+    // the losses are finite, then tells every rank and replica; if anything failed, every rank
     // throws before changing a weight (the failing one naming the cause).
     void agree_before_update(const std::vector<double>& losses, const std::vector<int>& forward_order);
     // After the optimizer step: every stage and replica learns whether any stage's parameters
     // became non-finite (a learning rate or epsilon beyond float32); if so every rank throws.
     void agree_parameters_are_finite();
+    std::vector<Tensor> parameters() const;
     void all_reduce_gradients();
     double clip_gradients();
-    bool is_first() const { return stage_index_ == 0; }
-    bool is_last() const { return stage_index_ == schedule_.stages - 1; }
+    bool holds_last_stage() const { return schedule_.rank_of(schedule_.stages - 1) == rank_; }
+    bool is_first(int stage) const { return stage == 0; }
+    bool is_last(int stage) const { return stage == schedule_.stages - 1; }
 
     comm::Communicator& comm_;
     comm::Communicator* data_parallel_;
-    std::shared_ptr<nn::Sequential> stage_;
     Schedule schedule_;
+    std::vector<std::unique_ptr<LocalStage>> local_;  // the stages this rank runs, in stage order
     nn::Optimizer& optimizer_;
     LossFunction loss_;
     Rematerialization remat_;
     Device device_;
     DeviceTimeline timeline_;  // the step's action marks (CUDA events, reused step to step)
-    int stage_index_;
+    int rank_;
     double grad_clip_ = 0;
 
-    // Shapes agreed with the neighbours by a shape-inference pass (see infer_shapes).
+    // The batch shape the stages' shapes were inferred for (see infer_shapes).
     Shape inferred_for_input_;
-    Shape input_shape_, output_shape_;
-    DType input_dtype_ = DType::Float32, output_dtype_ = DType::Float32;
 
     int64_t steps_run_ = 0;  // keys the dropout masks of each step (restored on resume: set_steps_run)
 

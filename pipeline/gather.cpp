@@ -12,23 +12,36 @@ constexpr int kGatherTag = 11;
 
 namespace {
 
+// One line per event: start, end, the number of actions, then kind stage micro_batch for each.
 std::string serialise(const StageTrace& trace) {
     std::ostringstream out;
     out.precision(17);
-    out << trace.stage << " " << trace.step_us << "\n";
-    for (const TraceEvent& e : trace.events)
-        out << e.name << " " << e.stage << " " << e.start_us << " " << e.end_us << " " << (e.compute ? 1 : 0) << "\n";
+    out << trace.stage << " " << (trace.names_carry_stages ? 1 : 0) << " " << trace.step_us << "\n";
+    for (const TraceEvent& e : trace.events) {
+        out << e.start_us << " " << e.end_us << " " << e.actions.size();
+        for (const Action& a : e.actions) out << " " << static_cast<int>(a.kind) << " " << a.stage << " " << a.micro_batch;
+        out << "\n";
+    }
     return out.str();
 }
 
 StageTrace deserialise(const std::string& text) {
     std::istringstream in(text);
     StageTrace trace;
-    in >> trace.stage >> trace.step_us;
+    int names_carry_stages = 0;
+    in >> trace.stage >> names_carry_stages >> trace.step_us;
+    trace.names_carry_stages = names_carry_stages != 0;
     TraceEvent e;
-    int compute = 0;
-    while (in >> e.name >> e.stage >> e.start_us >> e.end_us >> compute) {
-        e.compute = compute != 0;
+    size_t count = 0;
+    while (in >> e.start_us >> e.end_us >> count) {
+        e.actions.clear();
+        for (size_t i = 0; i < count; ++i) {
+            int kind = 0;
+            Action action{ActionKind::Forward, 0, 0};
+            in >> kind >> action.stage >> action.micro_batch;
+            action.kind = static_cast<ActionKind>(kind);
+            e.actions.push_back(action);
+        }
         trace.events.push_back(e);
     }
     return trace;
@@ -59,28 +72,33 @@ std::vector<StageTrace> gather_traces(comm::Communicator& comm, const StageTrace
 }
 
 std::shared_ptr<nn::Sequential> gather_model(comm::Communicator& pipeline, const nn::ModelSpec& spec,
-                                             const std::vector<StageRange>& ranges, const nn::Sequential& stage) {
-    MP_REQUIRE(static_cast<int>(ranges.size()) == pipeline.size(), "gather_model: ", ranges.size(),
-               " stage ranges for ", pipeline.size(), " ranks");
+                                             const std::vector<StageRange>& ranges, const std::vector<int>& placement,
+                                             const std::vector<std::shared_ptr<nn::Sequential>>& held) {
+    MP_REQUIRE(ranges.size() == placement.size(), "gather_model: ", ranges.size(), " stage ranges for ",
+               placement.size(), " placed stages");
     if (pipeline.rank() != 0) {
-        for (auto& [name, parameter] : stage.named_parameters()) pipeline.send(parameter, 0, kGatherTag);
+        // Stage by stage, in increasing order, as rank 0 receives them.
+        for (const std::shared_ptr<nn::Sequential>& stage : held)
+            for (auto& [name, parameter] : stage->named_parameters()) pipeline.send(parameter, 0, kGatherTag);
         return nullptr;
     }
     std::shared_ptr<nn::Sequential> whole = spec.build_all();
-    for (int s = 0; s < pipeline.size(); ++s) {
+    size_t next_held = 0;  // rank 0's own stages, in order
+    for (size_t s = 0; s < ranges.size(); ++s) {
         // The whole model's parameters of stage s's layers, in the order stage s lists them.
         std::shared_ptr<nn::Sequential> layers = whole->slice(static_cast<size_t>(ranges[s].begin), static_cast<size_t>(ranges[s].end));
-        std::vector<std::pair<std::string, Tensor>> local = s == 0 ? stage.named_parameters()
-                                                                   : std::vector<std::pair<std::string, Tensor>>();
+        const bool local = placement[s] == 0;
+        std::vector<std::pair<std::string, Tensor>> own = local ? held.at(next_held++)->named_parameters()
+                                                                : std::vector<std::pair<std::string, Tensor>>();
         size_t i = 0;
         for (auto& [name, target] : layers->named_parameters()) {
             Tensor destination = target;
-            if (s == 0) {
-                destination.copy_from(local.at(i++).second);
+            if (local) {
+                destination.copy_from(own.at(i++).second);
             } else {
                 Tensor received = Tensor::empty(target.shape(), target.dtype(),
                                                 pipeline.device_index() >= 0 ? Device::cuda(pipeline.device_index()) : Device::cpu());
-                pipeline.recv(received, s, kGatherTag);
+                pipeline.recv(received, placement[s], kGatherTag);
                 destination.copy_from(received);
             }
         }

@@ -13,10 +13,12 @@
 
 namespace mp::pipeline {
 
-// Collective over the pipeline group (rank s holds `stage`, layers ranges[s] of `spec`): rank 0
-// returns the whole model on the CPU with every stage's current parameters; others return null.
+// Collective over the pipeline group: stage s holds layers ranges[s] of `spec` and runs on rank
+// placement[s]; `held` are this rank's stage modules in increasing stage order. Rank 0 returns the
+// whole model on the CPU with every stage's current parameters; others return null.
 std::shared_ptr<nn::Sequential> gather_model(comm::Communicator& pipeline, const nn::ModelSpec& spec,
-                                             const std::vector<StageRange>& ranges, const nn::Sequential& stage);
+                                             const std::vector<StageRange>& ranges, const std::vector<int>& placement,
+                                             const std::vector<std::shared_ptr<nn::Sequential>>& held);
 
 // Collective over `comm`: every rank sends its trace to rank 0; rank 0 returns all of them in
 // stage order (other ranks return only their own).

@@ -1,6 +1,7 @@
-// The schedule simulator: replays a valid schedule with per-stage forward/backward times and a
-// per-message transfer time, and predicts the step time, each stage's bubble fraction and its
-// peak number of stashed micro-batches — the numbers the pipeline's trace is compared against.
+// The schedule simulator: replays a valid schedule with per-stage forward / backward / input-
+// backward / weight-backward times and a per-message transfer time, and predicts the step time,
+// each rank's bubble fraction and its peak number of stashed micro-batches — the numbers the
+// pipeline's trace is compared against.
 #pragma once
 
 #include <vector>
@@ -10,23 +11,27 @@
 
 namespace mp::pipeline {
 
-// Time of one Forward / Backward on each stage, and of one message between neighbours.
-// The optimizer step is taken as free.
+// Time of one Forward / Backward / InputBackward / WeightBackward on each (virtual) stage, and of
+// one message between ranks. The optimizer step is taken as free.
 struct Costs {
-    std::vector<double> forward;   // [stage]
-    std::vector<double> backward;  // [stage]
+    std::vector<double> forward;          // [stage]
+    std::vector<double> backward;         // [stage]: the whole backward, B
+    std::vector<double> input_backward;   // [stage]: I
+    std::vector<double> weight_backward;  // [stage]: W
     double transfer = 0.0;
 };
 
-// The same forward and backward time on every stage.
+// The same times on every stage; I and W each take half of the backward (B = I + W).
 Costs equal_costs(int stages, double forward = 1.0, double backward = 1.0, double transfer = 0.0);
 
 struct SimulationResult {
-    double step_time = 0.0;                            // when the last stage finishes its last action
-    std::vector<double> busy;                          // [stage]: time spent in Forward and Backward
-    std::vector<double> bubble_fraction;               // [stage]: 1 - busy / step_time
-    std::vector<int> peak_stashed;                     // [stage]: max over time of forwards - backwards done
-    std::vector<std::vector<TimedAction>> timeline;    // [stage]: every action with its start and end
+    double step_time = 0.0;                            // when the last rank finishes its last action
+    std::vector<double> busy;                          // [rank]: time spent in compute actions
+    std::vector<double> bubble_fraction;               // [rank]: 1 - busy / step_time
+    // [rank]: max over time of the micro-batches whose activations the rank holds (forwarded, not
+    // yet through their input backward), summed over its stages.
+    std::vector<int> peak_stashed;
+    std::vector<std::vector<TimedAction>> timeline;    // [rank]: every action with its start and end
 };
 
 // Simulates one step under the communication model of validate(). Throws std::invalid_argument

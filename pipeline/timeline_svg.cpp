@@ -15,7 +15,7 @@ namespace mp::pipeline {
 
 namespace {
 
-enum class BoxKind { Forward, Backward, Send, Recv, SendRecv, OptimizerStep, Other };
+enum class BoxKind { Forward, Backward, InputBackward, WeightBackward, Send, Recv, SendRecv, OptimizerStep };
 
 struct BoxStyle {
     const char* css_class;   // class="box forward": lets tests and stylesheets pick boxes out
@@ -27,34 +27,37 @@ struct BoxStyle {
 const BoxStyle& style_of(BoxKind kind) {
     static const BoxStyle forward{"forward", "forward", "#4e79a7", "#ffffff"};
     static const BoxStyle backward{"backward", "backward", "#59a14f", "#ffffff"};
+    static const BoxStyle input_backward{"input-backward", "input backward", "#76b7b2", "#000000"};
+    static const BoxStyle weight_backward{"weight-backward", "weight backward", "#9c755f", "#ffffff"};
     static const BoxStyle send{"send", "send", "#f28e2b", "#000000"};
     static const BoxStyle recv{"recv", "recv", "#edc948", "#000000"};
     static const BoxStyle send_recv{"send-recv", "send+recv", "#b07aa1", "#000000"};
     static const BoxStyle step{"step", "optimizer step", "#e15759", "#ffffff"};
-    static const BoxStyle other{"other", "other", "#bab0ac", "#000000"};
     switch (kind) {
         case BoxKind::Forward: return forward;
         case BoxKind::Backward: return backward;
+        case BoxKind::InputBackward: return input_backward;
+        case BoxKind::WeightBackward: return weight_backward;
         case BoxKind::Send: return send;
         case BoxKind::Recv: return recv;
         case BoxKind::SendRecv: return send_recv;
         case BoxKind::OptimizerStep: return step;
-        case BoxKind::Other: return other;
     }
-    return other;
+    return step;
 }
 
 constexpr const char* kIdleFill = "#e6e6e6";
 
 struct Box {
-    std::string name;  // "F3", "SendAct2+RecvGrad0", "Step"
-    BoxKind kind = BoxKind::Other;
+    std::string name;  // "F3", "SendAct2+RecvGrad0", "Step" (with stages: "1F3", ...)
+    BoxKind kind = BoxKind::OptimizerStep;
     double start = 0;
     double end = 0;
 };
 
 struct Row {
-    int stage = 0;
+    int stage = 0;       // the row's index: a stage, or a rank where ranks hold several stages
+    std::string label = "stage";  // what the index counts: "stage" or "rank"
     double end = 0;      // the stage's step end: the idle background runs from 0 to here
     double bubble = 0;   // fraction, shown at the row's right end
     std::vector<Box> boxes;
@@ -128,21 +131,24 @@ double tick_step(double span, int target) {
     return factor * magnitude;
 }
 
-bool is_number(const std::string& text) {
-    return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-// Names as the engine writes them: "F3", "B0", "Step", and communication groups joined by '+'.
-BoxKind classify_event_name(const std::string& name) {
-    if (name == "Step") return BoxKind::OptimizerStep;
-    if (name.size() > 1 && name[0] == 'F' && is_number(name.substr(1))) return BoxKind::Forward;
-    if (name.size() > 1 && name[0] == 'B' && is_number(name.substr(1))) return BoxKind::Backward;
-    const bool has_send = name.find("Send") != std::string::npos;
-    const bool has_recv = name.find("Recv") != std::string::npos;
-    if (has_send && has_recv) return BoxKind::SendRecv;
-    if (has_send) return BoxKind::Send;
-    if (has_recv) return BoxKind::Recv;
-    return BoxKind::Other;
+// The kind of box for one compute action or step, or for the operations of one batched group.
+BoxKind classify(const std::vector<Action>& actions) {
+    MP_REQUIRE(!actions.empty(), "timeline_svg: an event without actions");
+    bool any_send = false, any_recv = false;
+    for (const Action& action : actions) {
+        switch (action.kind) {
+            case ActionKind::Forward: return BoxKind::Forward;
+            case ActionKind::Backward: return BoxKind::Backward;
+            case ActionKind::InputBackward: return BoxKind::InputBackward;
+            case ActionKind::WeightBackward: return BoxKind::WeightBackward;
+            case ActionKind::OptimizerStep: return BoxKind::OptimizerStep;
+            case ActionKind::SendActivation:
+            case ActionKind::SendGradient: any_send = true; break;
+            case ActionKind::RecvActivation:
+            case ActionKind::RecvGradient: any_recv = true; break;
+        }
+    }
+    return any_send && any_recv ? BoxKind::SendRecv : any_send ? BoxKind::Send : BoxKind::Recv;
 }
 
 void check_box(const Box& box, int stage, const char* caller) {
@@ -152,7 +158,23 @@ void check_box(const Box& box, int stage, const char* caller) {
                ") before it starts (", box.start, ")");
 }
 
-void draw_legend(std::ostringstream& svg) {
+// Whether a box is communication (drawn as a strip) rather than work (full height, labelled).
+bool is_communication_box(BoxKind kind) {
+    switch (kind) {
+        case BoxKind::Send:
+        case BoxKind::Recv:
+        case BoxKind::SendRecv: return true;
+        case BoxKind::Forward:
+        case BoxKind::Backward:
+        case BoxKind::InputBackward:
+        case BoxKind::WeightBackward:
+        case BoxKind::OptimizerStep: return false;
+    }
+    return false;
+}
+
+// The legend lists input and weight backward only when a picture has them (split backwards).
+void draw_legend(std::ostringstream& svg, bool split_backward) {
     double x = kLeft;
     auto item = [&](const char* fill, const std::string& text) {
         svg << "  <rect x=\"" << px(x) << "\" y=\"" << px(kLegendY) << "\" width=\"12\" height=\"12\" fill=\"" << fill
@@ -162,9 +184,12 @@ void draw_legend(std::ostringstream& svg) {
         x += 17 + kCharWidth * static_cast<double>(text.size()) + 18;
     };
     svg << " <g class=\"legend\">\n";
-    for (BoxKind kind : {BoxKind::Forward, BoxKind::Backward, BoxKind::Send, BoxKind::Recv, BoxKind::SendRecv,
-                         BoxKind::OptimizerStep})
+    for (BoxKind kind : {BoxKind::Forward, BoxKind::Backward, BoxKind::InputBackward, BoxKind::WeightBackward,
+                         BoxKind::Send, BoxKind::Recv, BoxKind::SendRecv, BoxKind::OptimizerStep}) {
+        const bool half = kind == BoxKind::InputBackward || kind == BoxKind::WeightBackward;
+        if (half && !split_backward) continue;
         item(style_of(kind).fill, style_of(kind).legend);
+    }
     item(kIdleFill, "idle");
     svg << " </g>\n";
 }
@@ -175,17 +200,14 @@ void draw_box(std::ostringstream& svg, const Box& box, double x0, double scale, 
     const double width = (box.end - box.start) * scale;
     // Communication is mostly waiting for the peer: a strip along the row's bottom, so the time
     // still reads as idle grey above it while showing what the stage was blocked in.
-    const bool communication =
-        box.kind == BoxKind::Send || box.kind == BoxKind::Recv || box.kind == BoxKind::SendRecv;
+    const bool communication = is_communication_box(box.kind);
     const double height = communication ? kCommunicationHeight : kRowHeight;
     const double y = row_y + kRowHeight - height;
     svg << "   <rect class=\"box " << style.css_class << "\" x=\"" << px(x) << "\" y=\"" << px(y)
         << "\" width=\"" << px(width) << "\" height=\"" << px(height) << "\" fill=\"" << style.fill
         << "\" stroke=\"#ffffff\" stroke-width=\"0.5\"><title>" << escape_xml(box.name) << ": start "
         << with_unit(box.start, axis) << ", duration " << with_unit(box.end - box.start, axis) << "</title></rect>\n";
-    const bool labelled =
-        box.kind == BoxKind::Forward || box.kind == BoxKind::Backward || box.kind == BoxKind::OptimizerStep;
-    if (labelled && width >= kCharWidth * static_cast<double>(box.name.size()) + 4)
+    if (!communication && width >= kCharWidth * static_cast<double>(box.name.size()) + 4)
         svg << "   <text x=\"" << px(x + width / 2) << "\" y=\"" << px(row_y + kRowHeight / 2 + 4)
             << "\" font-size=\"11\" text-anchor=\"middle\" fill=\"" << style.label_fill
             << "\" pointer-events=\"none\">" << escape_xml(box.name) << "</text>\n";
@@ -232,17 +254,21 @@ std::string draw_timeline(std::vector<Row> rows, const std::string& title, const
         << "\" fill=\"#ffffff\"></rect>\n";
     svg << " <text x=\"" << px(kLeft) << "\" y=\"" << px(kTitleY) << "\" font-size=\"16\" font-weight=\"bold\">"
         << escape_xml(title) << "</text>\n";
-    draw_legend(svg);
+    bool split_backward = false;
+    for (const Row& row : rows)
+        for (const Box& box : row.boxes)
+            split_backward = split_backward || box.kind == BoxKind::InputBackward || box.kind == BoxKind::WeightBackward;
+    draw_legend(svg, split_backward);
 
     for (size_t r = 0; r < rows.size(); ++r) {
         const Row& row = rows[r];
         const double row_y = kRowsTop + static_cast<double>(r) * (kRowHeight + kRowGap);
         svg << " <g class=\"stage\" id=\"stage-" << row.stage << "\">\n";
         svg << "  <text x=\"" << px(kLeft - 10) << "\" y=\"" << px(row_y + kRowHeight / 2 + 4)
-            << "\" font-size=\"12\" text-anchor=\"end\">stage " << row.stage << "</text>\n";
+            << "\" font-size=\"12\" text-anchor=\"end\">" << row.label << " " << row.stage << "</text>\n";
         svg << "  <rect class=\"idle\" x=\"" << px(kLeft) << "\" y=\"" << px(row_y) << "\" width=\""
             << px(row.end * scale) << "\" height=\"" << px(kRowHeight) << "\" fill=\"" << kIdleFill
-            << "\"><title>stage " << row.stage << ": step " << with_unit(row.end, axis) << ", bubble "
+            << "\"><title>" << row.label << " " << row.stage << ": step " << with_unit(row.end, axis) << ", bubble "
             << trimmed(100 * row.bubble) << "%</title></rect>\n";
         for (const Box& box : row.boxes)
             if (box.end > box.start) draw_box(svg, box, kLeft, scale, row_y, axis);
@@ -264,10 +290,11 @@ std::string timeline_svg(const std::vector<StageTrace>& traces, const std::strin
     for (const StageTrace& trace : traces) {
         Row row;
         row.stage = trace.stage;
+        row.label = trace.names_carry_stages ? "rank" : "stage";
         row.end = trace.step_us;
         row.bubble = trace.bubble_fraction();
         for (const TraceEvent& event : trace.events) {
-            Box box{event.name, classify_event_name(event.name), event.start_us, event.end_us};
+            Box box{trace.name_of(event), classify(event.actions), event.start_us, event.end_us};
             check_box(box, trace.stage, "timeline_svg");
             row.boxes.push_back(box);
         }
@@ -287,44 +314,34 @@ void write_timeline_svg(const std::vector<StageTrace>& traces, const std::string
 
 std::string timeline_svg_from_simulation(const Schedule& schedule, const SimulationResult& result,
                                          const std::string& title) {
-    MP_REQUIRE(static_cast<int>(result.timeline.size()) == schedule.stages, "timeline_svg_from_simulation: the result has ",
-               result.timeline.size(), " stage timelines, the schedule ", schedule.stages, " stages");
+    MP_REQUIRE(static_cast<int>(result.timeline.size()) == schedule.ranks, "timeline_svg_from_simulation: the result has ",
+               result.timeline.size(), " rank timelines, the schedule ", schedule.ranks, " ranks");
     std::vector<Row> rows;
-    for (int stage = 0; stage < schedule.stages; ++stage) {
-        const std::vector<TimedAction>& timeline = result.timeline[stage];
+    for (int rank = 0; rank < schedule.ranks; ++rank) {
+        const std::vector<TimedAction>& timeline = result.timeline[rank];
         Row row;
-        row.stage = stage;
+        row.stage = rank;
+        row.label = schedule.one_stage_per_rank() ? "stage" : "rank";
         row.end = result.step_time;
-        row.bubble = stage < static_cast<int>(result.bubble_fraction.size()) ? result.bubble_fraction[stage] : 0.0;
+        row.bubble = rank < static_cast<int>(result.bubble_fraction.size()) ? result.bubble_fraction[rank] : 0.0;
         for (size_t i = 0; i < timeline.size();) {
-            const Action& action = timeline[i].action;
-            Box box{to_string(action), BoxKind::Other, timeline[i].start, timeline[i].end};
-            size_t next = i + 1;
-            if (action.kind == ActionKind::Forward) {
-                box.kind = BoxKind::Forward;
-            } else if (action.kind == ActionKind::Backward) {
-                box.kind = BoxKind::Backward;
-            } else if (action.kind == ActionKind::OptimizerStep) {
-                box.kind = BoxKind::OptimizerStep;
-            } else {
-                // A batched group: the actions chained by batched_with_next, drawn as one box from
-                // the group's post to its last completion, as the engine traces it.
-                bool any_send = false, any_recv = false;
-                size_t last = i;
+            // A batched group (the actions chained by batched_with_next) is one box from the
+            // group's post to its last completion, as the engine traces it.
+            size_t last = i;
+            if (is_communication(timeline[i].action.kind))
                 while (timeline[last].action.batched_with_next && last + 1 < timeline.size()) ++last;
-                box.name.clear();
-                for (size_t j = i; j <= last; ++j) {
-                    box.name += (j > i ? "+" : "") + to_string(timeline[j].action);
-                    box.start = std::min(box.start, timeline[j].start);
-                    box.end = std::max(box.end, timeline[j].end);
-                    (is_send(timeline[j].action.kind) ? any_send : any_recv) = true;
-                }
-                box.kind = any_send && any_recv ? BoxKind::SendRecv : any_send ? BoxKind::Send : BoxKind::Recv;
-                next = last + 1;
+            std::vector<Action> actions;
+            Box box{"", BoxKind::OptimizerStep, timeline[i].start, timeline[i].end};
+            for (size_t j = i; j <= last; ++j) {
+                actions.push_back(timeline[j].action);
+                box.name += (j > i ? "+" : "") + display_name(schedule, timeline[j].action);
+                box.start = std::min(box.start, timeline[j].start);
+                box.end = std::max(box.end, timeline[j].end);
             }
-            check_box(box, stage, "timeline_svg_from_simulation");
+            box.kind = classify(actions);
+            check_box(box, rank, "timeline_svg_from_simulation");
             row.boxes.push_back(box);
-            i = next;
+            i = last + 1;
         }
         rows.push_back(std::move(row));
     }

@@ -1,4 +1,4 @@
-// Trace bookkeeping and the Chrome trace writer.
+// Trace bookkeeping, the names derived from typed actions, and the Chrome trace writer.
 #include "pipeline/trace.h"
 
 #include "kernels/common/error.h"
@@ -9,10 +9,19 @@
 
 namespace mp::pipeline {
 
+bool TraceEvent::compute() const { return actions.size() == 1 && is_compute(actions.front().kind); }
+
+std::string TraceEvent::name(bool with_stages) const {
+    std::string joined;
+    for (const Action& action : actions)
+        joined += (joined.empty() ? "" : "+") + (with_stages ? to_string(action) : short_name(action));
+    return joined;
+}
+
 double StageTrace::busy_us() const {
     double busy = 0;
     for (const TraceEvent& e : events)
-        if (e.compute) busy += e.end_us - e.start_us;
+        if (e.compute()) busy += e.end_us - e.start_us;
     return busy;
 }
 
@@ -25,12 +34,12 @@ std::string chrome_trace_json(const std::vector<StageTrace>& traces) {
     bool first = true;
     for (const StageTrace& trace : traces) {
         out << (first ? "" : ",\n") << "  {\"name\": \"process_name\", \"ph\": \"M\", \"pid\": " << trace.stage
-            << ", \"args\": {\"name\": \"stage " << trace.stage << "\"}}";
+            << ", \"args\": {\"name\": \"" << (trace.names_carry_stages ? "rank " : "stage ") << trace.stage << "\"}}";
         first = false;
         for (const TraceEvent& e : trace.events)
-            out << ",\n  {\"name\": \"" << e.name << "\", \"cat\": \"" << (e.compute ? "compute" : "comm")
+            out << ",\n  {\"name\": \"" << trace.name_of(e) << "\", \"cat\": \"" << (e.compute() ? "compute" : "comm")
                 << "\", \"ph\": \"X\", \"ts\": " << e.start_us << ", \"dur\": " << (e.end_us - e.start_us)
-                << ", \"pid\": " << e.stage << ", \"tid\": 0}";
+                << ", \"pid\": " << trace.stage << ", \"tid\": 0}";
     }
     out << "\n]}\n";
     return out.str();

@@ -125,7 +125,7 @@ double learning_rate(const TrainConfig& config, int64_t step) {
 // Every rank must partition alike: with `time`, world rank 0 profiles and broadcasts the times.
 std::vector<StageRange> decide_partition(const TrainConfig& config, const nn::ModelSpec& spec, const DataSource& data,
                                          comm::Communicator& world, Device device) {
-    int stages = static_cast<int>(config.pipeline.stages);
+    int stages = static_cast<int>(config.pipeline.stages * config.pipeline.virtual_stages);
     PartitionMethod method = parse_partition_method(config.pipeline.partition);
     std::vector<double> times;
     if (method == PartitionMethod::Time) {
@@ -151,10 +151,11 @@ std::string layer_names(const nn::ModelSpec& spec, const StageRange& range) {
 // their gradients and optimizer state in fp32, the last stage's logits and their gradient for one
 // micro-batch, one layer's attention scores — against the device's memory. A model that cannot
 // fit is refused with its numbers instead of ending in a bare std::bad_alloc (or worse) later.
-void refuse_if_it_cannot_fit(const TrainConfig& config, const nn::ModelSpec& spec, const StageRange& range,
+void refuse_if_it_cannot_fit(const TrainConfig& config, const nn::ModelSpec& spec, const std::vector<StageRange>& held,
                              bool last_stage, Device device) {
     double parameters = 0;
-    for (int64_t i = range.begin; i < range.end; ++i) parameters += static_cast<double>(spec.layers[i].parameters);
+    for (const StageRange& range : held)
+        for (int64_t i = range.begin; i < range.end; ++i) parameters += static_cast<double>(spec.layers[i].parameters);
     const bool adamw = config.optimizer.type == "adamw";
     const double copies = 2 + (adamw ? 2 : config.optimizer.momentum > 0 ? 1 : 0);  // weights, grads, state
     double bytes = parameters * 4.0 * copies;
@@ -260,28 +261,39 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
     set_matmul_precision(config.precision == "tf32" ? MatmulPrecision::TF32 : MatmulPrecision::Exact);
     const int K = static_cast<int>(config.pipeline.stages);
     const int replicas = data_parallel_size(config, world.size());
-    const int stage = world.rank() % K, replica = world.rank() / K;
-    std::unique_ptr<comm::Communicator> pipeline = world.split(replica, stage);
-    std::unique_ptr<comm::Communicator> replica_group = replicas > 1 ? world.split(stage, replica) : nullptr;
+    const int pipeline_rank = world.rank() % K, replica = world.rank() / K;
+    std::unique_ptr<comm::Communicator> pipeline = world.split(replica, pipeline_rank);
+    std::unique_ptr<comm::Communicator> replica_group = replicas > 1 ? world.split(pipeline_rank, replica) : nullptr;
 
     const nn::ModelSpec spec = model_spec(config);
     const DataSource data = make_data(config);
-    const std::vector<StageRange> ranges = decide_partition(config, spec, data, world, device);
-    refuse_if_it_cannot_fit(config, spec, ranges[stage], stage == K - 1, device);
-    std::shared_ptr<nn::Sequential> module = spec.build(ranges[stage].begin, ranges[stage].end);
-    module->to(device);
-    std::unique_ptr<nn::Optimizer> optimizer = make_optimizer(config, module->parameters());
-    const Schedule schedule = make_schedule(config.pipeline.schedule, K, static_cast<int>(config.micro_batches));
+    const int v = static_cast<int>(config.pipeline.virtual_stages);
+    const Schedule schedule = make_schedule(config.pipeline.schedule, K, static_cast<int>(config.micro_batches), v);
     ValidationResult valid = validate(schedule);
     MP_REQUIRE(valid.ok, "schedule ", config.pipeline.schedule, " is invalid: ", valid.error);
-    Engine engine(*pipeline, module, schedule, *optimizer, make_loss(config),
+    const std::vector<StageRange> ranges = decide_partition(config, spec, data, world, device);  // one per stage
+    const std::vector<int> held_stages = schedule.stages_of(pipeline_rank);  // the stages this rank runs
+    std::vector<StageRange> held_ranges;
+    for (int s : held_stages) held_ranges.push_back(ranges[static_cast<size_t>(s)]);
+    refuse_if_it_cannot_fit(config, spec, held_ranges, schedule.rank_of(schedule.stages - 1) == pipeline_rank, device);
+    std::vector<std::shared_ptr<nn::Sequential>> modules;
+    std::vector<Tensor> parameters;
+    for (const StageRange& range : held_ranges) {
+        modules.push_back(spec.build(range.begin, range.end));
+        modules.back()->to(device);
+        for (const Tensor& p : modules.back()->parameters()) parameters.push_back(p);
+    }
+    std::shared_ptr<nn::Sequential> module = modules.front();  // the one stage where v = 1 (checkpoints)
+    std::unique_ptr<nn::Optimizer> optimizer = make_optimizer(config, parameters);
+    Engine engine(*pipeline, modules, schedule, *optimizer, make_loss(config),
                   parse_rematerialization(config.pipeline.rematerialization), device, replica_group.get());
     engine.set_grad_clip(config.grad_clip);
 
     log.line("minipipe: %s, %lld parameters", spec.description.c_str(), (long long)spec.total_parameters());
-    log.line("layout: %d ranks = %d stages x %d data-parallel replicas, %s schedule, %lld micro-batches of %lld, "
+    const std::string stages_text = v == 1 ? str(K, " stages") : str(K, " pipeline ranks (", v, " stages each)");
+    log.line("layout: %d ranks = %s x %d data-parallel replicas, %s schedule, %lld micro-batches of %lld, "
              "re-materialization %s, device %s, %s",
-             world.size(), K, replicas, config.pipeline.schedule.c_str(), (long long)config.micro_batches,
+             world.size(), stages_text.c_str(), replicas, config.pipeline.schedule.c_str(), (long long)config.micro_batches,
              (long long)config.micro_batch_size, config.pipeline.rematerialization.c_str(), device.str().c_str(),
              config.precision.c_str());
     if (config.model.kind != "mlp") log.line("data: %s", data.tokens.description.c_str());
@@ -296,14 +308,23 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
         stash_estimates = all_gather_values(*pipeline, static_cast<double>(estimate), device);
     }
     log.line("partition (%s):", config.pipeline.partition.c_str());
-    for (int s = 0; s < K; ++s) {
+    for (int s = 0; s < schedule.stages; ++s) {
         int64_t params = 0;
         for (int64_t i = ranges[s].begin; i < ranges[s].end; ++i) params += spec.layers[i].parameters;
-        log.line("  stage %d: layers %lld-%lld (%s), %lld parameters, activations %s per micro-batch", s,
-                 (long long)ranges[s].begin, (long long)ranges[s].end - 1, layer_names(spec, ranges[s]).c_str(),
-                 (long long)params, bytes_str(stash_estimates[s]).c_str());
+        const int rank = schedule.rank_of(s);
+        const std::string on_rank = v == 1 ? std::string() : str(" (rank ", rank, ")");
+        const std::string activations =
+            v == 1 ? str(", activations ", bytes_str(stash_estimates[rank]), " per micro-batch") : std::string();
+        log.line("  stage %d%s: layers %lld-%lld (%s), %lld parameters%s", s, on_rank.c_str(), (long long)ranges[s].begin,
+                 (long long)ranges[s].end - 1, layer_names(spec, ranges[s]).c_str(), (long long)params,
+                 activations.c_str());
     }
-    if (K * static_cast<int>(config.micro_batches) <= 8 * 16) log.line("schedule:\n%s", render(schedule).c_str());
+    if (v > 1)
+        for (int rank = 0; rank < K; ++rank)
+            log.line("  rank %d: activations %s per micro-batch (all its stages)", rank,
+                     bytes_str(stash_estimates[rank]).c_str());
+    if (schedule.stages * static_cast<int>(config.micro_batches) <= 8 * 16)
+        log.line("schedule:\n%s", render(schedule).c_str());
 
     int64_t start_step = 0;
     const std::string& checkpoint_dir = config.checkpoint.dir;
@@ -315,7 +336,7 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
                    "' holds no checkpoint (no ", index, "); check checkpoint.dir, or set checkpoint.resume=false to "
                    "start afresh");
         nn::SafetensorsMetadata saved_run;
-        start_step = nn::load_stage_checkpoint(checkpoint_dir, stage, K, *module, *optimizer, &saved_run);
+        start_step = nn::load_stage_checkpoint(checkpoint_dir, pipeline_rank, K, *module, *optimizer, &saved_run);
         MP_REQUIRE(saved_run["lr_curve"] == lr_curve(config), "the checkpoint in '", checkpoint_dir,
                    "' was trained with the learning-rate curve (", saved_run["lr_curve"], ") but this run's is (",
                    lr_curve(config), "): resuming would change the curve; keep the schedule's settings as they were");
@@ -330,10 +351,10 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
     auto save_checkpoint = [&](int64_t step) {
         if (replica != 0) return;  // replicas hold identical parameters
         std::filesystem::create_directories(checkpoint_dir);
-        nn::save_stage_checkpoint(checkpoint_dir, stage, K, *module, *optimizer, step, layer_ranges,
+        nn::save_stage_checkpoint(checkpoint_dir, pipeline_rank, K, *module, *optimizer, step, layer_ranges,
                                   {{"lr_curve", lr_curve(config)}});
         pipeline->barrier();  // every stage's file is in place before the step is published
-        if (stage == 0 && K > 1) nn::write_checkpoint_index(checkpoint_dir, K, step, layer_ranges);
+        if (pipeline_rank == 0 && K > 1) nn::write_checkpoint_index(checkpoint_dir, K, step, layer_ranges);
         pipeline->barrier();
         log.line("checkpoint: step %lld saved to %s", (long long)step, checkpoint_dir.c_str());
     };
@@ -369,7 +390,8 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
                 std::vector<double> peak = all_gather_values(*pipeline, static_cast<double>(last.memory.peak_allocator_bytes), device);
                 std::vector<double> per_mb = all_gather_values(*pipeline, static_cast<double>(last.memory.stash_bytes_per_micro_batch), device);
                 for (int s = 0; s < K; ++s)
-                    log.line("        stage %d: stash %s per micro-batch, peak stash %s, peak allocator %s", s,
+                    log.line("        %s %d: stash %s per micro-batch, peak stash %s, peak allocator %s",
+                             v == 1 ? "stage" : "rank", s,
                              bytes_str(per_mb[s]).c_str(), bytes_str(stash[s]).c_str(), bytes_str(peak[s]).c_str());
             }
         }
@@ -396,7 +418,7 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
     std::shared_ptr<nn::Sequential> whole;
     if (replica == 0) {
         std::vector<StageTrace> traces = gather_traces(*pipeline, last.trace);
-        whole = gather_model(*pipeline, spec, ranges, *module);
+        whole = gather_model(*pipeline, spec, ranges, schedule.placement, modules);
         if (world.rank() == 0) {
             result.last_traces = traces;
             if (!config.trace.path.empty()) {
@@ -404,8 +426,8 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
                 log.line("trace: %s (open in https://ui.perfetto.dev)", config.trace.path.c_str());
             }
             if (!config.trace.svg.empty()) {
-                write_timeline_svg(traces, str(config.pipeline.schedule, ", ", K, " stages, ", config.micro_batches,
-                                               " micro-batches: the last step as measured"),
+                write_timeline_svg(traces, str(config.pipeline.schedule, ", ", K, v == 1 ? " stages, " : str(" ranks x ", v, " stages, "),
+                                               config.micro_batches, " micro-batches: the last step as measured"),
                                    config.trace.svg);
                 log.line("timeline: %s", config.trace.svg.c_str());
             }

@@ -373,6 +373,40 @@ TEST(Config, LoadConfigReadsAFile) {
     expect_invalid_argument([&] { load_config(path, {}, 2); }, {path, "cannot open"});
 }
 
+// Several stages per rank: the schedule's rule from the registry, the layers for K · v stages, a
+// balance list per stage, and no checkpoints yet.
+TEST(Config, VirtualStages) {
+    const std::string interleaved = R"({"micro_batches": 4, "model": {"kind": "gpt", "layers": 4},
+                                        "pipeline": {"stages": 2, "schedule": "interleaved-1f1b", "virtual_stages": 2}})";
+    TrainConfig c = parse(interleaved, {}, 2);
+    EXPECT_EQ(c.pipeline.virtual_stages, 2);
+    EXPECT_EQ(parse("{}").pipeline.virtual_stages, 1);
+    expect_rejected(interleaved, {"pipeline.schedule \"interleaved-1f1b\"", "virtual_stages >= 2", "use 1f1b"},
+                    {"pipeline.virtual_stages=1"}, 2);
+    expect_rejected(interleaved, {"micro_batches 3", "multiple of the ranks (2), got 3"}, {"micro_batches=3"}, 2);
+    expect_rejected(interleaved, {"1f1b runs one stage per rank"}, {"pipeline.schedule=1f1b"}, 2);
+    expect_rejected(interleaved, {"pipeline.stages 2 × pipeline.virtual_stages 4 = 8 stages exceed the 7 layers"},
+                    {"pipeline.virtual_stages=4"}, 2);
+    expect_rejected(interleaved, {"pipeline.balance [4,3] has 2 entries", "= 4 stages"},
+                    {"pipeline.partition=balance", "pipeline.balance=4,3"}, 2);
+    EXPECT_EQ(parse(interleaved, {"pipeline.partition=balance", "pipeline.balance=1,2,2,2"}, 2).pipeline.balance.size(), 4u);
+    expect_rejected(interleaved, {"checkpoint.dir is set", "several stages per rank are not supported yet"},
+                    {"checkpoint.dir=/tmp/somewhere"}, 2);
+    expect_rejected("{}", {"pipeline.virtual_stages"}, {"pipeline.virtual_stages=0"});
+}
+
+// --help lists every schedule of the registry with its description, after the keys.
+TEST(Config, HelpListsEverySchedule) {
+    const std::string help = config_help();
+    const size_t section = help.find("\nPipeline schedules (pipeline.schedule):\n");
+    ASSERT_NE(section, std::string::npos) << help;
+    for (const ScheduleInfo& info : schedule_registry()) {
+        const size_t at = help.find("\n  " + info.name + " ", section);
+        ASSERT_NE(at, std::string::npos) << info.name;
+        EXPECT_NE(help.substr(at, help.find('\n', at + 1) - at).find(info.description), std::string::npos) << info.name;
+    }
+}
+
 TEST(Config, HelpListsEveryKeyWithTypeAndDefault) {
     std::string help = config_help();
     // One line per key, starting with its path, then its type and default.

@@ -108,13 +108,15 @@ TEST(Simulate, StepTimeWithTransfersWorkedByHand) {
 }
 
 TEST(Simulate, TransfersMakeTheStepLonger) {
-    for (const std::string& kind : schedule_kinds()) {
-        for (int stages = 2; stages <= kMaxStages; ++stages) {
+    for (const ScheduleInfo& info : schedule_registry()) {
+        for (int ranks = 2; ranks <= kMaxStages; ++ranks) {
             for (int micro_batches : {1, 3, 8, 16}) {
-                Schedule schedule = make_schedule(kind, stages, micro_batches);
-                double free = simulate(schedule, equal_costs(stages, 1.0, 2.0, 0.0)).step_time;
-                double slow = simulate(schedule, equal_costs(stages, 1.0, 2.0, 0.25)).step_time;
-                EXPECT_GT(slow, free) << kind << " K=" << stages << " M=" << micro_batches;
+                const int v = info.default_virtual_stages;
+                if (!info.rule(ranks, micro_batches, v).empty()) continue;
+                Schedule schedule = make_schedule(info.name, ranks, micro_batches, v);
+                double free = simulate(schedule, equal_costs(schedule.stages, 1.0, 2.0, 0.0)).step_time;
+                double slow = simulate(schedule, equal_costs(schedule.stages, 1.0, 2.0, 0.25)).step_time;
+                EXPECT_GT(slow, free) << info.name << " K=" << ranks << " M=" << micro_batches;
             }
         }
     }
@@ -126,9 +128,13 @@ TEST(Simulate, UnequalStagesAndTimelineConsistency) {
     Costs costs;
     costs.forward = {1.0, 3.0, 1.0};
     costs.backward = {2.0, 6.0, 2.0};
+    costs.input_backward = {1.0, 3.0, 1.0};
+    costs.weight_backward = {1.0, 3.0, 1.0};
     costs.transfer = 0.0;
     const int micro_batches = 6;
-    for (const std::string& kind : schedule_kinds()) {
+    for (const ScheduleInfo& info : schedule_registry()) {
+        if (info.default_virtual_stages != 1) continue;  // the costs are for one stage per rank
+        const std::string& kind = info.name;
         SimulationResult result = simulate(make_schedule(kind, 3, micro_batches), costs);
         EXPECT_DOUBLE_EQ(result.busy[0], micro_batches * 3.0) << kind;
         EXPECT_DOUBLE_EQ(result.busy[1], micro_batches * 9.0) << kind;
@@ -159,6 +165,60 @@ TEST(Simulate, RejectsBadCostsAndInvalidSchedules) {
         for (Action& action : list) action.batched_with_next = false;
     expect_invalid_argument([&] { simulate(deadlocked, equal_costs(2)); },
                             {"simulate: invalid schedule", "stage 0 action 3 (SendAct1): waits forever"});
+}
+
+// F, B, I and W are priced separately, per stage: two stages, each F I W per micro-batch, the
+// weight backwards left to the end (I of stage 0 waits for I of stage 1 only).
+TEST(Simulate, InputAndWeightBackwardArePricedSeparately) {
+    Schedule schedule;
+    schedule.kind = "split";
+    schedule.ranks = 2;
+    schedule.stages = 2;
+    schedule.micro_batches = 1;
+    schedule.placement = identity_placement(2);
+    for (int stage = 0; stage < 2; ++stage)
+        schedule.actions.push_back({{ActionKind::Forward, stage, 0},
+                                    {ActionKind::InputBackward, stage, 0},
+                                    {ActionKind::WeightBackward, stage, 0},
+                                    {ActionKind::OptimizerStep, -1, -1}});
+    add_communication(schedule);
+    Costs costs = equal_costs(2);
+    costs.forward = {1.0, 1.0};
+    costs.backward = {100.0, 100.0};  // unused: no B in this schedule
+    costs.input_backward = {2.0, 2.0};
+    costs.weight_backward = {5.0, 3.0};
+    SimulationResult result = simulate(schedule, costs);
+    // Stage 1: F at 1..2, I at 2..4, W at 4..7. Stage 0: F 0..1, waits for the gradient until 4,
+    // I at 4..6, W at 6..11.
+    EXPECT_DOUBLE_EQ(result.step_time, 11.0);
+    EXPECT_DOUBLE_EQ(result.busy[0], 1.0 + 2.0 + 5.0);
+    EXPECT_DOUBLE_EQ(result.busy[1], 1.0 + 2.0 + 3.0);
+    EXPECT_EQ(result.peak_stashed[0], 1);
+    // Rendered at one slot per compute action.
+    EXPECT_EQ(render(schedule), "stage 0 | F0 .. .. I0 W0\nstage 1 | .. F0 I0 W0 ..\n");
+    costs.weight_backward = {1.0};
+    expect_invalid_argument([&] { simulate(schedule, costs); }, {"simulate", "1 weight_backward costs for 2 stages"});
+}
+
+// Where a rank holds several stages, rows are ranks and labels carry the stage; a rank's busy time
+// sums its stages.
+TEST(Render, SeveralStagesPerRank) {
+    Schedule schedule;
+    schedule.kind = "looped";
+    schedule.ranks = 2;
+    schedule.stages = 4;
+    schedule.micro_batches = 1;
+    schedule.placement = looped_placement(2, 2);
+    schedule.actions = {{{ActionKind::Forward, 0, 0}, {ActionKind::Forward, 2, 0}, {ActionKind::Backward, 2, 0},
+                         {ActionKind::Backward, 0, 0}, {ActionKind::OptimizerStep, -1, -1}},
+                        {{ActionKind::Forward, 1, 0}, {ActionKind::Forward, 3, 0}, {ActionKind::Backward, 3, 0},
+                         {ActionKind::Backward, 1, 0}, {ActionKind::OptimizerStep, -1, -1}}};
+    add_communication(schedule);
+    EXPECT_EQ(render(schedule), "rank 0 | 0F0 ..  2F0 ..  ..  2B0 ..  0B0\n"
+                                "rank 1 | ..  1F0 ..  3F0 3B0 ..  1B0 ..\n");
+    SimulationResult result = simulate(schedule, equal_costs(4, 1.0, 2.0));
+    EXPECT_DOUBLE_EQ(result.busy[0], 2 * (1.0 + 2.0));
+    EXPECT_EQ(result.peak_stashed[0], 2);  // micro-batch 0 of stages 0 and 2
 }
 
 TEST(Render, GpipeTwoStagesTwoMicroBatches) {

@@ -64,13 +64,38 @@ std::vector<DrawnBox> drawn_boxes(const std::string& svg) {
     return boxes;
 }
 
-TraceEvent event(const std::string& name, int stage, double start_us, double end_us, bool compute) {
+// The typed actions of a name as the engine's traces show it: "F0", "SendAct1+RecvGrad0", "Step".
+std::vector<Action> actions_named(const std::string& name, int stage) {
+    static const std::vector<std::pair<std::string, ActionKind>> prefixes = {
+        {"SendAct", ActionKind::SendActivation}, {"RecvAct", ActionKind::RecvActivation},
+        {"SendGrad", ActionKind::SendGradient},  {"RecvGrad", ActionKind::RecvGradient},
+        {"F", ActionKind::Forward},              {"B", ActionKind::Backward},
+        {"I", ActionKind::InputBackward},        {"W", ActionKind::WeightBackward}};
+    std::vector<Action> actions;
+    std::stringstream parts(name);
+    std::string part;
+    while (std::getline(parts, part, '+')) {
+        if (part == "Step") {
+            actions.push_back({ActionKind::OptimizerStep, -1, -1});
+            continue;
+        }
+        bool known = false;
+        for (const auto& [prefix, kind] : prefixes) {
+            if (part.rfind(prefix, 0) != 0) continue;
+            actions.push_back({kind, stage, std::stoi(part.substr(prefix.size()))});
+            known = true;
+            break;
+        }
+        EXPECT_TRUE(known) << part;
+    }
+    return actions;
+}
+
+TraceEvent event(const std::string& name, int stage, double start_us, double end_us) {
     TraceEvent e;
-    e.name = name;
-    e.stage = stage;
+    e.actions = actions_named(name, stage);
     e.start_us = start_us;
     e.end_us = end_us;
-    e.compute = compute;
     return e;
 }
 
@@ -79,21 +104,21 @@ std::vector<StageTrace> two_stage_traces() {
     StageTrace first;
     first.stage = 0;
     first.step_us = 10000;
-    first.events = {event("F0", 0, 0, 1000, true),           event("SendAct0", 0, 1000, 1100, false),
-                    event("F1", 0, 1100, 2100, true),        event("SendAct1", 0, 2100, 2200, false),
-                    event("RecvGrad0", 0, 2200, 6000, false), event("B0", 0, 6000, 8000, true),
-                    event("RecvGrad1", 0, 8000, 8000, false), event("B1", 0, 8000, 9900, true),
-                    event("Step", 0, 9900, 10000, false)};
+    first.events = {event("F0", 0, 0, 1000),           event("SendAct0", 0, 1000, 1100),
+                    event("F1", 0, 1100, 2100),        event("SendAct1", 0, 2100, 2200),
+                    event("RecvGrad0", 0, 2200, 6000), event("B0", 0, 6000, 8000),
+                    event("RecvGrad1", 0, 8000, 8000), event("B1", 0, 8000, 9900),
+                    event("Step", 0, 9900, 10000)};
     StageTrace second;
     second.stage = 1;
     second.step_us = 9800;
-    second.events = {event("RecvAct0", 1, 0, 1100, false),
-                     event("F0", 1, 1100, 2100, true),
-                     event("SendAct1+RecvGrad0", 1, 2100, 2300, false),
-                     event("F1", 1, 2300, 3300, true),
-                     event("B0", 1, 3300, 5300, true),
-                     event("B1", 1, 5300, 7300, true),
-                     event("Step", 1, 9700, 9800, false)};
+    second.events = {event("RecvAct0", 1, 0, 1100),
+                     event("F0", 1, 1100, 2100),
+                     event("SendAct1+RecvGrad0", 1, 2100, 2300),
+                     event("F1", 1, 2300, 3300),
+                     event("B0", 1, 3300, 5300),
+                     event("B1", 1, 5300, 7300),
+                     event("Step", 1, 9700, 9800)};
     return {second, first};  // out of order on purpose: rows come out in stage order
 }
 
@@ -141,8 +166,8 @@ TEST(TimelineSvg, OneBoxPerTimedEventClassifiedByName) {
     size_t forwards = 0, backwards = 0;
     for (const StageTrace& trace : traces)
         for (const TraceEvent& e : trace.events) {
-            forwards += e.name[0] == 'F';
-            backwards += e.name[0] == 'B';
+            forwards += e.actions.front().kind == ActionKind::Forward;
+            backwards += e.actions.front().kind == ActionKind::Backward;
         }
     EXPECT_EQ(count(svg, "class=\"box forward\""), forwards);
     EXPECT_EQ(count(svg, "class=\"box backward\""), backwards);
@@ -193,8 +218,8 @@ TEST(TimelineSvg, BoxesArePlacedInProportionToTime) {
 TEST(TimelineSvg, LabelsOnlyComputeBoxesWideEnough) {
     StageTrace trace;
     trace.step_us = 100000;
-    trace.events = {event("F0", 0, 0, 50000, true), event("F1", 0, 50000, 50010, true),
-                    event("B12", 0, 50010, 90000, true), event("SendAct0", 0, 90000, 100000, false)};
+    trace.events = {event("F0", 0, 0, 50000), event("F1", 0, 50000, 50010),
+                    event("B12", 0, 50010, 90000), event("SendAct0", 0, 90000, 100000)};
     const std::string svg = timeline_svg({trace}, "t");
     EXPECT_NE(svg.find(">F0</text>"), std::string::npos);
     EXPECT_NE(svg.find(">B12</text>"), std::string::npos);
@@ -203,15 +228,13 @@ TEST(TimelineSvg, LabelsOnlyComputeBoxesWideEnough) {
     EXPECT_EQ(svg.find(">SendAct0</text>"), std::string::npos);  // communication: tooltip only
 }
 
-TEST(TimelineSvg, EscapesNamesAndTitle) {
+TEST(TimelineSvg, EscapesTheTitle) {
     StageTrace trace;
     trace.step_us = 10;
-    trace.events = {event("F0", 0, 0, 5, true), event("Send<&>\"'", 0, 5, 10, false)};
-    const std::string svg = timeline_svg({trace}, "a & b < c");
+    trace.events = {event("F0", 0, 0, 5), event("SendAct0", 0, 5, 10)};
+    const std::string svg = timeline_svg({trace}, "a & b < c \"'");
     EXPECT_EQ(xml_problem(svg), "");
-    EXPECT_NE(svg.find("a &amp; b &lt; c"), std::string::npos);
-    EXPECT_NE(svg.find("Send&lt;&amp;&gt;&quot;&apos;: start"), std::string::npos);
-    EXPECT_EQ(svg.find("Send<"), std::string::npos);
+    EXPECT_NE(svg.find("a &amp; b &lt; c &quot;&apos;"), std::string::npos);
     // The checker itself catches what escaping prevents.
     EXPECT_NE(xml_problem("<svg><text>a & b</text></svg>"), "");
     EXPECT_NE(xml_problem("<svg><text>a < b</text></svg>"), "");
@@ -219,11 +242,44 @@ TEST(TimelineSvg, EscapesNamesAndTitle) {
     EXPECT_EQ(xml_problem("<svg><rect x=\"1\"/><text>a &lt; b</text></svg>"), "");
 }
 
+// Split backwards get their own colours, and the legend lists them only when they occur. Where a
+// rank holds several stages, names carry the stage.
+TEST(TimelineSvg, InputAndWeightBackwardHaveTheirOwnColours) {
+    StageTrace trace;
+    trace.stage = 1;
+    trace.names_carry_stages = true;
+    trace.step_us = 100000;
+    trace.events = {event("F0", 3, 0, 30000), event("I0", 3, 30000, 60000), event("W0", 3, 60000, 90000),
+                    event("Step", 3, 90000, 100000)};
+    const std::string svg = timeline_svg({trace}, "t");
+    EXPECT_EQ(xml_problem(svg), "");
+    EXPECT_EQ(count(svg, "class=\"box input-backward\" "), 1u);
+    EXPECT_EQ(count(svg, "class=\"box weight-backward\" "), 1u);
+    for (const DrawnBox& box : drawn_boxes(svg)) {
+        if (box.attributes.at("class") == "box input-backward") {
+            EXPECT_EQ(box.attributes.at("fill"), "#76b7b2");
+        }
+        if (box.attributes.at("class") == "box weight-backward") {
+            EXPECT_EQ(box.attributes.at("fill"), "#9c755f");
+        }
+    }
+    EXPECT_NE(svg.find(">input backward</text>"), std::string::npos);
+    EXPECT_NE(svg.find(">weight backward</text>"), std::string::npos);
+    EXPECT_NE(svg.find(">3I0</text>"), std::string::npos);
+    EXPECT_NE(svg.find(">rank 1</text>"), std::string::npos);  // the row is a rank holding several stages
+    EXPECT_NE(svg.find("<title>3W0: start"), std::string::npos);
+    // A picture without split backwards keeps the legend it always had.
+    const std::string plain = timeline_svg(two_stage_traces(), "t");
+    EXPECT_EQ(plain.find("input backward"), std::string::npos);
+    // The Chrome trace derives the same names.
+    EXPECT_NE(chrome_trace_json({trace}).find("\"name\": \"3I0\", \"cat\": \"compute\""), std::string::npos);
+}
+
 TEST(TimelineSvg, RejectsEventsThatEndBeforeTheyStart) {
     StageTrace trace;
     trace.stage = 3;
     trace.step_us = 10;
-    trace.events = {event("B2", 3, 5, 4, true)};
+    trace.events = {event("B2", 3, 5, 4)};
     expect_invalid_argument([&] { timeline_svg({trace}, "t"); }, {"timeline_svg", "B2", "stage 3", "before it starts"});
 }
 
@@ -284,7 +340,7 @@ TEST(TimelineSvg, SimulationMustMatchTheSchedule) {
     SimulationResult result = simulate(schedule, equal_costs(3));
     result.timeline.pop_back();
     expect_invalid_argument([&] { timeline_svg_from_simulation(schedule, result, "t"); },
-                            {"timeline_svg_from_simulation", "2 stage timelines", "3 stages"});
+                            {"timeline_svg_from_simulation", "2 rank timelines", "3 ranks"});
 }
 
 // docs/timeline_1f1b_k4_m8.svg is generated by this code: the test fails if they drift apart.
