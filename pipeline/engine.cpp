@@ -91,8 +91,6 @@ Engine::Engine(comm::Communicator& comm, std::vector<std::shared_ptr<nn::Sequent
         switch (action.kind) {
             case ActionKind::InputBackward:
             case ActionKind::WeightBackward:
-                throw std::invalid_argument(str("pipeline: schedule '", schedule_.kind, "' splits the backward (",
-                                                to_string(action), "), which the engine does not run yet"));
             case ActionKind::Forward:
             case ActionKind::Backward:
             case ActionKind::SendActivation:
@@ -177,6 +175,7 @@ void Engine::run_forward(LocalStage& stage, MicroBatch& mb, bool last_micro_batc
         if (last) output = loss_.mean_loss(output, mb.targets);
     } else {
         mb.tape = std::make_unique<autograd::Tape>();
+        if (is_first(stage.index)) mb.tape->mark_not_differentiable(mb.input);  // the raw batch: no gradient
         autograd::TapeScope scope(*mb.tape);
         output = stage.module->forward(mb.input);
         if (last) output = loss_.mean_loss(output, mb.targets);
@@ -197,15 +196,16 @@ void Engine::run_forward(LocalStage& stage, MicroBatch& mb, bool last_micro_batc
     memory_.peak_stashed_micro_batches = std::max(memory_.peak_stashed_micro_batches, live_micro_batches_);
 }
 
-void Engine::run_backward(LocalStage& stage, MicroBatch& mb) {
+void Engine::run_backward(LocalStage& stage, MicroBatch& mb, bool split) {
     const bool first = is_first(stage.index), last = is_last(stage.index);
-    MP_REQUIRE(last || mb.grad_output.defined(), "pipeline: stage ", stage.index, " runs B", mb.index,
+    MP_REQUIRE(last || mb.grad_output.defined(), "pipeline: stage ", stage.index, " runs ", split ? "I" : "B", mb.index,
                " before receiving its gradient");
     if (mb.rematerialize) {
         // Recompute the forward under a fresh tape, right before its backward.
         Allocator& allocator = allocator_for(device_);
         size_t before = allocator.stats().current_bytes;
         mb.tape = std::make_unique<autograd::Tape>();
+        if (is_first(stage.index)) mb.tape->mark_not_differentiable(mb.input);  // the raw batch: no gradient
         autograd::TapeScope scope(*mb.tape);
         nn::DropoutReplayScope masks(dropout_key(), mb.first_row);  // the same masks as the first forward
         Tensor output = stage.module->forward(mb.input);
@@ -219,15 +219,26 @@ void Engine::run_backward(LocalStage& stage, MicroBatch& mb) {
     }
     // The last stage seeds its loss with count_m / Σ count; the others use the received gradient.
     Tensor seed = last ? Tensor::full(mb.output_ref.shape, mb.weight, mb.loss_dtype, device_) : mb.grad_output;
-    mb.tape->backward_from_refs({mb.output_ref}, {seed});
+    if (split) mb.tape->backward_input_from_refs({mb.output_ref}, {seed});
+    else mb.tape->backward_from_refs({mb.output_ref}, {seed});
     if (!first) {
         mb.grad_input = mb.tape->grad(mb.input);
-        MP_REQUIRE(mb.grad_input.defined(), "pipeline: stage ", stage.index, " produced no gradient for its input in B",
-                   mb.index);
+        MP_REQUIRE(mb.grad_input.defined(), "pipeline: stage ", stage.index, " produced no gradient for its input in ",
+                   split ? "I" : "B", mb.index);
     }
-    mb.tape.reset();  // frees the stashed activations
     mb.grad_output = Tensor();
-    if (!first) mb.input = Tensor();
+    if (!first) mb.input = Tensor();  // a weight closure that needs it keeps it
+    if (!split) release_stash(mb);
+}
+
+void Engine::run_weight_backward(LocalStage& stage, MicroBatch& mb) {
+    MP_REQUIRE(mb.tape != nullptr, "pipeline: stage ", stage.index, " runs W", mb.index, " before I", mb.index);
+    mb.tape->backward_weight();
+    release_stash(mb);
+}
+
+void Engine::release_stash(MicroBatch& mb) {
+    mb.tape.reset();  // frees the stashed activations (after W: what only the weight gradients needed)
     live_stash_bytes_ -= mb.stash_bytes;
     live_micro_batches_ -= 1;
 }
@@ -515,7 +526,8 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
                 event.actions = {a};
                 break;
             }
-            case ActionKind::Backward: {
+            case ActionKind::Backward:
+            case ActionKind::InputBackward: {
                 LocalStage& stage = local(a.stage);
                 MicroBatch& mb = stage.mbs.at(static_cast<size_t>(a.micro_batch));
                 if (!is_last(a.stage) && schedule_.rank_of(a.stage + 1) == rank_) {
@@ -524,13 +536,16 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
                     mb.grad_output.copy_from(next_stage.grad_input);
                     next_stage.grad_input = Tensor();
                 }
-                run_backward(stage, mb);
+                run_backward(stage, mb, /*split=*/a.kind == ActionKind::InputBackward);
                 event.actions = {a};
                 break;
             }
-            case ActionKind::InputBackward:
-            case ActionKind::WeightBackward:
-                throw std::logic_error(str("pipeline: ", to_string(a), " reached the engine, which refuses split backwards"));
+            case ActionKind::WeightBackward: {
+                LocalStage& stage = local(a.stage);
+                run_weight_backward(stage, stage.mbs.at(static_cast<size_t>(a.micro_batch)));
+                event.actions = {a};
+                break;
+            }
             case ActionKind::OptimizerStep:
                 // Before any weight changes, every rank and replica learns whether any of them found
                 // a bad id or target (the queued GPU checks) or a non-finite loss (the last stage).

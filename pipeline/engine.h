@@ -85,7 +85,11 @@ class Engine {
     void prepare_shapes(const Tensor& inputs, int64_t micro);
     uint64_t dropout_key() const;
     void run_forward(LocalStage& stage, MicroBatch& mb, bool last_micro_batch);
-    void run_backward(LocalStage& stage, MicroBatch& mb);
+    // B (split = false), or I: the input's gradient, the weight closures queued on the tape.
+    void run_backward(LocalStage& stage, MicroBatch& mb, bool split = false);
+    // W: the queued weight closures, then the stash is freed.
+    void run_weight_backward(LocalStage& stage, MicroBatch& mb);
+    void release_stash(MicroBatch& mb);
     void run_group(size_t first, size_t last);
     double all_reduce_scalar(comm::Communicator& comm, double value, comm::ReduceOp op = comm::ReduceOp::Sum);
     // The last stage's loss per micro-batch (index = micro-batch), read from the device at once.

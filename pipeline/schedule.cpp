@@ -418,6 +418,8 @@ Schedule empty_schedule(const std::string& kind, int ranks, int micro_batches, s
 Action forward(int stage, int micro_batch) { return {ActionKind::Forward, stage, micro_batch}; }
 Action backward(int stage, int micro_batch) { return {ActionKind::Backward, stage, micro_batch}; }
 Action optimizer_step() { return {ActionKind::OptimizerStep, -1, -1}; }
+Action input_backward(int stage, int micro_batch) { return {ActionKind::InputBackward, stage, micro_batch}; }
+Action weight_backward(int stage, int micro_batch) { return {ActionKind::WeightBackward, stage, micro_batch}; }
 
 // One micro-batch at a time through every stage, forward then backward (inter-layer model
 // parallelism: only one stage is ever busy).
@@ -462,6 +464,31 @@ Schedule generate_1f1b(int ranks, int micro_batches, int) {
         }
         // Cool-down: the backwards of the warm-up forwards.
         for (int m = steady; m < micro_batches; ++m) list.push_back(backward(stage, m));
+        list.push_back(optimizer_step());
+    }
+    return schedule;
+}
+
+// 1F1B with the backward in two halves (the first step towards zero-bubble schedules, Qi et al.
+// 2024): each B becomes I then W. I sends the input's gradient upstream before W computes the
+// weights' gradients, so the backward chain through the pipeline costs K·I instead of K·B and
+// the bubble shrinks from (K − 1)(F + B) to (K − 1)(F + I). Same order, warm-up and stash as 1F1B.
+Schedule generate_1f1b_split(int ranks, int micro_batches, int) {
+    Schedule schedule = empty_schedule("1f1b-split", ranks, micro_batches, identity_placement(ranks));
+    for (int stage = 0; stage < ranks; ++stage) {
+        std::vector<Action>& list = schedule.actions[static_cast<size_t>(stage)];
+        const int warmup = std::min(ranks - stage - 1, micro_batches);
+        const int steady = micro_batches - warmup;
+        auto split_backward = [&](int m) {
+            list.push_back(input_backward(stage, m));
+            list.push_back(weight_backward(stage, m));
+        };
+        for (int m = 0; m < warmup; ++m) list.push_back(forward(stage, m));
+        for (int i = 0; i < steady; ++i) {
+            list.push_back(forward(stage, warmup + i));
+            split_backward(i);
+        }
+        for (int m = steady; m < micro_batches; ++m) split_backward(m);
         list.push_back(optimizer_step());
     }
     return schedule;
@@ -525,6 +552,8 @@ const std::vector<ScheduleInfo>& schedule_registry() {
          [](int, int, int v) { return one_stage_per_rank_rule("gpipe", v); }, generate_gpipe},
         {"1f1b", "warm-up forwards, one forward one backward, cool-down backwards (PipeDream-Flush)", 1,
          [](int, int, int v) { return one_stage_per_rank_rule("1f1b", v); }, generate_1f1b},
+        {"1f1b-split", "1f1b with each backward split into I (sent upstream at once) then W; bubble (K-1)(F+I)", 1,
+         [](int, int, int v) { return one_stage_per_rank_rule("1f1b-split", v); }, generate_1f1b_split},
         {"interleaved-1f1b", "1f1b over v looped stages per rank (Megatron-LM); M a multiple of the ranks", 2,
          interleaved_rule, generate_interleaved_1f1b, Exchange::PerForwardBackwardPair},
     };

@@ -134,7 +134,9 @@ TEST(MakeSchedule, EveryStageDoesEachMicroBatchOnceAndStepsLast) {
                         const bool input_from_other_rank = stage > 0 && schedule.rank_of(stage - 1) != rank;
                         const bool output_to_other_rank = stage < schedule.stages - 1 && schedule.rank_of(stage + 1) != rank;
                         EXPECT_EQ(count(ActionKind::Forward), micro_batches);
-                        EXPECT_EQ(count(ActionKind::Backward), micro_batches);
+                        // Each backward once: in one piece (B) or as its two halves (I and W).
+                        EXPECT_EQ(count(ActionKind::Backward) + count(ActionKind::InputBackward), micro_batches);
+                        EXPECT_EQ(count(ActionKind::InputBackward), count(ActionKind::WeightBackward));
                         EXPECT_EQ(count(ActionKind::RecvActivation), input_from_other_rank ? micro_batches : 0);
                         EXPECT_EQ(count(ActionKind::SendGradient), input_from_other_rank ? micro_batches : 0);
                         EXPECT_EQ(count(ActionKind::SendActivation), output_to_other_rank ? micro_batches : 0);

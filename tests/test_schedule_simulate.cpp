@@ -139,7 +139,14 @@ TEST(Simulate, UnequalStagesAndTimelineConsistency) {
         EXPECT_DOUBLE_EQ(result.busy[0], micro_batches * 3.0) << kind;
         EXPECT_DOUBLE_EQ(result.busy[1], micro_batches * 9.0) << kind;
         EXPECT_LT(result.bubble_fraction[1], result.bubble_fraction[0]) << kind;
-        EXPECT_GE(result.step_time, 1.0 + micro_batches * 9.0 + 2.0) << kind;
+        // The fill (stage 0's first F) and the slowest stage's work; a one-piece backward adds the
+        // drain (stage 0's last B after the slowest stage's last B), which a split one overlaps
+        // with the slowest stage's last W.
+        const Schedule plan = make_schedule(kind, 3, micro_batches);
+        bool split = false;
+        for (const std::vector<Action>& list : plan.actions)
+            for (const Action& action : list) split = split || action.kind == ActionKind::InputBackward;
+        EXPECT_GE(result.step_time, 1.0 + micro_batches * 9.0 + (split ? 0.0 : 2.0)) << kind;
         for (const std::vector<TimedAction>& timeline : result.timeline) {
             for (size_t i = 0; i < timeline.size(); ++i) {
                 EXPECT_LE(timeline[i].start, timeline[i].end);
@@ -246,4 +253,19 @@ TEST(Render, RejectsAnInvalidSchedule) {
     Schedule schedule = make_schedule("gpipe", 2, 2);
     schedule.actions[0].pop_back();
     expect_invalid_argument([&] { render(schedule); }, {"no OptimizerStep"});
+}
+
+// 1f1b-split: the input half goes upstream before the weight half, so at F = I = W = 1 the
+// bubble is (K - 1)(F + I) = 2(K - 1) instead of 1F1B's (K - 1)(F + B) = 3(K - 1), with the same
+// peak of stashed micro-batches.
+TEST(Simulate, SplitBackwardShrinksTheBubbleToFPlusI) {
+    for (int K = 1; K <= 8; ++K)
+        for (int M = 1; M <= 16; ++M) {
+            const Costs costs = equal_costs(K, 1.0, 2.0, 0.0);  // F = 1, B = 2, I = W = 1
+            SimulationResult plain = simulate(make_schedule("1f1b", K, M), costs);
+            SimulationResult split = simulate(make_schedule("1f1b-split", K, M), costs);
+            EXPECT_NEAR(plain.step_time - 3.0 * M, 3.0 * (K - 1), 1e-12) << "1f1b K=" << K << " M=" << M;
+            EXPECT_NEAR(split.step_time - 3.0 * M, 2.0 * (K - 1), 1e-12) << "1f1b-split K=" << K << " M=" << M;
+            EXPECT_EQ(split.peak_stashed, plain.peak_stashed) << "K=" << K << " M=" << M;
+        }
 }
