@@ -448,11 +448,20 @@ Schedule generate_gpipe(int ranks, int micro_batches, int) {
     return schedule;
 }
 
-// PipeDream-Flush as in Megatron-LM, in three visible phases.
-Schedule generate_1f1b(int ranks, int micro_batches, int) {
-    Schedule schedule = empty_schedule("1f1b", ranks, micro_batches, identity_placement(ranks));
+// PipeDream-Flush as in Megatron-LM, in three visible phases; with `split`, each backward is its
+// two halves, I then W (see generate_1f1b_split).
+Schedule one_f_one_b_order(const std::string& kind, int ranks, int micro_batches, bool split) {
+    Schedule schedule = empty_schedule(kind, ranks, micro_batches, identity_placement(ranks));
     for (int stage = 0; stage < ranks; ++stage) {
         std::vector<Action>& list = schedule.actions[static_cast<size_t>(stage)];
+        auto backward_of = [&](int m) {
+            if (!split) {
+                list.push_back(backward(stage, m));
+                return;
+            }
+            list.push_back(input_backward(stage, m));
+            list.push_back(weight_backward(stage, m));
+        };
         const int warmup = std::min(ranks - stage - 1, micro_batches);
         const int steady = micro_batches - warmup;
         // Warm-up: forwards only.
@@ -460,13 +469,17 @@ Schedule generate_1f1b(int ranks, int micro_batches, int) {
         // Steady state: iteration i forwards micro-batch warmup + i and backwards micro-batch i.
         for (int i = 0; i < steady; ++i) {
             list.push_back(forward(stage, warmup + i));
-            list.push_back(backward(stage, i));
+            backward_of(i);
         }
         // Cool-down: the backwards of the warm-up forwards.
-        for (int m = steady; m < micro_batches; ++m) list.push_back(backward(stage, m));
+        for (int m = steady; m < micro_batches; ++m) backward_of(m);
         list.push_back(optimizer_step());
     }
     return schedule;
+}
+
+Schedule generate_1f1b(int ranks, int micro_batches, int) {
+    return one_f_one_b_order("1f1b", ranks, micro_batches, /*split=*/false);
 }
 
 // 1F1B with the backward in two halves (the first step towards zero-bubble schedules, Qi et al.
@@ -474,24 +487,7 @@ Schedule generate_1f1b(int ranks, int micro_batches, int) {
 // weights' gradients, so the backward chain through the pipeline costs K·I instead of K·B and
 // the bubble shrinks from (K − 1)(F + B) to (K − 1)(F + I). Same order, warm-up and stash as 1F1B.
 Schedule generate_1f1b_split(int ranks, int micro_batches, int) {
-    Schedule schedule = empty_schedule("1f1b-split", ranks, micro_batches, identity_placement(ranks));
-    for (int stage = 0; stage < ranks; ++stage) {
-        std::vector<Action>& list = schedule.actions[static_cast<size_t>(stage)];
-        const int warmup = std::min(ranks - stage - 1, micro_batches);
-        const int steady = micro_batches - warmup;
-        auto split_backward = [&](int m) {
-            list.push_back(input_backward(stage, m));
-            list.push_back(weight_backward(stage, m));
-        };
-        for (int m = 0; m < warmup; ++m) list.push_back(forward(stage, m));
-        for (int i = 0; i < steady; ++i) {
-            list.push_back(forward(stage, warmup + i));
-            split_backward(i);
-        }
-        for (int m = steady; m < micro_batches; ++m) split_backward(m);
-        list.push_back(optimizer_step());
-    }
-    return schedule;
+    return one_f_one_b_order("1f1b-split", ranks, micro_batches, /*split=*/true);
 }
 
 // Interleaved 1F1B as in Megatron-LM: rank r holds stages r, r + K, ..., r + (v - 1)K (looped
