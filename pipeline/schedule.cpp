@@ -1,14 +1,18 @@
 // The vocabulary around Action (names, peers, matching kinds, message tags), the placements, the
-// compute-only generators (naive, gpipe, 1f1b, interleaved-1f1b), the pass that adds communication for a placement,
-// and the registry that make_schedule, the config and the tests read.
+// compute-only generators (naive, gpipe, 1f1b, 1f1b-split, interleaved-1f1b; the zero-bubble ones
+// live in zero_bubble.cpp), the pass that adds communication for a placement, and the registry
+// that make_schedule, the config and the tests read.
 #include "pipeline/schedule.h"
 
 #include <algorithm>
+#include <limits>
+#include <map>
 #include <optional>
 #include <sstream>
 
 #include "kernels/common/error.h"
 #include "pipeline/validate.h"
+#include "pipeline/zero_bubble.h"
 
 namespace mp::pipeline {
 
@@ -327,6 +331,125 @@ bool raise_send(std::vector<Action>& list, size_t index) {
     return true;
 }
 
+// When each compute action of a compute-only schedule starts and ends at unit costs (F = I = W =
+// 1, B = 2, the step 0) with free transfers: each rank runs its list in order, each action as
+// soon as the rank is free and its input (or its output's gradient) is ready. [rank][index].
+struct UnitTimes {
+    std::vector<std::vector<long>> start, end;
+};
+
+UnitTimes unit_times(const Schedule& schedule) {
+    const size_t ranks = schedule.actions.size();
+    UnitTimes times;
+    times.start.resize(ranks);
+    times.end.resize(ranks);
+    for (size_t r = 0; r < ranks; ++r) {
+        times.start[r].assign(schedule.actions[r].size(), -1);
+        times.end[r].assign(schedule.actions[r].size(), -1);
+    }
+    // Finish times of forwards and of input gradients, by (stage, micro-batch).
+    std::map<std::pair<int, int>, long> forward_end, input_end;
+    std::vector<size_t> next(ranks, 0);
+    std::vector<long> free_at(ranks, 0);
+    for (bool progress = true; progress;) {
+        progress = false;
+        for (size_t r = 0; r < ranks; ++r) {
+            const std::vector<Action>& list = schedule.actions[r];
+            while (next[r] < list.size()) {
+                const Action& a = list[next[r]];
+                long ready = free_at[r];
+                long duration = 0;
+                bool waits = false;
+                auto need = [&](const std::map<std::pair<int, int>, long>& done, int stage, int m) {
+                    auto it = done.find({stage, m});
+                    if (it == done.end()) waits = true;
+                    else ready = std::max(ready, it->second);
+                };
+                switch (a.kind) {
+                    case ActionKind::Forward:
+                        if (a.stage > 0) need(forward_end, a.stage - 1, a.micro_batch);
+                        duration = 1;
+                        break;
+                    case ActionKind::Backward:
+                    case ActionKind::InputBackward:
+                        need(forward_end, a.stage, a.micro_batch);
+                        if (a.stage < schedule.stages - 1) need(input_end, a.stage + 1, a.micro_batch);
+                        duration = a.kind == ActionKind::Backward ? 2 : 1;
+                        break;
+                    case ActionKind::WeightBackward:
+                        need(input_end, a.stage, a.micro_batch);
+                        duration = 1;
+                        break;
+                    case ActionKind::OptimizerStep: break;
+                    case ActionKind::SendActivation:
+                    case ActionKind::RecvActivation:
+                    case ActionKind::SendGradient:
+                    case ActionKind::RecvGradient:
+                        throw std::logic_error("add_communication: unit_times of a schedule with transfers");
+                }
+                if (waits) break;
+                times.start[r][next[r]] = ready;
+                times.end[r][next[r]] = free_at[r] = ready + duration;
+                if (a.kind == ActionKind::Forward) forward_end[{a.stage, a.micro_batch}] = ready + duration;
+                if (produces_input_gradient(a.kind)) input_end[{a.stage, a.micro_batch}] = ready + duration;
+                ++next[r];
+                progress = true;
+            }
+        }
+    }
+    for (size_t r = 0; r < ranks; ++r)
+        if (next[r] < schedule.actions[r].size())
+            throw std::logic_error(str("add_communication: schedule '", schedule.kind, "' deadlocks in its compute ",
+                                       "order: rank ", r, " waits forever at action ", next[r], " (",
+                                       to_string(schedule.actions[r][next[r]]), ")"));
+    return times;
+}
+
+// Exchange::AtReadyTime: every transfer at the instant its producer ends under unit costs, on both
+// ranks, grouped per rank and instant, before the first compute action that starts at or after it.
+void add_communication_at_ready_time(Schedule& schedule) {
+    const UnitTimes times = unit_times(schedule);
+    const size_t ranks = schedule.actions.size();
+    // Transfers of each rank by instant; the sends in the order they were produced, then the receives.
+    std::vector<std::map<long, std::vector<Action>>> sends(ranks), receives(ranks);
+    for (size_t r = 0; r < ranks; ++r) {
+        const std::vector<Action>& list = schedule.actions[r];
+        for (size_t i = 0; i < list.size(); ++i) {
+            std::optional<Action> send = send_after(schedule, static_cast<int>(r), list[i]);
+            if (!send) continue;
+            const long at = times.end[r][i];
+            sends[r][at].push_back(*send);
+            const size_t receiver = static_cast<size_t>(schedule.rank_of(peer_stage(*send)));
+            receives[receiver][at].push_back(Action{matching_kind(send->kind), peer_stage(*send), send->micro_batch});
+        }
+    }
+    for (size_t r = 0; r < ranks; ++r) {
+        const std::vector<Action> compute = schedule.actions[r];
+        std::vector<Action> with_transfers;
+        std::map<long, std::vector<Action>> groups;
+        for (auto& [at, list] : sends[r]) groups[at] = list;
+        for (auto& [at, list] : receives[r]) groups[at].insert(groups[at].end(), list.begin(), list.end());
+        auto flush_until = [&](long until) {
+            while (!groups.empty() && groups.begin()->first <= until) {
+                std::vector<Action>& group = groups.begin()->second;
+                for (size_t k = 0; k < group.size(); ++k) {
+                    group[k].batched_with_next = k + 1 < group.size();
+                    with_transfers.push_back(group[k]);
+                }
+                groups.erase(groups.begin());
+            }
+        };
+        for (size_t i = 0; i < compute.size(); ++i) {
+            // The step goes after every transfer; a compute action after those of its start.
+            flush_until(compute[i].kind == ActionKind::OptimizerStep ? std::numeric_limits<long>::max()
+                                                                     : times.start[r][i]);
+            with_transfers.push_back(compute[i]);
+        }
+        flush_until(std::numeric_limits<long>::max());
+        schedule.actions[r] = std::move(with_transfers);
+    }
+}
+
 }  // namespace
 
 void add_communication(Schedule& schedule, Exchange exchange) {
@@ -335,6 +458,16 @@ void add_communication(Schedule& schedule, Exchange exchange) {
         for (const Action& action : compute)
             MP_REQUIRE(!is_communication(action.kind), "add_communication: schedule '", schedule.kind, "' rank ", rank,
                        " already holds communication (", to_string(action), ")");
+    }
+    if (exchange == Exchange::AtReadyTime) {
+        add_communication_at_ready_time(schedule);
+        ValidationResult result = validate(schedule);
+        if (!result.ok)
+            throw std::logic_error(str("add_communication: schedule '", schedule.kind, "' at ready time: ", result.error));
+        return;
+    }
+    for (int rank = 0; rank < static_cast<int>(schedule.actions.size()); ++rank) {
+        const std::vector<Action>& compute = schedule.actions[static_cast<size_t>(rank)];
         // Units of compute actions that run back to back: one action, or with
         // Exchange::PerForwardBackwardPair a forward and the backward right after it.
         std::vector<Action> with_transfers;
@@ -552,6 +685,16 @@ const std::vector<ScheduleInfo>& schedule_registry() {
          [](int, int, int v) { return one_stage_per_rank_rule("1f1b-split", v); }, generate_1f1b_split},
         {"interleaved-1f1b", "1f1b over v looped stages per rank (Megatron-LM); M a multiple of the ranks", 2,
          interleaved_rule, generate_interleaved_1f1b, Exchange::PerForwardBackwardPair},
+        {"zb-h1", "zero bubble H1: I first, W fills the gaps, 1f1b's memory; bubble (K-1)(F+I-W) (Qi et al. 2024)", 1,
+         [](int, int, int v) { return one_stage_per_rank_rule("zb-h1", v); }, generate_zb_h1, Exchange::AtReadyTime},
+        {"zb-h2", "zero bubble H2: up to 2(K-s)-1 stashed, no idle between a rank's first and last action", 1,
+         [](int, int, int v) { return one_stage_per_rank_rule("zb-h2", v); }, generate_zb_h2, Exchange::AtReadyTime},
+        {"zbv", "zero bubble V: rank r holds stages r and 2K-1-r, 1f1b's memory, half of zb-h1's bubble", 2,
+         [](int, int, int v) {
+             return v == 2 ? std::string()
+                           : str("zbv places two stages per rank in a V: virtual_stages must be 2, got ", v);
+         },
+         generate_zbv, Exchange::AtReadyTime},
     };
     return registry;
 }

@@ -102,6 +102,33 @@ SimulationResult simulate(const Schedule& schedule, const Costs& costs) {
     }
     for (int rank = 0; rank < ranks; ++rank)
         result.bubble_fraction[rank] = result.step_time > 0.0 ? 1.0 - result.busy[rank] / result.step_time : 0.0;
+
+    // Two steps in a row: each rank's list twice, the second step's micro-batches numbered after
+    // the first's (so their messages never match the first step's). The first optimizer step is
+    // dropped (it is free, and the lists must keep one step, at the end).
+    Schedule two_steps = schedule;
+    two_steps.micro_batches = 2 * schedule.micro_batches;
+    for (std::vector<Action>& list : two_steps.actions) {
+        std::vector<Action> first_step;
+        for (const Action& action : list)
+            if (action.kind != ActionKind::OptimizerStep) first_step.push_back(action);
+        std::vector<Action> both = first_step;
+        for (Action action : list) {
+            if (action.kind != ActionKind::OptimizerStep) action.micro_batch += schedule.micro_batches;
+            both.push_back(action);
+        }
+        list = std::move(both);
+    }
+    ReplayResult twice = replay(two_steps, compute_time, costs.transfer);
+    MP_REQUIRE(twice.ok, "simulate: two steps of the schedule do not replay: ", twice.error);
+    double two_step_time = 0.0;
+    for (const std::vector<TimedAction>& list : twice.timeline)
+        for (const TimedAction& timed : list) two_step_time = std::max(two_step_time, timed.end);
+    result.steady_step_time = two_step_time - result.step_time;
+    result.steady_bubble_fraction.assign(ranks, 0.0);
+    for (int rank = 0; rank < ranks; ++rank)
+        result.steady_bubble_fraction[rank] =
+            result.steady_step_time > 0.0 ? 1.0 - result.busy[rank] / result.steady_step_time : 0.0;
     return result;
 }
 

@@ -28,6 +28,13 @@ struct SimulationResult {
     double step_time = 0.0;                            // when the last rank finishes its last action
     std::vector<double> busy;                          // [rank]: time spent in compute actions
     std::vector<double> bubble_fraction;               // [rank]: 1 - busy / step_time
+    // Steps back to back with no barrier between them (each rank starts its next step as soon as
+    // its own optimizer step is done, as the zero-bubble paper's post-validated step allows): the
+    // time one more step adds (two steps replayed, minus one step), and each rank's bubble in it,
+    // 1 - busy / steady_step_time. With the barrier minipipe's optimizer step has (the global
+    // gradient norm and the finite-loss agreement need every stage), step_time is what a step costs.
+    double steady_step_time = 0.0;
+    std::vector<double> steady_bubble_fraction;        // [rank]
     // [rank]: max over time of the micro-batches whose activations the rank holds (forwarded, not
     // yet through their input backward), summed over its stages.
     std::vector<int> peak_stashed;

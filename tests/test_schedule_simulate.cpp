@@ -269,3 +269,80 @@ TEST(Simulate, SplitBackwardShrinksTheBubbleToFPlusI) {
             EXPECT_EQ(split.peak_stashed, plain.peak_stashed) << "K=" << K << " M=" << M;
         }
 }
+
+// ZB-H1 at F = I = W = 1: the input backward reaches stage 0 after (K - 1) I instead of (K - 1) B,
+// and every rank fills the rest with deferred Ws, so each rank idles (K - 1)(F + I - W) = K - 1 per
+// step against 1F1B's (K - 1)(F + B) = 3(K - 1): a third (for M >= K). Same peak stash as 1F1B.
+TEST(Simulate, ZeroBubbleH1IdlesAThirdOf1f1b) {
+    for (int K = 1; K <= kMaxStages; ++K)
+        for (int M = 1; M <= kMaxMicroBatches; ++M) {
+            const Costs costs = equal_costs(K, 1.0, 2.0, 0.0);  // F = 1, B = 2, I = W = 1
+            SimulationResult one_f_one_b = simulate(make_schedule("1f1b", K, M), costs);
+            SimulationResult h1 = simulate(make_schedule("zb-h1", K, M), costs);
+            EXPECT_EQ(h1.peak_stashed, one_f_one_b.peak_stashed) << "K=" << K << " M=" << M;
+            EXPECT_LE(h1.step_time, one_f_one_b.step_time) << "K=" << K << " M=" << M;
+            if (M < K) continue;
+            for (int rank = 0; rank < K; ++rank) {
+                EXPECT_NEAR(h1.step_time - h1.busy[rank], (K - 1) * (1.0 + 1.0 - 1.0), kBubbleTolerance)
+                    << "K=" << K << " M=" << M << " rank " << rank;
+                EXPECT_NEAR(3.0 * (h1.step_time - h1.busy[rank]), one_f_one_b.step_time - one_f_one_b.busy[rank],
+                            kBubbleTolerance)
+                    << "K=" << K << " M=" << M << " rank " << rank;
+                EXPECT_NEAR(h1.bubble_fraction[rank], double(K - 1) / double(3 * M + K - 1), kBubbleTolerance);
+            }
+        }
+}
+
+// ZB-H2 at F = I = W = 1: stage s stashes up to 2(K - s) - 1 micro-batches (at most twice 1F1B's
+// K - s), and for M >= 2K - 1 no rank idles between its first and last action: steps that follow
+// each other without a barrier cost exactly the 3M units of work (zero bubble). Within one step
+// the ramp of K - 1 remains, as for ZB-H1.
+TEST(Simulate, ZeroBubbleH2HasNoBubbleBetweenSteps) {
+    for (int K = 1; K <= kMaxStages; ++K)
+        for (int M = 1; M <= kMaxMicroBatches; ++M) {
+            const Costs costs = equal_costs(K, 1.0, 2.0, 0.0);
+            SimulationResult h2 = simulate(make_schedule("zb-h2", K, M), costs);
+            for (int stage = 0; stage < K; ++stage) {
+                EXPECT_EQ(h2.peak_stashed[stage], std::min(2 * (K - stage) - 1, M)) << "K=" << K << " M=" << M;
+                EXPECT_LE(h2.peak_stashed[stage], 2 * std::min(K - stage, M));
+            }
+            if (M < 2 * K - 1) continue;
+            EXPECT_NEAR(h2.steady_step_time, 3.0 * M, kBubbleTolerance) << "K=" << K << " M=" << M;
+            EXPECT_NEAR(h2.step_time, 3.0 * M + (K - 1), kBubbleTolerance) << "K=" << K << " M=" << M;
+            for (int stage = 0; stage < K; ++stage)
+                EXPECT_NEAR(h2.steady_bubble_fraction[stage], 0.0, kBubbleTolerance) << "K=" << K << " M=" << M;
+        }
+}
+
+// ZBV at chunk costs F = I = W = 1 (each chunk is half a stage, so a rank's work is 1F1B's): zero
+// bubble between steps for M >= 2K - 1, K - 1 idle within a step — half of ZB-H1's 2(K - 1) on
+// the same model (whose stages cost F = I = W = 2) — and never more than 2K stashed chunk
+// activations per rank, 1F1B's K whole-stage activations.
+TEST(Simulate, ZeroBubbleVHasNoBubbleBetweenStepsAtOneFOneBsMemory) {
+    for (int K = 1; K <= kMaxStages; ++K)
+        for (int M = 1; M <= kMaxMicroBatches; ++M) {
+            Schedule schedule = make_schedule("zbv", K, M, 2);
+            ASSERT_EQ(schedule.stages, 2 * K);
+            SimulationResult zbv = simulate(schedule, equal_costs(2 * K, 1.0, 2.0, 0.0));
+            SimulationResult h1 = simulate(make_schedule("zb-h1", K, M), equal_costs(K, 2.0, 4.0, 0.0));
+            for (int rank = 0; rank < K; ++rank) EXPECT_LE(zbv.peak_stashed[rank], 2 * K) << "K=" << K << " M=" << M;
+            if (M < 2 * K - 1) continue;
+            EXPECT_NEAR(zbv.steady_step_time, 6.0 * M, kBubbleTolerance) << "K=" << K << " M=" << M;
+            EXPECT_NEAR(zbv.step_time, 6.0 * M + (K - 1), kBubbleTolerance) << "K=" << K << " M=" << M;
+            EXPECT_NEAR(2.0 * (zbv.step_time - 6.0 * M), h1.step_time - 6.0 * M, kBubbleTolerance) << "K=" << K;
+            for (int rank = 0; rank < K; ++rank) {
+                EXPECT_EQ(zbv.peak_stashed[rank], 2 * K) << "K=" << K << " M=" << M;
+                EXPECT_NEAR(zbv.steady_bubble_fraction[rank], 0.0, kBubbleTolerance) << "K=" << K << " M=" << M;
+            }
+        }
+}
+
+// Without a barrier, 1F1B still pays its bubble: the next step's forwards cannot fill stage 0's
+// wait for the first backward, so one more step costs as much as the first.
+TEST(Simulate, OneFOneBSteadyStepEqualsItsStep) {
+    for (int K = 1; K <= kMaxStages; ++K)
+        for (int M = K; M <= kMaxMicroBatches; ++M) {
+            SimulationResult result = simulate(make_schedule("1f1b", K, M), equal_costs(K, 1.0, 2.0, 0.0));
+            EXPECT_NEAR(result.steady_step_time, result.step_time, kBubbleTolerance) << "K=" << K << " M=" << M;
+        }
+}
