@@ -228,6 +228,9 @@ void Engine::run_backward(LocalStage& stage, MicroBatch& mb, bool split) {
     }
     mb.grad_output = Tensor();
     if (!first) mb.input = Tensor();  // a weight closure that needs it keeps it
+    // Through its input backward the micro-batch no longer counts as stashed; after I only what W
+    // needs stays in the tape, whose bytes are released with it at W.
+    live_micro_batches_ -= 1;
     if (!split) release_stash(mb);
 }
 
@@ -240,7 +243,6 @@ void Engine::run_weight_backward(LocalStage& stage, MicroBatch& mb) {
 void Engine::release_stash(MicroBatch& mb) {
     mb.tape.reset();  // frees the stashed activations (after W: what only the weight gradients needed)
     live_stash_bytes_ -= mb.stash_bytes;
-    live_micro_batches_ -= 1;
 }
 
 void Engine::run_group(size_t first, size_t last) {

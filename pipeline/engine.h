@@ -26,8 +26,10 @@ namespace mp::pipeline {
 
 struct StageMemory {
     size_t stash_bytes_per_micro_batch = 0;  // activation bytes one micro-batch keeps between F and B
-    size_t peak_stash_bytes = 0;             // most stashed bytes at once (+ one recompute's internals)
-    int peak_stashed_micro_batches = 0;      // most micro-batches between their F and B at once
+    // Most stashed bytes at once (+ one recompute's internals). With a split backward a
+    // micro-batch's bytes count until its W (conservatively: after I only what W needs is kept).
+    size_t peak_stash_bytes = 0;
+    int peak_stashed_micro_batches = 0;      // most micro-batches between their F and B (or I) at once
     size_t peak_allocator_bytes = 0;         // the device allocator's peak during the step
 };
 
@@ -42,8 +44,7 @@ class Engine {
   public:
     // `comm` holds the schedule's ranks; `stages` are this rank's layers for each stage the
     // schedule places on it, in increasing stage order (already on `device`); `optimizer` holds
-    // exactly their parameters. Refuses a schedule with split backwards (InputBackward /
-    // WeightBackward: not run by the engine yet) or with more tags than the communicator has.
+    // exactly their parameters. Refuses a schedule with more tags than the communicator has.
     // `data_parallel`, when given, connects this rank to the same rank of the other pipeline
     // replicas: gradients are summed across it before the optimizer step (each replica trains
     // on its own shard of the global batch).

@@ -25,6 +25,7 @@
 #include "pipeline/engine.h"
 #include "pipeline/gather.h"
 #include "pipeline/partition.h"
+#include "pipeline/simulate.h"
 #include "tests/mpi/multi_rank_main.h"
 #include "tests/support/test_util.h"
 
@@ -315,6 +316,40 @@ TEST_F(Pipeline, StashAccounting) {
         EXPECT_LE(gpipe_always.peak_stash_bytes, M * input_bytes + gpipe_never.stash_bytes_per_micro_batch) << what;
         EXPECT_GT(gpipe_always.peak_stash_bytes, M * input_bytes) << what;
     }
+}
+
+// Every schedule's memory: the engine's peak of stashed micro-batches (forwarded, not yet
+// through B or I) on each rank equals the simulator's for the same schedule, and the zero-bubble
+// ones keep their documented bounds: zb-h1 1F1B's min(K - s, M); zb-h2 min(2(K - s) - 1, M), at
+// most twice 1F1B's; zbv at most 2K half-size chunks per rank, 1F1B's K whole stages.
+TEST_F(Pipeline, EverySchedulesPeakStashIsItsBound) {
+    const int ranks = std::min(g_world->size(), 4);
+    std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < ranks ? 0 : -1);
+    if (!group) return;
+    const Problem problem = {"mlp", nn::mlp_spec({8, 16, 16, 16, 16, 16, 4}, 7), mse_loss(),
+                             mp::testing::random_tensor({24, 8}, 13), mp::testing::random_tensor({24, 4}, 14)};
+    const int s = group->rank();
+    int checked = 0;
+    for (const ScheduleInfo& info : schedule_registry()) {
+        const int v = info.default_virtual_stages;
+        for (int M : {1, 2, 3, 4, 8}) {
+            if (!info.rule(ranks, M, v).empty()) continue;
+            const Schedule schedule = make_schedule(info.name, ranks, M, v);
+            ASSERT_LE(schedule.stages, problem.spec.size());
+            const SimulationResult simulated = simulate(schedule, equal_costs(schedule.stages, 1.0, 2.0));
+            const int peak = train_pipeline(*group, problem, uniform_partition(problem.spec.size(), schedule.stages),
+                                            info.name, M, Rematerialization::Never, 0, Device::cpu(), v)
+                                 .steps.back()
+                                 .memory.peak_stashed_micro_batches;
+            const std::string what = str(info.name, " K=", ranks, " M=", M, " rank ", s);
+            EXPECT_EQ(peak, simulated.peak_stashed[static_cast<size_t>(s)]) << what;
+            if (info.name == "zb-h1") EXPECT_EQ(peak, std::min(ranks - s, M)) << what;
+            if (info.name == "zb-h2") EXPECT_EQ(peak, std::min(2 * (ranks - s) - 1, M)) << what;
+            if (info.name == "zbv") EXPECT_LE(peak, 2 * ranks) << what;
+            ++checked;
+        }
+    }
+    EXPECT_GT(checked, 0);
 }
 
 TEST_F(Pipeline, TraceIsOrderedAndGathers) {
