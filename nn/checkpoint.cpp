@@ -210,7 +210,8 @@ void save_stage_checkpoint(const std::string& dir, int64_t stage_index, int64_t 
 }
 
 int64_t load_stage_checkpoint(const std::string& dir, int64_t stage_index, int64_t stage_count, Module& stage,
-                              Optimizer& optimizer, SafetensorsMetadata* run) {
+                              Optimizer& optimizer, SafetensorsMetadata* run,
+                              const std::vector<ExpectedRunEntry>& expected_run) {
     check_stage("load_stage_checkpoint", stage_index, stage_count);
     const int64_t index_step = read_index_step(dir, stage_count);
     const std::string path = stage_checkpoint_path(dir, stage_index, stage_count, index_step);
@@ -243,6 +244,14 @@ int64_t load_stage_checkpoint(const std::string& dir, int64_t stage_index, int64
                " state, this run uses ", optimizer.type_name());
     int64_t optimizer_steps = integer_field(metadata, "optimizer_steps", path);
     MP_REQUIRE(optimizer_steps >= 0, "checkpoint '", path, "': optimizer_steps ", optimizer_steps, " is negative");
+
+    for (const ExpectedRunEntry& expected : expected_run) {
+        auto found = metadata.find("run." + expected.key);
+        if (found == metadata.end()) continue;
+        MP_REQUIRE(found->second == expected.value, "checkpoint '", path, "' was saved with ", expected.key, " \"",
+                   found->second, "\" but this run has \"", expected.value, "\"",
+                   expected.advice.empty() ? "" : ": ", expected.advice);
+    }
 
     // Check everything first, so that a refused load leaves the model and optimizer untouched.
     std::map<std::string, Tensor> targets = checkpoint_tensors(stage, optimizer, "load_stage_checkpoint");

@@ -51,8 +51,16 @@ void write_checkpoint_index(const std::string& dir, int64_t stage_count, int64_t
 // A tensor or metadata field that fails its checksum (a flipped byte, an edited header) is refused
 // the same way. Missing or unreadable files throw mp::RuntimeError naming the file. `run`, when
 // given, receives the caller's entries saved with the checkpoint.
+// `expected_run` lists caller entries that must equal the saved ones, checked before the
+// tensors (so that a run laid out differently is told why, not which tensor is missing); an entry
+// the file does not have (saved before it existed) is not checked.
+struct ExpectedRunEntry {
+    std::string key, value;
+    std::string advice;  // appended to the refusal
+};
 int64_t load_stage_checkpoint(const std::string& dir, int64_t stage_index, int64_t stage_count, Module& stage,
-                              Optimizer& optimizer, SafetensorsMetadata* run = nullptr);
+                              Optimizer& optimizer, SafetensorsMetadata* run = nullptr,
+                              const std::vector<ExpectedRunEntry>& expected_run = {});
 
 // The whole model as one safetensors file keyed by the dotted parameter names (no prefix),
 // with metadata {"format": "pt"}: safetensors.torch.load_file reads it.

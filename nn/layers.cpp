@@ -219,4 +219,8 @@ std::shared_ptr<Sequential> Sequential::slice(size_t begin, size_t end) const {
     return part;
 }
 
+void Sequential::add_layers_of(const Sequential& other) {
+    for (const auto& [name, layer] : other.layers_) add(name, layer);
+}
+
 }  // namespace mp::nn

@@ -152,6 +152,9 @@ class Sequential : public Module {
     Module& layer(size_t i) const { return *layers_.at(i).second; }
     // Layers [begin, end) as a new Sequential sharing the layers (a pipeline stage), names kept.
     std::shared_ptr<Sequential> slice(size_t begin, size_t end) const;
+    // Appends `other`'s layers, shared, names kept (a pipeline rank's several stages as one module
+    // for its checkpoint: the names are the whole model's, so they never collide).
+    void add_layers_of(const Sequential& other);
 
   private:
     std::vector<std::pair<std::string, std::shared_ptr<Module>>> layers_;

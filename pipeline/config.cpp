@@ -160,9 +160,9 @@ std::vector<ConfigKey> build_key_table() {
 
         KEY(pipeline.stages, 1, "pipeline stages; must divide the world size (the rest is data parallel)")
             .positive(),
-        KEY(pipeline.virtual_stages, 1, "stages per rank: the model is split into stages x virtual_stages stages "
-                                        "(interleaved-1f1b needs >= 2)")
-            .positive(),
+        KEY(pipeline.virtual_stages, 0, "stages per rank: the model is split into stages x virtual_stages stages; "
+                                        "0 = the schedule's own (interleaved-1f1b and zbv 2, the others 1)")
+            .non_negative(),
         KEY(pipeline.partition, "uniform", "how layers are split into stages")
             .one_of({"uniform", "parameters", "time", "balance"}),
         KEY(pipeline.balance, List{}, "layers per stage, with partition = balance (e.g. [4,3,3,4])").positive(),
@@ -556,6 +556,8 @@ void validate_cross_keys(TrainConfig& config, int world_size) {
         MP_REQUIRE(model.widths.size() >= 2, "model.widths ", join_ints(model.widths),
                    " needs at least two widths (input and output)");
 
+    if (config.pipeline.virtual_stages == 0)
+        config.pipeline.virtual_stages = schedule_info(config.pipeline.schedule).default_virtual_stages;
     int64_t layers = model_layer_count(config);
     const int64_t all_stages = checked_product(config.pipeline.stages, config.pipeline.virtual_stages,
                                                "pipeline.stages × pipeline.virtual_stages");
@@ -592,9 +594,6 @@ void validate_cross_keys(TrainConfig& config, int world_size) {
     MP_REQUIRE(broken.empty(), "pipeline.schedule \"", config.pipeline.schedule, "\" with pipeline.stages ",
                config.pipeline.stages, ", pipeline.virtual_stages ", config.pipeline.virtual_stages,
                " and micro_batches ", config.micro_batches, ": ", broken);
-    MP_REQUIRE(config.pipeline.virtual_stages == 1 || config.checkpoint.dir.empty(), "checkpoint.dir is set but "
-               "pipeline.virtual_stages is ", config.pipeline.virtual_stages, ": checkpoints with several stages per "
-               "rank are not supported yet");
 
     MP_REQUIRE(config.lr_schedule.min_lr <= config.optimizer.lr, "lr_schedule.min_lr ", config.lr_schedule.min_lr,
                " exceeds optimizer.lr ", config.optimizer.lr);

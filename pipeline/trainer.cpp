@@ -283,7 +283,15 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
         modules.back()->to(device);
         for (const Tensor& p : modules.back()->parameters()) parameters.push_back(p);
     }
-    std::shared_ptr<nn::Sequential> module = modules.front();  // the one stage where v = 1 (checkpoints)
+    // What this rank's checkpoint holds: its one stage, or all the layers of its several stages.
+    std::shared_ptr<nn::Sequential> module = modules.front();
+    if (modules.size() > 1) {
+        module = std::make_shared<nn::Sequential>();
+        for (const std::shared_ptr<nn::Sequential>& stage : modules) module->add_layers_of(*stage);
+    }
+    // Which stage runs on which rank: a checkpoint is resumed only under the same placement.
+    std::string placement_text;
+    for (int rank : schedule.placement) placement_text += (placement_text.empty() ? "" : ",") + std::to_string(rank);
     std::unique_ptr<nn::Optimizer> optimizer = make_optimizer(config, parameters);
     Engine engine(*pipeline, modules, schedule, *optimizer, make_loss(config),
                   parse_rematerialization(config.pipeline.rematerialization), device, replica_group.get());
@@ -336,7 +344,11 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
                    "' holds no checkpoint (no ", index, "); check checkpoint.dir, or set checkpoint.resume=false to "
                    "start afresh");
         nn::SafetensorsMetadata saved_run;
-        start_step = nn::load_stage_checkpoint(checkpoint_dir, pipeline_rank, K, *module, *optimizer, &saved_run);
+        start_step = nn::load_stage_checkpoint(
+            checkpoint_dir, pipeline_rank, K, *module, *optimizer, &saved_run,
+            {{"stage_placement", placement_text,
+              str("the ranks of stages 0, 1, ... (this run: schedule ", config.pipeline.schedule,
+                  ", pipeline.virtual_stages ", v, "); resume with the schedule and virtual_stages it was saved with")}});
         MP_REQUIRE(saved_run["lr_curve"] == lr_curve(config), "the checkpoint in '", checkpoint_dir,
                    "' was trained with the learning-rate curve (", saved_run["lr_curve"], ") but this run's is (",
                    lr_curve(config), "): resuming would change the curve; keep the schedule's settings as they were");
@@ -351,10 +363,13 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
     auto save_checkpoint = [&](int64_t step) {
         if (replica != 0) return;  // replicas hold identical parameters
         std::filesystem::create_directories(checkpoint_dir);
-        nn::save_stage_checkpoint(checkpoint_dir, pipeline_rank, K, *module, *optimizer, step, layer_ranges,
-                                  {{"lr_curve", lr_curve(config)}});
+        // The index's layer ranges are one per file: with several stages per rank they are in the
+        // placement and the partition, which a resume reproduces.
+        const std::vector<nn::LayerRange> file_ranges = v == 1 ? layer_ranges : std::vector<nn::LayerRange>{};
+        nn::save_stage_checkpoint(checkpoint_dir, pipeline_rank, K, *module, *optimizer, step, file_ranges,
+                                  {{"lr_curve", lr_curve(config)}, {"stage_placement", placement_text}});
         pipeline->barrier();  // every stage's file is in place before the step is published
-        if (pipeline_rank == 0 && K > 1) nn::write_checkpoint_index(checkpoint_dir, K, step, layer_ranges);
+        if (pipeline_rank == 0 && K > 1) nn::write_checkpoint_index(checkpoint_dir, K, step, file_ranges);
         pipeline->barrier();
         log.line("checkpoint: step %lld saved to %s", (long long)step, checkpoint_dir.c_str());
     };
@@ -383,8 +398,9 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
             std::vector<double> bubbles = all_gather_values(*pipeline, last.trace.bubble_fraction(), device);
             std::string bubble_text;
             for (double b : bubbles) bubble_text += (bubble_text.empty() ? "" : " ") + std::to_string(static_cast<int>(std::lround(100 * b)));
-            log.line("step %5lld | loss %.4f | lr %.2e | %8.0f tokens/s | %7.1f ms | bubble %% by stage: %s", (long long)step,
-                     last.loss, optimizer->lr(), tokens_per_step / seconds, 1000 * seconds, bubble_text.c_str());
+            log.line("step %5lld | loss %.4f | lr %.2e | %8.0f tokens/s | %7.1f ms | bubble %% by %s: %s", (long long)step,
+                     last.loss, optimizer->lr(), tokens_per_step / seconds, 1000 * seconds, v == 1 ? "stage" : "rank",
+                     bubble_text.c_str());
             if (config.log.memory) {
                 std::vector<double> stash = all_gather_values(*pipeline, static_cast<double>(last.memory.peak_stash_bytes), device);
                 std::vector<double> peak = all_gather_values(*pipeline, static_cast<double>(last.memory.peak_allocator_bytes), device);
@@ -452,9 +468,9 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
 
     std::string bubbles;
     for (double b : summary.bubble_per_stage) bubbles += (bubbles.empty() ? "" : " ") + std::to_string(std::lround(100 * b));
-    final_log.line("final loss %.4f after %lld steps | %.0f tokens/s | %.1f samples/s | bubble %% by stage: %s | checksum %s",
+    final_log.line("final loss %.4f after %lld steps | %.0f tokens/s | %.1f samples/s | bubble %% by %s: %s | checksum %s",
                    summary.final_loss, (long long)config.steps, summary.tokens_per_second, summary.samples_per_second,
-                   bubbles.c_str(), summary.parameter_checksum.substr(0, 16).c_str());
+                   v == 1 ? "stage" : "rank", bubbles.c_str(), summary.parameter_checksum.substr(0, 16).c_str());
     if (world.rank() == 0 && whole && config.model.kind == "gpt")
         for (int i = 0; i < 3; ++i)
             log.line("sample %d: %s", i, sample_text(*whole, data.tokens, config.model.context,

@@ -57,13 +57,21 @@ run train_gpt_interleaved "${launch[@]}" -np 2 "$build/examples/train_gpt" --con
 run train_gpt_1f1b_reference "${launch[@]}" -np 2 "$build/examples/train_gpt" --config examples/configs/demo.json \
     "${tiny_gpt[@]}" --set pipeline.stages=2 --set pipeline.schedule=1f1b --set steps=3 --set grad_clip=0 \
     --set trace.path= --set trace.svg= --set checkpoint.dir= --summary "$out/summary_1f1b_reference.json"
-interleaved=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/summary_interleaved.json" 2>/dev/null)
 reference=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/summary_1f1b_reference.json" 2>/dev/null)
-if [ -n "$interleaved" ] && [ "$interleaved" = "$reference" ]; then
-    passed=$((passed + 1))
-else
-    failed=$((failed + 1)); failures+=("interleaved_equals_1f1b"); echo "---- interleaved vs 1f1b: '$interleaved' vs '$reference'"
-fi
+# So do the zero-bubble schedules: split backwards, Ws deferred, and for zbv two stages per rank in a V.
+for schedule in zb-h1 zb-h2 zbv; do
+    run "train_gpt_$schedule" "${launch[@]}" -np 2 "$build/examples/train_gpt" --config examples/configs/demo.json \
+        "${tiny_gpt[@]}" --set pipeline.stages=2 --set pipeline.schedule=$schedule --set steps=3 --set grad_clip=0 \
+        --set trace.path= --set trace.svg= --set checkpoint.dir= --summary "$out/summary_$schedule.json"
+done
+for variant in interleaved zb-h1 zb-h2 zbv; do
+    checksum=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/summary_$variant.json" 2>/dev/null)
+    if [ -n "$checksum" ] && [ "$checksum" = "$reference" ]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1)); failures+=("${variant}_equals_1f1b"); echo "---- $variant vs 1f1b: '$checksum' vs '$reference'"
+    fi
+done
 run pipeline_mlp "${launch[@]}" -np 2 "$build/examples/pipeline_mlp" --set steps=5 --set trace.path= --set trace.svg=
 run microbatch_sweep "${launch[@]}" -np 2 "$build/examples/microbatch_sweep" --set model.hidden=32 --set model.blocks=3 \
     --set model.context=8 --set model.vocab=64 --set steps=2
@@ -92,6 +100,8 @@ check_resume() {  # name (its checkpoint directories are $out/<name>_straight an
 check_resume resumed
 # With dropout on, the masks are keyed by the step, which a resumed run restores.
 check_resume resumed_dropout --set model.dropout=0.1
+# Several stages per rank: each rank's checkpoint holds all of its stages (zbv: two, in a V).
+check_resume resumed_zbv --set pipeline.schedule=zbv --set micro_batches=4
 
 # Bad configs are refused on every rank, naming the key.
 expect_failure bad_key "pipeline.shedule" "${launch[@]}" -np 2 "$build/examples/train_gpt" --set pipeline.shedule=gpipe
@@ -130,6 +140,9 @@ expect_failure resume_nothing_there "holds no checkpoint" "${launch[@]}" -np 2 "
 expect_failure resume_other_curve "resuming would change the curve" "${launch[@]}" -np 2 "$build/examples/train_gpt" \
     "${resume_args[@]}" --set steps=9 --set checkpoint.dir="$out/resumed" --set checkpoint.resume=true \
     --set optimizer.lr=0.01
+expect_failure resume_other_placement 'stage_placement "0,1" but this run has "0,1,1,0"' "${launch[@]}" -np 2 \
+    "$build/examples/train_gpt" "${resume_args[@]}" --set steps=9 --set checkpoint.dir="$out/resumed" \
+    --set checkpoint.resume=true --set pipeline.schedule=zbv
 expect_failure resume_nothing_left "already reaches steps = 6" "${launch[@]}" -np 2 "$build/examples/train_gpt" \
     "${resume_args[@]}" --set steps=6 --set checkpoint.dir="$out/resumed" --set checkpoint.resume=true
 # An output path that cannot be written is refused at start-up (rank 0 checks; both ranks say so).

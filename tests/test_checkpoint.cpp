@@ -533,6 +533,27 @@ TEST(Resume, MismatchesAreRefusedNamingFileAndKey) {
 
 // With MINIPIPE_SAFETENSORS_EXPORT=<path>, also writes the export that
 // tests/fixtures/check_safetensors.py loads with PyTorch.
+// A caller's expected run entry (the trainer's stage placement) is checked before the tensors, so
+// a differently laid-out run is told why; an entry the file lacks (older saves) is not checked.
+TEST(Resume, ExpectedRunEntriesAreCheckedFirst) {
+    const std::string dir = scratch_dir("expected_run");
+    auto model = nn::mlp({4, 6, 3}, 1);
+    nn::SGD sgd(model->parameters(), {0.1, 0.0, 0.0});
+    nn::save_stage_checkpoint(dir, 0, 1, *model, sgd, 2, {}, {{"stage_placement", "0,1"}});
+    auto other_shape = nn::mlp({4, 5, 3}, 2);  // would fail on its tensors, but the placement comes first
+    nn::SGD other_sgd(other_shape->parameters(), {0.1, 0.0, 0.0});
+    expect_invalid_argument(
+        [&] {
+            nn::load_stage_checkpoint(dir, 0, 1, *other_shape, other_sgd, nullptr,
+                                      {{"stage_placement", "0,1,1,0", "resume as it was saved"}});
+        },
+        {"was saved with stage_placement \"0,1\" but this run has \"0,1,1,0\": resume as it was saved"});
+    auto same = nn::mlp({4, 6, 3}, 3);
+    nn::SGD same_sgd(same->parameters(), {0.1, 0.0, 0.0});
+    EXPECT_EQ(nn::load_stage_checkpoint(dir, 0, 1, *same, same_sgd, nullptr, {{"stage_placement", "0,1", ""}}), 2);
+    EXPECT_EQ(nn::load_stage_checkpoint(dir, 0, 1, *same, same_sgd, nullptr, {{"not_saved", "x", ""}}), 2);
+}
+
 TEST(Export, WholeModelIsOnePlainSafetensorsFile) {
     const std::string dir = scratch_dir("export");
     nn::GPTConfig config;

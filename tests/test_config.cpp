@@ -87,10 +87,12 @@ TEST(Config, DefaultsFillIn) {
     EXPECT_EQ(c.checkpoint.every, 0);
     EXPECT_FALSE(c.checkpoint.resume);
 
-    // Every field equals its table default (train_batch_size aside: it is resolved).
+    // Every field equals its table default (train_batch_size and virtual_stages aside: they are
+    // resolved, the latter to the schedule's own).
+    EXPECT_EQ(c.pipeline.virtual_stages, 1);
     json resolved = to_json(c);
     for (const ConfigKey& key : config_keys()) {
-        if (key.path == "train_batch_size") continue;
+        if (key.path == "train_batch_size" || key.path == "pipeline.virtual_stages") continue;
         EXPECT_EQ(resolved.at(pointer_of(key.path)), key.default_value) << key.path;
     }
     // A partial section keeps the defaults of its other keys.
@@ -374,13 +376,18 @@ TEST(Config, LoadConfigReadsAFile) {
 }
 
 // Several stages per rank: the schedule's rule from the registry, the layers for K · v stages, a
-// balance list per stage, and no checkpoints yet.
+// balance list per stage; checkpoints allowed.
 TEST(Config, VirtualStages) {
     const std::string interleaved = R"({"micro_batches": 4, "model": {"kind": "gpt", "layers": 4},
                                         "pipeline": {"stages": 2, "schedule": "interleaved-1f1b", "virtual_stages": 2}})";
     TrainConfig c = parse(interleaved, {}, 2);
     EXPECT_EQ(c.pipeline.virtual_stages, 2);
     EXPECT_EQ(parse("{}").pipeline.virtual_stages, 1);
+    // Left at 0, virtual_stages is the schedule's own: two for interleaved-1f1b and zbv.
+    EXPECT_EQ(parse(R"({"micro_batches": 4, "model": {"kind": "gpt", "layers": 4},
+                        "pipeline": {"stages": 2, "schedule": "zbv"}})", {}, 2).pipeline.virtual_stages, 2);
+    EXPECT_EQ(parse(R"({"micro_batches": 4, "model": {"kind": "gpt", "layers": 4},
+                        "pipeline": {"stages": 2, "schedule": "interleaved-1f1b"}})", {}, 2).pipeline.virtual_stages, 2);
     expect_rejected(interleaved, {"pipeline.schedule \"interleaved-1f1b\"", "virtual_stages >= 2", "use 1f1b"},
                     {"pipeline.virtual_stages=1"}, 2);
     expect_rejected(interleaved, {"micro_batches 3", "multiple of the ranks (2), got 3"}, {"micro_batches=3"}, 2);
@@ -390,9 +397,8 @@ TEST(Config, VirtualStages) {
     expect_rejected(interleaved, {"pipeline.balance [4,3] has 2 entries", "= 4 stages"},
                     {"pipeline.partition=balance", "pipeline.balance=4,3"}, 2);
     EXPECT_EQ(parse(interleaved, {"pipeline.partition=balance", "pipeline.balance=1,2,2,2"}, 2).pipeline.balance.size(), 4u);
-    expect_rejected(interleaved, {"checkpoint.dir is set", "several stages per rank are not supported yet"},
-                    {"checkpoint.dir=/tmp/somewhere"}, 2);
-    expect_rejected("{}", {"pipeline.virtual_stages"}, {"pipeline.virtual_stages=0"});
+    EXPECT_EQ(parse(interleaved, {"checkpoint.dir=/tmp/somewhere"}, 2).checkpoint.dir, "/tmp/somewhere");
+    expect_rejected("{}", {"pipeline.virtual_stages"}, {"pipeline.virtual_stages=-1"});
 }
 
 // --help lists every schedule of the registry with its description, after the keys.
