@@ -671,30 +671,49 @@ std::string one_stage_per_rank_rule(const std::string& name, int virtual_stages)
     return str(name, " runs one stage per rank: virtual_stages must be 1, got ", virtual_stages);
 }
 
+// Bubble fractions at F = I = W = 1 with free transfers: idle / (busy + idle) per rank.
+double fraction(double idle, double busy) { return idle + busy > 0 ? idle / (idle + busy) : 0.0; }
+constexpr double kNoClosedForm = std::numeric_limits<double>::quiet_NaN();
+
 }  // namespace
 
 const std::vector<ScheduleInfo>& schedule_registry() {
     static const std::vector<ScheduleInfo> registry = {
         {"naive", "one micro-batch at a time through every stage (only one stage busy)", 1,
-         [](int, int, int v) { return one_stage_per_rank_rule("naive", v); }, generate_naive},
+         [](int, int, int v) { return one_stage_per_rank_rule("naive", v); }, generate_naive,
+         Exchange::AfterEveryAction, [](int K, int, int) { return double(K - 1) / K; }, "(K-1)/K", "1"},
         {"gpipe", "all forwards, then all backwards; every stage stashes M micro-batches", 1,
-         [](int, int, int v) { return one_stage_per_rank_rule("gpipe", v); }, generate_gpipe},
+         [](int, int, int v) { return one_stage_per_rank_rule("gpipe", v); }, generate_gpipe,
+         Exchange::AfterEveryAction, [](int K, int M, int) { return fraction(K - 1, M); }, "(K-1)/(M+K-1)", "M"},
         {"1f1b", "warm-up forwards, one forward one backward, cool-down backwards (PipeDream-Flush)", 1,
-         [](int, int, int v) { return one_stage_per_rank_rule("1f1b", v); }, generate_1f1b},
+         [](int, int, int v) { return one_stage_per_rank_rule("1f1b", v); }, generate_1f1b,
+         Exchange::AfterEveryAction, [](int K, int M, int) { return fraction(K - 1, M); }, "(K-1)/(M+K-1)",
+         "min(K-s, M) on stage s"},
         {"1f1b-split", "1f1b with each backward split into I (sent upstream at once) then W; bubble (K-1)(F+I)", 1,
-         [](int, int, int v) { return one_stage_per_rank_rule("1f1b-split", v); }, generate_1f1b_split},
+         [](int, int, int v) { return one_stage_per_rank_rule("1f1b-split", v); }, generate_1f1b_split,
+         Exchange::AfterEveryAction, [](int K, int M, int) { return fraction(2.0 * (K - 1), 3.0 * M); },
+         "(K-1)(F+I) idle: 2(K-1)/(3M+2(K-1))", "min(K-s, M) on stage s"},
         {"interleaved-1f1b", "1f1b over v looped stages per rank (Megatron-LM); M a multiple of the ranks", 2,
-         interleaved_rule, generate_interleaved_1f1b, Exchange::PerForwardBackwardPair},
+         interleaved_rule, generate_interleaved_1f1b, Exchange::PerForwardBackwardPair,
+         [](int K, int M, int v) { return fraction(K - 1, double(v) * M); }, "(K-1)/(vM+K-1)",
+         "min((v-1)K + 2(K-r-1) + 1, vM) chunks on rank r (vM when M = K)"},
         {"zb-h1", "zero bubble H1: I first, W fills the gaps, 1f1b's memory; bubble (K-1)(F+I-W) (Qi et al. 2024)", 1,
-         [](int, int, int v) { return one_stage_per_rank_rule("zb-h1", v); }, generate_zb_h1, Exchange::AtReadyTime},
+         [](int, int, int v) { return one_stage_per_rank_rule("zb-h1", v); }, generate_zb_h1, Exchange::AtReadyTime,
+         [](int K, int M, int) { return M >= K ? fraction(K - 1, 3.0 * M) : kNoClosedForm; },
+         "(K-1)(F+I-W) idle: (K-1)/(3M+K-1) for M >= K", "min(K-s, M) on stage s"},
         {"zb-h2", "zero bubble H2: up to 2(K-s)-1 stashed, no idle between a rank's first and last action", 1,
-         [](int, int, int v) { return one_stage_per_rank_rule("zb-h2", v); }, generate_zb_h2, Exchange::AtReadyTime},
+         [](int, int, int v) { return one_stage_per_rank_rule("zb-h2", v); }, generate_zb_h2, Exchange::AtReadyTime,
+         [](int K, int M, int) { return M >= 2 * K - 1 ? fraction(K - 1, 3.0 * M) : kNoClosedForm; },
+         "(K-1)/(3M+K-1) per step, 0 between steps without a barrier, for M >= 2K-1", "min(2(K-s)-1, M) on stage s"},
         {"zbv", "zero bubble V: rank r holds stages r and 2K-1-r, 1f1b's memory, half of zb-h1's bubble", 2,
          [](int, int, int v) {
              return v == 2 ? std::string()
                            : str("zbv places two stages per rank in a V: virtual_stages must be 2, got ", v);
          },
-         generate_zbv, Exchange::AtReadyTime},
+         generate_zbv, Exchange::AtReadyTime,
+         [](int K, int M, int) { return M >= 2 * K - 1 ? fraction(K - 1, 6.0 * M) : kNoClosedForm; },
+         "(K-1)/(6M+K-1) per step (chunk costs 1), 0 between steps without a barrier, for M >= 2K-1",
+         "2K half-stage chunks per rank (1f1b's K whole stages)"},
     };
     return registry;
 }

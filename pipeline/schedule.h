@@ -143,6 +143,13 @@ struct ScheduleInfo {
     std::function<Schedule(int ranks, int micro_batches, int virtual_stages)> generate;
     // How add_communication places the transfers between the compute actions.
     Exchange exchange = Exchange::AfterEveryAction;
+    // The closed form of each rank's bubble fraction per step (1 - busy / step time) at F = I = W
+    // = 1 (B = 2) with free transfers, or NaN where the sizes are outside the formula's range; and
+    // the formula as text for --help and the docs.
+    std::function<double(int ranks, int micro_batches, int virtual_stages)> unit_cost_bubble;
+    std::string bubble_formula;
+    // The most micro-batches a rank stashes at once (forwarded, not yet through B or I), as text.
+    std::string stash_bound;
 };
 
 // Every schedule, in the order --help lists them. A new schedule is one generator and one line here.

@@ -3,6 +3,7 @@
 // stashed micro-batches, a step timed by hand with transfers, and literal renderings.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -345,4 +346,43 @@ TEST(Simulate, OneFOneBSteadyStepEqualsItsStep) {
             SimulationResult result = simulate(make_schedule("1f1b", K, M), equal_costs(K, 1.0, 2.0, 0.0));
             EXPECT_NEAR(result.steady_step_time, result.step_time, kBubbleTolerance) << "K=" << K << " M=" << M;
         }
+}
+
+// Every registered schedule's closed form, where it has one, is what the simulator finds at
+// F = I = W = 1 (B = 2) with free transfers, for K = 1..8, M = 1..16 and v = 1..4 where allowed.
+TEST(Simulate, EveryScheduleMatchesItsClosedForm) {
+    for (const ScheduleInfo& info : schedule_registry()) {
+        int compared = 0;
+        for (int v = 1; v <= 4; ++v)
+            for (int K = 1; K <= kMaxStages; ++K)
+                for (int M = 1; M <= kMaxMicroBatches; ++M) {
+                    if (!info.rule(K, M, v).empty()) continue;
+                    const double theory = info.unit_cost_bubble(K, M, v);
+                    if (std::isnan(theory)) continue;
+                    Schedule schedule = make_schedule(info.name, K, M, v);
+                    SimulationResult result = simulate(schedule, equal_costs(schedule.stages, 1.0, 2.0));
+                    for (int rank = 0; rank < K; ++rank)
+                        EXPECT_NEAR(result.bubble_fraction[rank], theory, kBubbleTolerance)
+                            << info.name << " K=" << K << " M=" << M << " v=" << v << " rank " << rank;
+                    ++compared;
+                }
+        EXPECT_GT(compared, 0) << info.name;
+        EXPECT_FALSE(info.bubble_formula.empty()) << info.name;
+        EXPECT_FALSE(info.stash_bound.empty()) << info.name;
+    }
+}
+
+// Interleaved 1F1B's stash: Megatron's warm-up forwards, (v-1)K + 2(K-r-1), plus the steady
+// state's one, on rank r (all vM when M = K: every forward is warm-up).
+TEST(Simulate, InterleavedPeakStashIsItsWarmUpPlusOne) {
+    for (int v = 2; v <= 4; ++v)
+        for (int K = 1; K <= kMaxStages; ++K)
+            for (int M = K; M <= kMaxMicroBatches; M += K) {
+                SimulationResult result =
+                    simulate(make_schedule("interleaved-1f1b", K, M, v), equal_costs(K * v, 1.0, 2.0));
+                for (int r = 0; r < K; ++r) {
+                    const int bound = M == K ? v * M : std::min((v - 1) * K + 2 * (K - r - 1) + 1, v * M);
+                    EXPECT_EQ(result.peak_stashed[r], bound) << "K=" << K << " M=" << M << " v=" << v << " rank " << r;
+                }
+            }
 }

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <new>
 #include <thread>
 #include <string>
@@ -24,40 +25,67 @@
 
 namespace mp::examples {
 
+// A flag of one example beyond the common ones (microbatch_sweep's --schedules): its value is
+// checked at start-up (check throws std::invalid_argument naming the problem) and must be the same
+// on every rank.
+struct ExtraFlag {
+    std::string name;           // "--schedules"
+    std::string value_name;     // "LIST"
+    std::string help;           // one line
+    std::string default_value;
+    std::function<void(const std::string& value)> check;
+};
+
 struct TrainerCommandLine {
     std::string config_path;
     std::vector<std::string> overrides;
+    std::map<std::string, std::string> extra;  // every ExtraFlag by name, given or default
 };
 
 // The body: gets the validated config, the world communicator and this rank's GPU (-1: none).
 using TrainerBody = std::function<int(const pipeline::TrainConfig&, comm::Communicator&, int gpu,
                                       const TrainerCommandLine&)>;
 
-inline void print_trainer_usage(const char* program, const char* summary, const char* default_config) {
+inline void print_trainer_usage(const char* program, const char* summary, const char* default_config,
+                                const std::vector<ExtraFlag>& extra_flags = {}) {
+    std::string extra_usage, extra_lines;
+    for (const ExtraFlag& flag : extra_flags) {
+        extra_usage += str(" [", flag.name, " ", flag.value_name, "]");
+        std::string left = flag.name + " " + flag.value_name;
+        extra_lines += str("  ", left, std::string(left.size() < 18 ? 18 - left.size() : 1, ' '), flag.help,
+                           " (default: ", flag.default_value, ")\n");
+    }
     std::printf(
-        "usage: mpirun -np N %s [--config FILE] [--set key=value ...] [--summary FILE]\n%s\n\n"
+        "usage: mpirun -np N %s [--config FILE] [--set key=value ...] [--summary FILE]%s\n%s\n\n"
         "  --config FILE     the run's JSON config (default: %s)\n"
         "  --set key=value   override one key, e.g. --set pipeline.schedule=gpipe (repeatable)\n"
         "  --summary FILE    write a JSON summary of the run (same as --set summary.path=FILE)\n"
+        "%s"
         "  --help            this text\n\nconfig keys:\n%s",
-        program, summary, default_config, pipeline::config_help().c_str());
+        program, extra_usage.c_str(), summary, default_config, extra_lines.c_str(), pipeline::config_help().c_str());
 }
 
 // Start-up: the command line, the environment and the config file, into a validated config.
 // Returns false for --help (printed by rank 0). Throws on any error.
 inline bool load_trainer_config(int argc, char** argv, const char* program, const char* summary,
                                 const char* default_config, int world_rank, int world_size,
-                                TrainerCommandLine& command_line, pipeline::TrainConfig& config) {
-    command_line = TrainerCommandLine{default_config, {}};
+                                TrainerCommandLine& command_line, pipeline::TrainConfig& config,
+                                const std::vector<ExtraFlag>& extra_flags = {}) {
+    command_line = TrainerCommandLine{default_config, {}, {}};
+    for (const ExtraFlag& flag : extra_flags) command_line.extra[flag.name] = flag.default_value;
     for (int i = 1; i < argc; ++i) {
         std::string arg = argv[i];
         auto value = [&](const char* flag) -> std::string {
             if (i + 1 >= argc) throw std::invalid_argument(std::string(program) + ": " + flag + " needs a value");
             return argv[++i];
         };
+        const auto extra = std::find_if(extra_flags.begin(), extra_flags.end(),
+                                        [&](const ExtraFlag& flag) { return flag.name == arg; });
         if (arg == "--help" || arg == "-h") {
-            if (world_rank == 0) print_trainer_usage(program, summary, default_config);
+            if (world_rank == 0) print_trainer_usage(program, summary, default_config, extra_flags);
             return false;
+        } else if (extra != extra_flags.end()) {
+            command_line.extra[extra->name] = value(extra->name.c_str());
         } else if (arg == "--config") {
             command_line.config_path = value("--config");
         } else if (arg == "--set") {
@@ -68,6 +96,8 @@ inline bool load_trainer_config(int argc, char** argv, const char* program, cons
             throw std::invalid_argument(std::string(program) + ": unknown argument '" + arg + "' (see --help)");
         }
     }
+    for (const ExtraFlag& flag : extra_flags)
+        if (flag.check) flag.check(command_line.extra.at(flag.name));
     config = pipeline::load_config(command_line.config_path, pipeline::with_environment_overrides(command_line.overrides),
                                    world_size);
     if (world_rank == 0) pipeline::check_output_paths(config);  // rank 0 writes them
@@ -80,7 +110,8 @@ inline bool load_trainer_config(int argc, char** argv, const char* program, cons
 // The start-up verdict of a rank that was given --help: it prints the usage instead of running.
 constexpr const char* kAskedForHelp = "--help";
 
-inline void agree_on_start(const std::string& local_error, const pipeline::TrainConfig& config, double timeout_s) {
+inline void agree_on_start(const std::string& local_error, const pipeline::TrainConfig& config, double timeout_s,
+                           const std::map<std::string, std::string>& extra = {}) {
     std::vector<std::string> errors = comm::gather_texts(local_error, "the start-up check of every rank", timeout_s);
     int failed = -1, asked_for_help = -1;  // the first rank of each kind
     for (size_t r = 0; r < errors.size(); ++r) {
@@ -112,10 +143,17 @@ inline void agree_on_start(const std::string& local_error, const pipeline::Train
                                         keys, "; every rank must get the same config file, --set overrides and "
                                         "MINIPIPE_COMM_TIMEOUT_S"));
     }
+    std::string extra_text;
+    for (const auto& [name, value] : extra) extra_text += (extra_text.empty() ? "" : " ") + name + " " + value;
+    std::vector<std::string> extras = comm::gather_texts(extra_text, "the command-line check of every rank", timeout_s);
+    for (size_t r = 0; r < extras.size(); ++r)
+        if (extras[r] != extras[0])
+            throw std::invalid_argument(str("the ranks were given different arguments: rank ", r, " has '", extras[r],
+                                            "', rank 0 has '", extras[0], "'; give every rank the same arguments"));
 }
 
 inline int trainer_main(int argc, char** argv, const char* program, const char* summary, const char* default_config,
-                        const TrainerBody& body) {
+                        const TrainerBody& body, const std::vector<ExtraFlag>& extra_flags = {}) {
     comm::MpiRuntime mpi(&argc, &argv);
     auto print_error = [&](const std::string& message) {
         std::fprintf(stderr, "[rank %d] %s: error: %s\n", mpi.world_rank(), program, message.c_str());
@@ -131,14 +169,14 @@ inline int trainer_main(int argc, char** argv, const char* program, const char* 
     try {
         timeout_s = comm::default_timeout_seconds();
         run = load_trainer_config(argc, argv, program, summary, default_config, mpi.world_rank(), mpi.world_size(),
-                                  command_line, config);
+                                  command_line, config, extra_flags);
         if (run) timeout_s = config.comm.timeout_s;
     } catch (const std::exception& e) {
         local_error = e.what();
     }
     if (!run && local_error.empty()) local_error = kAskedForHelp;
     try {
-        agree_on_start(local_error, config, timeout_s);
+        agree_on_start(local_error, config, timeout_s, command_line.extra);
     } catch (const std::exception& e) {
         print_error(e.what());
         return 1;
