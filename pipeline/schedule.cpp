@@ -697,23 +697,23 @@ const std::vector<ScheduleInfo>& schedule_registry() {
          interleaved_rule, generate_interleaved_1f1b, Exchange::PerForwardBackwardPair,
          [](int K, int M, int v) { return fraction(K - 1, double(v) * M); }, "(K-1)/(vM+K-1)",
          "min((v-1)K + 2(K-r-1) + 1, vM) chunks on rank r (vM when M = K)"},
-        {"zb-h1", "zero bubble H1: I first, W fills the gaps, 1f1b's memory; bubble (K-1)(F+I-W) (Qi et al. 2024)", 1,
+        {"zb-h1", "zero bubble H1 (Qi et al. 2024): I first, s Ws held back on stage s; bubble (K-1)(F+I-W), 1f1b's memory", 1,
          [](int, int, int v) { return one_stage_per_rank_rule("zb-h1", v); }, generate_zb_h1, Exchange::AtReadyTime,
          [](int K, int M, int) { return M >= K ? fraction(K - 1, 3.0 * M) : kNoClosedForm; },
-         "(K-1)(F+I-W) idle: (K-1)/(3M+K-1) for M >= K", "min(K-s, M) on stage s"},
-        {"zb-h2", "zero bubble H2: up to 2(K-s)-1 stashed, no idle between a rank's first and last action", 1,
+         "(K-1)(F+I-W) idle: (K-1)/(3M+K-1) for M >= K", "min(K-s, M) on stage s to I, K to W"},
+        {"zb-h2", "zero bubble H2: 2(K-s)-1 warm-up forwards, 2s Ws held back; no idle between steps without a barrier", 1,
          [](int, int, int v) { return one_stage_per_rank_rule("zb-h2", v); }, generate_zb_h2, Exchange::AtReadyTime,
          [](int K, int M, int) { return M >= 2 * K - 1 ? fraction(K - 1, 3.0 * M) : kNoClosedForm; },
-         "(K-1)/(3M+K-1) per step, 0 between steps without a barrier, for M >= 2K-1", "min(2(K-s)-1, M) on stage s"},
-        {"zbv", "zero bubble V: rank r holds stages r and 2K-1-r, 1f1b's memory, half of zb-h1's bubble", 2,
-         [](int, int, int v) {
-             return v == 2 ? std::string()
-                           : str("zbv places two stages per rank in a V: virtual_stages must be 2, got ", v);
+         "(K-1)/(3M+K-1) per step, 0 between steps without a barrier, for M >= 2K-1", "min(2(K-s)-1, M) on stage s to I, 2K-1 to W"},
+        {"zbv", "zero bubble V: rank r holds stages r and 2K-1-r; half of zb-h1's bubble at 1f1b's memory; M >= K", 2,
+         [](int K, int M, int v) {
+             if (v != 2) return str("zbv places two stages per rank in a V: virtual_stages must be 2, got ", v);
+             return M >= K ? std::string() : str("zbv needs micro_batches >= ranks (", K, "), got ", M);
          },
          generate_zbv, Exchange::AtReadyTime,
          [](int K, int M, int) { return M >= 2 * K - 1 ? fraction(K - 1, 6.0 * M) : kNoClosedForm; },
-         "(K-1)/(6M+K-1) per step (chunk costs 1), 0 between steps without a barrier, for M >= 2K-1",
-         "2K half-stage chunks per rank (1f1b's K whole stages)"},
+         "(K-1)/(6M+K-1) per step at chunk costs 1, for M >= 2K-1",
+         "2K half-stage chunks per rank, to I and to W (1f1b's K whole stages)"},
     };
     return registry;
 }

@@ -88,8 +88,9 @@ SimulationResult simulate(const Schedule& schedule, const Costs& costs) {
     result.busy.assign(ranks, 0.0);
     result.bubble_fraction.assign(ranks, 0.0);
     result.peak_stashed.assign(ranks, 0);
+    result.peak_held.assign(ranks, 0);
     for (int rank = 0; rank < ranks; ++rank) {
-        int stashed = 0;
+        int stashed = 0, held = 0;
         for (const TimedAction& timed : result.timeline[rank]) {
             result.step_time = std::max(result.step_time, timed.end);
             if (!is_compute(timed.action.kind)) continue;
@@ -98,6 +99,10 @@ SimulationResult simulate(const Schedule& schedule, const Costs& costs) {
             // the count over time.
             stashed += stash_change(timed.action.kind);
             result.peak_stashed[rank] = std::max(result.peak_stashed[rank], stashed);
+            held += timed.action.kind == ActionKind::Forward ? 1
+                    : timed.action.kind == ActionKind::Backward || timed.action.kind == ActionKind::WeightBackward ? -1
+                                                                                                                  : 0;
+            result.peak_held[rank] = std::max(result.peak_held[rank], held);
         }
     }
     for (int rank = 0; rank < ranks; ++rank)

@@ -38,6 +38,9 @@ struct SimulationResult {
     // [rank]: max over time of the micro-batches whose activations the rank holds (forwarded, not
     // yet through their input backward), summed over its stages.
     std::vector<int> peak_stashed;
+    // [rank]: the same until W (or B): micro-batches any of whose tensors the rank still holds —
+    // with a split backward, W keeps the inputs of the weight gradients after I has freed the rest.
+    std::vector<int> peak_held;
     std::vector<std::vector<TimedAction>> timeline;    // [rank]: every action with its start and end
 };
 

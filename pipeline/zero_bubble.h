@@ -1,40 +1,34 @@
 // The zero-bubble schedules (Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024, and the
-// V-shaped ZB-V of "Pipeline Parallelism with Controllable Memory", 2024), found by one list
-// scheduler that differs only in placement and in each rank's bound on stashed micro-batches.
+// V-shaped ZB-V of "Pipeline Parallelism with Controllable Memory", 2024): the backward split into
+// I (the input's gradient, on the critical path upstream) and W (the weights' gradient, which
+// nobody waits for), Ws moved to where a rank would otherwise idle.
 #pragma once
-
-#include <string>
-#include <vector>
 
 #include "pipeline/schedule.h"
 
 namespace mp::pipeline {
 
-// Compute order by list scheduling at unit costs (F = I = W = 1, free transfers): time advances
-// in whole units and every idle rank, in rank order, starts the first of
-//   1. a ready InputBackward (its forward done here and the gradient of its output arrived),
-//      the latest stage first: I is the critical path back to stage 0, and it frees a stash;
-//   2. a ready Forward, the latest stage first, if the rank holds fewer than
-//      stash_bound[rank] micro-batches (forwarded, not yet through I);
-//   3. its oldest pending WeightBackward: W fills what would otherwise be a bubble;
-// or waits. The last pending Ws run at the end, then the optimizer step. Micro-batches enter each
-// stage in order. The result holds compute actions only (make_schedule adds the transfers).
-// Throws std::invalid_argument on bad sizes or a bound < 1.
-Schedule list_schedule_zero_bubble(const std::string& kind, int ranks, int micro_batches, std::vector<int> placement,
-                                   const std::vector<int>& stash_bound);
-
-// ZB-H1: one stage per rank, 1F1B's memory (stage s stashes at most K - s). Per step the bubble
-// is (K - 1)(F + I - W): a third of 1F1B's at F = I = W (for M >= K).
+// ZB-H1: one stage per rank. Stage s forwards K - s micro-batches (1F1B's warm-up), then for each
+// micro-batch in turn runs its I, the oldest pending W if more than s are pending, and the next
+// forward; the s held-back Ws run at the end, where stage s would otherwise wait for the stages
+// below it to finish. Per step each rank idles (K - 1)(F + I - W): a third of 1F1B's at F = I = W
+// (M >= K). Stage s stashes at most K - s micro-batches (F to I) and holds at most K (F to W):
+// 1F1B's peak, that of its first stage.
 Schedule generate_zb_h1(int ranks, int micro_batches, int virtual_stages);
 
-// ZB-H2: one stage per rank, up to 2(K - s) - 1 stashed on stage s (at most twice 1F1B's). The
-// extra warm-up forwards turn the step into a parallelogram: no rank idles between its first and
-// last action (for M >= 2K - 1), so steps that follow each other without a barrier have no bubble.
+// ZB-H2: as ZB-H1 with 2(K - s) - 1 warm-up forwards and up to 2s held-back Ws on stage s. No
+// rank idles between its first and last action (M >= 2K - 1): steps that follow each other
+// without a barrier have no bubble; within one step the K - 1 of the ramp remains. Stashes at most
+// 2(K - s) - 1, holds at most 2K - 1: about twice 1F1B's.
 Schedule generate_zb_h2(int ranks, int micro_batches, int virtual_stages);
 
-// ZBV: two stages per rank in a V (rank r holds stages r and 2K - 1 - r, so rank 0 computes the
-// loss), each rank stashing at most 2K chunk activations — 1F1B's memory, as every chunk is half
-// a stage. Zero bubble between steps for M >= 2K - 1, and half of ZB-H1's bubble within a step.
+// ZBV: rank r holds stages r (chunk 0) and 2K - 1 - r (chunk 1, on the way back up, so rank 0
+// computes the loss). Warm-up: 2(K - r) - 1 chunk-0 forwards, r pairs (chunk-1 forward, chunk-0
+// forward), K - r chunk-1 forward + I + W; steady: chunk-0 F, I, W then chunk-1 F, I, W; cool-down:
+// the remaining Is, r pairs alternating chunks first, then their Ws. At chunk costs F = I = W = 1 each rank idles K - 1
+// per step for M >= 2K - 1 — half of ZB-H1's on the same model, and the least any schedule can with
+// a barrier at the step (rank K - 1 cannot start before K - 1) — holding at most 2K chunks (F to W),
+// 1F1B's K whole stages. Needs M >= K.
 Schedule generate_zbv(int ranks, int micro_batches, int virtual_stages);
 
 }  // namespace mp::pipeline
