@@ -128,6 +128,7 @@ int main(int argc, char** argv) {
                 double samples_per_second, bubble, predicted, predicted_steady, theory;
                 int peak_stashed;
                 double peak_stash_mib;
+                std::string costs;  // what the simulator was fed
             };
             std::vector<Row> rows;
 
@@ -144,7 +145,7 @@ int main(int argc, char** argv) {
                 baseline.pipeline.partition = "uniform";
                 TrainResult r = train(baseline, *solo, gpu, false);
                 rows.push_back({"one rank", 1, 1, r.summary.samples_per_second, 0, 0, 0, 0, 1,
-                                r.summary.peak_stash_per_stage.empty() ? 0.0 : r.summary.peak_stash_per_stage[0] / 1048576.0});
+                                r.summary.peak_stash_per_stage.empty() ? 0.0 : r.summary.peak_stash_per_stage[0] / 1048576.0, ""});
             }
             // The others wait for the baseline, however long it trains: not a transfer that could
             // hang, so not under comm.timeout_s (a rank that dies still ends the job).
@@ -175,7 +176,17 @@ int main(int argc, char** argv) {
                     TrainResult r = train(run, world, gpu, false);
                     if (world.rank() != 0) continue;
                     Schedule plan = make_schedule(schedule, K, M, v);
-                    SimulationResult predicted = simulate(plan, measured_costs(r.last_traces, plan.stages));
+                    const Costs costs = measured_costs(r.last_traces, plan.stages);
+                    SimulationResult predicted = simulate(plan, costs);
+                    std::string costs_text;
+                    auto list = [](const std::vector<double>& values) {
+                        std::string text;
+                        for (double v : values) text += str(text.empty() ? "" : " ", std::lround(100 * v) / 100.0);
+                        return text;
+                    };
+                    costs_text = str("F [", list(costs.forward), "] B [", list(costs.backward), "] I [",
+                                     list(costs.input_backward), "] W [", list(costs.weight_backward), "] transfer ",
+                                     std::lround(1000 * costs.transfer) / 1000.0);
                     const double stash_bytes = *std::max_element(r.summary.peak_stash_per_stage.begin(),
                                                                  r.summary.peak_stash_per_stage.end());
                     rows.push_back({schedule + " mb " + std::to_string(micro_batch_size), K * v, M,
@@ -183,7 +194,7 @@ int main(int argc, char** argv) {
                                     mean(predicted.bubble_fraction), mean(predicted.steady_bubble_fraction),
                                     info.unit_cost_bubble(K, M, v),
                                     *std::max_element(predicted.peak_stashed.begin(), predicted.peak_stashed.end()),
-                                    stash_bytes / 1048576.0});
+                                    stash_bytes / 1048576.0, costs_text});
                 }
             if (world.rank() == 0) {
                 std::printf("\n| run | stages | micro-batches | samples/s | measured bubble | simulated bubble | "
@@ -197,6 +208,9 @@ int main(int argc, char** argv) {
                                 100 * row.predicted, 100 * row.predicted_steady, theory.c_str(), row.peak_stashed,
                                 row.peak_stash_mib);
                 }
+                std::printf("\nper-stage costs the simulator was fed (ms, means over the last step):\n");
+                for (const Row& row : rows)
+                    if (!row.costs.empty()) std::printf("  %s: %s\n", row.name.c_str(), row.costs.c_str());
             }
             return 0;
         },
