@@ -123,11 +123,13 @@ std::string describe(const Schedule& schedule);
 // Where transfers may go between compute actions. Between every two (the default); or, as in
 // Megatron-LM's interleaved steady state, not between a forward and the backward right after it:
 // the pair runs back to back, its receives before it and its sends after it.
-// Or, for orders found by list scheduling (the zero-bubble ones), at the instant the data is
-// ready: the compute order is timed at unit costs (F = I = W = 1, B = 2) with free transfers, and
-// each transfer is posted by both of its ranks at the boundary where its producer ends, every
-// transfer of a rank at one instant forming one group. Under unit costs no rank then ever waits
-// in a transfer, and messages between two ranks keep one order on both sides.
+// Or at the instant the data is ready (the zero-bubble orders, whose unit-cost bubble needs it): the
+// compute order is timed at unit costs (F = I = W = 1, B = 2) with free transfers, and each
+// transfer is posted by both of its ranks at the boundary where its producer ends, every transfer
+// of a rank at one instant forming one group. Under unit costs no rank then ever waits in a
+// transfer, and messages between two ranks keep one order on both sides; under other costs the
+// groups can couple transfers that no longer coincide (a rank waits in a group for a message its
+// next action does not need). Non-blocking sends would remove both problems; see docs/schedules.md.
 enum class Exchange { AfterEveryAction, PerForwardBackwardPair, AtReadyTime };
 void add_communication(Schedule& schedule, Exchange exchange = Exchange::AfterEveryAction);
 
