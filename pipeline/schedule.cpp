@@ -712,7 +712,7 @@ const std::vector<ScheduleInfo>& schedule_registry() {
          },
          generate_zbv, Exchange::AtReadyTime,
          [](int K, int M, int) { return M >= 2 * K - 1 ? fraction(K - 1, 6.0 * M) : kNoClosedForm; },
-         "(K-1)/(6M+K-1) per step at chunk costs 1, for M >= 2K-1",
+         "(K-1)/(6M+K-1) per step at chunk costs 1, 0 between steps without a barrier, for M >= 2K-1",
          "2K half-stage chunks per rank, to I and to W (1f1b's K whole stages)"},
     };
     return registry;

@@ -80,42 +80,57 @@ Schedule generate_zbv(int ranks, int micro_batches, int) {
     Schedule schedule = empty("zbv", ranks, micro_batches, v_shape_placement(ranks));
     const int M = micro_batches;
     for (int r = 0; r < ranks; ++r) {
-        RankList rank{schedule.actions[static_cast<size_t>(r)], 0, {}};  // W right after its I
-        const int down = r, up = 2 * ranks - 1 - r;  // chunk 0 (on the way down), chunk 1 (back up)
-        int forward_down = 0, forward_up = 0, input_down = 0, input_up = 0;
-        auto f_down = [&] { rank.forward(down, forward_down++); };
-        auto f_up = [&] { rank.forward(up, forward_up++); };
-        auto i_down = [&] { rank.input_backward(down, input_down++); };
-        auto i_up = [&] { rank.input_backward(up, input_up++); };
-        // Warm-up: fill the way down, then alternate, then start the way back up.
-        for (int k = 0; k < 2 * (ranks - r) - 1 && forward_down < M; ++k) f_down();
+        std::vector<Action>& list = schedule.actions[static_cast<size_t>(r)];
+        // Chunk 0 is stage r (on the way down), chunk 1 stage 2K - 1 - r (on the way back up). Per
+        // chunk: how many forwards, input backwards and weight backwards are in the list so far.
+        const int stage[2] = {r, 2 * ranks - 1 - r};
+        int forwards[2] = {0, 0}, inputs[2] = {0, 0}, weights[2] = {0, 0};
+        auto add = [&](ActionKind kind, int chunk, int* counter) {
+            list.push_back({kind, stage[chunk], counter[chunk]++});
+        };
+        auto f = [&](int chunk) { add(ActionKind::Forward, chunk, forwards); };
+        auto i = [&](int chunk) { add(ActionKind::InputBackward, chunk, inputs); };
+        auto w = [&](int chunk) { add(ActionKind::WeightBackward, chunk, weights); };  // the oldest pending
+        // Warm-up: fill the way down, alternate, then start the way back up (F, I, W).
+        for (int k = 0; k < 2 * (ranks - r) - 1 && forwards[0] < M; ++k) f(0);
         for (int k = 0; k < r; ++k) {
-            if (forward_up < forward_down) f_up();
-            if (forward_down < M) f_down();
+            if (forwards[1] < forwards[0]) f(1);
+            if (forwards[0] < M) f(0);
         }
-        for (int k = 0; k < ranks - r && forward_up < forward_down; ++k) {
-            f_up();
-            i_up();
+        for (int k = 0; k < ranks - r && forwards[1] < forwards[0]; ++k) {
+            f(1);
+            i(1);
+            w(1);
         }
-        // Steady: one micro-batch through each chunk, forward and backward.
-        while (forward_up < M) {
-            if (forward_down < M) f_down();
-            if (input_down < forward_down) i_down();
-            if (forward_up < forward_down) {
-                f_up();
-                i_up();
+        // Steady: one micro-batch through each chunk, forward and both halves of its backward.
+        while (forwards[1] < M) {
+            if (forwards[0] < M) f(0);
+            if (inputs[0] < forwards[0]) {
+                i(0);
+                w(0);
+            }
+            if (forwards[1] < forwards[0]) {
+                f(1);
+                i(1);
+                w(1);
             }
         }
-        // Cool-down: the input backwards left (the ranks below wait for them), alternating chunks
-        // first; the Ws held back to the end, where this rank would otherwise wait.
-        rank.held_back = static_cast<size_t>(2 * M);
+        // Cool-down: r pairs of input backwards (the ranks below wait for them), then K - r
+        // chunk-0 input backwards each followed by a held-back W, then what is left: the input
+        // backwards, the chunk-1 Ws, the chunk-0 Ws.
         for (int k = 0; k < r; ++k) {
-            if (input_down < forward_down) i_down();
-            if (input_up < forward_up) i_up();
+            if (inputs[0] < forwards[0]) i(0);
+            if (inputs[1] < forwards[1]) i(1);
         }
-        while (input_down < forward_down) i_down();
-        while (input_up < forward_up) i_up();
-        rank.flush();
+        for (int k = 0; k < ranks - r && inputs[0] < forwards[0]; ++k) {
+            i(0);
+            w(0);
+        }
+        while (inputs[0] < forwards[0]) i(0);
+        while (inputs[1] < forwards[1]) i(1);
+        while (weights[1] < inputs[1]) w(1);
+        while (weights[0] < inputs[0]) w(0);
+        list.push_back({ActionKind::OptimizerStep, -1, -1});
     }
     return schedule;
 }

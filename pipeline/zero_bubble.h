@@ -25,10 +25,11 @@ Schedule generate_zb_h2(int ranks, int micro_batches, int virtual_stages);
 // ZBV: rank r holds stages r (chunk 0) and 2K - 1 - r (chunk 1, on the way back up, so rank 0
 // computes the loss). Warm-up: 2(K - r) - 1 chunk-0 forwards, r pairs (chunk-1 forward, chunk-0
 // forward), K - r chunk-1 forward + I + W; steady: chunk-0 F, I, W then chunk-1 F, I, W; cool-down:
-// the remaining Is, r pairs alternating chunks first, then their Ws. At chunk costs F = I = W = 1 each rank idles K - 1
-// per step for M >= 2K - 1 — half of ZB-H1's on the same model, and the least any schedule can with
-// a barrier at the step (rank K - 1 cannot start before K - 1) — holding at most 2K chunks (F to W),
-// 1F1B's K whole stages. Needs M >= K.
+// r pairs of Is (chunk 0, chunk 1), K - r chunk-0 I + held-back W, then the rest, Ws last. At chunk
+// costs F = I = W = 1 and M >= 2K - 1 no rank idles between its first and last action (zero bubble
+// between steps without a barrier), each rank idles K - 1 per step — half of ZB-H1's on the same
+// model, and the least any schedule can with a barrier at the step (rank K - 1 cannot start before
+// K - 1) — and holds at most 2K chunks (F to W), 1F1B's K whole stages. Needs M >= K.
 Schedule generate_zbv(int ranks, int micro_batches, int virtual_stages);
 
 }  // namespace mp::pipeline

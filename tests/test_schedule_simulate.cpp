@@ -318,10 +318,12 @@ TEST(Simulate, ZeroBubbleH2HasNoBubbleBetweenSteps) {
 }
 
 // ZBV at chunk costs F = I = W = 1 (each chunk is half a stage, so a rank's work is 1F1B's): for
-// M >= 2K - 1 each rank idles K - 1 per step — half of ZB-H1's 2(K - 1) on the same model (whose
-// stages cost F = I = W = 2), and the least possible with a barrier at the step: rank K - 1's first
-// forward cannot start before K - 1 — and never holds more than 2K chunks, 1F1B's K whole stages.
-TEST(Simulate, ZeroBubbleVHalvesZbH1sBubbleAtOneFOneBsMemory) {
+// M >= 2K - 1 no rank idles between its first and last action, so steps back to back without a
+// barrier cost exactly the 6M units of work (zero bubble); within one step each rank idles K - 1
+// — half of ZB-H1's 2(K - 1) on the same model (whose stages cost F = I = W = 2), and the least
+// possible with a barrier at the step (rank K - 1's first forward cannot start before K - 1) —
+// and no rank ever holds more than 2K chunks, 1F1B's K whole stages.
+TEST(Simulate, ZeroBubbleVHasNoBubbleBetweenStepsAtOneFOneBsMemory) {
     for (int K = 1; K <= kMaxStages; ++K)
         for (int M = K; M <= kMaxMicroBatches; ++M) {
             Schedule schedule = make_schedule("zbv", K, M, 2);
@@ -335,6 +337,9 @@ TEST(Simulate, ZeroBubbleVHalvesZbH1sBubbleAtOneFOneBsMemory) {
             if (M < 2 * K - 1) continue;
             EXPECT_NEAR(zbv.step_time, 6.0 * M + (K - 1), kBubbleTolerance) << "K=" << K << " M=" << M;
             EXPECT_NEAR(2.0 * (zbv.step_time - 6.0 * M), h1.step_time - 6.0 * M, kBubbleTolerance) << "K=" << K;
+            EXPECT_NEAR(zbv.steady_step_time, 6.0 * M, kBubbleTolerance) << "K=" << K << " M=" << M;
+            for (int rank = 0; rank < K; ++rank)
+                EXPECT_NEAR(zbv.steady_bubble_fraction[rank], 0.0, kBubbleTolerance) << "K=" << K << " M=" << M;
         }
     expect_invalid_argument([] { make_schedule("zbv", 4, 3, 2); }, {"zbv needs micro_batches >= ranks (4), got 3"});
 }
