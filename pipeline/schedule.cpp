@@ -168,6 +168,17 @@ bool Schedule::one_stage_per_rank() const {
     return true;
 }
 
+Schedule empty_schedule(const std::string& kind, int ranks, int micro_batches, std::vector<int> placement) {
+    Schedule schedule;
+    schedule.kind = kind;
+    schedule.ranks = ranks;
+    schedule.stages = static_cast<int>(placement.size());
+    schedule.micro_batches = micro_batches;
+    schedule.placement = std::move(placement);
+    schedule.actions.resize(static_cast<size_t>(ranks));
+    return schedule;
+}
+
 std::string display_name(const Schedule& schedule, const Action& action) {
     return schedule.one_stage_per_rank() ? short_name(action) : to_string(action);
 }
@@ -537,16 +548,6 @@ void add_communication(Schedule& schedule, Exchange exchange) {
 
 namespace {
 
-Schedule empty_schedule(const std::string& kind, int ranks, int micro_batches, std::vector<int> placement) {
-    Schedule schedule;
-    schedule.kind = kind;
-    schedule.ranks = ranks;
-    schedule.stages = static_cast<int>(placement.size());
-    schedule.micro_batches = micro_batches;
-    schedule.placement = std::move(placement);
-    schedule.actions.resize(static_cast<size_t>(ranks));
-    return schedule;
-}
 
 Action forward(int stage, int micro_batch) { return {ActionKind::Forward, stage, micro_batch}; }
 Action backward(int stage, int micro_batch) { return {ActionKind::Backward, stage, micro_batch}; }

@@ -96,6 +96,9 @@ struct Schedule {
     bool one_stage_per_rank() const;
 };
 
+// What every generator starts from: the sizes and the placement set, every rank's list empty.
+Schedule empty_schedule(const std::string& kind, int ranks, int micro_batches, std::vector<int> placement);
+
 // The name an action is shown by in this schedule: short_name when every rank holds one stage,
 // to_string otherwise.
 std::string display_name(const Schedule& schedule, const Action& action);

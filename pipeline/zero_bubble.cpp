@@ -11,17 +11,6 @@ namespace mp::pipeline {
 
 namespace {
 
-Schedule empty(const std::string& kind, int ranks, int micro_batches, std::vector<int> placement) {
-    Schedule schedule;
-    schedule.kind = kind;
-    schedule.ranks = ranks;
-    schedule.stages = static_cast<int>(placement.size());
-    schedule.micro_batches = micro_batches;
-    schedule.placement = std::move(placement);
-    schedule.actions.resize(static_cast<size_t>(ranks));
-    return schedule;
-}
-
 // One rank's list, with the Ws it holds back: input_backward queues the W, and the oldest queued
 // Ws run once more than `held_back` are queued (flush runs them all).
 struct RankList {
@@ -49,7 +38,7 @@ struct RankList {
 template <typename Warmup, typename HeldBack>
 Schedule one_stage_per_rank_zero_bubble(const std::string& kind, int ranks, int micro_batches, Warmup warmup,
                                         HeldBack held_back) {
-    Schedule schedule = empty(kind, ranks, micro_batches, identity_placement(ranks));
+    Schedule schedule = empty_schedule(kind, ranks, micro_batches, identity_placement(ranks));
     for (int s = 0; s < ranks; ++s) {
         RankList rank{schedule.actions[static_cast<size_t>(s)], static_cast<size_t>(held_back(s)), {}};
         int forwarded = 0;
@@ -77,7 +66,7 @@ Schedule generate_zb_h2(int ranks, int micro_batches, int) {
 
 Schedule generate_zbv(int ranks, int micro_batches, int) {
     MP_REQUIRE(micro_batches >= ranks, "zbv needs micro_batches >= ranks (", ranks, "), got ", micro_batches);
-    Schedule schedule = empty("zbv", ranks, micro_batches, v_shape_placement(ranks));
+    Schedule schedule = empty_schedule("zbv", ranks, micro_batches, v_shape_placement(ranks));
     const int M = micro_batches;
     for (int r = 0; r < ranks; ++r) {
         std::vector<Action>& list = schedule.actions[static_cast<size_t>(r)];
