@@ -1,6 +1,7 @@
 // Initialisation kernels: fill with a constant, arange, and the seeded uniform / normal draws
 // (counter-based, see kernels/common/counter_rng.h). Element i of a draw uses counter offset + i.
-// defines: fill, arange, fill_uniform, fill_normal (cpu:: for float, double, int32; cuda:: for float, int32)
+// defines: fill, arange, fill_uniform, fill_normal (cpu:: for float, double, int32; cuda:: for float,
+// int32; fill also for bfloat16, rounded to nearest even)
 #pragma once
 
 #include <cstdint>

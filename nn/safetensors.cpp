@@ -32,11 +32,12 @@ constexpr const char* kMetadataKey = "__metadata__";
 constexpr size_t kHeaderLengthBytes = 8;
 constexpr size_t kHeaderAlignment = 8;
 
-// The dtypes this reader maps; any other safetensors dtype (BF16, F16, I64, ...) is refused.
+// The dtypes this reader maps; any other safetensors dtype (F16, I64, ...) is refused.
 bool dtype_from_safetensors_name(const std::string& name, DType& dtype) {
     if (name == "F32") dtype = DType::Float32;
     else if (name == "F64") dtype = DType::Float64;
     else if (name == "I32") dtype = DType::Int32;
+    else if (name == "BF16") dtype = DType::BFloat16;
     else return false;
     return true;
 }
@@ -181,9 +182,9 @@ std::string safetensors_dtype_name(DType dtype) {
         case DType::Float32: return "F32";
         case DType::Float64: return "F64";
         case DType::Int32: return "I32";
-        case DType::BFloat16: break;
+        case DType::BFloat16: return "BF16";
     }
-    throw std::invalid_argument(str("safetensors: dtype ", dtype_name(dtype), " is not supported (float32, float64, int32)"));
+    throw std::invalid_argument(str("safetensors: dtype ", dtype_name(dtype), " is not supported"));
 }
 
 std::string encode_safetensors(const NamedTensors& tensors, const SafetensorsMetadata& metadata) {

@@ -1,10 +1,12 @@
 // Element types a Tensor can hold. float32 is the working type everywhere; float64 exists on
-// CPU for finite-difference gradient checks; int32 holds token ids and targets; bfloat16 is
-// reserved for mixed precision (the enum and the dispatch helpers already know it).
+// CPU for finite-difference gradient checks; int32 holds token ids and targets; bfloat16 is the
+// storage type of mixed precision (kernels/common/bfloat16.h; ops compute in float32).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+
+#include "kernels/common/bfloat16.h"
 
 namespace mp {
 
@@ -37,5 +39,6 @@ template <typename T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::Float32; }
 template <> constexpr DType dtype_of<double>() { return DType::Float64; }
 template <> constexpr DType dtype_of<int32_t>() { return DType::Int32; }
+template <> constexpr DType dtype_of<bfloat16>() { return DType::BFloat16; }
 
 }  // namespace mp

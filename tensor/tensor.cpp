@@ -13,6 +13,7 @@
 #include "tensor/allocator.h"
 #include "tensor/device_checks.h"
 #include "tensor/device_context.h"
+#include "tensor/dispatch.h"
 
 #if MP_CUDA
 #include <cuda_runtime.h>
@@ -129,10 +130,10 @@ T* Tensor::data() const {
 template float* Tensor::data<float>() const;
 template double* Tensor::data<double>() const;
 template int32_t* Tensor::data<int32_t>() const;
+template bfloat16* Tensor::data<bfloat16>() const;
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
     check_shape(shape, "empty");
-    MP_REQUIRE(dtype != DType::BFloat16, "empty: bfloat16 tensors are not implemented yet");
     MP_REQUIRE(!(device.is_cuda() && dtype == DType::Float64), "empty: float64 is CPU-only (gradient checks); got ",
                device.str());
     if (device.is_cuda())
@@ -156,12 +157,7 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
 }
 
 void Tensor::fill_(double value) {
-    switch (dtype_) {
-        case DType::Float32: fill_typed<float>(*this, value); break;
-        case DType::Float64: fill_typed<double>(*this, value); break;
-        case DType::Int32: fill_typed<int32_t>(*this, value); break;
-        default: MP_REQUIRE(false, "fill_: unsupported dtype ", dtype_name(dtype_));
-    }
+    dispatch_dtype("fill_", dtype_, kAllDTypes, [&](auto tag) { fill_typed<typename decltype(tag)::type>(*this, value); });
 }
 
 Tensor Tensor::arange(int64_t n, DType dtype, Device device) {
@@ -231,6 +227,7 @@ Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape, Dev
 template Tensor Tensor::from_vector<float>(const std::vector<float>&, const Shape&, Device);
 template Tensor Tensor::from_vector<double>(const std::vector<double>&, const Shape&, Device);
 template Tensor Tensor::from_vector<int32_t>(const std::vector<int32_t>&, const Shape&, Device);
+template Tensor Tensor::from_vector<bfloat16>(const std::vector<bfloat16>&, const Shape&, Device);
 
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
@@ -243,6 +240,7 @@ std::vector<T> Tensor::to_vector() const {
 template std::vector<float> Tensor::to_vector<float>() const;
 template std::vector<double> Tensor::to_vector<double>() const;
 template std::vector<int32_t> Tensor::to_vector<int32_t>() const;
+template std::vector<bfloat16> Tensor::to_vector<bfloat16>() const;
 
 Tensor Tensor::reshape(const Shape& shape) const {
     MP_REQUIRE(defined(), "reshape: the tensor is undefined");
@@ -294,22 +292,17 @@ Tensor Tensor::to(DType dtype) const {
     MP_REQUIRE(device().is_cpu(), "to(", dtype_name(dtype), "): dtype conversion is CPU-only; tensor is ",
                describe());
     Tensor out = empty(shape_, dtype, Device::cpu());
-    auto convert = [&](auto* dst) {
-        using D = std::remove_pointer_t<decltype(dst)>;
-        int64_t n = numel();
-        switch (dtype_) {
-            case DType::Float32: { const float* s = data<float>(); for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<D>(s[i]); break; }
-            case DType::Float64: { const double* s = data<double>(); for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<D>(s[i]); break; }
-            case DType::Int32: { const int32_t* s = data<int32_t>(); for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<D>(s[i]); break; }
-            default: MP_REQUIRE(false, "to: unsupported source dtype ", dtype_name(dtype_));
-        }
-    };
-    switch (dtype) {
-        case DType::Float32: convert(out.data<float>()); break;
-        case DType::Float64: convert(out.data<double>()); break;
-        case DType::Int32: convert(out.data<int32_t>()); break;
-        default: MP_REQUIRE(false, "to: unsupported target dtype ", dtype_name(dtype));
-    }
+    // Through double, which holds every float32, float64 and int32 value exactly; a bfloat16
+    // target goes through float32 and is rounded to nearest even (as PyTorch converts).
+    dispatch_dtype("to", dtype_, kAllDTypes, [&](auto source_tag) {
+        using S = typename decltype(source_tag)::type;
+        dispatch_dtype("to", dtype, kAllDTypes, [&](auto target_tag) {
+            using D = typename decltype(target_tag)::type;
+            const S* source = data<S>();
+            D* target = out.data<D>();
+            for (int64_t i = 0; i < numel(); ++i) target[i] = element_from_double<D>(element_to_double(source[i]));
+        });
+    });
     return out;
 }
 
@@ -324,13 +317,9 @@ void Tensor::copy_from(const Tensor& source) {
 
 double Tensor::item() const {
     MP_REQUIRE(defined() && numel() == 1, "item: needs a one-element tensor, got ", describe());
-    switch (dtype_) {
-        case DType::Float32: return to_vector<float>()[0];
-        case DType::Float64: return to_vector<double>()[0];
-        case DType::Int32: return to_vector<int32_t>()[0];
-        default: MP_REQUIRE(false, "item: unsupported dtype ", dtype_name(dtype_));
-    }
-    return 0;
+    return dispatch_dtype("item", dtype_, kAllDTypes, [&](auto tag) {
+        return element_to_double(to_vector<typename decltype(tag)::type>()[0]);
+    });
 }
 
 namespace {
@@ -339,7 +328,7 @@ template <typename T>
 void print_values(std::ostream& out, const T* values, const Shape& shape, size_t dim, int64_t& index) {
     constexpr int64_t kEdge = 3;
     if (dim == shape.size()) {
-        out << values[index++];
+        out << element_to_double(values[index++]);
         return;
     }
     int64_t n = shape[dim];
@@ -367,12 +356,9 @@ std::ostream& operator<<(std::ostream& out, const Tensor& tensor) {
     int64_t index = 0;
     std::ios_base::fmtflags flags = out.flags();
     out << std::setprecision(6);
-    switch (tensor.dtype()) {
-        case DType::Float32: print_values(out, host.data<float>(), tensor.shape(), 0, index); break;
-        case DType::Float64: print_values(out, host.data<double>(), tensor.shape(), 0, index); break;
-        case DType::Int32: print_values(out, host.data<int32_t>(), tensor.shape(), 0, index); break;
-        default: out << "?"; break;
-    }
+    dispatch_dtype("operator<<", tensor.dtype(), kAllDTypes, [&](auto tag) {
+        print_values(out, host.data<typename decltype(tag)::type>(), tensor.shape(), 0, index);
+    });
     out.flags(flags);
     return out << ", " << tensor.describe() << ")";
 }

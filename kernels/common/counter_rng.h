@@ -6,11 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define MP_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define MP_HOST_DEVICE inline
-#endif
+#include "kernels/common/host_device.h"
 
 namespace mp::rng {
 

@@ -1,6 +1,7 @@
 // CPU reference for the initialisation kernels: plain loops.
 #include <cmath>
 
+#include "kernels/common/bfloat16.h"
 #include "kernels/common/counter_rng.h"
 #include "kernels/init.h"
 
@@ -8,7 +9,8 @@ namespace mp::kernels::cpu {
 
 template <typename T>
 void fill(T* out, int64_t n, double value) {
-    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(value);
+    const T element = element_from_double<T>(value);
+    for (int64_t i = 0; i < n; ++i) out[i] = element;
 }
 
 template <typename T>
@@ -29,6 +31,7 @@ void fill_normal(T* out, int64_t n, uint64_t seed, uint64_t offset, double mean,
 template void fill<float>(float*, int64_t, double);
 template void fill<double>(double*, int64_t, double);
 template void fill<int32_t>(int32_t*, int64_t, double);
+template void fill<bfloat16>(bfloat16*, int64_t, double);
 template void arange<float>(float*, int64_t);
 template void arange<double>(double*, int64_t);
 template void arange<int32_t>(int32_t*, int64_t);

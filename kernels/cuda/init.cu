@@ -2,6 +2,7 @@
 // Floor (H100): pure writes, 4 bytes per element at ~3 TB/s; the normal draw also spends
 // ~2 double-precision log/cos per element (FP64 is 1/2 of FP32 rate on H100 — still far from
 // the write floor for init-time use). Grid-stride loops, one element per thread per step.
+#include "kernels/common/bfloat16.h"
 #include "kernels/common/counter_rng.h"
 #include "kernels/cuda/check.cuh"
 #include "kernels/init.h"
@@ -40,7 +41,7 @@ constexpr int kBlock = 256;
 template <typename T>
 void fill(T* out, int64_t n, double value, cudaStream_t stream) {
     if (n == 0) return;
-    fill_kernel<<<cuda_detail::grid_for(n, kBlock), kBlock, 0, stream>>>(out, n, static_cast<T>(value));
+    fill_kernel<<<cuda_detail::grid_for(n, kBlock), kBlock, 0, stream>>>(out, n, element_from_double<T>(value));
     CUDA_CHECK_LAUNCH();
 }
 
@@ -65,6 +66,7 @@ void fill_normal(float* out, int64_t n, uint64_t seed, uint64_t offset, double m
 
 template void fill<float>(float*, int64_t, double, cudaStream_t);
 template void fill<int32_t>(int32_t*, int64_t, double, cudaStream_t);
+template void fill<bfloat16>(bfloat16*, int64_t, double, cudaStream_t);
 template void arange<float>(float*, int64_t, cudaStream_t);
 template void arange<int32_t>(int32_t*, int64_t, cudaStream_t);
 
