@@ -1,14 +1,16 @@
 // Elementwise arithmetic and the reductions a training step needs: add / sub / mul, scale, axpy
 // (gradient accumulation), bias_add with its gradient sum_rows, and the full sum and sum of squares
 // (loss averaging, the global gradient L2 norm). Outputs come first, the CUDA stream last.
-// defines: add, sub, mul, scale, axpy, bias_add, sum_rows, sum, sum_squares (cpu:: for float and
-//          double; cuda:: for float) and the CUDA workspace queries sum_rows_workspace_floats,
-//          sum_workspace_floats
+// defines: add, sub, mul, scale, axpy, bias_add, sum_rows, sum, sum_squares (cpu:: for float,
+//          double and bfloat16; cuda:: for float, and bfloat16 for the elementwise ones) and the
+//          CUDA workspace queries sum_rows_workspace_floats, sum_workspace_floats. bfloat16 is
+//          computed in float32 and rounded to nearest even once on store.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/common/bfloat16.h"
 #include "kernels/common/stream.h"
 
 namespace mp::kernels::cpu {
@@ -36,6 +38,12 @@ void mul(float* out, const float* a, const float* b, int64_t n, cudaStream_t str
 void scale(float* out, const float* x, int64_t n, double s, cudaStream_t stream);
 void axpy(float* y, const float* x, int64_t n, double alpha, cudaStream_t stream);
 void bias_add(float* out, const float* x, const float* bias, int64_t rows, int64_t cols, cudaStream_t stream);
+void add(bfloat16* out, const bfloat16* a, const bfloat16* b, int64_t n, cudaStream_t stream);
+void sub(bfloat16* out, const bfloat16* a, const bfloat16* b, int64_t n, cudaStream_t stream);
+void mul(bfloat16* out, const bfloat16* a, const bfloat16* b, int64_t n, cudaStream_t stream);
+void scale(bfloat16* out, const bfloat16* x, int64_t n, double s, cudaStream_t stream);
+void axpy(bfloat16* y, const bfloat16* x, int64_t n, double alpha, cudaStream_t stream);
+void bias_add(bfloat16* out, const bfloat16* x, const bfloat16* bias, int64_t rows, int64_t cols, cudaStream_t stream);
 
 // The reductions are deterministic: a fixed-shape two-pass tree whose partials go to a
 // caller-provided `workspace` of at least <name>_workspace_floats(...) floats (nullptr is

@@ -43,7 +43,8 @@ inline constexpr DTypes kAllDTypes{DType::Float32, DType::Float64, DType::Int32,
 // "<op>: <dtype> is not supported (expected <allowed>)" when `allowed` lacks it.
 template <typename F>
 decltype(auto) dispatch_dtype(const char* op, DType dtype, DTypes allowed, F&& f) {
-    MP_REQUIRE(allowed.contains(dtype), op, ": ", dtype_name(dtype), " is not supported (expected ", allowed.names(), ")");
+    MP_REQUIRE(allowed.contains(dtype), op, ": ", dtype_name(dtype), " is not supported (expected ", allowed.names(),
+               ")");
     switch (dtype) {
         case DType::Float32: return std::forward<F>(f)(TypeTag<float>{});
         case DType::Float64: return std::forward<F>(f)(TypeTag<double>{});
@@ -51,6 +52,21 @@ decltype(auto) dispatch_dtype(const char* op, DType dtype, DTypes allowed, F&& f
         case DType::BFloat16: return std::forward<F>(f)(TypeTag<bfloat16>{});
     }
     throw std::logic_error("dispatch_dtype: unknown dtype");
+}
+
+// The same over the floating dtypes only (f is instantiated for float, double and bfloat16, not
+// int32): for ops whose kernels exist only for floating types. `allowed` must not hold int32.
+template <typename F>
+decltype(auto) dispatch_floating(const char* op, DType dtype, DTypes allowed, F&& f) {
+    MP_REQUIRE(allowed.contains(dtype) && dtype != DType::Int32, op, ": ", dtype_name(dtype),
+               " is not supported (expected ", allowed.names(), ")");
+    switch (dtype) {
+        case DType::Float32: return std::forward<F>(f)(TypeTag<float>{});
+        case DType::Float64: return std::forward<F>(f)(TypeTag<double>{});
+        case DType::BFloat16: return std::forward<F>(f)(TypeTag<bfloat16>{});
+        case DType::Int32: break;
+    }
+    throw std::logic_error("dispatch_floating: int32");
 }
 
 }  // namespace mp

@@ -119,10 +119,9 @@ TEST(BFloat16, SafetensorsKeepTheBits) {
 }
 
 TEST(Dispatch, CallsWithTheElementTypeOrNamesWhatItTakes) {
-    EXPECT_EQ(dispatch_dtype("op", DType::BFloat16, kAllDTypes, [](auto tag) { return sizeof(typename decltype(tag)::type); }),
-              2u);
-    EXPECT_EQ(dispatch_dtype("op", DType::Float64, kFloatingDTypes, [](auto tag) { return sizeof(typename decltype(tag)::type); }),
-              8u);
+    auto element_size = [](auto tag) { return sizeof(typename decltype(tag)::type); };
+    EXPECT_EQ(dispatch_dtype("op", DType::BFloat16, kAllDTypes, element_size), 2u);
+    EXPECT_EQ(dispatch_dtype("op", DType::Float64, kFloatingDTypes, element_size), 8u);
     mp::testing::expect_invalid_argument(
         [] { dispatch_dtype("layernorm", DType::Int32, kFloatingDTypes, [](auto) { return 0; }); },
         {"layernorm: int32 is not supported (expected float32 | float64 | bfloat16)"});

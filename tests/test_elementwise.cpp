@@ -1,6 +1,7 @@
 // Elementwise ops and reductions: the CPU reference against hand-computed values and closed
 // forms, float32 against float64, CUDA against CPU on odd and misaligned shapes with poisoned
-// outputs, run-to-run determinism of the CUDA reductions, and every argument check.
+// outputs, run-to-run determinism of the CUDA reductions, every argument check; and bfloat16:
+// bit-exact against its definition, within the unit-roundoff bound of float32, CUDA against CPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -468,4 +469,120 @@ TEST(ElementwiseCuda, BroadcastScalarStaysOnTheDevice) {
     EXPECT_EQ(out.device(), gpu);
     const double value = scalar.item();
     for (double v : to_doubles(out)) EXPECT_EQ(v, value);
+}
+
+// ---------------------------------------------------------------- bfloat16
+
+namespace {
+
+// bfloat16 inputs for a float32 reference: x rounded to bfloat16, and that rounding widened back.
+struct Bf16Input {
+    Tensor bf16, widened;
+};
+Bf16Input bf16_input(const Shape& shape, uint64_t seed) {
+    Tensor b = random_tensor(shape, seed).to(DType::BFloat16);
+    return {b, b.to(DType::Float32)};
+}
+
+// The definition of a bfloat16 elementwise op: the float32 op on the widened inputs, rounded to
+// nearest even once. Every element must be that, bit for bit.
+void expect_rounded_from(const Tensor& bf16_result, const Tensor& float_result, const std::string& what) {
+    ASSERT_EQ(bf16_result.dtype(), DType::BFloat16) << what;
+    std::vector<bfloat16> got = bf16_result.to_vector<bfloat16>();
+    std::vector<float> exact = float_result.to_vector<float>();
+    ASSERT_EQ(got.size(), exact.size()) << what;
+    for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_EQ(got[i].bits, bfloat16(exact[i]).bits) << what << " element " << i;
+}
+
+}  // namespace
+
+TEST(ElementwiseBf16, EachOutputIsTheFloat32OpRoundedOnce) {
+    const Shape shape{37, 13};  // non-round
+    Bf16Input a = bf16_input(shape, 41), b = bf16_input(shape, 42), bias = bf16_input({13}, 43);
+    expect_rounded_from(ops::add(a.bf16, b.bf16), ops::add(a.widened, b.widened), "add");
+    expect_rounded_from(ops::sub(a.bf16, b.bf16), ops::sub(a.widened, b.widened), "sub");
+    expect_rounded_from(ops::mul(a.bf16, b.bf16), ops::mul(a.widened, b.widened), "mul");
+    expect_rounded_from(ops::scale(a.bf16, 0.3), ops::scale(a.widened, 0.3), "scale");
+    expect_rounded_from(ops::bias_add(a.bf16, bias.bf16), ops::bias_add(a.widened, bias.widened), "bias_add");
+    Tensor y = a.bf16.clone(), y_float = a.widened.clone();
+    ops::axpy_(y, b.bf16, -0.7);
+    ops::axpy_(y_float, b.widened, -0.7);
+    expect_rounded_from(y, y_float, "axpy_");
+}
+
+// Against float32 on the unrounded inputs. With u = 2^-8 (bfloat16's unit roundoff; float32's
+// 2^-24 is negligible beside it): each input carries a relative error of at most u, the output
+// one more rounding. add/sub: |r̃ - r| <= u(|a| + |b|) + u|r̃|; mul: |r̃ - r| <= ((1 + u)^3 - 1)|ab|.
+// The checks use these bounds with 1% slack for the float32 arithmetic.
+TEST(ElementwiseBf16, WithinTheUnitRoundoffBoundOfFloat32) {
+    const double u = std::ldexp(1.0, -8);
+    const Shape shape{29, 11};
+    Tensor a = random_tensor(shape, 51), b = random_tensor(shape, 52);
+    std::vector<float> av = a.to_vector<float>(), bv = b.to_vector<float>();
+    std::vector<float> sum_ref = ops::add(a, b).to_vector<float>(), prod_ref = ops::mul(a, b).to_vector<float>();
+    std::vector<float> sum = ops::add(a.to(DType::BFloat16), b.to(DType::BFloat16)).to(DType::Float32).to_vector<float>();
+    std::vector<float> prod = ops::mul(a.to(DType::BFloat16), b.to(DType::BFloat16)).to(DType::Float32).to_vector<float>();
+    for (size_t i = 0; i < av.size(); ++i) {
+        const double add_bound = 1.01 * (u * (std::fabs(av[i]) + std::fabs(bv[i])) + u * std::fabs(sum[i]));
+        EXPECT_LE(std::fabs(double(sum[i]) - sum_ref[i]), add_bound) << i;
+        const double mul_bound = 1.01 * (std::pow(1 + u, 3) - 1) * std::fabs(double(av[i]) * bv[i]);
+        EXPECT_LE(std::fabs(double(prod[i]) - prod_ref[i]), mul_bound) << i;
+    }
+}
+
+// Reductions of bfloat16 accumulate in double and round once (sum, sum_rows); the global norm of
+// bfloat16 tensors is that of their float32 widening (not rounded to 8 bits).
+TEST(ElementwiseBf16, ReductionsAccumulateWideAndRoundOnce) {
+    Bf16Input x = bf16_input({23, 9}, 61);
+    std::vector<float> w = x.widened.to_vector<float>();
+    double total = 0, squares = 0;
+    std::vector<double> columns(9, 0.0);
+    for (size_t i = 0; i < w.size(); ++i) {
+        total += w[i];
+        squares += double(w[i]) * w[i];
+        columns[i % 9] += w[i];
+    }
+    EXPECT_EQ(ops::sum(x.bf16).to_vector<bfloat16>()[0].bits, bfloat16(static_cast<float>(total)).bits);
+    std::vector<bfloat16> column_sums = ops::sum_rows(x.bf16).to_vector<bfloat16>();
+    for (size_t c = 0; c < 9; ++c) EXPECT_EQ(column_sums[c].bits, bfloat16(static_cast<float>(columns[c])).bits) << c;
+    EXPECT_DOUBLE_EQ(ops::global_l2_norm({x.bf16}), ops::global_l2_norm({x.widened}));
+    EXPECT_NEAR(ops::global_l2_norm({x.bf16}), std::sqrt(squares), 1e-6 * std::sqrt(squares));
+}
+
+TEST(ElementwiseBf16, MixedDtypesAndIntegersAreRefused) {
+    Tensor f = random_tensor({3}, 1), b = f.to(DType::BFloat16), i = Tensor::zeros({3}, DType::Int32);
+    expect_invalid_argument([&] { ops::add(f, b); }, {"add: dtype mismatch", "float32(3) on cpu", "bfloat16(3) on cpu"});
+    expect_invalid_argument([&] { ops::scale(i, 2.0); },
+                            {"scale: expects float32 | float64 | bfloat16 on cpu, got int32(3) on cpu"});
+}
+
+// On the GPU: the bfloat16 kernels give the CPU reference's bits (both compute in float32 with
+// IEEE-rounded operations and round to nearest even once), on odd sizes, the raw binary kernels
+// into NaN-poisoned outputs; the reductions, which have no bfloat16 kernel yet, refuse by name.
+TEST(ElementwiseCudaBf16, MatchCpuBitwise) {
+    MP_REQUIRE_GPU();
+    const Device gpu = Device::cuda(0);
+    for (int64_t n : {1, 7, 1001, 65537}) {
+        Tensor a = random_tensor({n}, 70 + n).to(DType::BFloat16), b = random_tensor({n}, 80 + n).to(DType::BFloat16);
+        Tensor ag = a.to(gpu), bg = b.to(gpu);
+        const std::string what = "n=" + std::to_string(n);
+        // The raw kernels into NaN-poisoned outputs: every element must be written.
+        Tensor out = poisoned({n}, DType::BFloat16, gpu);
+        const cudaStream_t stream = compute_stream(0);
+        kernels::cuda::add(out.data<bfloat16>(), ag.data<bfloat16>(), bg.data<bfloat16>(), n, stream);
+        expect_equal(out, ops::add(a, b), "add " + what);
+        kernels::cuda::sub(out.data<bfloat16>(), ag.data<bfloat16>(), bg.data<bfloat16>(), n, stream);
+        expect_equal(out, ops::sub(a, b), "sub " + what);
+        kernels::cuda::mul(out.data<bfloat16>(), ag.data<bfloat16>(), bg.data<bfloat16>(), n, stream);
+        expect_equal(out, ops::mul(a, b), "mul " + what);
+        expect_equal(ops::scale(ag, -1.3), ops::scale(a, -1.3), "scale " + what);
+        Tensor y = a.clone(), yg = ag.clone();
+        ops::axpy_(y, b, 0.7);
+        ops::axpy_(yg, bg, 0.7);
+        expect_equal(yg, y, "axpy " + what);
+    }
+    Tensor x = random_tensor({33, 17}, 90).to(DType::BFloat16), bias = random_tensor({17}, 91).to(DType::BFloat16);
+    expect_equal(ops::bias_add(x.to(gpu), bias.to(gpu)), ops::bias_add(x, bias), "bias_add");
+    expect_invalid_argument([&] { ops::sum(x.to(gpu)); }, {"sum: bfloat16 is not supported (expected float32)"});
 }

@@ -56,6 +56,16 @@ static_assert(sizeof(bfloat16) == 2, "bfloat16 must be two bytes");
 // x rounded to bfloat16 and back: what storing x in a bfloat16 tensor keeps.
 MP_HOST_DEVICE float round_to_bfloat16(float x) { return static_cast<float>(bfloat16(x)); }
 
+// The type arithmetic on T is done in: float for bfloat16 (loaded exactly, rounded to nearest even
+// once on store), T itself for float and double.
+template <typename T> struct ComputeTypeOf {
+    using type = T;
+};
+template <> struct ComputeTypeOf<bfloat16> {
+    using type = float;
+};
+template <typename T> using compute_t = typename ComputeTypeOf<T>::type;
+
 // One element of any element type from or to a double (fills, conversions, tests): a bfloat16
 // goes through float32 and is rounded to nearest even when stored.
 template <typename T> MP_HOST_DEVICE T element_from_double(double value) { return static_cast<T>(value); }

@@ -1,5 +1,5 @@
-// CUDA elementwise kernels (add, sub, mul, scale, axpy, bias_add) and deterministic reductions
-// (sum_rows, sum, sum_squares), float32.
+// CUDA elementwise kernels (add, sub, mul, scale, axpy, bias_add; float32 and bfloat16) and
+// deterministic reductions (sum_rows, sum, sum_squares; float32).
 //
 // Floor (H100, ~3 TB/s): add/sub/mul and axpy move 12 bytes per element (two reads, one write),
 // scale 8, bias_add ~8 (the bias row stays in L2), the reductions read 4 — e.g. a 16384 x 768
@@ -10,7 +10,9 @@
 //   aligned, then a scalar loop for the n % 4 tail (or for everything when a pointer is not
 //   aligned, e.g. a dim-0 slice of an odd-width tensor). The operations use __fadd_rn /
 //   __fmul_rn so nvcc cannot contract axpy into an FMA: each output is the same one or two IEEE
-//   roundings as the CPU reference, hence bitwise equal to it.
+//   roundings as the CPU reference, hence bitwise equal to it. bfloat16: the same operations on
+//   values loaded to float32, rounded to nearest even once on store (a scalar grid-stride loop;
+//   half the bytes of float32, so its floor is half as long).
 // - sum / sum_squares: a fixed-shape two-pass tree, no atomics. Pass 1 runs a grid of
 //   reduce_blocks(n) blocks (a function of n only); each thread accumulates its grid-stride
 //   elements in order, the block reduces with warp shuffles and writes one partial to the
@@ -22,6 +24,7 @@
 //   the chunks in order. The chunk count depends only on (rows, cols).
 #include <cstdint>
 
+#include "kernels/common/bfloat16.h"
 #include "kernels/cuda/check.cuh"
 #include "kernels/elementwise.h"
 
@@ -113,6 +116,30 @@ void launch_binary(float* out, const float* a, const float* b, int64_t n, Op op,
     // Enough threads for the float4 part; the tail (< 4 elements when aligned) fits in them.
     int64_t work_items = aligned ? vector_count + n % 4 : n;
     binary_kernel<<<cuda_detail::grid_for(work_items, kBlock), kBlock, 0, stream>>>(out, a, b, n, vector_count, op);
+    CUDA_CHECK_LAUNCH();
+}
+
+// bfloat16: out[i] = op(a[i], b[i]) computed in float32 and rounded once on store.
+template <typename Op>
+__global__ void binary_bf16_kernel(bfloat16* out, const bfloat16* a, const bfloat16* b, int64_t n, Op op) {
+    for (int64_t i = global_thread_index(); i < n; i += grid_stride())
+        out[i] = bfloat16(op(static_cast<float>(a[i]), static_cast<float>(b[i])));
+}
+
+template <typename Op>
+__global__ void unary_bf16_kernel(bfloat16* out, const bfloat16* x, int64_t n, Op op) {
+    for (int64_t i = global_thread_index(); i < n; i += grid_stride()) out[i] = bfloat16(op(static_cast<float>(x[i])));
+}
+
+__global__ void bias_add_bf16_kernel(bfloat16* out, const bfloat16* x, const bfloat16* bias, int64_t n, int64_t cols) {
+    for (int64_t i = global_thread_index(); i < n; i += grid_stride())
+        out[i] = bfloat16(__fadd_rn(static_cast<float>(x[i]), static_cast<float>(bias[i % cols])));
+}
+
+template <typename Op>
+void launch_binary(bfloat16* out, const bfloat16* a, const bfloat16* b, int64_t n, Op op, cudaStream_t stream) {
+    if (n == 0) return;
+    binary_bf16_kernel<<<cuda_detail::grid_for(n, kBlock), kBlock, 0, stream>>>(out, a, b, n, op);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -244,6 +271,36 @@ void scale(float* out, const float* x, int64_t n, double s, cudaStream_t stream)
     int64_t work_items = aligned ? vector_count + n % 4 : n;
     unary_kernel<<<cuda_detail::grid_for(work_items, kBlock), kBlock, 0, stream>>>(out, x, n, vector_count,
                                                                                     ScaleOp{static_cast<float>(s)});
+    CUDA_CHECK_LAUNCH();
+}
+
+void add(bfloat16* out, const bfloat16* a, const bfloat16* b, int64_t n, cudaStream_t stream) {
+    launch_binary(out, a, b, n, AddOp{}, stream);
+}
+
+void sub(bfloat16* out, const bfloat16* a, const bfloat16* b, int64_t n, cudaStream_t stream) {
+    launch_binary(out, a, b, n, SubOp{}, stream);
+}
+
+void mul(bfloat16* out, const bfloat16* a, const bfloat16* b, int64_t n, cudaStream_t stream) {
+    launch_binary(out, a, b, n, MulOp{}, stream);
+}
+
+void axpy(bfloat16* y, const bfloat16* x, int64_t n, double alpha, cudaStream_t stream) {
+    launch_binary(y, y, x, n, AxpyOp{static_cast<float>(alpha)}, stream);
+}
+
+void scale(bfloat16* out, const bfloat16* x, int64_t n, double s, cudaStream_t stream) {
+    if (n == 0) return;
+    const ScaleOp op{static_cast<float>(s)};
+    unary_bf16_kernel<<<cuda_detail::grid_for(n, kBlock), kBlock, 0, stream>>>(out, x, n, op);
+    CUDA_CHECK_LAUNCH();
+}
+
+void bias_add(bfloat16* out, const bfloat16* x, const bfloat16* bias, int64_t rows, int64_t cols, cudaStream_t stream) {
+    const int64_t n = rows * cols;
+    if (n == 0) return;
+    bias_add_bf16_kernel<<<cuda_detail::grid_for(n, kBlock), kBlock, 0, stream>>>(out, x, bias, n, cols);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <initializer_list>
+#include <type_traits>
 
 #include "kernels/common/error.h"
 #include "tensor/device_context.h"
+#include "tensor/dispatch.h"
 #include "tensor/tensor.h"
 
 #if MP_CUDA
@@ -44,6 +46,24 @@ inline void require_same_shape(const char* op, const Tensor& a, const Tensor& b)
 inline void require_float(const char* op, const Tensor& t) {
     bool ok = t.dtype() == DType::Float32 || (t.dtype() == DType::Float64 && t.device().is_cpu());
     MP_REQUIRE(ok, op, ": expects float32 (or float64 on cpu), got ", t.describe());
+}
+
+// The floating dtypes an op with a bfloat16 path takes on `device`: float32 and bfloat16
+// everywhere, float64 on the CPU only (gradient checks).
+inline DTypes floating_on(Device device) {
+    return device.is_cpu() ? kFloatingDTypes : DTypes{DType::Float32, DType::BFloat16};
+}
+// Whether element type T has CUDA kernels (float64 never lives on a GPU): guards the CUDA branch
+// of a dispatch body with `if constexpr`.
+template <typename T>
+inline constexpr bool kHasCudaKernels = std::is_same_v<T, float> || std::is_same_v<T, bfloat16>;
+
+// t's dtype is one `allowed` holds (by default floating_on(t's device)): "add: expects float32 |
+// bfloat16 on cuda:0, got int32(4, 7) on cuda:0".
+inline void require_floating(const char* op, const Tensor& t) {
+    const DTypes allowed = floating_on(t.device());
+    MP_REQUIRE(allowed.contains(t.dtype()), op, ": expects ", allowed.names(), " on ", t.device().str(), ", got ",
+               t.describe());
 }
 
 inline void require_dtype(const char* op, const Tensor& t, DType dtype, const char* name) {

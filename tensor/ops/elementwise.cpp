@@ -1,5 +1,6 @@
 // Elementwise ops and reductions: argument checks, output (and CUDA workspace) allocation, and
-// dispatch to kernels::cpu (float or double) or kernels::cuda (float).
+// dispatch to kernels::cpu (float32, float64, bfloat16) or kernels::cuda (float32; bfloat16 for
+// the elementwise ops, not yet for the reductions).
 #include "tensor/ops/elementwise.h"
 
 #include <algorithm>
@@ -12,14 +13,9 @@ namespace mp::ops {
 
 namespace {
 
-// Calls body(T{}) with T = double for a float64 tensor and float otherwise: the two
-// instantiations of the CPU kernels.
-template <typename Body>
-void with_cpu_type(DType dtype, Body&& body) {
-    if (dtype == DType::Float64)
-        body(double{});
-    else
-        body(float{});
+// The dtypes of the reductions: floating_on(device), less bfloat16 on CUDA (no kernel yet).
+DTypes reduction_dtypes(Device device) {
+    return device.is_cpu() ? kFloatingDTypes : DTypes{DType::Float32};
 }
 
 // The checks shared by add / sub / mul and axpy_: both defined, one device, float, one dtype.
@@ -27,8 +23,8 @@ void check_pair(const char* op, const Tensor& a, const char* a_name, const Tenso
     detail::require_defined(op, a, a_name);
     detail::require_defined(op, b, b_name);
     detail::require_same_device(op, {&a, &b});
-    detail::require_float(op, a);
-    detail::require_float(op, b);
+    detail::require_floating(op, a);
+    detail::require_floating(op, b);
     detail::require_same_dtype(op, {&a, &b});
 }
 
@@ -71,58 +67,55 @@ double sum_of_squares_cuda(const std::vector<Tensor>& tensors) {
 
 Tensor add(const Tensor& a, const Tensor& b) {
     Tensor out = binary_output("add", a, b);
-    if (a.device().is_cpu()) {
-        with_cpu_type(a.dtype(), [&](auto zero) {
-            using T = decltype(zero);
+    dispatch_floating("add", a.dtype(), detail::floating_on(a.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (a.device().is_cpu()) {
             kernels::cpu::add(out.data<T>(), a.data<T>(), b.data<T>(), a.numel());
-        });
-    } else {
-        MP_ON_CUDA(kernels::cuda::add(out.data<float>(), a.data<float>(), b.data<float>(), a.numel(),
-                                      detail::stream_of(a)));
-    }
+        } else if constexpr (detail::kHasCudaKernels<T>) {
+            MP_ON_CUDA(kernels::cuda::add(out.data<T>(), a.data<T>(), b.data<T>(), a.numel(), detail::stream_of(a)));
+        }
+    });
     return out;
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
     Tensor out = binary_output("sub", a, b);
-    if (a.device().is_cpu()) {
-        with_cpu_type(a.dtype(), [&](auto zero) {
-            using T = decltype(zero);
+    dispatch_floating("sub", a.dtype(), detail::floating_on(a.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (a.device().is_cpu()) {
             kernels::cpu::sub(out.data<T>(), a.data<T>(), b.data<T>(), a.numel());
-        });
-    } else {
-        MP_ON_CUDA(kernels::cuda::sub(out.data<float>(), a.data<float>(), b.data<float>(), a.numel(),
-                                      detail::stream_of(a)));
-    }
+        } else if constexpr (detail::kHasCudaKernels<T>) {
+            MP_ON_CUDA(kernels::cuda::sub(out.data<T>(), a.data<T>(), b.data<T>(), a.numel(), detail::stream_of(a)));
+        }
+    });
     return out;
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
     Tensor out = binary_output("mul", a, b);
-    if (a.device().is_cpu()) {
-        with_cpu_type(a.dtype(), [&](auto zero) {
-            using T = decltype(zero);
+    dispatch_floating("mul", a.dtype(), detail::floating_on(a.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (a.device().is_cpu()) {
             kernels::cpu::mul(out.data<T>(), a.data<T>(), b.data<T>(), a.numel());
-        });
-    } else {
-        MP_ON_CUDA(kernels::cuda::mul(out.data<float>(), a.data<float>(), b.data<float>(), a.numel(),
-                                      detail::stream_of(a)));
-    }
+        } else if constexpr (detail::kHasCudaKernels<T>) {
+            MP_ON_CUDA(kernels::cuda::mul(out.data<T>(), a.data<T>(), b.data<T>(), a.numel(), detail::stream_of(a)));
+        }
+    });
     return out;
 }
 
 Tensor scale(const Tensor& x, double s) {
     detail::require_defined("scale", x, "x");
-    detail::require_float("scale", x);
+    detail::require_floating("scale", x);
     Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-    if (x.device().is_cpu()) {
-        with_cpu_type(x.dtype(), [&](auto zero) {
-            using T = decltype(zero);
+    dispatch_floating("scale", x.dtype(), detail::floating_on(x.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (x.device().is_cpu()) {
             kernels::cpu::scale(out.data<T>(), x.data<T>(), x.numel(), s);
-        });
-    } else {
-        MP_ON_CUDA(kernels::cuda::scale(out.data<float>(), x.data<float>(), x.numel(), s, detail::stream_of(x)));
-    }
+        } else if constexpr (detail::kHasCudaKernels<T>) {
+            MP_ON_CUDA(kernels::cuda::scale(out.data<T>(), x.data<T>(), x.numel(), s, detail::stream_of(x)));
+        }
+    });
     return out;
 }
 
@@ -131,14 +124,14 @@ void axpy_(Tensor& y, const Tensor& x, double alpha) {
     MP_REQUIRE(y.numel() == x.numel(), "axpy_: y has ", y.numel(), " elements ", shape_str(y.shape()), " but x has ",
                x.numel(), " ", shape_str(x.shape()));
     detail::require_same_shape("axpy_", y, x);
-    if (y.device().is_cpu()) {
-        with_cpu_type(y.dtype(), [&](auto zero) {
-            using T = decltype(zero);
+    dispatch_floating("axpy_", y.dtype(), detail::floating_on(y.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (y.device().is_cpu()) {
             kernels::cpu::axpy(y.data<T>(), x.data<T>(), y.numel(), alpha);
-        });
-    } else {
-        MP_ON_CUDA(kernels::cuda::axpy(y.data<float>(), x.data<float>(), y.numel(), alpha, detail::stream_of(y)));
-    }
+        } else if constexpr (detail::kHasCudaKernels<T>) {
+            MP_ON_CUDA(kernels::cuda::axpy(y.data<T>(), x.data<T>(), y.numel(), alpha, detail::stream_of(y)));
+        }
+    });
 }
 
 Tensor bias_add(const Tensor& x, const Tensor& bias) {
@@ -149,52 +142,53 @@ Tensor bias_add(const Tensor& x, const Tensor& bias) {
                ") to match x ", shape_str(x.shape()));
     const int64_t rows = detail::rows_over_last_dim(x);
     Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-    if (x.device().is_cpu()) {
-        with_cpu_type(x.dtype(), [&](auto zero) {
-            using T = decltype(zero);
+    dispatch_floating("bias_add", x.dtype(), detail::floating_on(x.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (x.device().is_cpu()) {
             kernels::cpu::bias_add(out.data<T>(), x.data<T>(), bias.data<T>(), rows, cols);
-        });
-    } else {
-        MP_ON_CUDA(kernels::cuda::bias_add(out.data<float>(), x.data<float>(), bias.data<float>(), rows, cols,
-                                           detail::stream_of(x)));
-    }
+        } else if constexpr (detail::kHasCudaKernels<T>) {
+            MP_ON_CUDA(kernels::cuda::bias_add(out.data<T>(), x.data<T>(), bias.data<T>(), rows, cols,
+                                               detail::stream_of(x)));
+        }
+    });
     return out;
 }
 
 Tensor sum_rows(const Tensor& x) {
     detail::require_defined("sum_rows", x, "x");
-    detail::require_float("sum_rows", x);
+    detail::require_floating("sum_rows", x);
     detail::require_rank_at_least("sum_rows", x, 1, "x");
     const int64_t cols = detail::last_dim(x);
     const int64_t rows = detail::rows_over_last_dim(x);
     Tensor out = Tensor::empty({cols}, x.dtype(), x.device());
-    if (x.device().is_cpu()) {
-        with_cpu_type(x.dtype(), [&](auto zero) {
-            using T = decltype(zero);
+    dispatch_floating("sum_rows", x.dtype(), reduction_dtypes(x.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (x.device().is_cpu()) {
             kernels::cpu::sum_rows(out.data<T>(), x.data<T>(), rows, cols);
-        });
-    } else {
-        MP_ON_CUDA(Tensor workspace = cuda_workspace(kernels::cuda::sum_rows_workspace_floats(rows, cols), x.device());
-                   kernels::cuda::sum_rows(out.data<float>(), x.data<float>(), rows, cols, data_or_null(workspace),
-                                           detail::stream_of(x)));
-    }
+        } else if constexpr (std::is_same_v<T, float>) {
+            MP_ON_CUDA(Tensor workspace =
+                           cuda_workspace(kernels::cuda::sum_rows_workspace_floats(rows, cols), x.device());
+                       kernels::cuda::sum_rows(out.data<float>(), x.data<float>(), rows, cols, data_or_null(workspace),
+                                               detail::stream_of(x)));
+        }
+    });
     return out;
 }
 
 Tensor sum(const Tensor& x) {
     detail::require_defined("sum", x, "x");
-    detail::require_float("sum", x);
+    detail::require_floating("sum", x);
     Tensor out = Tensor::empty({}, x.dtype(), x.device());
-    if (x.device().is_cpu()) {
-        with_cpu_type(x.dtype(), [&](auto zero) {
-            using T = decltype(zero);
+    dispatch_floating("sum", x.dtype(), reduction_dtypes(x.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (x.device().is_cpu()) {
             kernels::cpu::sum(out.data<T>(), x.data<T>(), x.numel());
-        });
-    } else {
-        MP_ON_CUDA(Tensor workspace = cuda_workspace(kernels::cuda::sum_workspace_floats(x.numel()), x.device());
-                   kernels::cuda::sum(out.data<float>(), x.data<float>(), x.numel(), data_or_null(workspace),
-                                      detail::stream_of(x)));
-    }
+        } else if constexpr (std::is_same_v<T, float>) {
+            MP_ON_CUDA(Tensor workspace = cuda_workspace(kernels::cuda::sum_workspace_floats(x.numel()), x.device());
+                       kernels::cuda::sum(out.data<float>(), x.data<float>(), x.numel(), data_or_null(workspace),
+                                          detail::stream_of(x)));
+        }
+    });
     return out;
 }
 
@@ -202,21 +196,32 @@ double global_l2_norm(const std::vector<Tensor>& tensors) {
     if (tensors.empty()) return 0.0;
     for (size_t i = 0; i < tensors.size(); ++i) {
         MP_REQUIRE(tensors[i].defined(), "global_l2_norm: tensor ", i, " is an undefined tensor");
-        detail::require_float("global_l2_norm", tensors[i]);
+        detail::require_floating("global_l2_norm", tensors[i]);
         MP_REQUIRE(tensors[i].device() == tensors[0].device(), "global_l2_norm: tensors on different devices: tensor 0 is ",
                    tensors[0].describe(), ", tensor ", i, " is ", tensors[i].describe());
     }
     double total = 0.0;
     if (tensors[0].device().is_cpu()) {
         for (const Tensor& t : tensors) {
-            with_cpu_type(t.dtype(), [&](auto zero) {
-                using T = decltype(zero);
-                T partial = 0;
-                kernels::cpu::sum_squares(&partial, t.data<T>(), t.numel());
-                total += static_cast<double>(partial);
+            dispatch_floating("global_l2_norm", t.dtype(), kFloatingDTypes, [&](auto tag) {
+                using T = typename decltype(tag)::type;
+                if constexpr (std::is_same_v<T, bfloat16>) {
+                    // Not rounded to bfloat16's 8 bits: the norm of bfloat16 tensors is taken in float32.
+                    float partial = 0;
+                    const Tensor widened = t.to(DType::Float32);
+                    kernels::cpu::sum_squares(&partial, widened.data<float>(), widened.numel());
+                    total += partial;
+                } else {
+                    T partial = 0;
+                    kernels::cpu::sum_squares(&partial, t.data<T>(), t.numel());
+                    total += static_cast<double>(partial);
+                }
             });
         }
     } else {
+        for (const Tensor& t : tensors)
+            MP_REQUIRE(t.dtype() == DType::Float32, "global_l2_norm: ", t.describe(),
+                       ": on cuda only float32 is supported (bfloat16 reductions have no kernel yet)");
         MP_ON_CUDA(total = sum_of_squares_cuda(tensors));
     }
     return std::sqrt(total);
