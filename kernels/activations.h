@@ -1,10 +1,13 @@
 // Activation kernels: ReLU and GELU (the tanh approximation of GPT-2 and PyTorch's
 // approximate='tanh'), each forward and backward, elementwise over n contiguous values.
-// defines: relu_forward, relu_backward, gelu_forward, gelu_backward (cpu:: for float and double; cuda:: for float)
+// defines: relu_forward, relu_backward, gelu_forward, gelu_backward (cpu:: for float, double and
+//          bfloat16; cuda:: for float and bfloat16). bfloat16 is computed wide and rounded to
+//          nearest even once on store.
 #pragma once
 
 #include <cstdint>
 
+#include "kernels/common/bfloat16.h"
 #include "kernels/common/stream.h"
 
 namespace mp::kernels {
@@ -29,4 +32,8 @@ void relu_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
 void relu_backward(const float* x, const float* dy, float* dx, int64_t n, cudaStream_t stream);
 void gelu_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
 void gelu_backward(const float* x, const float* dy, float* dx, int64_t n, cudaStream_t stream);
+void relu_forward(const bfloat16* x, bfloat16* y, int64_t n, cudaStream_t stream);
+void relu_backward(const bfloat16* x, const bfloat16* dy, bfloat16* dx, int64_t n, cudaStream_t stream);
+void gelu_forward(const bfloat16* x, bfloat16* y, int64_t n, cudaStream_t stream);
+void gelu_backward(const bfloat16* x, const bfloat16* dy, bfloat16* dx, int64_t n, cudaStream_t stream);
 }  // namespace mp::kernels::cuda

@@ -231,3 +231,52 @@ TEST(ActivationsCuda, DeviceMismatchIsAnError) {
     expect_invalid_argument([&] { ops::gelu_backward(x, dy_gpu); },
                             {"gelu_backward", "different devices", "on cpu", "on cuda:0"});
 }
+
+// ---------------------------------------------------------------- bfloat16
+
+// bfloat16 activations: the float64 definition evaluated on the bfloat16 input, rounded to float32
+// and then to nearest even (ReLU is exact). Against float32 on the unrounded input x: the input's
+// rounding moves GELU by at most |GELU'(x)| u |x| (u = 2^-8; |GELU'| <= 1.13) and the output's by
+// u |GELU(x)|, so |g̃ - g| <= u (1.13 |x| + |g̃|), checked with 1% slack for second-order terms.
+TEST(ActivationsBf16, EachOutputIsTheDefinitionRoundedOnce) {
+    Tensor x = mp::testing::random_tensor({31, 17}, 5, 3.0).to(DType::BFloat16);
+    Tensor dy = mp::testing::random_tensor({31, 17}, 6).to(DType::BFloat16);
+    Tensor xw = x.to(DType::Float64), dyw = dy.to(DType::Float64);
+    auto expect_rounded = [](const Tensor& got, const Tensor& wide, const std::string& what) {
+        std::vector<bfloat16> g = got.to_vector<bfloat16>();
+        std::vector<double> w = wide.to_vector<double>();
+        for (size_t i = 0; i < g.size(); ++i)
+            ASSERT_EQ(g[i].bits, bfloat16(static_cast<float>(w[i])).bits) << what << " element " << i;
+    };
+    expect_rounded(ops::relu(x), ops::relu(xw), "relu");
+    expect_rounded(ops::relu_backward(x, dy), ops::relu_backward(xw, dyw), "relu_backward");
+    expect_rounded(ops::gelu(x), ops::gelu(xw), "gelu");
+    expect_rounded(ops::gelu_backward(x, dy), ops::gelu_backward(xw, dyw), "gelu_backward");
+
+    const double u = std::ldexp(1.0, -8);
+    Tensor xf = mp::testing::random_tensor({400}, 7, 3.0);
+    std::vector<float> xs = xf.to_vector<float>(), g32 = ops::gelu(xf).to_vector<float>();
+    std::vector<double> g16 = ops::gelu(xf.to(DType::BFloat16)).to(DType::Float64).to_vector<double>();
+    for (size_t i = 0; i < xs.size(); ++i)
+        EXPECT_LE(std::fabs(g16[i] - g32[i]), 1.01 * u * (1.13 * std::fabs(xs[i]) + std::fabs(g16[i]))) << xs[i];
+}
+
+// The CUDA bfloat16 kernels compute in float32 (expf) where the CPU uses float64: ReLU is
+// bitwise; GELU agrees to one bfloat16 rounding (2^-8 relative) plus float32's error, tiny beside it.
+TEST(ActivationsCudaBf16, MatchCpu) {
+    MP_REQUIRE_GPU();
+    const Device gpu = Device::cuda(0);
+    for (int64_t n : {1, 5, 4099}) {
+        Tensor x = mp::testing::random_tensor({n}, 20 + n, 3.0).to(DType::BFloat16);
+        Tensor dy = mp::testing::random_tensor({n}, 30 + n).to(DType::BFloat16);
+        const std::string what = "n=" + std::to_string(n);
+        mp::testing::expect_equal(ops::relu(x.to(gpu)), ops::relu(x), "relu " + what);
+        mp::testing::expect_equal(ops::relu_backward(x.to(gpu), dy.to(gpu)), ops::relu_backward(x, dy), "relu' " + what);
+        // The raw kernel into a NaN-poisoned output: every element must be written.
+        Tensor y = poisoned({n}, DType::BFloat16, gpu), xg = x.to(gpu);
+        kernels::cuda::gelu_forward(xg.data<bfloat16>(), y.data<bfloat16>(), n, compute_stream(0));
+        mp::testing::expect_close(y, ops::gelu(x), std::ldexp(1.0, -8), 1e-6, "gelu " + what);
+        mp::testing::expect_close(ops::gelu_backward(x.to(gpu), dy.to(gpu)), ops::gelu_backward(x, dy),
+                                  std::ldexp(1.0, -8), 1e-6, "gelu' " + what);
+    }
+}
