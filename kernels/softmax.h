@@ -2,11 +2,12 @@
 // causal-masked variant for attention scores: rows come in (seq_len, seq_len) blocks, row i of
 // a block keeps columns j <= i (masked entries of y are exactly 0), and logits are scaled first.
 // defines: softmax_forward, softmax_backward, causal_softmax_forward, causal_softmax_backward
-//          (cpu:: for float and double; cuda:: for float)
+//          (cpu:: for float, double and bfloat16; cuda:: for float)
 #pragma once
 
 #include <cstdint>
 
+#include "kernels/common/bfloat16.h"
 #include "kernels/common/stream.h"
 
 namespace mp::kernels::cpu {

@@ -351,3 +351,45 @@ TEST(SoftmaxCuda, DeviceMismatchIsAnError) {
     expect_invalid_argument([&] { ops::causal_softmax_backward(y, dy_gpu); },
                             {"causal_softmax_backward", "different devices", "on cpu", "on cuda:0"});
 }
+
+// ---------------------------------------------------------------- bfloat16 (CPU)
+
+// bfloat16 softmax keeps its statistics (max, sum, the backward's dot) in float64 and rounds only
+// the outputs, once: exactly the float64 path on the widened inputs, rounded to float32 and then
+// to nearest even. Against float32 on the unrounded logits x: each logit moves by at most u|x|
+// (u = 2^-8), so each log-probability by at most 2u max|x| and y by the factor exp(2u max|x|); the
+// output rounding adds u. Hence |ỹ - y| <= y (exp(2u max|x|) - 1) + u ỹ (1% slack).
+TEST(SoftmaxBf16, IsTheFloat64PathRoundedOnceAndWithinItsBound) {
+    const Shape shape{6, 5, 5};  // causal blocks of 5
+    Tensor x = mp::testing::random_tensor(shape, 9, 2.0);
+    Tensor xb = x.to(DType::BFloat16), dy = mp::testing::random_tensor(shape, 10).to(DType::BFloat16);
+    auto expect_rounded = [](const Tensor& got, const Tensor& wide, const std::string& what) {
+        std::vector<bfloat16> g = got.to_vector<bfloat16>();
+        std::vector<double> w = wide.to_vector<double>();
+        for (size_t i = 0; i < g.size(); ++i)
+            ASSERT_EQ(g[i].bits, bfloat16(static_cast<float>(w[i])).bits) << what << " element " << i;
+    };
+    const Tensor xw = xb.to(DType::Float64), dyw = dy.to(DType::Float64);
+    expect_rounded(ops::softmax(xb), ops::softmax(xw), "softmax");
+    expect_rounded(ops::causal_softmax(xb, 0.7), ops::causal_softmax(xw, 0.7), "causal_softmax");
+    const Tensor y = ops::softmax(xb), yc = ops::causal_softmax(xb, 0.7);
+    expect_rounded(ops::softmax_backward(y, dy), ops::softmax_backward(y.to(DType::Float64), dyw), "softmax_backward");
+    expect_rounded(ops::causal_softmax_backward(yc, dy, 0.7),
+                   ops::causal_softmax_backward(yc.to(DType::Float64), dyw, 0.7), "causal_softmax_backward");
+
+    const double u = std::ldexp(1.0, -8);
+    std::vector<float> xs = x.to_vector<float>();
+    double max_abs = 0;
+    for (float v : xs) max_abs = std::max(max_abs, double(std::fabs(v)));
+    std::vector<float> y32 = ops::softmax(x).to_vector<float>();
+    std::vector<double> y16 = y.to(DType::Float64).to_vector<double>();
+    for (size_t i = 0; i < y32.size(); ++i)
+        EXPECT_LE(std::fabs(y16[i] - y32[i]), 1.01 * (y32[i] * std::expm1(2 * u * max_abs) + u * y16[i])) << i;
+}
+
+TEST(SoftmaxBf16, OnCudaIsRefusedUntilItsKernelExists) {
+    MP_REQUIRE_GPU();
+    Tensor x = mp::testing::random_tensor({3, 4}, 1).to(DType::BFloat16).to(Device::cuda(0));
+    mp::testing::expect_invalid_argument([&] { ops::softmax(x); },
+                                         {"softmax: expects float32 on cuda:0, got bfloat16(3, 4) on cuda:0"});
+}

@@ -1,10 +1,12 @@
-// CPU reference for the softmax kernels: one row at a time, max-subtracted, sums in double.
+// CPU reference for the softmax kernels: one row at a time, max-subtracted, sums in double (for
+// bfloat16 too: its statistics are never rounded to 8 bits; only y and dx are, once, on store).
 // The plain softmax is the causal one with every column kept and scale 1, so both share a row
 // helper that takes the number of leading columns to keep.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
+#include "kernels/common/bfloat16.h"
 #include "kernels/softmax.h"
 
 namespace mp::kernels::cpu {
@@ -15,20 +17,22 @@ namespace {
 template <typename T>
 void softmax_row(const T* x, T* y, int64_t cols, int64_t kept, double scale) {
     double row_max = -std::numeric_limits<double>::infinity();
-    for (int64_t j = 0; j < kept; ++j) row_max = std::max(row_max, scale * x[j]);
+    for (int64_t j = 0; j < kept; ++j) row_max = std::max(row_max, scale * element_to_double(x[j]));
     double sum = 0.0;
-    for (int64_t j = 0; j < kept; ++j) sum += std::exp(scale * x[j] - row_max);
-    for (int64_t j = 0; j < kept; ++j) y[j] = static_cast<T>(std::exp(scale * x[j] - row_max) / sum);
-    for (int64_t j = kept; j < cols; ++j) y[j] = T(0);
+    for (int64_t j = 0; j < kept; ++j) sum += std::exp(scale * element_to_double(x[j]) - row_max);
+    for (int64_t j = 0; j < kept; ++j)
+        y[j] = element_from_double<T>(std::exp(scale * element_to_double(x[j]) - row_max) / sum);
+    for (int64_t j = kept; j < cols; ++j) y[j] = element_from_double<T>(0.0);
 }
 
 // dx[j] = scale y[j] (dy[j] - sum_{k < kept} dy[k] y[k]) for j < kept; 0 beyond.
 template <typename T>
 void softmax_backward_row(const T* y, const T* dy, T* dx, int64_t cols, int64_t kept, double scale) {
     double dot = 0.0;
-    for (int64_t j = 0; j < kept; ++j) dot += static_cast<double>(dy[j]) * y[j];
-    for (int64_t j = 0; j < kept; ++j) dx[j] = static_cast<T>(scale * y[j] * (dy[j] - dot));
-    for (int64_t j = kept; j < cols; ++j) dx[j] = T(0);
+    for (int64_t j = 0; j < kept; ++j) dot += element_to_double(dy[j]) * element_to_double(y[j]);
+    for (int64_t j = 0; j < kept; ++j)
+        dx[j] = element_from_double<T>(scale * element_to_double(y[j]) * (element_to_double(dy[j]) - dot));
+    for (int64_t j = kept; j < cols; ++j) dx[j] = element_from_double<T>(0.0);
 }
 
 }  // namespace
@@ -71,5 +75,10 @@ template void causal_softmax_forward<float>(const float*, float*, int64_t, int64
 template void causal_softmax_forward<double>(const double*, double*, int64_t, int64_t, double);
 template void causal_softmax_backward<float>(const float*, const float*, float*, int64_t, int64_t, double);
 template void causal_softmax_backward<double>(const double*, const double*, double*, int64_t, int64_t, double);
+template void softmax_forward<bfloat16>(const bfloat16*, bfloat16*, int64_t, int64_t);
+template void softmax_backward<bfloat16>(const bfloat16*, const bfloat16*, bfloat16*, int64_t, int64_t);
+template void causal_softmax_forward<bfloat16>(const bfloat16*, bfloat16*, int64_t, int64_t, double);
+template void causal_softmax_backward<bfloat16>(const bfloat16*, const bfloat16*, bfloat16*, int64_t, int64_t,
+                                                double);
 
 }  // namespace mp::kernels::cpu

@@ -58,13 +58,18 @@ inline DTypes floating_on(Device device) {
 template <typename T>
 inline constexpr bool kHasCudaKernels = std::is_same_v<T, float> || std::is_same_v<T, bfloat16>;
 
+// The same for a family whose CUDA kernels are float32 only so far (bfloat16 on the CPU only).
+inline DTypes floating_cpu_only_bf16(Device device) {
+    return device.is_cpu() ? kFloatingDTypes : DTypes{DType::Float32};
+}
+
 // t's dtype is one `allowed` holds (by default floating_on(t's device)): "add: expects float32 |
 // bfloat16 on cuda:0, got int32(4, 7) on cuda:0".
-inline void require_floating(const char* op, const Tensor& t) {
-    const DTypes allowed = floating_on(t.device());
+inline void require_floating(const char* op, const Tensor& t, DTypes allowed) {
     MP_REQUIRE(allowed.contains(t.dtype()), op, ": expects ", allowed.names(), " on ", t.device().str(), ", got ",
                t.describe());
 }
+inline void require_floating(const char* op, const Tensor& t) { require_floating(op, t, floating_on(t.device())); }
 
 inline void require_dtype(const char* op, const Tensor& t, DType dtype, const char* name) {
     MP_REQUIRE(t.dtype() == dtype, op, ": ", name, " must be ", dtype_name(dtype), ", got ", t.describe());

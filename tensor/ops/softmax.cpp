@@ -1,4 +1,5 @@
-// Softmax ops: argument checks, output allocation and CPU/CUDA dispatch, plain and causal.
+// Softmax ops: argument checks, output allocation and CPU/CUDA dispatch, plain and causal
+// (float32; float64 and bfloat16 on the CPU — the CUDA bfloat16 kernels are still to come).
 #include "tensor/ops/softmax.h"
 
 #include <cmath>
@@ -13,7 +14,7 @@ namespace {
 void check_backward(const char* op, const Tensor& y, const Tensor& dy) {
     detail::require_defined(op, y, "y");
     detail::require_defined(op, dy, "dy");
-    detail::require_float(op, y);
+    detail::require_floating(op, y, detail::floating_cpu_only_bf16(y.device()));
     detail::require_same_device(op, {&y, &dy});
     detail::require_same_dtype(op, {&y, &dy});
     detail::require_same_shape(op, y, dy);
@@ -32,19 +33,20 @@ void check_causal(const char* op, const Tensor& t, const char* name, double scal
 Tensor softmax(const Tensor& x) {
     const char* op = "softmax";
     detail::require_defined(op, x, "x");
-    detail::require_float(op, x);
+    detail::require_floating(op, x, detail::floating_cpu_only_bf16(x.device()));
     detail::require_rank_at_least(op, x, 1, "x");
     const int64_t rows = detail::rows_over_last_dim(x);
     const int64_t cols = detail::last_dim(x);
     Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-    if (x.device().is_cpu()) {
-        if (x.dtype() == DType::Float64)
-            kernels::cpu::softmax_forward(x.data<double>(), y.data<double>(), rows, cols);
-        else
-            kernels::cpu::softmax_forward(x.data<float>(), y.data<float>(), rows, cols);
-    } else {
-        MP_ON_CUDA(kernels::cuda::softmax_forward(x.data<float>(), y.data<float>(), rows, cols, detail::stream_of(x)));
-    }
+    dispatch_floating(op, x.dtype(), detail::floating_cpu_only_bf16(x.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (x.device().is_cpu()) {
+            kernels::cpu::softmax_forward(x.data<T>(), y.data<T>(), rows, cols);
+        } else if constexpr (std::is_same_v<T, float>) {
+            MP_ON_CUDA(kernels::cuda::softmax_forward(x.data<float>(), y.data<float>(), rows, cols,
+                                                      detail::stream_of(x)));
+        }
+    });
     return y;
 }
 
@@ -55,35 +57,35 @@ Tensor softmax_backward(const Tensor& y, const Tensor& dy) {
     const int64_t rows = detail::rows_over_last_dim(y);
     const int64_t cols = detail::last_dim(y);
     Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
-    if (y.device().is_cpu()) {
-        if (y.dtype() == DType::Float64)
-            kernels::cpu::softmax_backward(y.data<double>(), dy.data<double>(), dx.data<double>(), rows, cols);
-        else
-            kernels::cpu::softmax_backward(y.data<float>(), dy.data<float>(), dx.data<float>(), rows, cols);
-    } else {
-        MP_ON_CUDA(kernels::cuda::softmax_backward(y.data<float>(), dy.data<float>(), dx.data<float>(), rows, cols,
-                                                   detail::stream_of(y)));
-    }
+    dispatch_floating(op, y.dtype(), detail::floating_cpu_only_bf16(y.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (y.device().is_cpu()) {
+            kernels::cpu::softmax_backward(y.data<T>(), dy.data<T>(), dx.data<T>(), rows, cols);
+        } else if constexpr (std::is_same_v<T, float>) {
+            MP_ON_CUDA(kernels::cuda::softmax_backward(y.data<float>(), dy.data<float>(), dx.data<float>(),
+                                                       rows, cols, detail::stream_of(y)));
+        }
+    });
     return dx;
 }
 
 Tensor causal_softmax(const Tensor& scores, double scale) {
     const char* op = "causal_softmax";
     detail::require_defined(op, scores, "scores");
-    detail::require_float(op, scores);
+    detail::require_floating(op, scores, detail::floating_cpu_only_bf16(scores.device()));
     check_causal(op, scores, "scores", scale);
     const int64_t rows = detail::rows_over_last_dim(scores);
     const int64_t seq_len = detail::last_dim(scores);
     Tensor y = Tensor::empty(scores.shape(), scores.dtype(), scores.device());
-    if (scores.device().is_cpu()) {
-        if (scores.dtype() == DType::Float64)
-            kernels::cpu::causal_softmax_forward(scores.data<double>(), y.data<double>(), rows, seq_len, scale);
-        else
-            kernels::cpu::causal_softmax_forward(scores.data<float>(), y.data<float>(), rows, seq_len, scale);
-    } else {
-        MP_ON_CUDA(kernels::cuda::causal_softmax_forward(scores.data<float>(), y.data<float>(), rows, seq_len, scale,
-                                                         detail::stream_of(scores)));
-    }
+    dispatch_floating(op, scores.dtype(), detail::floating_cpu_only_bf16(scores.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (scores.device().is_cpu()) {
+            kernels::cpu::causal_softmax_forward(scores.data<T>(), y.data<T>(), rows, seq_len, scale);
+        } else if constexpr (std::is_same_v<T, float>) {
+            MP_ON_CUDA(kernels::cuda::causal_softmax_forward(scores.data<float>(), y.data<float>(), rows,
+                                                             seq_len, scale, detail::stream_of(scores)));
+        }
+    });
     return y;
 }
 
@@ -94,17 +96,15 @@ Tensor causal_softmax_backward(const Tensor& y, const Tensor& dy, double scale) 
     const int64_t rows = detail::rows_over_last_dim(y);
     const int64_t seq_len = detail::last_dim(y);
     Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
-    if (y.device().is_cpu()) {
-        if (y.dtype() == DType::Float64)
-            kernels::cpu::causal_softmax_backward(y.data<double>(), dy.data<double>(), dx.data<double>(), rows,
-                                                  seq_len, scale);
-        else
-            kernels::cpu::causal_softmax_backward(y.data<float>(), dy.data<float>(), dx.data<float>(), rows, seq_len,
-                                                  scale);
-    } else {
-        MP_ON_CUDA(kernels::cuda::causal_softmax_backward(y.data<float>(), dy.data<float>(), dx.data<float>(), rows,
-                                                          seq_len, scale, detail::stream_of(y)));
-    }
+    dispatch_floating(op, y.dtype(), detail::floating_cpu_only_bf16(y.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (y.device().is_cpu()) {
+            kernels::cpu::causal_softmax_backward(y.data<T>(), dy.data<T>(), dx.data<T>(), rows, seq_len, scale);
+        } else if constexpr (std::is_same_v<T, float>) {
+            MP_ON_CUDA(kernels::cuda::causal_softmax_backward(y.data<float>(), dy.data<float>(), dx.data<float>(),
+                                                              rows, seq_len, scale, detail::stream_of(y)));
+        }
+    });
     return dx;
 }
 
