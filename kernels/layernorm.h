@@ -1,23 +1,25 @@
 // LayerNorm over the last dimension: forward (saving the per-row mean and rstd) and backward
 // (dx, dgamma, dbeta). The same raw-pointer signatures on CPU (reference) and CUDA (fast path).
-// defines: layernorm_forward, layernorm_backward (cpu:: for float, double; cuda:: for float),
+// defines: layernorm_forward, layernorm_backward (cpu:: for float, double, bfloat16 — whose mean
+//          and rstd are float32; cuda:: for float),
 //          cuda::layernorm_backward_workspace_floats
 #pragma once
 
 #include <cstdint>
 
+#include "kernels/common/bfloat16.h"
 #include "kernels/common/stream.h"
 
 namespace mp::kernels::cpu {
 // x, y: (rows, cols); gamma, beta: (cols); mean, rstd: (rows). rstd = 1 / sqrt(var + eps) with
 // the biased variance (divide by cols), as PyTorch.
 template <typename T>
-void layernorm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int64_t rows, int64_t cols,
-                       double eps);
+void layernorm_forward(const T* x, const T* gamma, const T* beta, T* y, compute_t<T>* mean, compute_t<T>* rstd,
+                       int64_t rows, int64_t cols, double eps);
 // dy, x, dx: (rows, cols); gamma, dgamma, dbeta: (cols); mean, rstd: (rows) as saved by forward.
 template <typename T>
-void layernorm_backward(const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd, T* dx, T* dgamma,
-                        T* dbeta, int64_t rows, int64_t cols);
+void layernorm_backward(const T* dy, const T* x, const T* gamma, const compute_t<T>* mean, const compute_t<T>* rstd,
+                        T* dx, T* dgamma, T* dbeta, int64_t rows, int64_t cols);
 }  // namespace mp::kernels::cpu
 
 namespace mp::kernels::cuda {

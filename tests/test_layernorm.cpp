@@ -400,3 +400,54 @@ TEST(LayerNormOps, BackwardArgumentErrorsNameTheOpAndValues) {
         [&] { ops::layernorm_backward(dy, x, gamma, Tensor::zeros({4, 7}, DType::Float64), stats); },
         {op, "dtype mismatch", "float32(4, 7, 512)", "float64(4, 7)"});
 }
+
+// ---------------------------------------------------------------- bfloat16 (CPU)
+
+// bfloat16 LayerNorm keeps its statistics in float64 while computing and saves mean and rstd as
+// float32 (never rounded to 8 bits); y, dx, dgamma and dbeta are the float64 path on the widened
+// inputs, rounded to float32 and then to nearest even, bit for bit. Against float32 on unrounded
+// inputs: x, gamma and beta each move by at most u = 2^-8 relative; xhat is scale-invariant, so a
+// rounding of x moves it by at most about 2u |x| rstd; y = xhat gamma + beta then moves by at most
+// u(2 |x - mean| rstd |gamma| + |xhat gamma| + |beta|) before its own rounding u|ỹ| (1% slack).
+TEST(LayerNormBf16, IsTheFloat64PathRoundedOnceAndWithinItsBound) {
+    const int64_t rows = 9, cols = 37;
+    Tensor x = mp::testing::random_tensor({rows, cols}, 3, 2.0), gam = mp::testing::random_tensor({cols}, 4), bet = mp::testing::random_tensor({cols}, 5);
+    Tensor dy = mp::testing::random_tensor({rows, cols}, 6).to(DType::BFloat16);
+    Tensor xb = x.to(DType::BFloat16), gb = gam.to(DType::BFloat16), bb = bet.to(DType::BFloat16);
+    ops::LayerNormResult fwd = ops::layernorm(xb, gb, bb, 1e-5);
+    EXPECT_EQ(fwd.mean.dtype(), DType::Float32);
+    EXPECT_EQ(fwd.rstd.dtype(), DType::Float32);
+    ops::LayerNormResult wide = ops::layernorm(xb.to(DType::Float64), gb.to(DType::Float64), bb.to(DType::Float64), 1e-5);
+    auto expect_rounded = [](const Tensor& got, const Tensor& w, const std::string& what) {
+        std::vector<bfloat16> g = got.to_vector<bfloat16>();
+        std::vector<double> e = w.to_vector<double>();
+        for (size_t i = 0; i < g.size(); ++i)
+            ASSERT_EQ(g[i].bits, bfloat16(static_cast<float>(e[i])).bits) << what << " element " << i;
+    };
+    expect_rounded(fwd.y, wide.y, "y");
+    std::vector<float> mean = fwd.mean.to_vector<float>();
+    std::vector<double> mean_wide = wide.mean.to_vector<double>();
+    for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(mean[r], static_cast<float>(mean_wide[r])) << r;
+
+    ops::LayerNormGrads grads = ops::layernorm_backward(dy, xb, gb, fwd.mean, fwd.rstd);
+    ops::LayerNormGrads grads_wide = ops::layernorm_backward(dy.to(DType::Float64), xb.to(DType::Float64),
+                                                             gb.to(DType::Float64), fwd.mean.to(DType::Float64),
+                                                             fwd.rstd.to(DType::Float64));
+    expect_rounded(grads.dx, grads_wide.dx, "dx");
+    expect_rounded(grads.dgamma, grads_wide.dgamma, "dgamma");
+    expect_rounded(grads.dbeta, grads_wide.dbeta, "dbeta");
+
+    const double u = std::ldexp(1.0, -8);
+    ops::LayerNormResult f32 = ops::layernorm(x, gam, bet, 1e-5);
+    std::vector<float> xs = x.to_vector<float>(), g = gam.to_vector<float>(), b = bet.to_vector<float>();
+    std::vector<float> y32 = f32.y.to_vector<float>(), m32 = f32.mean.to_vector<float>(), r32 = f32.rstd.to_vector<float>();
+    std::vector<double> y16 = fwd.y.to(DType::Float64).to_vector<double>();
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) {
+            const size_t i = static_cast<size_t>(r * cols + c);
+            const double xhat = (xs[i] - m32[r]) * r32[r];
+            const double bound = u * (2 * std::fabs(xs[i] - m32[r]) * r32[r] * std::fabs(g[c]) +
+                                      std::fabs(xhat * g[c]) + std::fabs(b[c]) + std::fabs(y16[i]));
+            EXPECT_LE(std::fabs(y16[i] - y32[i]), 1.01 * bound + 1e-6) << r << "," << c;
+        }
+}

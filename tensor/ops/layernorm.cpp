@@ -13,10 +13,13 @@ namespace {
 // x's shape without its last dimension: the shape of the per-row mean and rstd.
 Shape leading_dims(const Tensor& x) { return Shape(x.shape().begin(), x.shape().end() - 1); }
 
+// The dtype of the saved statistics: float32 for bfloat16 inputs (never rounded to 8 bits), else x's.
+DType statistics_dtype(DType x) { return x == DType::BFloat16 ? DType::Float32 : x; }
+
 // Checks shared by forward and backward: x is a float tensor with a non-empty last dimension,
 // and gamma is a vector over that dimension.
 void check_x_and_gamma(const char* op, const Tensor& x, const Tensor& gamma) {
-    detail::require_float(op, x);
+    detail::require_floating(op, x, detail::floating_cpu_only_bf16(x.device()));
     detail::require_rank_at_least(op, x, 1, "x");
     MP_REQUIRE(x.shape().back() > 0, op, ": x has shape ", shape_str(x.shape()),
                "; the normalised (last) dimension must be non-empty");
@@ -42,23 +45,21 @@ LayerNormResult layernorm(const Tensor& x, const Tensor& gamma, const Tensor& be
     const int64_t rows = detail::rows_over_last_dim(x);
     LayerNormResult result;
     result.y = Tensor::empty(x.shape(), x.dtype(), x.device());
-    result.mean = Tensor::empty(leading_dims(x), x.dtype(), x.device());
-    result.rstd = Tensor::empty(leading_dims(x), x.dtype(), x.device());
-    if (x.device().is_cpu()) {
-        if (x.dtype() == DType::Float64)
-            kernels::cpu::layernorm_forward(x.data<double>(), gamma.data<double>(), beta.data<double>(),
-                                            result.y.data<double>(), result.mean.data<double>(),
-                                            result.rstd.data<double>(), rows, cols, eps);
-        else
-            kernels::cpu::layernorm_forward(x.data<float>(), gamma.data<float>(), beta.data<float>(),
-                                            result.y.data<float>(), result.mean.data<float>(),
-                                            result.rstd.data<float>(), rows, cols, eps);
-    } else {
-        MP_ON_CUDA(kernels::cuda::layernorm_forward(x.data<float>(), gamma.data<float>(), beta.data<float>(),
-                                                    result.y.data<float>(), result.mean.data<float>(),
-                                                    result.rstd.data<float>(), rows, cols, eps,
-                                                    detail::stream_of(x)));
-    }
+    result.mean = Tensor::empty(leading_dims(x), statistics_dtype(x.dtype()), x.device());
+    result.rstd = Tensor::empty(leading_dims(x), statistics_dtype(x.dtype()), x.device());
+    dispatch_floating(op, x.dtype(), detail::floating_cpu_only_bf16(x.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        using S = compute_t<T>;
+        if (x.device().is_cpu()) {
+            kernels::cpu::layernorm_forward(x.data<T>(), gamma.data<T>(), beta.data<T>(), result.y.data<T>(),
+                                            result.mean.data<S>(), result.rstd.data<S>(), rows, cols, eps);
+        } else if constexpr (std::is_same_v<T, float>) {
+            MP_ON_CUDA(kernels::cuda::layernorm_forward(x.data<float>(), gamma.data<float>(), beta.data<float>(),
+                                                        result.y.data<float>(), result.mean.data<float>(),
+                                                        result.rstd.data<float>(), rows, cols, eps,
+                                                        detail::stream_of(x)));
+        }
+    });
     return result;
 }
 
@@ -77,7 +78,11 @@ LayerNormGrads layernorm_backward(const Tensor& dy, const Tensor& x, const Tenso
                shape_str(leading_dims(x)), " (the leading dims of x ", shape_str(x.shape()), ")");
     MP_REQUIRE(rstd.shape() == leading_dims(x), op, ": rstd has shape ", shape_str(rstd.shape()), ", expected ",
                shape_str(leading_dims(x)), " (the leading dims of x ", shape_str(x.shape()), ")");
-    detail::require_same_dtype(op, {&x, &dy, &gamma, &mean, &rstd});
+    detail::require_same_dtype(op, {&x, &dy, &gamma});
+    for (const Tensor* statistic : {&mean, &rstd})
+        MP_REQUIRE(statistic->dtype() == statistics_dtype(x.dtype()), op, ": dtype mismatch: ",
+                   statistic == &mean ? "mean" : "rstd", " is ", statistic->describe(), ", expected ",
+                   dtype_name(statistics_dtype(x.dtype())), " for x ", x.describe(), " (as layernorm saves it)");
     detail::require_same_device(op, {&x, &dy, &gamma, &mean, &rstd});
 
     const int64_t cols = detail::last_dim(x);
@@ -86,25 +91,24 @@ LayerNormGrads layernorm_backward(const Tensor& dy, const Tensor& x, const Tenso
     grads.dx = Tensor::empty(x.shape(), x.dtype(), x.device());
     grads.dgamma = Tensor::empty(gamma.shape(), x.dtype(), x.device());
     grads.dbeta = Tensor::empty(gamma.shape(), x.dtype(), x.device());
-    if (x.device().is_cpu()) {
-        if (x.dtype() == DType::Float64)
-            kernels::cpu::layernorm_backward(dy.data<double>(), x.data<double>(), gamma.data<double>(),
-                                             mean.data<double>(), rstd.data<double>(), grads.dx.data<double>(),
-                                             grads.dgamma.data<double>(), grads.dbeta.data<double>(), rows, cols);
-        else
-            kernels::cpu::layernorm_backward(dy.data<float>(), x.data<float>(), gamma.data<float>(),
-                                             mean.data<float>(), rstd.data<float>(), grads.dx.data<float>(),
-                                             grads.dgamma.data<float>(), grads.dbeta.data<float>(), rows, cols);
-    } else {
-        MP_ON_CUDA({
-            Tensor workspace = Tensor::empty({kernels::cuda::layernorm_backward_workspace_floats(rows, cols)},
-                                             DType::Float32, x.device());
-            kernels::cuda::layernorm_backward(dy.data<float>(), x.data<float>(), gamma.data<float>(),
-                                              mean.data<float>(), rstd.data<float>(), grads.dx.data<float>(),
-                                              grads.dgamma.data<float>(), grads.dbeta.data<float>(),
-                                              workspace.data<float>(), rows, cols, detail::stream_of(x));
-        });
-    }
+    dispatch_floating(op, x.dtype(), detail::floating_cpu_only_bf16(x.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        using S = compute_t<T>;
+        if (x.device().is_cpu()) {
+            kernels::cpu::layernorm_backward(dy.data<T>(), x.data<T>(), gamma.data<T>(), mean.data<S>(),
+                                             rstd.data<S>(), grads.dx.data<T>(), grads.dgamma.data<T>(),
+                                             grads.dbeta.data<T>(), rows, cols);
+        } else if constexpr (std::is_same_v<T, float>) {
+            MP_ON_CUDA({
+                Tensor workspace = Tensor::empty({kernels::cuda::layernorm_backward_workspace_floats(rows, cols)},
+                                                 DType::Float32, x.device());
+                kernels::cuda::layernorm_backward(dy.data<float>(), x.data<float>(), gamma.data<float>(),
+                                                  mean.data<float>(), rstd.data<float>(), grads.dx.data<float>(),
+                                                  grads.dgamma.data<float>(), grads.dbeta.data<float>(),
+                                                  workspace.data<float>(), rows, cols, detail::stream_of(x));
+            });
+        }
+    });
     return grads;
 }
 
