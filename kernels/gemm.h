@@ -1,10 +1,12 @@
 // Matrix multiply C = alpha * op(A) * op(B) + beta * C on row-major matrices (op = identity or
 // transpose), single and strided-batched: every linear layer and both attention products run here.
-// defines: gemm, gemm_strided_batched, gemm_reference (cpu:: for float, double; cuda:: for float)
+// defines: gemm, gemm_strided_batched, gemm_reference (cpu:: for float, double; gemm and
+//          gemm_strided_batched also for bfloat16; cuda:: for float)
 #pragma once
 
 #include <cstdint>
 
+#include "kernels/common/bfloat16.h"
 #include "kernels/common/stream.h"
 
 // Conventions shared by every function below:
@@ -30,6 +32,14 @@ template <typename T>
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                           int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta, T* c,
                           int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32);
+// bfloat16 operands, as tensor cores take them: A and B widened to float32 (exactly), the product
+// accumulated in float32 (the float32 gemm above), C rounded to nearest even once; alpha, beta
+// and, when beta != 0, the old C in float32.
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a, int64_t lda,
+          const bfloat16* b, int64_t ldb, float beta, bfloat16* c, int64_t ldc, bool allow_tf32);
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a,
+                          int64_t lda, int64_t stride_a, const bfloat16* b, int64_t ldb, int64_t stride_b, float beta,
+                          bfloat16* c, int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32);
 }  // namespace mp::kernels::cpu
 
 namespace mp::kernels::cuda {

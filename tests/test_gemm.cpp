@@ -820,3 +820,42 @@ TEST(GemmCuda, SizesBeyondIntAreRejected) {
         {"gemm (cuda)", "k=4294967296", "int range"});
 }
 #endif  // MP_CUDA
+
+// ---------------------------------------------------------------- bfloat16 (CPU)
+
+// bfloat16 matmul as tensor cores do it: the operands widened to float32 exactly, float32
+// accumulation, one rounding of C to nearest even — bit for bit the float32 matmul of the widened
+// operands, rounded. Against float32 on unrounded operands: each product a b moves by at most
+// ((1 + u)^2 - 1)|a b| (u = 2^-8), the float32 accumulation by k 2^-24 Σ|a b| (negligible), and
+// C's rounding by u|C̃|: |C̃ - C| <= 2.01 u Σ_p |a_ip b_pj| + u |C̃| (plus float32's share).
+TEST(GemmBf16, IsTheWidenedFloat32ProductRoundedOnceAndWithinItsBound) {
+    const int64_t m = 13, k = 29, n = 11;
+    Tensor a = mp::testing::random_tensor({m, k}, 1), b = mp::testing::random_tensor({n, k}, 2);  // b used transposed
+    Tensor ab = a.to(DType::BFloat16), bb = b.to(DType::BFloat16);
+    Tensor c = ops::matmul(ab, bb, false, true);
+    ASSERT_EQ(c.dtype(), DType::BFloat16);
+    std::vector<bfloat16> got = c.to_vector<bfloat16>();
+    std::vector<float> wide = ops::matmul(ab.to(DType::Float32), bb.to(DType::Float32), false, true).to_vector<float>();
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i].bits, bfloat16(wide[i]).bits) << i;
+
+    const double u = std::ldexp(1.0, -8);
+    std::vector<float> av = a.to_vector<float>(), bv = b.to_vector<float>();
+    std::vector<float> c32 = ops::matmul(a, b, false, true).to_vector<float>();
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+            double abs_sum = 0;
+            for (int64_t p = 0; p < k; ++p) abs_sum += std::fabs(double(av[i * k + p]) * bv[j * k + p]);
+            const double c16 = static_cast<float>(got[i * n + j]);
+            EXPECT_LE(std::fabs(c16 - c32[i * n + j]), 2.01 * u * abs_sum + u * std::fabs(c16) + 1e-6 * abs_sum)
+                << i << "," << j;
+        }
+    // bmm and matmul_into (beta = 1 reads the old C in float32, rounds once).
+    Tensor batched = ops::bmm(ab.reshape({1, m, k}), bb.reshape({1, n, k}), false, true);
+    std::vector<bfloat16> batched_values = batched.to_vector<bfloat16>();
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(batched_values[i].bits, got[i].bits) << i;
+    Tensor acc = c.clone();
+    ops::matmul_into(acc, ab, bb, false, true, 1.0, 1.0);
+    std::vector<bfloat16> doubled = acc.to_vector<bfloat16>();
+    for (size_t i = 0; i < got.size(); ++i)
+        EXPECT_EQ(doubled[i].bits, bfloat16(static_cast<float>(got[i]) + wide[i]).bits) << i;
+}

@@ -2,11 +2,13 @@
 // tested against, and the fast path through OpenBLAS's cblas_sgemm / cblas_dgemm when the build
 // found OpenBLAS (MP_OPENBLAS=1); without it the reference is the CPU GEMM.
 #include <climits>
+#include <vector>
 
 #if MP_OPENBLAS
 #include <cblas.h>
 #endif
 
+#include "kernels/common/bfloat16.h"
 #include "kernels/common/error.h"
 #include "kernels/gemm.h"
 
@@ -98,6 +100,40 @@ template <typename T>
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                           int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta, T* c,
                           int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32) {
+    MP_REQUIRE(batch >= 0, "gemm_strided_batched: negative batch ", batch);
+    for (int64_t i = 0; i < batch; ++i)
+        gemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c,
+             ldc, allow_tf32);
+}
+
+namespace {
+
+// The rows x ld block of a stored matrix, widened to float32.
+std::vector<float> widened(const bfloat16* x, int64_t rows, int64_t ld) {
+    std::vector<float> out(static_cast<size_t>(rows * ld));
+    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(x[i]);
+    return out;
+}
+
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a, int64_t lda,
+          const bfloat16* b, int64_t ldb, float beta, bfloat16* c, int64_t ldc, bool allow_tf32) {
+    check_gemm_arguments(trans_a, trans_b, m, n, k, lda, ldb, ldc);
+    const std::vector<float> a_wide = widened(a, trans_a ? k : m, lda), b_wide = widened(b, trans_b ? n : k, ldb);
+    std::vector<float> c_wide(static_cast<size_t>(m * ldc), 0.0f);
+    if (beta != 0.0f)  // beta == 0 must not read C (it may hold NaN)
+        for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) c_wide[i * ldc + j] = static_cast<float>(c[i * ldc + j]);
+    gemm<float>(trans_a, trans_b, m, n, k, alpha, a_wide.data(), lda, b_wide.data(), ldb, beta, c_wide.data(), ldc,
+                allow_tf32);
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = bfloat16(c_wide[i * ldc + j]);
+}
+
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a,
+                          int64_t lda, int64_t stride_a, const bfloat16* b, int64_t ldb, int64_t stride_b, float beta,
+                          bfloat16* c, int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32) {
     MP_REQUIRE(batch >= 0, "gemm_strided_batched: negative batch ", batch);
     for (int64_t i = 0; i < batch; ++i)
         gemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c,
