@@ -201,3 +201,16 @@ TEST(AttentionLayoutErrors, HeadTensorsOnDifferentDevices) {
     expect_invalid_argument([&] { ops::merge_qkv_heads(dq, dq.to(Device::cuda(0)), dq); },
                             {"merge_qkv_heads", "different devices", "cpu", "cuda:0"});
 }
+
+// bfloat16 (CPU): the layout ops only move elements, so they equal the float32 ones bit for bit.
+TEST(AttentionLayoutBf16, MovesElementsExactly) {
+    const int64_t batch = 2, seq = 3, heads = 2, head_dim = 5;
+    Tensor qkv = mp::testing::random_tensor({batch, seq, 3 * heads * head_dim}, 9).to(DType::BFloat16);
+    std::array<Tensor, 3> split = ops::split_qkv_heads(qkv, heads);
+    std::array<Tensor, 3> split_wide = ops::split_qkv_heads(qkv.to(DType::Float32), heads);
+    for (size_t i = 0; i < 3; ++i) mp::testing::expect_equal(split[i].to(DType::Float32), split_wide[i], "split");
+    mp::testing::expect_equal(ops::merge_qkv_heads(split[0], split[1], split[2]).to(DType::Float32),
+                              qkv.to(DType::Float32), "merge_qkv_heads");
+    mp::testing::expect_equal(ops::merge_heads(split[0]).to(DType::Float32), ops::merge_heads(split_wide[0]),
+                              "merge_heads");
+}

@@ -61,3 +61,12 @@ TEST(Dropout, CudaMatchesCpu) {
         expect_close(gpu, cpu, 0.0, 0.0, "dropout n=" + std::to_string(n));
     }
 }
+
+// bfloat16 (CPU): the same mask as float32 (it depends only on seed and offset), kept values scaled
+// in float32 and rounded once.
+TEST(DropoutBf16, SameMaskScaledInFloat32AndRoundedOnce) {
+    Tensor x = mp::testing::random_tensor({5, 13}, 8).to(DType::BFloat16);
+    std::vector<bfloat16> got = ops::dropout(x, 0.3, 77, 5).to_vector<bfloat16>();
+    std::vector<float> wide = ops::dropout(x.to(DType::Float32), 0.3, 77, 5).to_vector<float>();
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].bits, bfloat16(wide[i]).bits) << i;
+}

@@ -263,3 +263,18 @@ TEST(EmbeddingOps, BackwardArgumentErrorsNameTheOpAndValues) {
     expect_invalid_argument([&] { ops::embedding_backward(ids, Tensor::zeros({6, 4}), 7); },
                             {op, "dout has shape (6, 4)", "expected ids' shape (2, 3)"});
 }
+
+// bfloat16 (CPU): the lookup copies rows exactly; the gradient sums each row in float32, position
+// by position, and rounds once — the float32 gradient of the widened dout, rounded.
+TEST(EmbeddingBf16, LookupIsExactAndTheGradientIsRoundedOnce) {
+    Tensor weight = mp::testing::random_tensor({11, 7}, 3).to(DType::BFloat16);
+    Tensor ids = Tensor::from_vector<int32_t>({4, 0, 4, 10, 4, 2}, {2, 3});
+    std::vector<bfloat16> out = ops::embedding(ids, weight).to_vector<bfloat16>(), w = weight.to_vector<bfloat16>();
+    const std::vector<int32_t> id_values = ids.to_vector<int32_t>();
+    for (size_t p = 0; p < id_values.size(); ++p)
+        for (size_t c = 0; c < 7; ++c) EXPECT_EQ(out[p * 7 + c].bits, w[static_cast<size_t>(id_values[p]) * 7 + c].bits);
+    Tensor dout = mp::testing::random_tensor({2, 3, 7}, 4).to(DType::BFloat16);
+    std::vector<bfloat16> grad = ops::embedding_backward(ids, dout, 11).to_vector<bfloat16>();
+    std::vector<float> wide = ops::embedding_backward(ids, dout.to(DType::Float32), 11).to_vector<float>();
+    for (size_t i = 0; i < grad.size(); ++i) EXPECT_EQ(grad[i].bits, bfloat16(wide[i]).bits) << i;
+}

@@ -1,6 +1,7 @@
 // CPU reference for the attention layout permutations: nested loops over (b, t, h, d) that read
 // and write with the index formulas spelled out.
 #include "kernels/attention_layout.h"
+#include "kernels/common/bfloat16.h"
 
 namespace mp::kernels::cpu {
 
@@ -76,5 +77,12 @@ template void merge_heads<float>(const float*, float*, int64_t, int64_t, int64_t
 template void merge_heads<double>(const double*, double*, int64_t, int64_t, int64_t, int64_t);
 template void split_heads<float>(const float*, float*, int64_t, int64_t, int64_t, int64_t);
 template void split_heads<double>(const double*, double*, int64_t, int64_t, int64_t, int64_t);
+
+template void split_qkv_heads<bfloat16>(const bfloat16*, bfloat16*, bfloat16*, bfloat16*, int64_t, int64_t, int64_t,
+                                        int64_t);
+template void merge_qkv_heads<bfloat16>(const bfloat16*, const bfloat16*, const bfloat16*, bfloat16*, int64_t, int64_t,
+                                        int64_t, int64_t);
+template void merge_heads<bfloat16>(const bfloat16*, bfloat16*, int64_t, int64_t, int64_t, int64_t);
+template void split_heads<bfloat16>(const bfloat16*, bfloat16*, int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace mp::kernels::cpu

@@ -1,6 +1,10 @@
 // CPU reference for the embedding lookup and its gradient: plain loops. The gradient sums in T
 // (not double), position by position, which is exactly the order and precision of the CUDA
 // kernel, so the two agree bitwise; float64 runs give the gradient checks their precision.
+// bfloat16 sums in float32 (compute_t), position by position, and rounds each sum once.
+#include <vector>
+
+#include "kernels/common/bfloat16.h"
 #include "kernels/embedding.h"
 
 namespace mp::kernels::cpu {
@@ -17,16 +21,20 @@ void embedding_forward(const int32_t* ids, const T* weight, T* out, int64_t n, i
 template <typename T>
 void embedding_backward(const int32_t* ids, const T* dout, T* dweight, int64_t n, int64_t num_embeddings,
                         int64_t cols) {
-    for (int64_t i = 0; i < num_embeddings * cols; ++i) dweight[i] = T(0);
+    using C = compute_t<T>;
+    std::vector<C> sums(static_cast<size_t>(num_embeddings * cols), C(0));
     for (int64_t p = 0; p < n; ++p) {
-        T* row = dweight + static_cast<int64_t>(ids[p]) * cols;
-        for (int64_t c = 0; c < cols; ++c) row[c] += dout[p * cols + c];
+        C* row = sums.data() + static_cast<int64_t>(ids[p]) * cols;
+        for (int64_t c = 0; c < cols; ++c) row[c] += static_cast<C>(dout[p * cols + c]);
     }
+    for (int64_t i = 0; i < num_embeddings * cols; ++i) dweight[i] = static_cast<T>(sums[static_cast<size_t>(i)]);
 }
 
 template void embedding_forward<float>(const int32_t*, const float*, float*, int64_t, int64_t);
 template void embedding_forward<double>(const int32_t*, const double*, double*, int64_t, int64_t);
 template void embedding_backward<float>(const int32_t*, const float*, float*, int64_t, int64_t, int64_t);
 template void embedding_backward<double>(const int32_t*, const double*, double*, int64_t, int64_t, int64_t);
+template void embedding_forward<bfloat16>(const int32_t*, const bfloat16*, bfloat16*, int64_t, int64_t);
+template void embedding_backward<bfloat16>(const int32_t*, const bfloat16*, bfloat16*, int64_t, int64_t, int64_t);
 
 }  // namespace mp::kernels::cpu

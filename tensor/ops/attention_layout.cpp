@@ -22,7 +22,7 @@ void require_positive_heads(const char* op, int64_t heads) {
 std::array<Tensor, 3> split_qkv_heads(const Tensor& qkv, int64_t heads) {
     const char* op = "split_qkv_heads";
     detail::require_defined(op, qkv, "qkv");
-    detail::require_float(op, qkv);
+    detail::require_floating(op, qkv, detail::floating_cpu_only_bf16(qkv.device()));
     require_rank(op, qkv, 3, "qkv", "(B, T, 3*C)");
     require_positive_heads(op, heads);
     const int64_t batch = qkv.size(0), seq = qkv.size(1), width = qkv.size(2);
@@ -39,17 +39,16 @@ std::array<Tensor, 3> split_qkv_heads(const Tensor& qkv, int64_t heads) {
     if (qkv.numel() == 0) return qkv_heads;
 
     Tensor &q = qkv_heads[0], &k = qkv_heads[1], &v = qkv_heads[2];
-    if (qkv.device().is_cpu()) {
-        if (qkv.dtype() == DType::Float32)
-            kernels::cpu::split_qkv_heads(qkv.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(), batch,
-                                          seq, heads, head_dim);
-        else
-            kernels::cpu::split_qkv_heads(qkv.data<double>(), q.data<double>(), k.data<double>(), v.data<double>(),
-                                          batch, seq, heads, head_dim);
-    } else {
-        MP_ON_CUDA(kernels::cuda::split_qkv_heads(qkv.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(),
-                                                  batch, seq, heads, head_dim, detail::stream_of(qkv)));
-    }
+    dispatch_floating(op, qkv.dtype(), detail::floating_cpu_only_bf16(qkv.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (qkv.device().is_cpu()) {
+            kernels::cpu::split_qkv_heads(qkv.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(), batch, seq, heads,
+                                          head_dim);
+        } else if constexpr (std::is_same_v<T, float>) {
+            MP_ON_CUDA(kernels::cuda::split_qkv_heads(qkv.data<float>(), q.data<float>(), k.data<float>(),
+                       v.data<float>(), batch, seq, heads, head_dim, detail::stream_of(qkv)));
+        }
+    });
     return qkv_heads;
 }
 
@@ -59,7 +58,7 @@ Tensor merge_qkv_heads(const Tensor& dq, const Tensor& dk, const Tensor& dv) {
     detail::require_defined(op, dk, "dk");
     detail::require_defined(op, dv, "dv");
     detail::require_same_device(op, {&dq, &dk, &dv});
-    detail::require_float(op, dq);
+    detail::require_floating(op, dq, detail::floating_cpu_only_bf16(dq.device()));
     detail::require_same_dtype(op, {&dq, &dk, &dv});
     require_rank(op, dq, 4, "dq", "(B, H, T, D)");
     detail::require_same_shape(op, dq, dk);
@@ -68,46 +67,44 @@ Tensor merge_qkv_heads(const Tensor& dq, const Tensor& dk, const Tensor& dv) {
 
     Tensor dqkv = Tensor::empty({batch, seq, 3 * heads * head_dim}, dq.dtype(), dq.device());
     if (dqkv.numel() == 0) return dqkv;
-    if (dq.device().is_cpu()) {
-        if (dq.dtype() == DType::Float32)
-            kernels::cpu::merge_qkv_heads(dq.data<float>(), dk.data<float>(), dv.data<float>(), dqkv.data<float>(),
-                                          batch, seq, heads, head_dim);
-        else
-            kernels::cpu::merge_qkv_heads(dq.data<double>(), dk.data<double>(), dv.data<double>(),
-                                          dqkv.data<double>(), batch, seq, heads, head_dim);
-    } else {
-        MP_ON_CUDA(kernels::cuda::merge_qkv_heads(dq.data<float>(), dk.data<float>(), dv.data<float>(),
-                                                  dqkv.data<float>(), batch, seq, heads, head_dim,
-                                                  detail::stream_of(dq)));
-    }
+    dispatch_floating(op, dq.dtype(), detail::floating_cpu_only_bf16(dq.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (dq.device().is_cpu()) {
+            kernels::cpu::merge_qkv_heads(dq.data<T>(), dk.data<T>(), dv.data<T>(), dqkv.data<T>(), batch, seq,
+                                          heads, head_dim);
+        } else if constexpr (std::is_same_v<T, float>) {
+            MP_ON_CUDA(kernels::cuda::merge_qkv_heads(dq.data<float>(), dk.data<float>(), dv.data<float>(),
+                       dqkv.data<float>(), batch, seq, heads, head_dim, detail::stream_of(dq)));
+        }
+    });
     return dqkv;
 }
 
 Tensor merge_heads(const Tensor& y) {
     const char* op = "merge_heads";
     detail::require_defined(op, y, "y");
-    detail::require_float(op, y);
+    detail::require_floating(op, y, detail::floating_cpu_only_bf16(y.device()));
     require_rank(op, y, 4, "y", "(B, H, T, D)");
     const int64_t batch = y.size(0), heads = y.size(1), seq = y.size(2), head_dim = y.size(3);
 
     Tensor out = Tensor::empty({batch, seq, heads * head_dim}, y.dtype(), y.device());
     if (out.numel() == 0) return out;
-    if (y.device().is_cpu()) {
-        if (y.dtype() == DType::Float32)
-            kernels::cpu::merge_heads(y.data<float>(), out.data<float>(), batch, seq, heads, head_dim);
-        else
-            kernels::cpu::merge_heads(y.data<double>(), out.data<double>(), batch, seq, heads, head_dim);
-    } else {
-        MP_ON_CUDA(kernels::cuda::merge_heads(y.data<float>(), out.data<float>(), batch, seq, heads, head_dim,
-                                              detail::stream_of(y)));
-    }
+    dispatch_floating(op, y.dtype(), detail::floating_cpu_only_bf16(y.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (y.device().is_cpu()) {
+            kernels::cpu::merge_heads(y.data<T>(), out.data<T>(), batch, seq, heads, head_dim);
+        } else if constexpr (std::is_same_v<T, float>) {
+            MP_ON_CUDA(kernels::cuda::merge_heads(y.data<float>(), out.data<float>(), batch, seq, heads, head_dim,
+                       detail::stream_of(y)));
+        }
+    });
     return out;
 }
 
 Tensor split_heads(const Tensor& x, int64_t heads) {
     const char* op = "split_heads";
     detail::require_defined(op, x, "x");
-    detail::require_float(op, x);
+    detail::require_floating(op, x, detail::floating_cpu_only_bf16(x.device()));
     require_rank(op, x, 3, "x", "(B, T, C)");
     require_positive_heads(op, heads);
     const int64_t batch = x.size(0), seq = x.size(1), channels = x.size(2);
@@ -117,15 +114,15 @@ Tensor split_heads(const Tensor& x, int64_t heads) {
 
     Tensor out = Tensor::empty({batch, heads, seq, head_dim}, x.dtype(), x.device());
     if (out.numel() == 0) return out;
-    if (x.device().is_cpu()) {
-        if (x.dtype() == DType::Float32)
-            kernels::cpu::split_heads(x.data<float>(), out.data<float>(), batch, seq, heads, head_dim);
-        else
-            kernels::cpu::split_heads(x.data<double>(), out.data<double>(), batch, seq, heads, head_dim);
-    } else {
-        MP_ON_CUDA(kernels::cuda::split_heads(x.data<float>(), out.data<float>(), batch, seq, heads, head_dim,
-                                              detail::stream_of(x)));
-    }
+    dispatch_floating(op, x.dtype(), detail::floating_cpu_only_bf16(x.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (x.device().is_cpu()) {
+            kernels::cpu::split_heads(x.data<T>(), out.data<T>(), batch, seq, heads, head_dim);
+        } else if constexpr (std::is_same_v<T, float>) {
+            MP_ON_CUDA(kernels::cuda::split_heads(x.data<float>(), out.data<float>(), batch, seq, heads, head_dim,
+                       detail::stream_of(x)));
+        }
+    });
     return out;
 }
 

@@ -31,7 +31,7 @@ Tensor embedding(const Tensor& ids, const Tensor& weight) {
     detail::require_defined(op, ids, "ids");
     detail::require_defined(op, weight, "weight");
     detail::require_dtype(op, ids, DType::Int32, "ids");
-    detail::require_float(op, weight);
+    detail::require_floating(op, weight, detail::floating_cpu_only_bf16(weight.device()));
     MP_REQUIRE(weight.dim() == 2, op, ": weight must be (num_embeddings, dim), got shape ", shape_str(weight.shape()));
     detail::require_same_device(op, {&ids, &weight});
     const int64_t num_embeddings = weight.size(0);
@@ -42,15 +42,15 @@ Tensor embedding(const Tensor& ids, const Tensor& weight) {
     out_shape.push_back(dim);
     Tensor out = Tensor::empty(out_shape, weight.dtype(), weight.device());
     const int64_t n = ids.numel();
-    if (weight.device().is_cpu()) {
-        if (weight.dtype() == DType::Float64)
-            kernels::cpu::embedding_forward(ids.data<int32_t>(), weight.data<double>(), out.data<double>(), n, dim);
-        else
-            kernels::cpu::embedding_forward(ids.data<int32_t>(), weight.data<float>(), out.data<float>(), n, dim);
-    } else {
-        MP_ON_CUDA(kernels::cuda::embedding_forward(ids.data<int32_t>(), weight.data<float>(), out.data<float>(), n,
-                                                    num_embeddings, dim, detail::stream_of(weight)));
-    }
+    dispatch_floating(op, weight.dtype(), detail::floating_cpu_only_bf16(weight.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (weight.device().is_cpu()) {
+            kernels::cpu::embedding_forward(ids.data<int32_t>(), weight.data<T>(), out.data<T>(), n, dim);
+        } else if constexpr (std::is_same_v<T, float>) {
+            MP_ON_CUDA(kernels::cuda::embedding_forward(ids.data<int32_t>(), weight.data<float>(), out.data<float>(), n,
+                                                        num_embeddings, dim, detail::stream_of(weight)));
+        }
+    });
     return out;
 }
 
@@ -59,7 +59,7 @@ Tensor embedding_backward(const Tensor& ids, const Tensor& dout, int64_t num_emb
     detail::require_defined(op, ids, "ids");
     detail::require_defined(op, dout, "dout");
     detail::require_dtype(op, ids, DType::Int32, "ids");
-    detail::require_float(op, dout);
+    detail::require_floating(op, dout, detail::floating_cpu_only_bf16(dout.device()));
     detail::require_same_device(op, {&ids, &dout});
     MP_REQUIRE(num_embeddings >= 0, op, ": num_embeddings must be >= 0, got ", num_embeddings);
     const bool leading_dims_match =
@@ -71,24 +71,23 @@ Tensor embedding_backward(const Tensor& ids, const Tensor& dout, int64_t num_emb
     const int64_t n = ids.numel();
     const int64_t dim = dout.shape().back();
     Tensor dweight = Tensor::empty({num_embeddings, dim}, dout.dtype(), dout.device());
-    if (dout.device().is_cpu()) {
-        if (dout.dtype() == DType::Float64)
-            kernels::cpu::embedding_backward(ids.data<int32_t>(), dout.data<double>(), dweight.data<double>(), n,
+    dispatch_floating(op, dout.dtype(), detail::floating_cpu_only_bf16(dout.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if (dout.device().is_cpu()) {
+            kernels::cpu::embedding_backward(ids.data<int32_t>(), dout.data<T>(), dweight.data<T>(), n,
                                              num_embeddings, dim);
-        else
-            kernels::cpu::embedding_backward(ids.data<int32_t>(), dout.data<float>(), dweight.data<float>(), n,
-                                             num_embeddings, dim);
-    } else {
-        MP_ON_CUDA({
-            // Int32 elements as a byte buffer: the workspace is raw scratch for the sort.
-            const size_t workspace_bytes = kernels::cuda::embedding_backward_workspace_bytes(n, num_embeddings);
-            Tensor workspace = Tensor::empty({static_cast<int64_t>((workspace_bytes + 3) / 4)}, DType::Int32,
-                                             dout.device());
-            kernels::cuda::embedding_backward(ids.data<int32_t>(), dout.data<float>(), dweight.data<float>(), n,
-                                              num_embeddings, dim, workspace.raw_data(), workspace_bytes,
-                                              detail::stream_of(dout));
-        });
-    }
+        } else if constexpr (std::is_same_v<T, float>) {
+            MP_ON_CUDA({
+                // Int32 elements as a byte buffer: the workspace is raw scratch for the sort.
+                const size_t workspace_bytes = kernels::cuda::embedding_backward_workspace_bytes(n, num_embeddings);
+                Tensor workspace = Tensor::empty({static_cast<int64_t>((workspace_bytes + 3) / 4)}, DType::Int32,
+                                                 dout.device());
+                kernels::cuda::embedding_backward(ids.data<int32_t>(), dout.data<float>(), dweight.data<float>(), n,
+                                                  num_embeddings, dim, workspace.raw_data(), workspace_bytes,
+                                                  detail::stream_of(dout));
+            });
+        }
+    });
     return dweight;
 }
 
