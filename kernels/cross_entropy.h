@@ -3,11 +3,12 @@
 // The mean over counted rows needs 1 / (rows whose target is not ignore_index): its own small
 // kernel, so that the count never travels to the host.
 // defines: cross_entropy_forward, cross_entropy_backward, cross_entropy_mean_weight (cpu:: for float,
-//          double; cuda:: for float)
+//          double, and bfloat16 logits whose losses, logsumexp and dlosses are float32; cuda:: for float)
 #pragma once
 
 #include <cstdint>
 
+#include "kernels/common/bfloat16.h"
 #include "kernels/common/stream.h"
 
 namespace mp::kernels::cpu {
@@ -16,13 +17,13 @@ namespace mp::kernels::cpu {
 // Checks the targets while computing: throws std::invalid_argument naming the first target outside
 // [0, vocab) that is not ignore_index, its row and vocab.
 template <typename T>
-void cross_entropy_forward(const T* logits, const int32_t* targets, T* losses, T* logsumexp, int64_t rows,
-                           int64_t vocab, int ignore_index);
+void cross_entropy_forward(const T* logits, const int32_t* targets, compute_t<T>* losses, compute_t<T>* logsumexp,
+                           int64_t rows, int64_t vocab, int ignore_index);
 // dlogits[r][j] = dlosses[r] * (exp(logits[r][j] - logsumexp[r]) - (j == targets[r])), all zero for
 // ignored rows. Same target check as the forward.
 template <typename T>
-void cross_entropy_backward(const T* logits, const int32_t* targets, const T* logsumexp, const T* dlosses,
-                            T* dlogits, int64_t rows, int64_t vocab, int ignore_index);
+void cross_entropy_backward(const T* logits, const int32_t* targets, const compute_t<T>* logsumexp,
+                            const compute_t<T>* dlosses, T* dlogits, int64_t rows, int64_t vocab, int ignore_index);
 // out[0] = 1 / (the number of r with targets[r] != ignore_index), computed in double and rounded
 // once to T; 0 when every row is ignored. The weight that turns the sum of losses into their mean.
 template <typename T>

@@ -406,9 +406,9 @@ TEST(CrossEntropyErrors, BackwardArgumentChecks) {
     expect_invalid_argument([&] { ops::cross_entropy_backward(logits, targets, lse, Tensor()); },
                             {"cross_entropy_backward", "dlosses is an undefined tensor"});
     expect_invalid_argument([&] { ops::cross_entropy_backward(logits, targets, Tensor::zeros({2}, DType::Float64), dlosses); },
-                            {"cross_entropy_backward", "logsumexp is float64(2)", "dtype of logits float32(2, 7)"});
+                            {"cross_entropy_backward", "logsumexp is float64(2)", "expected float32 for logits float32(2, 7)"});
     expect_invalid_argument([&] { ops::cross_entropy_backward(logits, targets, lse, Tensor::zeros({2}, DType::Int32)); },
-                            {"cross_entropy_backward", "dlosses is int32(2)", "dtype of logits"});
+                            {"cross_entropy_backward", "dlosses is int32(2)", "expected float32 for logits"});
     expect_invalid_argument([&] { ops::cross_entropy_backward(logits, targets, Tensor::zeros({3}), dlosses); },
                             {"cross_entropy_backward", "logsumexp has shape (3)", "expected (2)"});
     expect_invalid_argument([&] { ops::cross_entropy_backward(logits, targets, lse, Tensor::zeros({2, 7})); },
@@ -425,4 +425,33 @@ TEST(CrossEntropyErrors, TensorsOnDifferentDevices) {
     expect_invalid_argument(
         [&] { ops::cross_entropy_backward(logits, targets, Tensor::zeros({2}), Tensor::zeros({2}, DType::Float32, gpu)); },
         {"cross_entropy_backward", "different devices", "cuda:0", "cpu"});
+}
+
+// ---------------------------------------------------------------- bfloat16 (CPU)
+
+// bfloat16 logits: the losses and logsumexp stay float32 (the float64 path on the widened logits,
+// rounded once to float32), dlogits is rounded once to bfloat16; the mean loss is float32.
+TEST(CrossEntropyBf16, LossStaysFloat32AndGradientsAreRoundedOnce) {
+    Tensor logits = mp::testing::random_tensor({6, 19}, 3, 2.0).to(DType::BFloat16);
+    Tensor targets = Tensor::from_vector<int32_t>({0, 18, -100, 7, 7, 3}, {6});
+    ops::CrossEntropyResult got = ops::cross_entropy_forward(logits, targets, -100);
+    ASSERT_EQ(got.losses.dtype(), DType::Float32);
+    ASSERT_EQ(got.logsumexp.dtype(), DType::Float32);
+    ops::CrossEntropyResult wide = ops::cross_entropy_forward(logits.to(DType::Float64), targets, -100);
+    std::vector<float> losses = got.losses.to_vector<float>();
+    std::vector<double> losses_wide = wide.losses.to_vector<double>();
+    for (size_t r = 0; r < losses.size(); ++r) EXPECT_EQ(losses[r], static_cast<float>(losses_wide[r])) << r;
+
+    Tensor dlosses = mp::testing::random_tensor({6}, 4);
+    std::vector<bfloat16> dlogits = ops::cross_entropy_backward(logits, targets, got.logsumexp, dlosses, -100)
+                                        .to_vector<bfloat16>();
+    std::vector<double> dlogits_wide =
+        ops::cross_entropy_backward(logits.to(DType::Float64), targets, got.logsumexp.to(DType::Float64),
+                                    dlosses.to(DType::Float64), -100)
+            .to_vector<double>();
+    for (size_t i = 0; i < dlogits.size(); ++i)
+        EXPECT_EQ(dlogits[i].bits, bfloat16(static_cast<float>(dlogits_wide[i])).bits) << i;
+    mp::testing::expect_invalid_argument(
+        [&] { ops::cross_entropy_backward(logits, targets, got.logsumexp.to(DType::BFloat16), dlosses, -100); },
+        {"logsumexp is bfloat16(6) on cpu, expected float32 for logits bfloat16(6, 19) on cpu"});
 }

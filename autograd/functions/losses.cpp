@@ -14,7 +14,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_ind
     ops::CrossEntropyResult r = ops::cross_entropy_forward(logits, targets, ignore_index);
     // The mean is over counted rows; the weight 1 / count is computed where the targets are, so
     // neither direction makes the host wait for the device.
-    Tensor mean_weight = ops::cross_entropy_mean_weight(targets, ignore_index, logits.dtype());
+    Tensor mean_weight =
+        ops::cross_entropy_mean_weight(targets, ignore_index, ops::cross_entropy_statistics_dtype(logits.dtype()));
     Tensor loss = ops::mul(ops::sum(r.losses), mean_weight);
     autograd::record("cross_entropy", {logits, targets}, {loss},
                      [logits, targets, lse = r.logsumexp, mean_weight, ignore_index](Grads& g, const std::vector<Tensor>& dy) {

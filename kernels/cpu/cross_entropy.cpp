@@ -1,9 +1,12 @@
 // CPU reference for cross-entropy with an ignore index: plain loops over each row, max-subtracted
 // logsumexp accumulated in double, rows in parallel (each row's result is independent of threading).
+// bfloat16 logits keep their losses and logsumexp in float32 (compute_t): only dlogits is rounded
+// to bfloat16, once.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
+#include "kernels/common/bfloat16.h"
 #include "kernels/common/error.h"
 #include "kernels/cross_entropy.h"
 
@@ -31,27 +34,28 @@ void cross_entropy_mean_weight(const int32_t* targets, int64_t rows, int ignore_
 }
 
 template <typename T>
-void cross_entropy_forward(const T* logits, const int32_t* targets, T* losses, T* logsumexp, int64_t rows,
-                           int64_t vocab, int ignore_index) {
+void cross_entropy_forward(const T* logits, const int32_t* targets, compute_t<T>* losses, compute_t<T>* logsumexp,
+                           int64_t rows, int64_t vocab, int ignore_index) {
+    using S = compute_t<T>;
     // An exception must not leave an OpenMP region: record the first bad row, throw after the loop.
     int64_t first_bad_row = rows;
 #pragma omp parallel for reduction(min : first_bad_row)
     for (int64_t r = 0; r < rows; ++r) {
         const T* row = logits + r * vocab;
-        double row_max = row[0];
-        for (int64_t j = 1; j < vocab; ++j) row_max = std::max(row_max, static_cast<double>(row[j]));
+        double row_max = element_to_double(row[0]);
+        for (int64_t j = 1; j < vocab; ++j) row_max = std::max(row_max, element_to_double(row[j]));
         double sum = 0.0;
-        for (int64_t j = 0; j < vocab; ++j) sum += std::exp(static_cast<double>(row[j]) - row_max);
+        for (int64_t j = 0; j < vocab; ++j) sum += std::exp(element_to_double(row[j]) - row_max);
         double lse = row_max + std::log(sum);
-        logsumexp[r] = static_cast<T>(lse);
+        logsumexp[r] = static_cast<S>(lse);
 
         int32_t target = targets[r];
         if (target == ignore_index) {
-            losses[r] = T(0);
+            losses[r] = S(0);
         } else if (target_is_valid(target, vocab, ignore_index)) {
-            losses[r] = static_cast<T>(lse - static_cast<double>(row[target]));
+            losses[r] = static_cast<S>(lse - element_to_double(row[target]));
         } else {
-            losses[r] = std::numeric_limits<T>::quiet_NaN();
+            losses[r] = std::numeric_limits<S>::quiet_NaN();
             first_bad_row = std::min(first_bad_row, r);
         }
     }
@@ -60,8 +64,9 @@ void cross_entropy_forward(const T* logits, const int32_t* targets, T* losses, T
 }
 
 template <typename T>
-void cross_entropy_backward(const T* logits, const int32_t* targets, const T* logsumexp, const T* dlosses,
-                            T* dlogits, int64_t rows, int64_t vocab, int ignore_index) {
+void cross_entropy_backward(const T* logits, const int32_t* targets, const compute_t<T>* logsumexp,
+                            const compute_t<T>* dlosses, T* dlogits, int64_t rows, int64_t vocab, int ignore_index) {
+    const T zero = element_from_double<T>(0.0), nan = element_from_double<T>(std::numeric_limits<double>::quiet_NaN());
     int64_t first_bad_row = rows;
 #pragma omp parallel for reduction(min : first_bad_row)
     for (int64_t r = 0; r < rows; ++r) {
@@ -69,20 +74,20 @@ void cross_entropy_backward(const T* logits, const int32_t* targets, const T* lo
         T* grad = dlogits + r * vocab;
         int32_t target = targets[r];
         if (target == ignore_index) {
-            for (int64_t j = 0; j < vocab; ++j) grad[j] = T(0);
+            for (int64_t j = 0; j < vocab; ++j) grad[j] = zero;
             continue;
         }
         if (!target_is_valid(target, vocab, ignore_index)) {
-            for (int64_t j = 0; j < vocab; ++j) grad[j] = std::numeric_limits<T>::quiet_NaN();
+            for (int64_t j = 0; j < vocab; ++j) grad[j] = nan;
             first_bad_row = std::min(first_bad_row, r);
             continue;
         }
         double lse = logsumexp[r];
         double dloss = dlosses[r];
         for (int64_t j = 0; j < vocab; ++j) {
-            double probability = std::exp(static_cast<double>(row[j]) - lse);
+            double probability = std::exp(element_to_double(row[j]) - lse);
             double indicator = (j == target) ? 1.0 : 0.0;
-            grad[j] = static_cast<T>(dloss * (probability - indicator));
+            grad[j] = element_from_double<T>(dloss * (probability - indicator));
         }
     }
     if (first_bad_row < rows)
@@ -97,5 +102,8 @@ template void cross_entropy_backward<double>(const double*, const int32_t*, cons
                                              int64_t, int64_t, int);
 template void cross_entropy_mean_weight<float>(const int32_t*, int64_t, int, float*);
 template void cross_entropy_mean_weight<double>(const int32_t*, int64_t, int, double*);
+template void cross_entropy_forward<bfloat16>(const bfloat16*, const int32_t*, float*, float*, int64_t, int64_t, int);
+template void cross_entropy_backward<bfloat16>(const bfloat16*, const int32_t*, const float*, const float*, bfloat16*,
+                                               int64_t, int64_t, int);
 
 }  // namespace mp::kernels::cpu

@@ -17,7 +17,7 @@ void check_logits_and_targets(const char* op, const Tensor& logits, const Tensor
     detail::require_defined(op, logits, "logits");
     detail::require_defined(op, targets, "targets");
     detail::require_same_device(op, {&logits, &targets});
-    detail::require_float(op, logits);
+    detail::require_floating(op, logits, detail::floating_cpu_only_bf16(logits.device()));
     detail::require_dtype(op, targets, DType::Int32, "targets");
     detail::require_rank_at_least(op, logits, 1, "logits");
     MP_REQUIRE(logits.shape().back() >= 1, op, ": logits ", shape_str(logits.shape()),
@@ -27,13 +27,15 @@ void check_logits_and_targets(const char* op, const Tensor& logits, const Tensor
                shape_str(leading), " to match logits ", shape_str(logits.shape()));
 }
 
-// A per-row tensor of the backward (logsumexp, dlosses): shaped like targets, dtype of logits.
+// A per-row tensor of the backward (logsumexp, dlosses): shaped like targets, of the statistics
+// dtype (float32 for bfloat16 logits, else the logits' dtype).
 void check_per_row(const char* op, const Tensor& per_row, const char* name, const Tensor& logits,
                    const Tensor& targets) {
     detail::require_defined(op, per_row, name);
     detail::require_same_device(op, {&logits, &per_row});
-    MP_REQUIRE(per_row.dtype() == logits.dtype(), op, ": ", name, " is ", per_row.describe(),
-               ", expected the dtype of logits ", logits.describe());
+    MP_REQUIRE(per_row.dtype() == cross_entropy_statistics_dtype(logits.dtype()), op, ": ", name, " is ",
+               per_row.describe(), ", expected ", dtype_name(cross_entropy_statistics_dtype(logits.dtype())),
+               " for logits ", logits.describe());
     MP_REQUIRE(per_row.shape() == targets.shape(), op, ": ", name, " has shape ", shape_str(per_row.shape()),
                ", expected ", shape_str(targets.shape()), " to match targets");
 }
@@ -56,25 +58,25 @@ CrossEntropyResult cross_entropy_forward(const Tensor& logits, const Tensor& tar
     check_logits_and_targets(op, logits, targets);
     const int64_t vocab = logits.shape().back();
     const int64_t rows = targets.numel();
-    CrossEntropyResult result{Tensor::empty(targets.shape(), logits.dtype(), logits.device()),
-                              Tensor::empty(targets.shape(), logits.dtype(), logits.device())};
+    const DType statistics = cross_entropy_statistics_dtype(logits.dtype());
+    CrossEntropyResult result{Tensor::empty(targets.shape(), statistics, logits.device()),
+                              Tensor::empty(targets.shape(), statistics, logits.device())};
     if (rows == 0) return result;
 
-    if (logits.device().is_cpu()) {
-        if (logits.dtype() == DType::Float32)
-            kernels::cpu::cross_entropy_forward(logits.data<float>(), targets.data<int32_t>(),
-                                                result.losses.data<float>(), result.logsumexp.data<float>(), rows,
-                                                vocab, ignore_index);
-        else
-            kernels::cpu::cross_entropy_forward(logits.data<double>(), targets.data<int32_t>(),
-                                                result.losses.data<double>(), result.logsumexp.data<double>(), rows,
-                                                vocab, ignore_index);
-    } else {
-        check_cuda_targets(op, targets, vocab, ignore_index);
-        MP_ON_CUDA(kernels::cuda::cross_entropy_forward(logits.data<float>(), targets.data<int32_t>(),
-                                                        result.losses.data<float>(), result.logsumexp.data<float>(),
-                                                        rows, vocab, ignore_index, detail::stream_of(logits)));
-    }
+    dispatch_floating(op, logits.dtype(), detail::floating_cpu_only_bf16(logits.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        using S = compute_t<T>;
+        if (logits.device().is_cpu()) {
+            kernels::cpu::cross_entropy_forward(logits.data<T>(), targets.data<int32_t>(), result.losses.data<S>(),
+                                                result.logsumexp.data<S>(), rows, vocab, ignore_index);
+        } else if constexpr (std::is_same_v<T, float>) {
+            check_cuda_targets(op, targets, vocab, ignore_index);
+            MP_ON_CUDA(kernels::cuda::cross_entropy_forward(logits.data<float>(), targets.data<int32_t>(),
+                                                            result.losses.data<float>(),
+                                                            result.logsumexp.data<float>(), rows, vocab, ignore_index,
+                                                            detail::stream_of(logits)));
+        }
+    });
     return result;
 }
 
@@ -89,22 +91,20 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const
     Tensor dlogits = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
     if (rows == 0) return dlogits;
 
-    if (logits.device().is_cpu()) {
-        if (logits.dtype() == DType::Float32)
-            kernels::cpu::cross_entropy_backward(logits.data<float>(), targets.data<int32_t>(),
-                                                 logsumexp.data<float>(), dlosses.data<float>(),
-                                                 dlogits.data<float>(), rows, vocab, ignore_index);
-        else
-            kernels::cpu::cross_entropy_backward(logits.data<double>(), targets.data<int32_t>(),
-                                                 logsumexp.data<double>(), dlosses.data<double>(),
-                                                 dlogits.data<double>(), rows, vocab, ignore_index);
-    } else {
-        check_cuda_targets(op, targets, vocab, ignore_index);
-        MP_ON_CUDA(kernels::cuda::cross_entropy_backward(logits.data<float>(), targets.data<int32_t>(),
-                                                         logsumexp.data<float>(), dlosses.data<float>(),
-                                                         dlogits.data<float>(), rows, vocab, ignore_index,
-                                                         detail::stream_of(logits)));
-    }
+    dispatch_floating(op, logits.dtype(), detail::floating_cpu_only_bf16(logits.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        using S = compute_t<T>;
+        if (logits.device().is_cpu()) {
+            kernels::cpu::cross_entropy_backward(logits.data<T>(), targets.data<int32_t>(), logsumexp.data<S>(),
+                                                 dlosses.data<S>(), dlogits.data<T>(), rows, vocab, ignore_index);
+        } else if constexpr (std::is_same_v<T, float>) {
+            check_cuda_targets(op, targets, vocab, ignore_index);
+            MP_ON_CUDA(kernels::cuda::cross_entropy_backward(logits.data<float>(), targets.data<int32_t>(),
+                                                             logsumexp.data<float>(), dlosses.data<float>(),
+                                                             dlogits.data<float>(), rows, vocab, ignore_index,
+                                                             detail::stream_of(logits)));
+        }
+    });
     return dlogits;
 }
 

@@ -6,6 +6,10 @@
 
 namespace mp::ops {
 
+// The dtype of the per-row losses, logsumexp and dlosses: float32 for bfloat16 logits (the loss is
+// never rounded to 8 bits), else the logits' dtype.
+inline DType cross_entropy_statistics_dtype(DType logits) { return logits == DType::BFloat16 ? DType::Float32 : logits; }
+
 struct CrossEntropyResult {
     Tensor losses;     // per row, shaped like targets; 0 where the target is ignore_index
     Tensor logsumexp;  // per row, shaped like targets; written for ignored rows too (backward needs it)
