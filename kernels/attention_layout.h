@@ -2,11 +2,12 @@
 // (B, T, 3, H, D) with C = H*D, to per-head q, k, v (B, H, T, D) and back; heads (B, H, T, D) to
 // rows (B, T, H*D) and back. Pure copies: CPU and CUDA results are bitwise equal.
 // defines: split_qkv_heads, merge_qkv_heads, merge_heads, split_heads
-//          (cpu:: for float, double; cuda:: for float)
+//          (cpu:: for float, double, bfloat16; cuda:: for float, bfloat16)
 #pragma once
 
 #include <cstdint>
 
+#include "kernels/common/bfloat16.h"
 #include "kernels/common/stream.h"
 
 namespace mp::kernels::cpu {
@@ -33,5 +34,13 @@ void merge_qkv_heads(const float* dq, const float* dk, const float* dv, float* d
 void merge_heads(const float* y, float* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
                  cudaStream_t stream);
 void split_heads(const float* x, float* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                 cudaStream_t stream);
+void split_qkv_heads(const bfloat16* qkv, bfloat16* q, bfloat16* k, bfloat16* v, int64_t batch, int64_t seq,
+                     int64_t heads, int64_t head_dim, cudaStream_t stream);
+void merge_qkv_heads(const bfloat16* dq, const bfloat16* dk, const bfloat16* dv, bfloat16* dqkv, int64_t batch,
+                     int64_t seq, int64_t heads, int64_t head_dim, cudaStream_t stream);
+void merge_heads(const bfloat16* y, bfloat16* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                 cudaStream_t stream);
+void split_heads(const bfloat16* x, bfloat16* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
                  cudaStream_t stream);
 }  // namespace mp::kernels::cuda

@@ -214,3 +214,18 @@ TEST(AttentionLayoutBf16, MovesElementsExactly) {
     mp::testing::expect_equal(ops::merge_heads(split[0]).to(DType::Float32), ops::merge_heads(split_wide[0]),
                               "merge_heads");
 }
+
+// On the GPU the bfloat16 permutations move the same bits as the CPU's (head_dim 8: the float4
+// path of 8 bfloat16s; head_dim 5: one value at a time).
+TEST(AttentionLayoutCudaBf16, BitwiseEqualToCpu) {
+    MP_REQUIRE_GPU();
+    for (int64_t head_dim : {8, 5}) {
+        const int64_t batch = 2, seq = 7, heads = 3;
+        Tensor qkv = mp::testing::random_tensor({batch, seq, 3 * heads * head_dim}, 10 + head_dim).to(DType::BFloat16);
+        std::array<Tensor, 3> cpu = ops::split_qkv_heads(qkv, heads);
+        std::array<Tensor, 3> gpu = ops::split_qkv_heads(qkv.to(Device::cuda(0)), heads);
+        for (size_t i = 0; i < 3; ++i) mp::testing::expect_equal(gpu[i], cpu[i], "split_qkv_heads");
+        mp::testing::expect_equal(ops::merge_qkv_heads(gpu[0], gpu[1], gpu[2]), qkv, "merge_qkv_heads");
+        mp::testing::expect_equal(ops::merge_heads(gpu[0]), ops::merge_heads(cpu[0]), "merge_heads");
+    }
+}

@@ -1,4 +1,4 @@
-// CUDA attention layout permutations, float32: qkv (B, T, 3, H, D) <-> q, k, v (B, H, T, D), and
+// CUDA attention layout permutations, float32 and bfloat16: qkv (B, T, 3, H, D) <-> q, k, v (B, H, T, D), and
 // rows (B, T, H, D) <-> heads (B, H, T, D). Pure copies, bitwise equal to the CPU reference.
 //
 // Floor (H100, ~3 TB/s): every element is read once and written once, 8 B per element
@@ -7,11 +7,12 @@
 // Design: two kernels, each one thread per output element with a grid-stride loop, so writes are
 // coalesced and reads are contiguous runs of D elements. `rows_to_heads` does split_qkv_heads
 // (3 parts) and split_heads (1 part); `heads_to_rows` does merge_qkv_heads and merge_heads. The
-// "element" is a float4 when D % 4 == 0 and every pointer is 16-byte aligned (then all row and head
-// offsets are multiples of 4 floats), else a float. Indices are int64 (B*T*3*C can pass 2^31).
+// "element" is a float4 (4 floats, or 8 bfloat16s) when D is a multiple of that and every pointer
+// is 16-byte aligned (then all row and head offsets are whole float4s), else one value. Indices are int64 (B*T*3*C can pass 2^31).
 #include <cstdint>
 
 #include "kernels/attention_layout.h"
+#include "kernels/common/bfloat16.h"
 #include "kernels/cuda/check.cuh"
 
 namespace mp::kernels::cuda {
@@ -73,63 +74,115 @@ __global__ void heads_to_rows_kernel(HeadParts<const E*> heads_in, E* __restrict
 
 bool aligned16(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer) % 16 == 0; }
 
-void launch_rows_to_heads(const float* rows, HeadParts<float*> heads_out, int64_t parts, int64_t batch, int64_t seq,
+// How many elements of storage type S make one float4 (16 bytes): 4 floats, 8 bfloat16s.
+template <typename S>
+constexpr int64_t kPerVector = 16 / static_cast<int64_t>(sizeof(S));
+
+template <typename S>
+void launch_rows_to_heads(const S* rows, HeadParts<S*> heads_out, int64_t parts, int64_t batch, int64_t seq,
                           int64_t heads, int64_t head_dim, cudaStream_t stream) {
     const int64_t total = parts * batch * seq * heads * head_dim;
     if (total == 0) return;
-    const bool vectorised = head_dim % 4 == 0 && aligned16(rows) && aligned16(heads_out.part0) &&
+    constexpr int64_t per = kPerVector<S>;
+    const bool vectorised = head_dim % per == 0 && aligned16(rows) && aligned16(heads_out.part0) &&
                             aligned16(heads_out.part1) && aligned16(heads_out.part2);
     if (vectorised) {
         HeadParts<float4*> out4{reinterpret_cast<float4*>(heads_out.part0), reinterpret_cast<float4*>(heads_out.part1),
                                 reinterpret_cast<float4*>(heads_out.part2)};
-        rows_to_heads_kernel<float4><<<cuda_detail::grid_for(total / 4, kBlock), kBlock, 0, stream>>>(
-            reinterpret_cast<const float4*>(rows), out4, parts, batch, seq, heads, head_dim / 4);
+        rows_to_heads_kernel<float4><<<cuda_detail::grid_for(total / per, kBlock), kBlock, 0, stream>>>(
+            reinterpret_cast<const float4*>(rows), out4, parts, batch, seq, heads, head_dim / per);
     } else {
-        rows_to_heads_kernel<float><<<cuda_detail::grid_for(total, kBlock), kBlock, 0, stream>>>(
+        rows_to_heads_kernel<S><<<cuda_detail::grid_for(total, kBlock), kBlock, 0, stream>>>(
             rows, heads_out, parts, batch, seq, heads, head_dim);
     }
     CUDA_CHECK_LAUNCH();
 }
 
-void launch_heads_to_rows(HeadParts<const float*> heads_in, float* rows, int64_t parts, int64_t batch, int64_t seq,
+template <typename S>
+void launch_heads_to_rows(HeadParts<const S*> heads_in, S* rows, int64_t parts, int64_t batch, int64_t seq,
                           int64_t heads, int64_t head_dim, cudaStream_t stream) {
     const int64_t total = parts * batch * seq * heads * head_dim;
     if (total == 0) return;
-    const bool vectorised = head_dim % 4 == 0 && aligned16(rows) && aligned16(heads_in.part0) &&
+    constexpr int64_t per = kPerVector<S>;
+    const bool vectorised = head_dim % per == 0 && aligned16(rows) && aligned16(heads_in.part0) &&
                             aligned16(heads_in.part1) && aligned16(heads_in.part2);
     if (vectorised) {
         HeadParts<const float4*> in4{reinterpret_cast<const float4*>(heads_in.part0),
                                      reinterpret_cast<const float4*>(heads_in.part1),
                                      reinterpret_cast<const float4*>(heads_in.part2)};
-        heads_to_rows_kernel<float4><<<cuda_detail::grid_for(total / 4, kBlock), kBlock, 0, stream>>>(
-            in4, reinterpret_cast<float4*>(rows), parts, batch, seq, heads, head_dim / 4);
+        heads_to_rows_kernel<float4><<<cuda_detail::grid_for(total / per, kBlock), kBlock, 0, stream>>>(
+            in4, reinterpret_cast<float4*>(rows), parts, batch, seq, heads, head_dim / per);
     } else {
-        heads_to_rows_kernel<float><<<cuda_detail::grid_for(total, kBlock), kBlock, 0, stream>>>(
+        heads_to_rows_kernel<S><<<cuda_detail::grid_for(total, kBlock), kBlock, 0, stream>>>(
             heads_in, rows, parts, batch, seq, heads, head_dim);
     }
     CUDA_CHECK_LAUNCH();
+}
+
+template <typename S>
+void split_qkv_heads_of(const S* qkv, S* q, S* k, S* v, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                        cudaStream_t stream) {
+    launch_rows_to_heads(qkv, HeadParts<S*>{q, k, v}, 3, batch, seq, heads, head_dim, stream);
+}
+
+template <typename S>
+void merge_qkv_heads_of(const S* dq, const S* dk, const S* dv, S* dqkv, int64_t batch, int64_t seq, int64_t heads,
+                        int64_t head_dim, cudaStream_t stream) {
+    launch_heads_to_rows(HeadParts<const S*>{dq, dk, dv}, dqkv, 3, batch, seq, heads, head_dim, stream);
+}
+
+template <typename S>
+void merge_heads_of(const S* y, S* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                    cudaStream_t stream) {
+    launch_heads_to_rows(HeadParts<const S*>{y, nullptr, nullptr}, out, 1, batch, seq, heads, head_dim, stream);
+}
+
+template <typename S>
+void split_heads_of(const S* x, S* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                    cudaStream_t stream) {
+    launch_rows_to_heads(x, HeadParts<S*>{out, nullptr, nullptr}, 1, batch, seq, heads, head_dim, stream);
 }
 
 }  // namespace
 
 void split_qkv_heads(const float* qkv, float* q, float* k, float* v, int64_t batch, int64_t seq, int64_t heads,
                      int64_t head_dim, cudaStream_t stream) {
-    launch_rows_to_heads(qkv, HeadParts<float*>{q, k, v}, 3, batch, seq, heads, head_dim, stream);
+    split_qkv_heads_of(qkv, q, k, v, batch, seq, heads, head_dim, stream);
 }
 
 void merge_qkv_heads(const float* dq, const float* dk, const float* dv, float* dqkv, int64_t batch, int64_t seq,
                      int64_t heads, int64_t head_dim, cudaStream_t stream) {
-    launch_heads_to_rows(HeadParts<const float*>{dq, dk, dv}, dqkv, 3, batch, seq, heads, head_dim, stream);
+    merge_qkv_heads_of(dq, dk, dv, dqkv, batch, seq, heads, head_dim, stream);
 }
 
 void merge_heads(const float* y, float* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
                  cudaStream_t stream) {
-    launch_heads_to_rows(HeadParts<const float*>{y, nullptr, nullptr}, out, 1, batch, seq, heads, head_dim, stream);
+    merge_heads_of(y, out, batch, seq, heads, head_dim, stream);
 }
 
 void split_heads(const float* x, float* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
                  cudaStream_t stream) {
-    launch_rows_to_heads(x, HeadParts<float*>{out, nullptr, nullptr}, 1, batch, seq, heads, head_dim, stream);
+    split_heads_of(x, out, batch, seq, heads, head_dim, stream);
+}
+
+void split_qkv_heads(const bfloat16* qkv, bfloat16* q, bfloat16* k, bfloat16* v, int64_t batch, int64_t seq, int64_t heads,
+                     int64_t head_dim, cudaStream_t stream) {
+    split_qkv_heads_of(qkv, q, k, v, batch, seq, heads, head_dim, stream);
+}
+
+void merge_qkv_heads(const bfloat16* dq, const bfloat16* dk, const bfloat16* dv, bfloat16* dqkv, int64_t batch, int64_t seq,
+                     int64_t heads, int64_t head_dim, cudaStream_t stream) {
+    merge_qkv_heads_of(dq, dk, dv, dqkv, batch, seq, heads, head_dim, stream);
+}
+
+void merge_heads(const bfloat16* y, bfloat16* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                 cudaStream_t stream) {
+    merge_heads_of(y, out, batch, seq, heads, head_dim, stream);
+}
+
+void split_heads(const bfloat16* x, bfloat16* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                 cudaStream_t stream) {
+    split_heads_of(x, out, batch, seq, heads, head_dim, stream);
 }
 
 }  // namespace mp::kernels::cuda

@@ -22,7 +22,7 @@ void require_positive_heads(const char* op, int64_t heads) {
 std::array<Tensor, 3> split_qkv_heads(const Tensor& qkv, int64_t heads) {
     const char* op = "split_qkv_heads";
     detail::require_defined(op, qkv, "qkv");
-    detail::require_floating(op, qkv, detail::floating_cpu_only_bf16(qkv.device()));
+    detail::require_floating(op, qkv, detail::floating_on(qkv.device()));
     require_rank(op, qkv, 3, "qkv", "(B, T, 3*C)");
     require_positive_heads(op, heads);
     const int64_t batch = qkv.size(0), seq = qkv.size(1), width = qkv.size(2);
@@ -39,14 +39,14 @@ std::array<Tensor, 3> split_qkv_heads(const Tensor& qkv, int64_t heads) {
     if (qkv.numel() == 0) return qkv_heads;
 
     Tensor &q = qkv_heads[0], &k = qkv_heads[1], &v = qkv_heads[2];
-    dispatch_floating(op, qkv.dtype(), detail::floating_cpu_only_bf16(qkv.device()), [&](auto tag) {
+    dispatch_floating(op, qkv.dtype(), detail::floating_on(qkv.device()), [&](auto tag) {
         using T = typename decltype(tag)::type;
         if (qkv.device().is_cpu()) {
             kernels::cpu::split_qkv_heads(qkv.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(), batch, seq, heads,
                                           head_dim);
-        } else if constexpr (std::is_same_v<T, float>) {
-            MP_ON_CUDA(kernels::cuda::split_qkv_heads(qkv.data<float>(), q.data<float>(), k.data<float>(),
-                       v.data<float>(), batch, seq, heads, head_dim, detail::stream_of(qkv)));
+        } else if constexpr (detail::kHasCudaKernels<T>) {
+            MP_ON_CUDA(kernels::cuda::split_qkv_heads(qkv.data<T>(), q.data<T>(), k.data<T>(),
+                       v.data<T>(), batch, seq, heads, head_dim, detail::stream_of(qkv)));
         }
     });
     return qkv_heads;
@@ -58,7 +58,7 @@ Tensor merge_qkv_heads(const Tensor& dq, const Tensor& dk, const Tensor& dv) {
     detail::require_defined(op, dk, "dk");
     detail::require_defined(op, dv, "dv");
     detail::require_same_device(op, {&dq, &dk, &dv});
-    detail::require_floating(op, dq, detail::floating_cpu_only_bf16(dq.device()));
+    detail::require_floating(op, dq, detail::floating_on(dq.device()));
     detail::require_same_dtype(op, {&dq, &dk, &dv});
     require_rank(op, dq, 4, "dq", "(B, H, T, D)");
     detail::require_same_shape(op, dq, dk);
@@ -67,14 +67,14 @@ Tensor merge_qkv_heads(const Tensor& dq, const Tensor& dk, const Tensor& dv) {
 
     Tensor dqkv = Tensor::empty({batch, seq, 3 * heads * head_dim}, dq.dtype(), dq.device());
     if (dqkv.numel() == 0) return dqkv;
-    dispatch_floating(op, dq.dtype(), detail::floating_cpu_only_bf16(dq.device()), [&](auto tag) {
+    dispatch_floating(op, dq.dtype(), detail::floating_on(dq.device()), [&](auto tag) {
         using T = typename decltype(tag)::type;
         if (dq.device().is_cpu()) {
             kernels::cpu::merge_qkv_heads(dq.data<T>(), dk.data<T>(), dv.data<T>(), dqkv.data<T>(), batch, seq,
                                           heads, head_dim);
-        } else if constexpr (std::is_same_v<T, float>) {
-            MP_ON_CUDA(kernels::cuda::merge_qkv_heads(dq.data<float>(), dk.data<float>(), dv.data<float>(),
-                       dqkv.data<float>(), batch, seq, heads, head_dim, detail::stream_of(dq)));
+        } else if constexpr (detail::kHasCudaKernels<T>) {
+            MP_ON_CUDA(kernels::cuda::merge_qkv_heads(dq.data<T>(), dk.data<T>(), dv.data<T>(),
+                       dqkv.data<T>(), batch, seq, heads, head_dim, detail::stream_of(dq)));
         }
     });
     return dqkv;
@@ -83,18 +83,18 @@ Tensor merge_qkv_heads(const Tensor& dq, const Tensor& dk, const Tensor& dv) {
 Tensor merge_heads(const Tensor& y) {
     const char* op = "merge_heads";
     detail::require_defined(op, y, "y");
-    detail::require_floating(op, y, detail::floating_cpu_only_bf16(y.device()));
+    detail::require_floating(op, y, detail::floating_on(y.device()));
     require_rank(op, y, 4, "y", "(B, H, T, D)");
     const int64_t batch = y.size(0), heads = y.size(1), seq = y.size(2), head_dim = y.size(3);
 
     Tensor out = Tensor::empty({batch, seq, heads * head_dim}, y.dtype(), y.device());
     if (out.numel() == 0) return out;
-    dispatch_floating(op, y.dtype(), detail::floating_cpu_only_bf16(y.device()), [&](auto tag) {
+    dispatch_floating(op, y.dtype(), detail::floating_on(y.device()), [&](auto tag) {
         using T = typename decltype(tag)::type;
         if (y.device().is_cpu()) {
             kernels::cpu::merge_heads(y.data<T>(), out.data<T>(), batch, seq, heads, head_dim);
-        } else if constexpr (std::is_same_v<T, float>) {
-            MP_ON_CUDA(kernels::cuda::merge_heads(y.data<float>(), out.data<float>(), batch, seq, heads, head_dim,
+        } else if constexpr (detail::kHasCudaKernels<T>) {
+            MP_ON_CUDA(kernels::cuda::merge_heads(y.data<T>(), out.data<T>(), batch, seq, heads, head_dim,
                        detail::stream_of(y)));
         }
     });
@@ -104,7 +104,7 @@ Tensor merge_heads(const Tensor& y) {
 Tensor split_heads(const Tensor& x, int64_t heads) {
     const char* op = "split_heads";
     detail::require_defined(op, x, "x");
-    detail::require_floating(op, x, detail::floating_cpu_only_bf16(x.device()));
+    detail::require_floating(op, x, detail::floating_on(x.device()));
     require_rank(op, x, 3, "x", "(B, T, C)");
     require_positive_heads(op, heads);
     const int64_t batch = x.size(0), seq = x.size(1), channels = x.size(2);
@@ -114,12 +114,12 @@ Tensor split_heads(const Tensor& x, int64_t heads) {
 
     Tensor out = Tensor::empty({batch, heads, seq, head_dim}, x.dtype(), x.device());
     if (out.numel() == 0) return out;
-    dispatch_floating(op, x.dtype(), detail::floating_cpu_only_bf16(x.device()), [&](auto tag) {
+    dispatch_floating(op, x.dtype(), detail::floating_on(x.device()), [&](auto tag) {
         using T = typename decltype(tag)::type;
         if (x.device().is_cpu()) {
             kernels::cpu::split_heads(x.data<T>(), out.data<T>(), batch, seq, heads, head_dim);
-        } else if constexpr (std::is_same_v<T, float>) {
-            MP_ON_CUDA(kernels::cuda::split_heads(x.data<float>(), out.data<float>(), batch, seq, heads, head_dim,
+        } else if constexpr (detail::kHasCudaKernels<T>) {
+            MP_ON_CUDA(kernels::cuda::split_heads(x.data<T>(), out.data<T>(), batch, seq, heads, head_dim,
                        detail::stream_of(x)));
         }
     });
