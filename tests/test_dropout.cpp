@@ -70,3 +70,10 @@ TEST(DropoutBf16, SameMaskScaledInFloat32AndRoundedOnce) {
     std::vector<float> wide = ops::dropout(x.to(DType::Float32), 0.3, 77, 5).to_vector<float>();
     for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].bits, bfloat16(wide[i]).bits) << i;
 }
+
+// On the GPU: the same mask and the same float32 scaling, rounded once, bit for bit the CPU's.
+TEST(DropoutCudaBf16, MatchesCpu) {
+    MP_REQUIRE_GPU();
+    Tensor x = mp::testing::random_tensor({7, 33}, 12).to(DType::BFloat16);
+    mp::testing::expect_equal(ops::dropout(x.to(Device::cuda(0)), 0.25, 9, 3), ops::dropout(x, 0.25, 9, 3), "dropout");
+}
