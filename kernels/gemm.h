@@ -1,7 +1,7 @@
 // Matrix multiply C = alpha * op(A) * op(B) + beta * C on row-major matrices (op = identity or
 // transpose), single and strided-batched: every linear layer and both attention products run here.
 // defines: gemm, gemm_strided_batched, gemm_reference (cpu:: for float, double; gemm and
-//          gemm_strided_batched also for bfloat16; cuda:: for float)
+//          gemm_strided_batched also for bfloat16; cuda:: for float and bfloat16)
 #pragma once
 
 #include <cstdint>
@@ -49,5 +49,12 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                           int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta,
                           float* c, int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32,
+                          cudaStream_t stream);
+// bfloat16 operands and C, float32 accumulation and alpha/beta (allow_tf32 has no meaning here).
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a, int64_t lda,
+          const bfloat16* b, int64_t ldb, float beta, bfloat16* c, int64_t ldc, bool allow_tf32, cudaStream_t stream);
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a,
+                          int64_t lda, int64_t stride_a, const bfloat16* b, int64_t ldb, int64_t stride_b, float beta,
+                          bfloat16* c, int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32,
                           cudaStream_t stream);
 }  // namespace mp::kernels::cuda

@@ -859,3 +859,18 @@ TEST(GemmBf16, IsTheWidenedFloat32ProductRoundedOnceAndWithinItsBound) {
     for (size_t i = 0; i < got.size(); ++i)
         EXPECT_EQ(doubled[i].bits, bfloat16(static_cast<float>(got[i]) + wide[i]).bits) << i;
 }
+
+// On the GPU: cuBLAS with bfloat16 operands and float32 accumulation. Its summation order differs
+// from OpenBLAS's, so C can differ by the float32 reassociation (~k 2^-24 Σ|ab|) and then by one
+// bfloat16 rounding (2^-8 relative): compared at rtol 2^-7 plus that reassociation.
+TEST(GemmCudaBf16, MatchesCpu) {
+    MP_REQUIRE_GPU();
+    const Device gpu = Device::cuda(0);
+    Tensor a = mp::testing::random_tensor({37, 65}, 5).to(DType::BFloat16);
+    Tensor b = mp::testing::random_tensor({23, 65}, 6).to(DType::BFloat16);
+    mp::testing::expect_close(ops::matmul(a.to(gpu), b.to(gpu), false, true), ops::matmul(a, b, false, true),
+                              std::ldexp(1.0, -7), 1e-4, "matmul");
+    mp::testing::expect_close(ops::bmm(a.to(gpu).reshape({1, 37, 65}), b.to(gpu).reshape({1, 23, 65}), false, true),
+                              ops::bmm(a.reshape({1, 37, 65}), b.reshape({1, 23, 65}), false, true),
+                              std::ldexp(1.0, -7), 1e-4, "bmm");
+}

@@ -1,6 +1,6 @@
 // matmul, matmul_into and bmm: check the operands, work out the GEMM sizes and row strides of
 // the tensors read as matrices, and dispatch to kernels::cpu (float32 or float64) or
-// kernels::cuda (float32, exact or TF32 per mp::matmul_precision()); bfloat16 on the CPU.
+// kernels::cuda (float32, exact or TF32 per mp::matmul_precision(); bfloat16 with float32 accumulation).
 #include "tensor/ops/gemm.h"
 
 #include <string>
@@ -49,7 +49,7 @@ GemmSizes gemm_sizes(const char* op, const Tensor& a, int64_t a_rows, int64_t a_
 void check_operands(const char* op, const Tensor& a, const Tensor& b) {
     detail::require_defined(op, a, "a");
     detail::require_defined(op, b, "b");
-    detail::require_floating(op, a, detail::floating_cpu_only_bf16(a.device()));
+    detail::require_floating(op, a, detail::floating_on(a.device()));
     detail::require_same_dtype(op, {&a, &b});
     detail::require_same_device(op, {&a, &b});
 }
@@ -68,16 +68,16 @@ bool allow_tf32() { return matmul_precision() == MatmulPrecision::TF32; }
 // out[m, n] (row stride n) = alpha * op(a) * op(b) + beta * out.
 void run_gemm(const GemmSizes& s, bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b,
               double beta, Tensor& out) {
-    dispatch_floating("gemm", a.dtype(), detail::floating_cpu_only_bf16(a.device()), [&](auto tag) {
+    dispatch_floating("gemm", a.dtype(), detail::floating_on(a.device()), [&](auto tag) {
         using T = typename decltype(tag)::type;
         using C = compute_t<T>;  // alpha and beta: float32 for bfloat16
         if (a.device().is_cpu()) {
             kernels::cpu::gemm(trans_a, trans_b, s.m, s.n, s.k, static_cast<C>(alpha), a.data<T>(), s.lda, b.data<T>(),
                                s.ldb, static_cast<C>(beta), out.data<T>(), s.n, allow_tf32());
-        } else if constexpr (std::is_same_v<T, float>) {
-            MP_ON_CUDA(kernels::cuda::gemm(trans_a, trans_b, s.m, s.n, s.k, static_cast<float>(alpha), a.data<float>(),
-                                           s.lda, b.data<float>(), s.ldb, static_cast<float>(beta), out.data<float>(),
-                                           s.n, allow_tf32(), detail::stream_of(a)));
+        } else if constexpr (detail::kHasCudaKernels<T>) {
+            MP_ON_CUDA(kernels::cuda::gemm(trans_a, trans_b, s.m, s.n, s.k, static_cast<float>(alpha), a.data<T>(),
+                                           s.lda, b.data<T>(), s.ldb, static_cast<float>(beta), out.data<T>(), s.n,
+                                           allow_tf32(), detail::stream_of(a)));
         }
     });
 }
@@ -131,18 +131,18 @@ Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, double 
     const int64_t stride_a = a.size(-2) * a.size(-1);
     const int64_t stride_b = b.size(-2) * b.size(-1);
     const int64_t stride_c = s.m * s.n;
-    dispatch_floating("bmm", a.dtype(), detail::floating_cpu_only_bf16(a.device()), [&](auto tag) {
+    dispatch_floating("bmm", a.dtype(), detail::floating_on(a.device()), [&](auto tag) {
         using T = typename decltype(tag)::type;
         using C = compute_t<T>;
         if (a.device().is_cpu()) {
             kernels::cpu::gemm_strided_batched(trans_a, trans_b, s.m, s.n, s.k, static_cast<C>(alpha), a.data<T>(),
                                                s.lda, stride_a, b.data<T>(), s.ldb, stride_b, C(0), out.data<T>(), s.n,
                                                stride_c, batch, allow_tf32());
-        } else if constexpr (std::is_same_v<T, float>) {
+        } else if constexpr (detail::kHasCudaKernels<T>) {
             MP_ON_CUDA(kernels::cuda::gemm_strided_batched(trans_a, trans_b, s.m, s.n, s.k, static_cast<float>(alpha),
-                                                           a.data<float>(), s.lda, stride_a, b.data<float>(), s.ldb,
-                                                           stride_b, 0.0f, out.data<float>(), s.n, stride_c, batch,
-                                                           allow_tf32(), detail::stream_of(a)));
+                                                           a.data<T>(), s.lda, stride_a, b.data<T>(), s.ldb, stride_b,
+                                                           0.0f, out.data<T>(), s.n, stride_c, batch, allow_tf32(),
+                                                           detail::stream_of(a)));
         }
     });
     return out;
