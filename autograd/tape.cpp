@@ -16,6 +16,15 @@ void make_parameter(Tensor& t) {
     MP_REQUIRE(t.defined(), "make_parameter: undefined tensor");
     MP_REQUIRE(is_floating(t.dtype()), "make_parameter: parameters must be floating point, got ", t.describe());
     if (!t.autograd_meta()) t.set_autograd_meta(std::make_shared<AutogradMeta>());
+    t.autograd_meta()->dtype = t.dtype();
+}
+
+Tensor compute_copy(const Tensor& master, DType dtype) {
+    MP_REQUIRE(is_parameter(master), "compute_copy: ", master.describe(), " is not a parameter");
+    if (master.dtype() == dtype) return master;
+    Tensor copy = ops::cast(master, dtype);
+    copy.set_autograd_meta(master.autograd_meta());
+    return copy;
 }
 
 bool is_parameter(const Tensor& t) { return t.autograd_meta() != nullptr; }
@@ -135,6 +144,7 @@ void Tape::accumulate_into_parameters(const Grads& grads) {
             if (!slot || !done.insert(id).second) continue;
             Tensor g = grads.get(id);
             if (!g.defined()) continue;
+            if (g.dtype() != slot->dtype) g = ops::cast(g, slot->dtype);  // a compute copy's gradient
             if (slot->grad.defined()) ops::axpy_(slot->grad, g, 1.0);
             else slot->grad = g.clone();  // owned: later accumulation must not write into g
         }

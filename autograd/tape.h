@@ -24,6 +24,9 @@ namespace mp {
 // A parameter's gradient slot, shared by all copies of the parameter's Tensor handle.
 struct AutogradMeta {
     Tensor grad;  // undefined until the first backward reaches the parameter
+    // The parameter's own (master) dtype: its gradient is kept in it, whatever dtype the
+    // gradients of its compute copies arrive in (mixed precision: bfloat16 copies, float32 masters).
+    DType dtype = DType::Float32;
 };
 
 namespace autograd {
@@ -35,6 +38,10 @@ bool is_parameter(const Tensor& t);
 Tensor grad_of(const Tensor& parameter);
 // Drops a parameter's accumulated gradient.
 void zero_grad(const Tensor& parameter);
+// The parameter `master` converted to `dtype` for computing (mixed precision), sharing its
+// gradient slot: every gradient the copy receives is converted to the master's dtype and added to
+// the master's gradient. Returns master itself when it already has that dtype.
+Tensor compute_copy(const Tensor& master, DType dtype);
 
 // What a backward closure captures for an input it does not need the values of: its identity
 // and shape (so the gradient can be checked), without keeping its memory alive.

@@ -44,6 +44,9 @@ void mul(bfloat16* out, const bfloat16* a, const bfloat16* b, int64_t n, cudaStr
 void scale(bfloat16* out, const bfloat16* x, int64_t n, double s, cudaStream_t stream);
 void axpy(bfloat16* y, const bfloat16* x, int64_t n, double alpha, cudaStream_t stream);
 void bias_add(bfloat16* out, const bfloat16* x, const bfloat16* bias, int64_t rows, int64_t cols, cudaStream_t stream);
+// out[i] = x[i] converted: float32 -> bfloat16 rounds to nearest even; bfloat16 -> float32 is exact.
+void convert(bfloat16* out, const float* x, int64_t n, cudaStream_t stream);
+void convert(float* out, const bfloat16* x, int64_t n, cudaStream_t stream);
 
 // The reductions are deterministic: a fixed-shape two-pass tree whose partials go to a
 // caller-provided `workspace` of at least <name>_workspace_floats(...) floats (nullptr is

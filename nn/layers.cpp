@@ -29,11 +29,28 @@ Linear::Linear(int64_t in_features, int64_t out_features, Generator& gen, bool w
 Tensor Linear::forward(const Tensor& x) {
     MP_REQUIRE(x.dim() >= 1 && x.size(-1) == in_features_, "Linear: input ", shape_str(x.shape()), " has ",
                x.dim() ? x.size(-1) : 0, " features, weight expects ", in_features_);
-    return fn::linear(x, weight, bias);
+    return fn::linear(x, for_compute(weight), for_compute(bias));
 }
 
 std::string Linear::describe() const {
     return str("Linear(", in_features_, " -> ", out_features_, bias.defined() ? "" : ", no bias", ")");
+}
+
+// ---- mixed precision
+namespace {
+thread_local std::optional<DType> g_compute_dtype;
+}  // namespace
+
+ComputeDTypeScope::ComputeDTypeScope(std::optional<DType> dtype) : previous_(g_compute_dtype) {
+    g_compute_dtype = dtype;
+}
+ComputeDTypeScope::~ComputeDTypeScope() { g_compute_dtype = previous_; }
+
+std::optional<DType> compute_dtype() { return g_compute_dtype; }
+
+Tensor for_compute(const Tensor& parameter) {
+    if (!g_compute_dtype || !parameter.defined()) return parameter;
+    return autograd::compute_copy(parameter, *g_compute_dtype);
 }
 
 // ---- activations
@@ -47,7 +64,7 @@ Embedding::Embedding(int64_t num_embeddings, int64_t dim, Generator& gen, double
     register_parameter("weight", &weight);
 }
 
-Tensor Embedding::forward(const Tensor& ids) { return fn::embedding(ids, weight); }
+Tensor Embedding::forward(const Tensor& ids) { return fn::embedding(ids, for_compute(weight)); }
 
 std::string Embedding::describe() const { return str("Embedding(", weight.size(0), ", ", weight.size(1), ")"); }
 
@@ -74,7 +91,7 @@ Tensor TokenPositionEmbedding::forward(const Tensor& ids) {
         for (int64_t i = 0; i < batch * time; ++i) positions[i] = static_cast<int32_t>(i % time);
         position_ids_ = Tensor::from_vector(positions, {batch, time}, ids.device());
     }
-    return fn::add(fn::embedding(ids, wte), fn::embedding(position_ids_, wpe));
+    return fn::add(fn::embedding(ids, for_compute(wte)), fn::embedding(position_ids_, for_compute(wpe)));
 }
 
 std::string TokenPositionEmbedding::describe() const {
@@ -90,7 +107,9 @@ LayerNorm::LayerNorm(int64_t channels, double eps) : eps_(eps) {
     register_parameter("bias", &bias);
 }
 
-Tensor LayerNorm::forward(const Tensor& x) { return fn::layernorm(x, weight, bias, eps_); }
+Tensor LayerNorm::forward(const Tensor& x) {
+    return fn::layernorm(x, for_compute(weight), for_compute(bias), eps_);
+}
 
 std::string LayerNorm::describe() const { return str("LayerNorm(", weight.size(0), ")"); }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,25 @@ class LayerNorm : public Module {
   private:
     double eps_;
 };
+
+// Mixed precision: while a ComputeDTypeScope with a dtype is alive on this thread, every layer
+// with parameters computes with compute copies of them in that dtype (autograd::compute_copy:
+// their gradients land in the float32 masters), so activations, and the transfers between
+// pipeline stages, are in that dtype. Without one, layers use their parameters as they are.
+class ComputeDTypeScope {
+  public:
+    explicit ComputeDTypeScope(std::optional<DType> dtype);
+    ~ComputeDTypeScope();
+    ComputeDTypeScope(const ComputeDTypeScope&) = delete;
+    ComputeDTypeScope& operator=(const ComputeDTypeScope&) = delete;
+
+  private:
+    std::optional<DType> previous_;
+};
+std::optional<DType> compute_dtype();
+// `parameter` as a layer computes with it: its compute copy under a ComputeDTypeScope, else itself
+// (an undefined tensor, such as a missing bias, stays undefined).
+Tensor for_compute(const Tensor& parameter);
 
 // Makes dropout masks a function of where they are drawn instead of the layers' running counters
 // while alive: inside the scope, the n-th call of one Dropout module draws its mask from (that

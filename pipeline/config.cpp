@@ -156,7 +156,9 @@ std::vector<ConfigKey> build_key_table() {
         KEY(lr_schedule.min_lr, 0.0, "final learning rate of the cosine decay; <= optimizer.lr").non_negative(),
 
         KEY(grad_clip, 1.0, "max global gradient L2 norm; 0 = no clipping").non_negative(),
-        KEY(precision, "fp32", "matmul precision").one_of({"fp32", "tf32"}),
+        KEY(precision, "fp32", "fp32 | tf32 (float32 GEMMs on TF32 tensor cores) | bf16 (mixed precision: float32 "
+                               "masters, bfloat16 compute and activations; CPU for now)")
+            .one_of({"fp32", "tf32", "bf16"}),
 
         KEY(pipeline.stages, 1, "pipeline stages; must divide the world size (the rest is data parallel)")
             .positive(),

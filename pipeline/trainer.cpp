@@ -23,6 +23,7 @@
 #include "pipeline/validate.h"
 #include "tensor/allocator.h"
 #include "tensor/device_context.h"
+#include "tensor/ops/elementwise.h"
 #include "tensor/ops/gemm.h"
 
 namespace mp::pipeline {
@@ -192,7 +193,9 @@ std::string sample_text(nn::Sequential& model, const nn::TokenDataset& data, int
         std::vector<int32_t> input(context.begin() + start, context.end());
         Tensor logits = model.forward(Tensor::from_vector(input, {1, static_cast<int64_t>(input.size())}));
         int64_t vocab = logits.size(-1);
-        std::vector<float> all = logits.to_vector<float>();
+        // Under mixed precision the logits are bfloat16: read them as float32 (exact).
+        std::vector<float> all = logits.dtype() == DType::Float32 ? logits.to_vector<float>()
+                                                                   : ops::cast(logits, DType::Float32).to_vector<float>();
         const float* last = all.data() + (input.size() - 1) * vocab;
         // Greedy over the data's vocabulary (the model's may be larger).
         int32_t next = 0;
@@ -259,6 +262,13 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
     const Log final_log{world.rank() == 0};
     const Device device = choose_device(config, gpu);
     set_matmul_precision(config.precision == "tf32" ? MatmulPrecision::TF32 : MatmulPrecision::Exact);
+    // Mixed precision: float32 masters (optimizer, checkpoints, gradient reduction), bfloat16
+    // compute copies, activations and stage transfers, for the whole run on this thread.
+    MP_REQUIRE(config.precision != "bf16" || device.is_cpu(), "precision bf16 runs on the CPU only so far (the CUDA "
+               "bfloat16 kernels of softmax, layernorm, embedding and cross-entropy are still to come); got device ",
+               device.str(), ": use precision fp32 or tf32 on the GPU");
+    nn::ComputeDTypeScope compute_dtype(config.precision == "bf16" ? std::optional<DType>(DType::BFloat16)
+                                                                   : std::nullopt);
     const int K = static_cast<int>(config.pipeline.stages);
     const int replicas = data_parallel_size(config, world.size());
     const int pipeline_rank = world.rank() % K, replica = world.rank() / K;

@@ -136,6 +136,12 @@ __global__ void bias_add_bf16_kernel(bfloat16* out, const bfloat16* x, const bfl
         out[i] = bfloat16(__fadd_rn(static_cast<float>(x[i]), static_cast<float>(bias[i % cols])));
 }
 
+// out[i] = x[i] converted between float32 and bfloat16 (to bfloat16: round to nearest even).
+template <typename To, typename From>
+__global__ void convert_kernel(To* out, const From* x, int64_t n) {
+    for (int64_t i = global_thread_index(); i < n; i += grid_stride()) out[i] = To(static_cast<float>(x[i]));
+}
+
 template <typename Op>
 void launch_binary(bfloat16* out, const bfloat16* a, const bfloat16* b, int64_t n, Op op, cudaStream_t stream) {
     if (n == 0) return;
@@ -301,6 +307,18 @@ void bias_add(bfloat16* out, const bfloat16* x, const bfloat16* bias, int64_t ro
     const int64_t n = rows * cols;
     if (n == 0) return;
     bias_add_bf16_kernel<<<cuda_detail::grid_for(n, kBlock), kBlock, 0, stream>>>(out, x, bias, n, cols);
+    CUDA_CHECK_LAUNCH();
+}
+
+void convert(bfloat16* out, const float* x, int64_t n, cudaStream_t stream) {
+    if (n == 0) return;
+    convert_kernel<<<cuda_detail::grid_for(n, kBlock), kBlock, 0, stream>>>(out, x, n);
+    CUDA_CHECK_LAUNCH();
+}
+
+void convert(float* out, const bfloat16* x, int64_t n, cudaStream_t stream) {
+    if (n == 0) return;
+    convert_kernel<<<cuda_detail::grid_for(n, kBlock), kBlock, 0, stream>>>(out, x, n);
     CUDA_CHECK_LAUNCH();
 }
 

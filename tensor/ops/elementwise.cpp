@@ -65,6 +65,21 @@ double sum_of_squares_cuda(const std::vector<Tensor>& tensors) {
 
 }  // namespace
 
+Tensor cast(const Tensor& x, DType dtype) {
+    detail::require_defined("cast", x, "x");
+    detail::require_floating("cast", x);
+    MP_REQUIRE(detail::floating_on(x.device()).contains(dtype), "cast: ", x.describe(), " to ", dtype_name(dtype),
+               ": on ", x.device().str(), " the floating dtypes are ", detail::floating_on(x.device()).names());
+    if (x.dtype() == dtype) return x.clone();
+    if (x.device().is_cpu()) return x.to(dtype);
+    Tensor out = Tensor::empty(x.shape(), dtype, x.device());
+    if (dtype == DType::BFloat16)
+        MP_ON_CUDA(kernels::cuda::convert(out.data<bfloat16>(), x.data<float>(), x.numel(), detail::stream_of(x)));
+    else
+        MP_ON_CUDA(kernels::cuda::convert(out.data<float>(), x.data<bfloat16>(), x.numel(), detail::stream_of(x)));
+    return out;
+}
+
 Tensor add(const Tensor& a, const Tensor& b) {
     Tensor out = binary_output("add", a, b);
     dispatch_floating("add", a.dtype(), detail::floating_on(a.device()), [&](auto tag) {

@@ -9,6 +9,10 @@
 
 namespace mp::ops {
 
+// x converted to `dtype` (a new tensor): between float32, float64 and bfloat16 on the CPU (to
+// bfloat16: rounded to nearest even), between float32 and bfloat16 on CUDA.
+Tensor cast(const Tensor& x, DType dtype);
+
 // a + b, a - b, a * b elementwise; a and b must have the same shape, dtype and device.
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
