@@ -76,6 +76,27 @@ run pipeline_mlp "${launch[@]}" -np 2 "$build/examples/pipeline_mlp" --set steps
 run microbatch_sweep "${launch[@]}" -np 2 "$build/examples/microbatch_sweep" --set model.hidden=32 --set model.blocks=3 \
     --set model.context=8 --set model.vocab=64 --set steps=2
 
+# Mixed precision (bf16 compute, float32 masters): the arithmetic of each micro-batch and the order
+# its gradients are summed do not depend on the stage split or the schedule, so one process and two
+# stages under 1f1b or zb-h1 train to the same parameter checksum, bit for bit.
+bf16_args=(--config examples/configs/demo.json "${tiny_gpt[@]}" --set precision=bf16 --set steps=4 --set grad_clip=0
+           --set trace.path= --set trace.svg= --set checkpoint.dir=)
+run train_gpt_bf16_one_process "${launch[@]}" -np 1 "$build/examples/train_gpt" "${bf16_args[@]}" \
+    --set pipeline.stages=1 --summary "$out/summary_bf16_one.json"
+run train_gpt_bf16_1f1b "${launch[@]}" -np 2 "$build/examples/train_gpt" "${bf16_args[@]}" \
+    --set pipeline.stages=2 --summary "$out/summary_bf16_1f1b.json"
+run train_gpt_bf16_zb_h1 "${launch[@]}" -np 2 "$build/examples/train_gpt" "${bf16_args[@]}" \
+    --set pipeline.stages=2 --set pipeline.schedule=zb-h1 --summary "$out/summary_bf16_zb.json"
+bf16_one=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/summary_bf16_one.json" 2>/dev/null)
+for variant in 1f1b zb; do
+    checksum=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/summary_bf16_$variant.json" 2>/dev/null)
+    if [ -n "$checksum" ] && [ "$checksum" = "$bf16_one" ]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1)); failures+=("bf16_${variant}_equals_one_process"); echo "---- bf16 $variant vs one process: '$checksum' vs '$bf16_one'"
+    fi
+done
+
 # Resume: 6 steps straight vs 3 steps, save, resume for 3 more (constant learning rate, so the
 # schedule does not depend on where the run stops): the parameter checksums must agree.
 resume_args=(--config examples/configs/demo.json "${tiny_gpt[@]}" --set pipeline.stages=2 --set lr_schedule.kind=constant
