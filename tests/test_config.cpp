@@ -244,7 +244,8 @@ TEST(Config, EnumeratedValues) {
     expect_rejected(R"({"model": {"kind": "cnn"}})", {"model.kind", "gpt | mlp | realistic"});
     expect_rejected(R"({"optimizer": {"type": "adam"}})", {"optimizer.type", "adamw | sgd"});
     expect_rejected(R"({"lr_schedule": {"kind": "linear"}})", {"lr_schedule.kind", "cosine | constant"});
-    expect_rejected(R"({"precision": "bf16"})", {"precision", "fp32 | tf32"});
+    expect_rejected(R"({"precision": "fp16"})", {"precision", "fp32 | tf32 | bf16"});
+    EXPECT_EQ(parse(R"({"precision": "bf16"})").precision, "bf16");
     expect_rejected(R"({"comm": {"backend": "gloo"}})", {"comm.backend", "auto | nccl | mpi"});
     expect_rejected(R"({"data": {"kind": "images"}})", {"data.kind", "synthetic | text | shard"});
     expect_rejected(R"({"device": "tpu"})", {"device", "auto | cpu | cuda"});
