@@ -64,13 +64,18 @@ for schedule in zb-h1 zb-h2 zbv; do
         "${tiny_gpt[@]}" --set pipeline.stages=2 --set pipeline.schedule=$schedule --set steps=3 --set grad_clip=0 \
         --set trace.path= --set trace.svg= --set checkpoint.dir= --summary "$out/summary_$schedule.json"
 done
-for variant in interleaved zb-h1 zb-h2 zbv; do
-    checksum=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/summary_$variant.json" 2>/dev/null)
-    if [ -n "$checksum" ] && [ "$checksum" = "$reference" ]; then
+# expect_same_checksum NAME SUMMARY REFERENCE: the run's parameter checksum is the reference's.
+expect_same_checksum() {
+    local checksum
+    checksum=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$2" 2>/dev/null)
+    if [ -n "$checksum" ] && [ "$checksum" = "$3" ]; then
         passed=$((passed + 1))
     else
-        failed=$((failed + 1)); failures+=("${variant}_equals_1f1b"); echo "---- $variant vs 1f1b: '$checksum' vs '$reference'"
+        failed=$((failed + 1)); failures+=("$1"); echo "---- $1: '$checksum' vs '$3'"
     fi
+}
+for variant in interleaved zb-h1 zb-h2 zbv; do
+    expect_same_checksum "${variant}_equals_1f1b" "$out/summary_$variant.json" "$reference"
 done
 run pipeline_mlp "${launch[@]}" -np 2 "$build/examples/pipeline_mlp" --set steps=5 --set trace.path= --set trace.svg=
 run microbatch_sweep "${launch[@]}" -np 2 "$build/examples/microbatch_sweep" --set model.hidden=32 --set model.blocks=3 \
@@ -89,12 +94,7 @@ run train_gpt_bf16_zb_h1 "${launch[@]}" -np 2 "$build/examples/train_gpt" "${bf1
     --set pipeline.stages=2 --set pipeline.schedule=zb-h1 --summary "$out/summary_bf16_zb.json"
 bf16_one=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/summary_bf16_one.json" 2>/dev/null)
 for variant in 1f1b zb; do
-    checksum=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/summary_bf16_$variant.json" 2>/dev/null)
-    if [ -n "$checksum" ] && [ "$checksum" = "$bf16_one" ]; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1)); failures+=("bf16_${variant}_equals_one_process"); echo "---- bf16 $variant vs one process: '$checksum' vs '$bf16_one'"
-    fi
+    expect_same_checksum "bf16_${variant}_equals_one_process" "$out/summary_bf16_$variant.json" "$bf16_one"
 done
 
 # Resume: 6 steps straight vs 3 steps, save, resume for 3 more (constant learning rate, so the

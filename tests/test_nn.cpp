@@ -265,18 +265,28 @@ TEST(NnCuda, GptTrainingStepNeverWaitsForTheDevice) {
     EXPECT_TRUE(std::isfinite(loss.item()));
 }
 
+namespace {
+
+// A GPT small enough for whole-model bfloat16 checks.
+nn::GPTConfig small_bf16_check_gpt(int64_t vocab, int64_t context, int64_t channels, uint64_t seed) {
+    nn::GPTConfig config;
+    config.vocab = vocab;
+    config.context = context;
+    config.layers = 2;
+    config.heads = 2;
+    config.channels = channels;
+    config.seed = seed;
+    return config;
+}
+
+}  // namespace
+
 // The whole GPT runs forward and backward with every parameter and activation in bfloat16 on the
 // CPU (each op computing wide and rounding its outputs once; the loss in float32). A sanity check
 // on the way to the mixed-precision policy, not its derived-bound test: the loss agrees with
 // float32's to 1% and every parameter's gradient points the same way (cosine > 0.99).
 TEST(Bf16, WholeGptForwardAndBackwardTrackFloat32) {
-    nn::GPTConfig config;
-    config.vocab = 23;
-    config.context = 8;
-    config.layers = 2;
-    config.heads = 2;
-    config.channels = 32;
-    config.seed = 3;
+    const nn::GPTConfig config = small_bf16_check_gpt(23, 8, 32, 3);
     Tensor ids = mp::testing::random_ids({4, 8}, 23, 1), targets = mp::testing::random_ids({4, 8}, 23, 2);
     auto run = [&](DType dtype, std::vector<std::vector<double>>& grads) {
         auto model = nn::gpt(config);
@@ -311,13 +321,7 @@ TEST(Bf16, WholeGptForwardAndBackwardTrackFloat32) {
 // model's gradients widened to float32, bit for bit (no parameter is used twice here); the split
 // backward (I, then W) gives the same.
 TEST(MixedPrecision, CopiesGradientsLandInFloat32Masters) {
-    nn::GPTConfig config;
-    config.vocab = 19;
-    config.context = 6;
-    config.layers = 2;
-    config.heads = 2;
-    config.channels = 16;
-    config.seed = 4;
+    const nn::GPTConfig config = small_bf16_check_gpt(19, 6, 16, 4);
     Tensor ids = mp::testing::random_ids({3, 6}, 19, 1), targets = mp::testing::random_ids({3, 6}, 19, 2);
 
     auto reference = nn::gpt(config);
