@@ -157,7 +157,7 @@ std::vector<ConfigKey> build_key_table() {
 
         KEY(grad_clip, 1.0, "max global gradient L2 norm; 0 = no clipping").non_negative(),
         KEY(precision, "fp32", "fp32 | tf32 (float32 GEMMs on TF32 tensor cores) | bf16 (mixed precision: float32 "
-                               "masters, bfloat16 compute and activations; CPU for now)")
+                               "masters, bfloat16 compute and activations)")
             .one_of({"fp32", "tf32", "bf16"}),
 
         KEY(pipeline.stages, 1, "pipeline stages; must divide the world size (the rest is data parallel)")

@@ -264,9 +264,6 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
     set_matmul_precision(config.precision == "tf32" ? MatmulPrecision::TF32 : MatmulPrecision::Exact);
     // Mixed precision: float32 masters (optimizer, checkpoints, gradient reduction), bfloat16
     // compute copies, activations and stage transfers, for the whole run on this thread.
-    MP_REQUIRE(config.precision != "bf16" || device.is_cpu(), "precision bf16 runs on the CPU only so far (the CUDA "
-               "bfloat16 kernels of softmax, layernorm, embedding and cross-entropy are still to come); got device ",
-               device.str(), ": use precision fp32 or tf32 on the GPU");
     nn::ComputeDTypeScope compute_dtype(config.precision == "bf16" ? std::optional<DType>(DType::BFloat16)
                                                                    : std::nullopt);
     const int K = static_cast<int>(config.pipeline.stages);

@@ -521,8 +521,10 @@ TEST(ElementwiseBf16, WithinTheUnitRoundoffBoundOfFloat32) {
     Tensor a = random_tensor(shape, 51), b = random_tensor(shape, 52);
     std::vector<float> av = a.to_vector<float>(), bv = b.to_vector<float>();
     std::vector<float> sum_ref = ops::add(a, b).to_vector<float>(), prod_ref = ops::mul(a, b).to_vector<float>();
-    std::vector<float> sum = ops::add(a.to(DType::BFloat16), b.to(DType::BFloat16)).to(DType::Float32).to_vector<float>();
-    std::vector<float> prod = ops::mul(a.to(DType::BFloat16), b.to(DType::BFloat16)).to(DType::Float32).to_vector<float>();
+    std::vector<float> sum = ops::add(a.to(DType::BFloat16),
+                                      b.to(DType::BFloat16)).to(DType::Float32).to_vector<float>();
+    std::vector<float> prod = ops::mul(a.to(DType::BFloat16),
+                                       b.to(DType::BFloat16)).to(DType::Float32).to_vector<float>();
     for (size_t i = 0; i < av.size(); ++i) {
         const double add_bound = 1.01 * (u * (std::fabs(av[i]) + std::fabs(bv[i])) + u * std::fabs(sum[i]));
         EXPECT_LE(std::fabs(double(sum[i]) - sum_ref[i]), add_bound) << i;
@@ -552,14 +554,15 @@ TEST(ElementwiseBf16, ReductionsAccumulateWideAndRoundOnce) {
 
 TEST(ElementwiseBf16, MixedDtypesAndIntegersAreRefused) {
     Tensor f = random_tensor({3}, 1), b = f.to(DType::BFloat16), i = Tensor::zeros({3}, DType::Int32);
-    expect_invalid_argument([&] { ops::add(f, b); }, {"add: dtype mismatch", "float32(3) on cpu", "bfloat16(3) on cpu"});
+    expect_invalid_argument([&] { ops::add(f, b); }, {"add: dtype mismatch", "float32(3) on cpu",
+                            "bfloat16(3) on cpu"});
     expect_invalid_argument([&] { ops::scale(i, 2.0); },
                             {"scale: expects float32 | float64 | bfloat16 on cpu, got int32(3) on cpu"});
 }
 
 // On the GPU: the bfloat16 kernels give the CPU reference's bits (both compute in float32 with
 // IEEE-rounded operations and round to nearest even once), on odd sizes, the raw binary kernels
-// into NaN-poisoned outputs; the reductions, which have no bfloat16 kernel yet, refuse by name.
+// into NaN-poisoned outputs; the reductions agree to one bfloat16 rounding.
 TEST(ElementwiseCudaBf16, MatchCpuBitwise) {
     MP_REQUIRE_GPU();
     const Device gpu = Device::cuda(0);
@@ -584,5 +587,7 @@ TEST(ElementwiseCudaBf16, MatchCpuBitwise) {
     }
     Tensor x = random_tensor({33, 17}, 90).to(DType::BFloat16), bias = random_tensor({17}, 91).to(DType::BFloat16);
     expect_equal(ops::bias_add(x.to(gpu), bias.to(gpu)), ops::bias_add(x, bias), "bias_add");
-    expect_invalid_argument([&] { ops::sum(x.to(gpu)); }, {"sum: bfloat16 is not supported (expected float32)"});
+    // The reductions run the float32 kernels on the widened tensor: one bfloat16 rounding apart.
+    expect_close(ops::sum_rows(x.to(gpu)), ops::sum_rows(x), std::ldexp(1.0, -8), 1e-5, "sum_rows");
+    EXPECT_NEAR(ops::global_l2_norm({x.to(gpu)}), ops::global_l2_norm({x}), 1e-5 * ops::global_l2_norm({x}));
 }

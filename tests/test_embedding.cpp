@@ -278,3 +278,16 @@ TEST(EmbeddingBf16, LookupIsExactAndTheGradientIsRoundedOnce) {
     std::vector<float> wide = ops::embedding_backward(ids, dout.to(DType::Float32), 11).to_vector<float>();
     for (size_t i = 0; i < grad.size(); ++i) EXPECT_EQ(grad[i].bits, bfloat16(wide[i]).bits) << i;
 }
+
+// On the GPU: the lookup of a bfloat16 table is exact; the gradient agrees to one bfloat16 rounding.
+TEST(EmbeddingCudaBf16, MatchesCpu) {
+    MP_REQUIRE_GPU();
+    const Device gpu = Device::cuda(0);
+    Tensor weight = mp::testing::random_tensor({13, 9}, 3).to(DType::BFloat16);
+    Tensor ids = Tensor::from_vector<int32_t>({4, 0, 4, 12, 4, 2}, {2, 3});
+    mp::testing::expect_equal(ops::embedding(ids.to(gpu), weight.to(gpu)), ops::embedding(ids, weight), "lookup");
+    Tensor dout = mp::testing::random_tensor({2, 3, 9}, 4).to(DType::BFloat16);
+    mp::testing::expect_close(ops::embedding_backward(ids.to(gpu), dout.to(gpu), 13), ops::embedding_backward(ids,
+                              dout, 13),
+                              std::ldexp(1.0, -8), 1e-6, "gradient");
+}

@@ -451,3 +451,22 @@ TEST(LayerNormBf16, IsTheFloat64PathRoundedOnceAndWithinItsBound) {
             EXPECT_LE(std::fabs(y16[i] - y32[i]), 1.01 * bound + 1e-6) << r << "," << c;
         }
 }
+
+// On the GPU: bfloat16 through the float32 kernels (float32 statistics where the CPU keeps float64):
+// y and the gradients agree with the CPU to one bfloat16 rounding; mean and rstd are float32.
+TEST(LayerNormCudaBf16, MatchesCpu) {
+    MP_REQUIRE_GPU();
+    const Device gpu = Device::cuda(0);
+    Tensor x = mp::testing::random_tensor({7, 33}, 1).to(DType::BFloat16);
+    Tensor gam = mp::testing::random_tensor({33}, 2).to(DType::BFloat16), bet = mp::testing::random_tensor({33},
+                                            3).to(DType::BFloat16);
+    Tensor dy = mp::testing::random_tensor({7, 33}, 4).to(DType::BFloat16);
+    ops::LayerNormResult cpu = ops::layernorm(x, gam, bet, 1e-5);
+    ops::LayerNormResult dev = ops::layernorm(x.to(gpu), gam.to(gpu), bet.to(gpu), 1e-5);
+    EXPECT_EQ(dev.mean.dtype(), DType::Float32);
+    mp::testing::expect_close(dev.y, cpu.y, std::ldexp(1.0, -8), 1e-5, "y");
+    ops::LayerNormGrads g_cpu = ops::layernorm_backward(dy, x, gam, cpu.mean, cpu.rstd);
+    ops::LayerNormGrads g_dev = ops::layernorm_backward(dy.to(gpu), x.to(gpu), gam.to(gpu), dev.mean, dev.rstd);
+    mp::testing::expect_close(g_dev.dx, g_cpu.dx, std::ldexp(1.0, -7), 1e-4, "dx");
+    mp::testing::expect_close(g_dev.dgamma, g_cpu.dgamma, std::ldexp(1.0, -7), 1e-4, "dgamma");
+}

@@ -71,6 +71,11 @@ inline void require_floating(const char* op, const Tensor& t, DTypes allowed) {
 }
 inline void require_floating(const char* op, const Tensor& t) { require_floating(op, t, floating_on(t.device())); }
 
+// A bfloat16 tensor on a GPU, for a family whose CUDA kernels are float32 only so far: such ops run
+// the float32 kernels on widened inputs and round their outputs once (a correct fallback with the
+// CPU reference's semantics, not the fast path: it moves about three times the bytes).
+inline bool bf16_through_float32(const Tensor& t) { return t.device().is_cuda() && t.dtype() == DType::BFloat16; }
+
 inline void require_dtype(const char* op, const Tensor& t, DType dtype, const char* name) {
     MP_REQUIRE(t.dtype() == dtype, op, ": ", name, " must be ", dtype_name(dtype), ", got ", t.describe());
 }

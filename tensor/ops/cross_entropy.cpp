@@ -7,6 +7,7 @@
 #include "kernels/cross_entropy.h"
 #include "tensor/device_checks.h"
 #include "tensor/ops/common.h"
+#include "tensor/ops/elementwise.h"
 
 namespace mp::ops {
 
@@ -17,7 +18,7 @@ void check_logits_and_targets(const char* op, const Tensor& logits, const Tensor
     detail::require_defined(op, logits, "logits");
     detail::require_defined(op, targets, "targets");
     detail::require_same_device(op, {&logits, &targets});
-    detail::require_floating(op, logits, detail::floating_cpu_only_bf16(logits.device()));
+    detail::require_floating(op, logits);
     detail::require_dtype(op, targets, DType::Int32, "targets");
     detail::require_rank_at_least(op, logits, 1, "logits");
     MP_REQUIRE(logits.shape().back() >= 1, op, ": logits ", shape_str(logits.shape()),
@@ -56,6 +57,9 @@ void check_cuda_targets(const char* op, const Tensor& targets, int64_t vocab, in
 CrossEntropyResult cross_entropy_forward(const Tensor& logits, const Tensor& targets, int ignore_index) {
     const char* op = "cross_entropy_forward";
     check_logits_and_targets(op, logits, targets);
+    // Widened on a GPU; the losses and logsumexp are float32 either way.
+    if (detail::bf16_through_float32(logits))
+        return cross_entropy_forward(cast(logits, DType::Float32), targets, ignore_index);
     const int64_t vocab = logits.shape().back();
     const int64_t rows = targets.numel();
     const DType statistics = cross_entropy_statistics_dtype(logits.dtype());
@@ -86,6 +90,9 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const
     check_logits_and_targets(op, logits, targets);
     check_per_row(op, logsumexp, "logsumexp", logits, targets);
     check_per_row(op, dlosses, "dlosses", logits, targets);
+    if (detail::bf16_through_float32(logits))
+        return cast(cross_entropy_backward(cast(logits, DType::Float32), targets, logsumexp, dlosses, ignore_index),
+                    DType::BFloat16);
     const int64_t vocab = logits.shape().back();
     const int64_t rows = targets.numel();
     Tensor dlogits = Tensor::empty(logits.shape(), logits.dtype(), logits.device());

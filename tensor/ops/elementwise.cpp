@@ -1,6 +1,6 @@
 // Elementwise ops and reductions: argument checks, output (and CUDA workspace) allocation, and
-// dispatch to kernels::cpu (float32, float64, bfloat16) or kernels::cuda (float32; bfloat16 for
-// the elementwise ops, not yet for the reductions).
+// dispatch to kernels::cpu (float32, float64, bfloat16) or kernels::cuda (float32 and bfloat16; the
+// reductions of bfloat16 run the float32 kernels on the widened tensor).
 #include "tensor/ops/elementwise.h"
 
 #include <algorithm>
@@ -173,6 +173,7 @@ Tensor sum_rows(const Tensor& x) {
     detail::require_defined("sum_rows", x, "x");
     detail::require_floating("sum_rows", x);
     detail::require_rank_at_least("sum_rows", x, 1, "x");
+    if (detail::bf16_through_float32(x)) return cast(sum_rows(cast(x, DType::Float32)), DType::BFloat16);
     const int64_t cols = detail::last_dim(x);
     const int64_t rows = detail::rows_over_last_dim(x);
     Tensor out = Tensor::empty({cols}, x.dtype(), x.device());
@@ -193,6 +194,7 @@ Tensor sum_rows(const Tensor& x) {
 Tensor sum(const Tensor& x) {
     detail::require_defined("sum", x, "x");
     detail::require_floating("sum", x);
+    if (detail::bf16_through_float32(x)) return cast(sum(cast(x, DType::Float32)), DType::BFloat16);
     Tensor out = Tensor::empty({}, x.dtype(), x.device());
     dispatch_floating("sum", x.dtype(), reduction_dtypes(x.device()), [&](auto tag) {
         using T = typename decltype(tag)::type;
@@ -234,10 +236,10 @@ double global_l2_norm(const std::vector<Tensor>& tensors) {
             });
         }
     } else {
-        for (const Tensor& t : tensors)
-            MP_REQUIRE(t.dtype() == DType::Float32, "global_l2_norm: ", t.describe(),
-                       ": on cuda only float32 is supported (bfloat16 reductions have no kernel yet)");
-        MP_ON_CUDA(total = sum_of_squares_cuda(tensors));
+        // bfloat16 tensors through their float32 widening (no bfloat16 reduction kernel yet).
+        std::vector<Tensor> widened;
+        for (const Tensor& t : tensors) widened.push_back(t.dtype() == DType::Float32 ? t : cast(t, DType::Float32));
+        MP_ON_CUDA(total = sum_of_squares_cuda(widened));
     }
     return std::sqrt(total);
 }

@@ -8,6 +8,7 @@
 #include "kernels/embedding.h"
 #include "tensor/device_checks.h"
 #include "tensor/ops/common.h"
+#include "tensor/ops/elementwise.h"
 
 namespace mp::ops {
 
@@ -31,11 +32,14 @@ Tensor embedding(const Tensor& ids, const Tensor& weight) {
     detail::require_defined(op, ids, "ids");
     detail::require_defined(op, weight, "weight");
     detail::require_dtype(op, ids, DType::Int32, "ids");
-    detail::require_floating(op, weight, detail::floating_cpu_only_bf16(weight.device()));
+    detail::require_floating(op, weight);
     MP_REQUIRE(weight.dim() == 2, op, ": weight must be (num_embeddings, dim), got shape ", shape_str(weight.shape()));
     detail::require_same_device(op, {&ids, &weight});
     const int64_t num_embeddings = weight.size(0);
     const int64_t dim = weight.size(1);
+    // Widened on a GPU: the whole table is converted each call (a fallback until its bfloat16 kernel).
+    if (detail::bf16_through_float32(weight))
+        return cast(embedding(ids, cast(weight, DType::Float32)), DType::BFloat16);
     check_ids_in_range(op, ids, num_embeddings);
 
     Shape out_shape = ids.shape();
@@ -59,13 +63,15 @@ Tensor embedding_backward(const Tensor& ids, const Tensor& dout, int64_t num_emb
     detail::require_defined(op, ids, "ids");
     detail::require_defined(op, dout, "dout");
     detail::require_dtype(op, ids, DType::Int32, "ids");
-    detail::require_floating(op, dout, detail::floating_cpu_only_bf16(dout.device()));
+    detail::require_floating(op, dout);
     detail::require_same_device(op, {&ids, &dout});
     MP_REQUIRE(num_embeddings >= 0, op, ": num_embeddings must be >= 0, got ", num_embeddings);
     const bool leading_dims_match =
         dout.dim() == ids.dim() + 1 && Shape(dout.shape().begin(), dout.shape().end() - 1) == ids.shape();
     MP_REQUIRE(leading_dims_match, op, ": dout has shape ", shape_str(dout.shape()), ", expected ids' shape ",
                shape_str(ids.shape()), " followed by the embedding dim");
+    if (detail::bf16_through_float32(dout))
+        return cast(embedding_backward(ids, cast(dout, DType::Float32), num_embeddings), DType::BFloat16);
     check_ids_in_range(op, ids, num_embeddings);
 
     const int64_t n = ids.numel();

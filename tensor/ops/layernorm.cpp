@@ -5,6 +5,7 @@
 
 #include "kernels/layernorm.h"
 #include "tensor/ops/common.h"
+#include "tensor/ops/elementwise.h"
 
 namespace mp::ops {
 
@@ -19,7 +20,7 @@ DType statistics_dtype(DType x) { return x == DType::BFloat16 ? DType::Float32 :
 // Checks shared by forward and backward: x is a float tensor with a non-empty last dimension,
 // and gamma is a vector over that dimension.
 void check_x_and_gamma(const char* op, const Tensor& x, const Tensor& gamma) {
-    detail::require_floating(op, x, detail::floating_cpu_only_bf16(x.device()));
+    detail::require_floating(op, x);
     detail::require_rank_at_least(op, x, 1, "x");
     MP_REQUIRE(x.shape().back() > 0, op, ": x has shape ", shape_str(x.shape()),
                "; the normalised (last) dimension must be non-empty");
@@ -40,6 +41,12 @@ LayerNormResult layernorm(const Tensor& x, const Tensor& gamma, const Tensor& be
     detail::require_same_dtype(op, {&x, &gamma, &beta});
     detail::require_same_device(op, {&x, &gamma, &beta});
     MP_REQUIRE(eps >= 0.0, op, ": eps must be >= 0, got ", eps);
+    if (detail::bf16_through_float32(x)) {
+        LayerNormResult wide = layernorm(cast(x, DType::Float32), cast(gamma, DType::Float32),
+                                         cast(beta, DType::Float32), eps);
+        wide.y = cast(wide.y, DType::BFloat16);  // mean and rstd stay float32, as for bfloat16 on the CPU
+        return wide;
+    }
 
     const int64_t cols = detail::last_dim(x);
     const int64_t rows = detail::rows_over_last_dim(x);
@@ -84,6 +91,11 @@ LayerNormGrads layernorm_backward(const Tensor& dy, const Tensor& x, const Tenso
                    statistic == &mean ? "mean" : "rstd", " is ", statistic->describe(), ", expected ",
                    dtype_name(statistics_dtype(x.dtype())), " for x ", x.describe(), " (as layernorm saves it)");
     detail::require_same_device(op, {&x, &dy, &gamma, &mean, &rstd});
+    if (detail::bf16_through_float32(x)) {
+        LayerNormGrads wide = layernorm_backward(cast(dy, DType::Float32), cast(x, DType::Float32),
+                                                 cast(gamma, DType::Float32), mean, rstd);
+        return {cast(wide.dx, DType::BFloat16), cast(wide.dgamma, DType::BFloat16), cast(wide.dbeta, DType::BFloat16)};
+    }
 
     const int64_t cols = detail::last_dim(x);
     const int64_t rows = detail::rows_over_last_dim(x);

@@ -1,11 +1,13 @@
 // Softmax ops: argument checks, output allocation and CPU/CUDA dispatch, plain and causal
-// (float32; float64 and bfloat16 on the CPU — the CUDA bfloat16 kernels are still to come).
+// (float32 and bfloat16; float64 on the CPU). bfloat16 on a GPU runs the float32 kernels on widened
+// inputs (detail::bf16_through_float32) until its own kernels exist.
 #include "tensor/ops/softmax.h"
 
 #include <cmath>
 
 #include "kernels/softmax.h"
 #include "tensor/ops/common.h"
+#include "tensor/ops/elementwise.h"
 
 namespace mp::ops {
 
@@ -14,7 +16,7 @@ namespace {
 void check_backward(const char* op, const Tensor& y, const Tensor& dy) {
     detail::require_defined(op, y, "y");
     detail::require_defined(op, dy, "dy");
-    detail::require_floating(op, y, detail::floating_cpu_only_bf16(y.device()));
+    detail::require_floating(op, y);
     detail::require_same_device(op, {&y, &dy});
     detail::require_same_dtype(op, {&y, &dy});
     detail::require_same_shape(op, y, dy);
@@ -33,8 +35,9 @@ void check_causal(const char* op, const Tensor& t, const char* name, double scal
 Tensor softmax(const Tensor& x) {
     const char* op = "softmax";
     detail::require_defined(op, x, "x");
-    detail::require_floating(op, x, detail::floating_cpu_only_bf16(x.device()));
+    detail::require_floating(op, x);
     detail::require_rank_at_least(op, x, 1, "x");
+    if (detail::bf16_through_float32(x)) return cast(softmax(cast(x, DType::Float32)), DType::BFloat16);
     const int64_t rows = detail::rows_over_last_dim(x);
     const int64_t cols = detail::last_dim(x);
     Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
@@ -54,6 +57,8 @@ Tensor softmax_backward(const Tensor& y, const Tensor& dy) {
     const char* op = "softmax_backward";
     check_backward(op, y, dy);
     detail::require_rank_at_least(op, y, 1, "y");
+    if (detail::bf16_through_float32(y))
+        return cast(softmax_backward(cast(y, DType::Float32), cast(dy, DType::Float32)), DType::BFloat16);
     const int64_t rows = detail::rows_over_last_dim(y);
     const int64_t cols = detail::last_dim(y);
     Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
@@ -72,8 +77,10 @@ Tensor softmax_backward(const Tensor& y, const Tensor& dy) {
 Tensor causal_softmax(const Tensor& scores, double scale) {
     const char* op = "causal_softmax";
     detail::require_defined(op, scores, "scores");
-    detail::require_floating(op, scores, detail::floating_cpu_only_bf16(scores.device()));
+    detail::require_floating(op, scores);
     check_causal(op, scores, "scores", scale);
+    if (detail::bf16_through_float32(scores))
+        return cast(causal_softmax(cast(scores, DType::Float32), scale), DType::BFloat16);
     const int64_t rows = detail::rows_over_last_dim(scores);
     const int64_t seq_len = detail::last_dim(scores);
     Tensor y = Tensor::empty(scores.shape(), scores.dtype(), scores.device());
@@ -93,6 +100,8 @@ Tensor causal_softmax_backward(const Tensor& y, const Tensor& dy, double scale) 
     const char* op = "causal_softmax_backward";
     check_backward(op, y, dy);
     check_causal(op, y, "y", scale);
+    if (detail::bf16_through_float32(y))
+        return cast(causal_softmax_backward(cast(y, DType::Float32), cast(dy, DType::Float32), scale), DType::BFloat16);
     const int64_t rows = detail::rows_over_last_dim(y);
     const int64_t seq_len = detail::last_dim(y);
     Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
