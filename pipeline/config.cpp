@@ -554,6 +554,8 @@ void validate_cross_keys(TrainConfig& config, int world_size) {
     if (model.kind == "gpt")
         MP_REQUIRE(model.channels % model.heads == 0, "model.channels ", model.channels,
                    " is not divisible by model.heads ", model.heads);
+    MP_REQUIRE(config.precision != "bf16" || model.kind != "mlp", "precision bf16 needs a model whose input is token "
+               "ids (gpt, realistic): the mlp takes float32 inputs and an MSE loss; use precision fp32 or tf32");
     if (model.kind == "mlp")
         MP_REQUIRE(model.widths.size() >= 2, "model.widths ", join_ints(model.widths),
                    " needs at least two widths (input and output)");

@@ -216,6 +216,12 @@ void Engine::run_backward(LocalStage& stage, MicroBatch& mb, bool split) {
         size_t produced = after > before ? after - before : 0;
         size_t internals = produced > output.nbytes() ? produced - output.nbytes() : 0;
         memory_.peak_stash_bytes = std::max(memory_.peak_stash_bytes, live_stash_bytes_ + internals);
+        // With a split backward the recomputed tape lives on until W (what W needs of it): counted,
+        // conservatively as all of it, until release_stash.
+        if (split) {
+            mb.stash_bytes += internals;
+            live_stash_bytes_ += internals;
+        }
     }
     // The last stage seeds its loss with count_m / Σ count; the others use the received gradient.
     Tensor seed = last ? Tensor::full(mb.output_ref.shape, mb.weight, mb.loss_dtype, device_) : mb.grad_output;

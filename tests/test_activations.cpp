@@ -246,7 +246,7 @@ TEST(ActivationsBf16, EachOutputIsTheDefinitionRoundedOnce) {
         std::vector<bfloat16> g = got.to_vector<bfloat16>();
         std::vector<double> w = wide.to_vector<double>();
         for (size_t i = 0; i < g.size(); ++i)
-            ASSERT_EQ(g[i].bits, bfloat16(static_cast<float>(w[i])).bits) << what << " element " << i;
+            ASSERT_EQ(g[i].bits, element_from_double<bfloat16>(w[i]).bits) << what << " element " << i;
     };
     expect_rounded(ops::relu(x), ops::relu(xw), "relu");
     expect_rounded(ops::relu_backward(x, dy), ops::relu_backward(xw, dyw), "relu_backward");

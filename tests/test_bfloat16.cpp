@@ -85,6 +85,17 @@ TEST(BFloat16, RandomFloatsRoundToTheNearestNeighbour) {
     EXPECT_GT(checked, 100000);
 }
 
+// From a double the rounding is direct: a double just past a bfloat16 midpoint, which float32 would
+// round onto the midpoint exactly, still rounds away from it.
+TEST(BFloat16, FromDoubleRoundsOnce) {
+    EXPECT_EQ(element_from_double<bfloat16>(1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -30)).bits, 0x3F81u);
+    EXPECT_EQ(element_from_double<bfloat16>(1.0 + std::ldexp(1.0, -8) - std::ldexp(1.0, -30)).bits, 0x3F80u);
+    EXPECT_EQ(element_from_double<bfloat16>(-(1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -30))).bits, 0xBF81u);
+    EXPECT_EQ(element_from_double<bfloat16>(1.0 + std::ldexp(1.0, -8)).bits, 0x3F80u);  // an exact tie: to even
+    EXPECT_EQ(element_from_double<bfloat16>(1.0 + 3 * std::ldexp(1.0, -8)).bits, 0x3F82u);
+    EXPECT_TRUE(std::isnan(static_cast<float>(element_from_double<bfloat16>(std::nan("")))));
+}
+
 TEST(BFloat16, TensorsHoldFillConvertAndPrint) {
     Tensor t = Tensor::empty({2, 3}, DType::BFloat16);
     EXPECT_EQ(t.nbytes(), 12u);

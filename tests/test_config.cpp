@@ -246,6 +246,8 @@ TEST(Config, EnumeratedValues) {
     expect_rejected(R"({"lr_schedule": {"kind": "linear"}})", {"lr_schedule.kind", "cosine | constant"});
     expect_rejected(R"({"precision": "fp16"})", {"precision", "fp32 | tf32 | bf16"});
     EXPECT_EQ(parse(R"({"precision": "bf16"})").precision, "bf16");
+    expect_rejected(R"({"precision": "bf16", "model": {"kind": "mlp"}, "data": {"kind": "synthetic"}})",
+                    {"precision bf16 needs a model whose input is token ids", "mlp"});
     expect_rejected(R"({"comm": {"backend": "gloo"}})", {"comm.backend", "auto | nccl | mpi"});
     expect_rejected(R"({"data": {"kind": "images"}})", {"data.kind", "synthetic | text | shard"});
     expect_rejected(R"({"device": "tpu"})", {"device", "auto | cpu | cuda"});

@@ -545,9 +545,9 @@ TEST(ElementwiseBf16, ReductionsAccumulateWideAndRoundOnce) {
         squares += double(w[i]) * w[i];
         columns[i % 9] += w[i];
     }
-    EXPECT_EQ(ops::sum(x.bf16).to_vector<bfloat16>()[0].bits, bfloat16(static_cast<float>(total)).bits);
+    EXPECT_EQ(ops::sum(x.bf16).to_vector<bfloat16>()[0].bits, element_from_double<bfloat16>(total).bits);
     std::vector<bfloat16> column_sums = ops::sum_rows(x.bf16).to_vector<bfloat16>();
-    for (size_t c = 0; c < 9; ++c) EXPECT_EQ(column_sums[c].bits, bfloat16(static_cast<float>(columns[c])).bits) << c;
+    for (size_t c = 0; c < 9; ++c) EXPECT_EQ(column_sums[c].bits, element_from_double<bfloat16>(columns[c]).bits) << c;
     EXPECT_DOUBLE_EQ(ops::global_l2_norm({x.bf16}), ops::global_l2_norm({x.widened}));
     EXPECT_NEAR(ops::global_l2_norm({x.bf16}), std::sqrt(squares), 1e-6 * std::sqrt(squares));
 }

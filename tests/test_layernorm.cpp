@@ -422,7 +422,7 @@ TEST(LayerNormBf16, IsTheFloat64PathRoundedOnceAndWithinItsBound) {
         std::vector<bfloat16> g = got.to_vector<bfloat16>();
         std::vector<double> e = w.to_vector<double>();
         for (size_t i = 0; i < g.size(); ++i)
-            ASSERT_EQ(g[i].bits, bfloat16(static_cast<float>(e[i])).bits) << what << " element " << i;
+            ASSERT_EQ(g[i].bits, element_from_double<bfloat16>(e[i]).bits) << what << " element " << i;
     };
     expect_rounded(fwd.y, wide.y, "y");
     std::vector<float> mean = fwd.mean.to_vector<float>();

@@ -369,7 +369,7 @@ TEST(SoftmaxBf16, IsTheFloat64PathRoundedOnceAndWithinItsBound) {
         std::vector<bfloat16> g = got.to_vector<bfloat16>();
         std::vector<double> w = wide.to_vector<double>();
         for (size_t i = 0; i < g.size(); ++i)
-            ASSERT_EQ(g[i].bits, bfloat16(static_cast<float>(w[i])).bits) << what << " element " << i;
+            ASSERT_EQ(g[i].bits, element_from_double<bfloat16>(w[i]).bits) << what << " element " << i;
     };
     const Tensor xw = xb.to(DType::Float64), dyw = dy.to(DType::Float64);
     expect_rounded(ops::softmax(xb), ops::softmax(xw), "softmax");

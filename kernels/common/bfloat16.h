@@ -69,8 +69,18 @@ template <typename T> using compute_t = typename ComputeTypeOf<T>::type;
 // One element of any element type from or to a double (fills, conversions, tests): a bfloat16
 // goes through float32 and is rounded to nearest even when stored.
 template <typename T> MP_HOST_DEVICE T element_from_double(double value) { return static_cast<T>(value); }
+// Rounded from the double directly (to nearest, ties to even): rounding to float32 first could
+// land exactly on a bfloat16 midpoint that the double is not on and then break that tie the wrong
+// way (1 + 2^-8 + 2^-30 must give 1 + 2^-7, not 1). Only such float32 ties need the double.
 template <> MP_HOST_DEVICE bfloat16 element_from_double(double value) {
-    return bfloat16(static_cast<float>(value));
+    const float f = static_cast<float>(value);
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    if ((u & 0xFFFFu) == 0x8000u && static_cast<double>(f) != value) {
+        const bool beyond = (value < 0 ? -value : value) > (f < 0 ? -static_cast<double>(f) : static_cast<double>(f));
+        return bfloat16::from_bits(static_cast<uint16_t>((u >> 16) + (beyond ? 1u : 0u)));
+    }
+    return bfloat16(f);
 }
 template <typename T> MP_HOST_DEVICE double element_to_double(T value) { return static_cast<double>(value); }
 template <> MP_HOST_DEVICE double element_to_double(bfloat16 value) {

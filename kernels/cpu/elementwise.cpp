@@ -57,27 +57,24 @@ void bias_add(T* out, const T* x, const T* bias, int64_t rows, int64_t cols) {
 
 template <typename T>
 void sum_rows(T* out, const T* x, int64_t rows, int64_t cols) {
-    using C = compute_t<T>;
     std::vector<double> column_sums(static_cast<size_t>(cols), 0.0);
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < cols; ++c) column_sums[c] += element_to_double(x[r * cols + c]);
-    for (int64_t c = 0; c < cols; ++c) out[c] = T(C(column_sums[c]));
+    for (int64_t c = 0; c < cols; ++c) out[c] = element_from_double<T>(column_sums[c]);
 }
 
 template <typename T>
 void sum(T* out, const T* x, int64_t n) {
-    using C = compute_t<T>;
     double total = 0.0;
     for (int64_t i = 0; i < n; ++i) total += element_to_double(x[i]);
-    out[0] = T(C(total));
+    out[0] = element_from_double<T>(total);
 }
 
 template <typename T>
 void sum_squares(T* out, const T* x, int64_t n) {
-    using C = compute_t<T>;
     double total = 0.0;
     for (int64_t i = 0; i < n; ++i) total += element_to_double(x[i]) * element_to_double(x[i]);
-    out[0] = T(C(total));
+    out[0] = element_from_double<T>(total);
 }
 
 template void add<float>(float*, const float*, const float*, int64_t);

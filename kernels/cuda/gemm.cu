@@ -46,6 +46,10 @@ class ThreadHandles {
         if (found == handles_.end()) {
             cublasHandle_t handle = nullptr;
             CUBLAS_CHECK(cublasCreate(&handle));  // binds the handle to the current device
+            // bfloat16 products accumulate in float32 all the way: no reduced-precision split-K
+            // reductions (TF32 is still chosen per call, by the compute type).
+            CUBLAS_CHECK(cublasSetMathMode(handle, static_cast<cublasMath_t>(
+                                                       CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
             found = handles_.emplace(device, handle).first;
         }
         CUBLAS_CHECK(cublasSetStream(found->second, stream));
