@@ -359,7 +359,7 @@ TEST_F(Pipeline, EverySchedulesPeakStashIsItsBound) {
 // A split backward keeps what W needs until W; with re-materialization that is the recomputed
 // tape, so the accounting must keep counting it: on zb-h1's last stage, which holds one W back,
 // re-materializing does not shrink the counted peak much below stashing (before this was counted
-// it reported about half). The measured allocator peak agrees.
+// it reported about half).
 TEST_F(Pipeline, SplitBackwardWithRematerializationCountsTapesUntilW) {
     if (g_world->size() < 2) return;
     std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < 2 ? 0 : -1);
