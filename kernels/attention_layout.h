@@ -27,20 +27,15 @@ void split_heads(const T* x, T* out, int64_t batch, int64_t seq, int64_t heads, 
 }  // namespace mp::kernels::cpu
 
 namespace mp::kernels::cuda {
-void split_qkv_heads(const float* qkv, float* q, float* k, float* v, int64_t batch, int64_t seq, int64_t heads,
+// S is float or bfloat16.
+template <typename S>
+void split_qkv_heads(const S* qkv, S* q, S* k, S* v, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                     cudaStream_t stream);
+template <typename S>
+void merge_qkv_heads(const S* dq, const S* dk, const S* dv, S* dqkv, int64_t batch, int64_t seq, int64_t heads,
                      int64_t head_dim, cudaStream_t stream);
-void merge_qkv_heads(const float* dq, const float* dk, const float* dv, float* dqkv, int64_t batch, int64_t seq,
-                     int64_t heads, int64_t head_dim, cudaStream_t stream);
-void merge_heads(const float* y, float* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
-                 cudaStream_t stream);
-void split_heads(const float* x, float* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
-                 cudaStream_t stream);
-void split_qkv_heads(const bfloat16* qkv, bfloat16* q, bfloat16* k, bfloat16* v, int64_t batch, int64_t seq,
-                     int64_t heads, int64_t head_dim, cudaStream_t stream);
-void merge_qkv_heads(const bfloat16* dq, const bfloat16* dk, const bfloat16* dv, bfloat16* dqkv, int64_t batch,
-                     int64_t seq, int64_t heads, int64_t head_dim, cudaStream_t stream);
-void merge_heads(const bfloat16* y, bfloat16* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
-                 cudaStream_t stream);
-void split_heads(const bfloat16* x, bfloat16* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
-                 cudaStream_t stream);
+template <typename S>
+void merge_heads(const S* y, S* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, cudaStream_t stream);
+template <typename S>
+void split_heads(const S* x, S* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, cudaStream_t stream);
 }  // namespace mp::kernels::cuda

@@ -43,18 +43,14 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
 }  // namespace mp::kernels::cpu
 
 namespace mp::kernels::cuda {
-// cuBLAS on `stream`, which must belong to the current device (as for every kernel launch).
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float beta, float* c, int64_t ldc, bool allow_tf32, cudaStream_t stream);
-void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                          int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta,
-                          float* c, int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32,
-                          cudaStream_t stream);
-// bfloat16 operands and C, float32 accumulation and alpha/beta (allow_tf32 has no meaning here).
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a, int64_t lda,
-          const bfloat16* b, int64_t ldb, float beta, bfloat16* c, int64_t ldc, bool allow_tf32, cudaStream_t stream);
-void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a,
-                          int64_t lda, int64_t stride_a, const bfloat16* b, int64_t ldb, int64_t stride_b, float beta,
-                          bfloat16* c, int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32,
-                          cudaStream_t stream);
+// cuBLAS on `stream`, which must belong to the current device (as for every kernel launch). S is
+// float (exact fp32, or TF32 tensor cores when allow_tf32) or bfloat16 (bf16 operands and C,
+// float32 accumulation; allow_tf32 has no meaning there); alpha and beta are float32.
+template <typename S>
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const S* a, int64_t lda, const S* b,
+          int64_t ldb, float beta, S* c, int64_t ldc, bool allow_tf32, cudaStream_t stream);
+template <typename S>
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const S* a,
+                          int64_t lda, int64_t stride_a, const S* b, int64_t ldb, int64_t stride_b, float beta, S* c,
+                          int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32, cudaStream_t stream);
 }  // namespace mp::kernels::cuda

@@ -797,15 +797,15 @@ TEST(GemmCuda, EmptyInnerDimensionScalesC) {
     MP_REQUIRE_GPU();
     const Device gpu = Device::cuda(0);
     Tensor c = Tensor::full({3, 5}, 2.0, DType::Float32, gpu);
-    kernels::cuda::gemm(false, false, 3, 4, 0, 1.0f, nullptr, 1, nullptr, 4, -1.5f, c.data<float>(), 5, false,
-                        compute_stream(0));
+    kernels::cuda::gemm<float>(false, false, 3, 4, 0, 1.0f, nullptr, 1, nullptr, 4, -1.5f, c.data<float>(), 5, false,
+                               compute_stream(0));
     std::vector<float> expected(15, -3.0f);
     for (int row = 0; row < 3; ++row) expected[row * 5 + 4] = 2.0f;  // padding column
     EXPECT_EQ(c.to_vector<float>(), expected);
 
     Tensor batched = poisoned({2, 3, 4}, DType::Float32, gpu);
-    kernels::cuda::gemm_strided_batched(true, true, 3, 4, 0, 1.0f, nullptr, 3, 0, nullptr, 1, 0, 0.0f,
-                                        batched.data<float>(), 4, 12, 2, false, compute_stream(0));
+    kernels::cuda::gemm_strided_batched<float>(true, true, 3, 4, 0, 1.0f, nullptr, 3, 0, nullptr, 1, 0, 0.0f,
+                                               batched.data<float>(), 4, 12, 2, false, compute_stream(0));
     expect_equal(batched, Tensor::zeros({2, 3, 4}), "batched k = 0, beta = 0 over NaN");
 }
 

@@ -8,7 +8,8 @@
 // coalesced and reads are contiguous runs of D elements. `rows_to_heads` does split_qkv_heads
 // (3 parts) and split_heads (1 part); `heads_to_rows` does merge_qkv_heads and merge_heads. The
 // "element" is a float4 (4 floats, or 8 bfloat16s) when D is a multiple of that and every pointer
-// is 16-byte aligned (then all row and head offsets are whole float4s), else one value. Indices are int64 (B*T*3*C can pass 2^31).
+// is 16-byte aligned (then all row and head offsets are whole float4s), else one value. Indices are
+// int64 (B*T*3*C can pass 2^31).
 #include <cstdint>
 
 #include "kernels/attention_layout.h"
@@ -119,70 +120,43 @@ void launch_heads_to_rows(HeadParts<const S*> heads_in, S* rows, int64_t parts, 
     CUDA_CHECK_LAUNCH();
 }
 
+}  // namespace
+
 template <typename S>
-void split_qkv_heads_of(const S* qkv, S* q, S* k, S* v, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
-                        cudaStream_t stream) {
+void split_qkv_heads(const S* qkv, S* q, S* k, S* v, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                     cudaStream_t stream) {
     launch_rows_to_heads(qkv, HeadParts<S*>{q, k, v}, 3, batch, seq, heads, head_dim, stream);
 }
 
 template <typename S>
-void merge_qkv_heads_of(const S* dq, const S* dk, const S* dv, S* dqkv, int64_t batch, int64_t seq, int64_t heads,
-                        int64_t head_dim, cudaStream_t stream) {
+void merge_qkv_heads(const S* dq, const S* dk, const S* dv, S* dqkv, int64_t batch, int64_t seq, int64_t heads,
+                     int64_t head_dim, cudaStream_t stream) {
     launch_heads_to_rows(HeadParts<const S*>{dq, dk, dv}, dqkv, 3, batch, seq, heads, head_dim, stream);
 }
 
 template <typename S>
-void merge_heads_of(const S* y, S* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
-                    cudaStream_t stream) {
+void merge_heads(const S* y, S* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                 cudaStream_t stream) {
     launch_heads_to_rows(HeadParts<const S*>{y, nullptr, nullptr}, out, 1, batch, seq, heads, head_dim, stream);
 }
 
 template <typename S>
-void split_heads_of(const S* x, S* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
-                    cudaStream_t stream) {
+void split_heads(const S* x, S* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                 cudaStream_t stream) {
     launch_rows_to_heads(x, HeadParts<S*>{out, nullptr, nullptr}, 1, batch, seq, heads, head_dim, stream);
 }
 
-}  // namespace
-
-void split_qkv_heads(const float* qkv, float* q, float* k, float* v, int64_t batch, int64_t seq, int64_t heads,
-                     int64_t head_dim, cudaStream_t stream) {
-    split_qkv_heads_of(qkv, q, k, v, batch, seq, heads, head_dim, stream);
-}
-
-void merge_qkv_heads(const float* dq, const float* dk, const float* dv, float* dqkv, int64_t batch, int64_t seq,
-                     int64_t heads, int64_t head_dim, cudaStream_t stream) {
-    merge_qkv_heads_of(dq, dk, dv, dqkv, batch, seq, heads, head_dim, stream);
-}
-
-void merge_heads(const float* y, float* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
-                 cudaStream_t stream) {
-    merge_heads_of(y, out, batch, seq, heads, head_dim, stream);
-}
-
-void split_heads(const float* x, float* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
-                 cudaStream_t stream) {
-    split_heads_of(x, out, batch, seq, heads, head_dim, stream);
-}
-
-void split_qkv_heads(const bfloat16* qkv, bfloat16* q, bfloat16* k, bfloat16* v, int64_t batch, int64_t seq, int64_t heads,
-                     int64_t head_dim, cudaStream_t stream) {
-    split_qkv_heads_of(qkv, q, k, v, batch, seq, heads, head_dim, stream);
-}
-
-void merge_qkv_heads(const bfloat16* dq, const bfloat16* dk, const bfloat16* dv, bfloat16* dqkv, int64_t batch, int64_t seq,
-                     int64_t heads, int64_t head_dim, cudaStream_t stream) {
-    merge_qkv_heads_of(dq, dk, dv, dqkv, batch, seq, heads, head_dim, stream);
-}
-
-void merge_heads(const bfloat16* y, bfloat16* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
-                 cudaStream_t stream) {
-    merge_heads_of(y, out, batch, seq, heads, head_dim, stream);
-}
-
-void split_heads(const bfloat16* x, bfloat16* out, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
-                 cudaStream_t stream) {
-    split_heads_of(x, out, batch, seq, heads, head_dim, stream);
-}
+template void split_qkv_heads<float>(const float*, float*, float*, float*, int64_t, int64_t, int64_t,
+                                       int64_t, cudaStream_t);
+template void merge_qkv_heads<float>(const float*, const float*, const float*, float*, int64_t, int64_t,
+                                       int64_t, int64_t, cudaStream_t);
+template void merge_heads<float>(const float*, float*, int64_t, int64_t, int64_t, int64_t, cudaStream_t);
+template void split_heads<float>(const float*, float*, int64_t, int64_t, int64_t, int64_t, cudaStream_t);
+template void split_qkv_heads<bfloat16>(const bfloat16*, bfloat16*, bfloat16*, bfloat16*, int64_t, int64_t, int64_t,
+                                       int64_t, cudaStream_t);
+template void merge_qkv_heads<bfloat16>(const bfloat16*, const bfloat16*, const bfloat16*, bfloat16*, int64_t, int64_t,
+                                       int64_t, int64_t, cudaStream_t);
+template void merge_heads<bfloat16>(const bfloat16*, bfloat16*, int64_t, int64_t, int64_t, int64_t, cudaStream_t);
+template void split_heads<bfloat16>(const bfloat16*, bfloat16*, int64_t, int64_t, int64_t, int64_t, cudaStream_t);
 
 }  // namespace mp::kernels::cuda

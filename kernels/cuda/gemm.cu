@@ -48,8 +48,9 @@ class ThreadHandles {
             CUBLAS_CHECK(cublasCreate(&handle));  // binds the handle to the current device
             // bfloat16 products accumulate in float32 all the way: no reduced-precision split-K
             // reductions (TF32 is still chosen per call, by the compute type).
-            CUBLAS_CHECK(cublasSetMathMode(handle, static_cast<cublasMath_t>(
-                                                       CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
+            const auto math = static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
+                                                        CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION);
+            CUBLAS_CHECK(cublasSetMathMode(handle, math));
             found = handles_.emplace(device, handle).first;
         }
         CUBLAS_CHECK(cublasSetStream(found->second, stream));
@@ -106,11 +107,13 @@ void scale_c(S* c, int64_t m, int64_t n, int64_t ldc, int64_t stride_c, int64_t 
     CUDA_CHECK_LAUNCH();
 }
 
+}  // namespace
+
 // The column-major call both element types share: C^T (n x m) = op(B)^T (n x k) * op(A)^T (k x m),
 // accumulated in float32 (or TF32 for float inputs when allowed).
 template <typename S>
-void gemm_of(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const S* a, int64_t lda,
-             const S* b, int64_t ldb, float beta, S* c, int64_t ldc, bool allow_tf32, cudaStream_t stream) {
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const S* a, int64_t lda,
+          const S* b, int64_t ldb, float beta, S* c, int64_t ldc, bool allow_tf32, cudaStream_t stream) {
     if (m == 0 || n == 0) return;
     if (k == 0) {
         scale_c(c, m, n, ldc, 0, 1, beta, stream);
@@ -123,10 +126,9 @@ void gemm_of(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
 }
 
 template <typename S>
-void gemm_strided_batched_of(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const S* a,
-                             int64_t lda, int64_t stride_a, const S* b, int64_t ldb, int64_t stride_b, float beta,
-                             S* c, int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32,
-                             cudaStream_t stream) {
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const S* a,
+                          int64_t lda, int64_t stride_a, const S* b, int64_t ldb, int64_t stride_b, float beta, S* c,
+                          int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32, cudaStream_t stream) {
     if (m == 0 || n == 0 || batch == 0) return;
     if (k == 0) {
         scale_c(c, m, n, ldc, stride_c, batch, beta, stream);
@@ -139,32 +141,15 @@ void gemm_strided_batched_of(bool trans_a, bool trans_b, int64_t m, int64_t n, i
         cublas_int(batch, "batch"), compute_type(allow_tf32 && std::is_same_v<S, float>), CUBLAS_GEMM_DEFAULT));
 }
 
-}  // namespace
-
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float beta, float* c, int64_t ldc, bool allow_tf32, cudaStream_t stream) {
-    gemm_of(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, allow_tf32, stream);
-}
-
-void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                          int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta,
-                          float* c, int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32,
-                          cudaStream_t stream) {
-    gemm_strided_batched_of(trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
-                            stride_c, batch, allow_tf32, stream);
-}
-
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a, int64_t lda,
-          const bfloat16* b, int64_t ldb, float beta, bfloat16* c, int64_t ldc, bool allow_tf32, cudaStream_t stream) {
-    gemm_of(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, allow_tf32, stream);
-}
-
-void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a,
-                          int64_t lda, int64_t stride_a, const bfloat16* b, int64_t ldb, int64_t stride_b, float beta,
-                          bfloat16* c, int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32,
-                          cudaStream_t stream) {
-    gemm_strided_batched_of(trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
-                            stride_c, batch, allow_tf32, stream);
-}
+template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
+                             int64_t, float, float*, int64_t, bool, cudaStream_t);
+template void gemm_strided_batched<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                                             int64_t, const float*, int64_t, int64_t, float, float*, int64_t, int64_t,
+                                             int64_t, bool, cudaStream_t);
+template void gemm<bfloat16>(bool, bool, int64_t, int64_t, int64_t, float, const bfloat16*, int64_t, const bfloat16*,
+                             int64_t, float, bfloat16*, int64_t, bool, cudaStream_t);
+template void gemm_strided_batched<bfloat16>(bool, bool, int64_t, int64_t, int64_t, float, const bfloat16*, int64_t,
+                                             int64_t, const bfloat16*, int64_t, int64_t, float, bfloat16*, int64_t,
+                                             int64_t, int64_t, bool, cudaStream_t);
 
 }  // namespace mp::kernels::cuda
