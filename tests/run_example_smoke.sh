@@ -80,6 +80,12 @@ done
 run pipeline_mlp "${launch[@]}" -np 2 "$build/examples/pipeline_mlp" --set steps=5 --set trace.path= --set trace.svg=
 run microbatch_sweep "${launch[@]}" -np 2 "$build/examples/microbatch_sweep" --set model.hidden=32 --set model.blocks=3 \
     --set model.context=8 --set model.vocab=64 --set steps=2
+# --schedules names registered schedules only, checked on every rank before anything trains; and
+# every rank must be given the same list.
+expect_failure sweep_unknown_schedule "unknown schedule kind 'zb-h3'" "${launch[@]}" -np 2 \
+    "$build/examples/microbatch_sweep" --schedules 1f1b,zb-h3
+expect_failure sweep_schedules_differ "the ranks were given different arguments" "${launch[@]}" \
+    -np 1 "$build/examples/microbatch_sweep" --schedules 1f1b : -np 1 "$build/examples/microbatch_sweep" --schedules gpipe
 
 # Mixed precision (bf16 compute, float32 masters): the arithmetic of each micro-batch and the order
 # its gradients are summed do not depend on the stage split or the schedule, so one process and two
