@@ -57,4 +57,11 @@ void sum_rows(float* out, const float* x, int64_t rows, int64_t cols, float* wor
 size_t sum_workspace_floats(int64_t n);  // for both sum and sum_squares
 void sum(float* out, const float* x, int64_t n, float* workspace, cudaStream_t stream);
 void sum_squares(float* out, const float* x, int64_t n, float* workspace, cudaStream_t stream);
+// Multi-tensor (one launch per 192 tensors): out[0] = the sum over every tensor of the sum of its
+// squares (float partials per 64k-element chunk, added in double), and every tensor scaled by s in
+// place (bitwise as `scale` on each).
+size_t sum_squares_multi_tensor_workspace_floats(const int64_t* sizes, int64_t count);
+void sum_squares_multi_tensor(float* out, const float* const* tensors, const int64_t* sizes, int64_t count,
+                              float* workspace, cudaStream_t stream);
+void scale_multi_tensor(float* const* tensors, const int64_t* sizes, int64_t count, double s, cudaStream_t stream);
 }  // namespace mp::kernels::cuda

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "nn/module.h"
@@ -89,6 +90,26 @@ std::optional<DType> compute_dtype();
 // `parameter` as a layer computes with it: its compute copy under a ComputeDTypeScope, else itself
 // (an undefined tensor, such as a missing bias, stays undefined).
 Tensor for_compute(const Tensor& parameter);
+
+// While alive on this thread, for_compute makes each parameter's compute copy once and hands the
+// same copy to every later use — every micro-batch and re-materialized forward of a training step
+// converts each weight once, not once per use. A pipeline step holds one until its optimizer step
+// (after which the copies would be stale). Nests: an inner cache hides the outer one.
+class ComputeCopyCache {
+  public:
+    ComputeCopyCache();
+    ~ComputeCopyCache();
+    ComputeCopyCache(const ComputeCopyCache&) = delete;
+    ComputeCopyCache& operator=(const ComputeCopyCache&) = delete;
+    // Drops the copies (their memory goes once no tape holds them); the cache stays active.
+    void clear() { copies_.clear(); }
+    size_t size() const { return copies_.size(); }
+
+  private:
+    friend Tensor for_compute(const Tensor& parameter);
+    std::unordered_map<uint64_t, Tensor> copies_;  // by the master's identity
+    ComputeCopyCache* previous_;
+};
 
 // Makes dropout masks a function of where they are drawn instead of the layers' running counters
 // while alive: inside the scope, the n-th call of one Dropout module draws its mask from (that

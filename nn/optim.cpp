@@ -58,12 +58,18 @@ AdamW::AdamW(std::vector<Tensor> parameters, AdamWOptions options)
 
 void AdamW::step() {
     ++steps_;
+    // Every parameter with a gradient in one call: one kernel launch on a GPU.
+    std::vector<Tensor> params, grads, exp_avgs, exp_avg_sqs;
     for (size_t i = 0; i < parameters_.size(); ++i) {
         Tensor grad = autograd::grad_of(parameters_[i]);
         if (!grad.defined()) continue;
-        ops::adamw_step_(parameters_[i], grad, exp_avg_[i], exp_avg_sq_[i], steps_, lr_, options_.beta1,
-                         options_.beta2, options_.eps, options_.weight_decay);
+        params.push_back(parameters_[i]);
+        grads.push_back(grad);
+        exp_avgs.push_back(exp_avg_[i]);
+        exp_avg_sqs.push_back(exp_avg_sq_[i]);
     }
+    ops::adamw_step_(params, grads, exp_avgs, exp_avg_sqs, steps_, lr_, options_.beta1, options_.beta2, options_.eps,
+                     options_.weight_decay);
 }
 
 double cosine_lr(int64_t step, int64_t warmup_steps, int64_t total_steps, double max_lr, double min_lr) {
@@ -90,11 +96,7 @@ double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm) {
     }
     double norm = ops::global_l2_norm(grads);
     double coefficient = max_norm / (norm + 1e-6);
-    if (coefficient < 1.0)
-        for (Tensor& g : grads) {
-            Tensor scaled = ops::scale(g, coefficient);
-            g.copy_from(scaled);  // in place: the slot keeps the same tensor
-        }
+    if (coefficient < 1.0) ops::scale_(grads, coefficient);  // in place: the slots keep their tensors
     return norm;
 }
 

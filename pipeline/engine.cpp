@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "autograd/tape.h"
+#include "nn/layers.h"
 #include "pipeline/validate.h"
 #include "tensor/allocator.h"
 #include "tensor/device_checks.h"
@@ -435,8 +436,7 @@ double Engine::clip_gradients() {
         throw std::runtime_error(str("pipeline: training diverged: the global gradient norm is ", norm,
                                      " (lower optimizer.lr, or check the data); no stage applied this step's update"));
     double coefficient = grad_clip_ / (norm + 1e-6);
-    if (coefficient < 1.0)
-        for (Tensor& g : grads) g.copy_from(ops::scale(g, coefficient));
+    if (coefficient < 1.0) ops::scale_(grads, coefficient);  // one launch on a GPU
     return norm;
 }
 
@@ -450,6 +450,9 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
     const int64_t micro = batch / M;
 
     prepare_shapes(inputs, micro);
+    // Mixed precision: each weight is converted to its compute dtype once per step, not once per
+    // micro-batch (dropped before the optimizer changes the masters).
+    nn::ComputeCopyCache compute_copies;
 
     double total_count = 0;
     // This replica's rows are [replica · batch, (replica + 1) · batch) of the global batch (as the
@@ -560,6 +563,7 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
                 if (last_stage != nullptr) micro_batch_losses = read_micro_batch_losses(last_stage->mbs, forward_order);
                 agree_before_update(micro_batch_losses, forward_order);
                 if (data_parallel_ != nullptr && data_parallel_->size() > 1) all_reduce_gradients();
+                compute_copies.clear();
                 if (grad_clip_ > 0) result.grad_norm = clip_gradients();
                 optimizer_.step();
                 agree_parameters_are_finite();

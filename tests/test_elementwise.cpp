@@ -591,3 +591,46 @@ TEST(ElementwiseCudaBf16, MatchCpuBitwise) {
     expect_close(ops::sum_rows(x.to(gpu)), ops::sum_rows(x), std::ldexp(1.0, -8), 1e-5, "sum_rows");
     EXPECT_NEAR(ops::global_l2_norm({x.to(gpu)}), ops::global_l2_norm({x}), 1e-5 * ops::global_l2_norm({x}));
 }
+
+// ---------------------------------------------------------------- lists (gradient clipping)
+
+// scale_ over a list writes s * x into every tensor in place, bit for bit as `scale`, through the
+// handles the caller holds (a gradient slot keeps its tensor).
+TEST(ElementwiseCpu, ScaleListInPlaceEqualsScale) {
+    std::vector<Tensor> tensors = {random_tensor({5, 3}, 81), random_tensor({1}, 82), Tensor::zeros({0}),
+                                   random_tensor({9}, 83, 1.0, DType::Float64)};
+    std::vector<Tensor> expected;
+    for (const Tensor& t : tensors) expected.push_back(ops::scale(t, 0.37));
+    std::vector<Tensor> handles = tensors;
+    ops::scale_(handles, 0.37);
+    for (size_t i = 0; i < tensors.size(); ++i) expect_equal(tensors[i], expected[i], str("tensor ", i));
+    expect_invalid_argument([&] { ops::scale_({Tensor::zeros({2}), Tensor()}, 2.0); },
+                            {"scale_: tensor 1 is an undefined tensor"});
+}
+
+// The multi-tensor paths on many tensors: more than one launch's 192, tensors spanning several
+// 64k-element chunks with a tail, misaligned slices, empty tensors. The norm: float partials per
+// chunk summed in double against the CPU's double sums (relative error within the reductions'
+// tolerance, halved by the sqrt); the scale: bitwise as `scale` on each.
+TEST(ElementwiseCuda, ListNormAndScaleOverManyTensorsAndChunks) {
+    MP_REQUIRE_GPU();
+    std::vector<Tensor> cpu_tensors, gpu_tensors;
+    std::vector<int64_t> sizes = {3 * 65536 + 5, 65536, 0, 1, 7};
+    for (int i = 0; i < 200; ++i) sizes.push_back(1 + (i * 53) % 400);
+    for (size_t i = 0; i < sizes.size(); ++i) {
+        cpu_tensors.push_back(random_tensor({sizes[i]}, 1000 + i));
+        gpu_tensors.push_back(cpu_tensors.back().to(kGpu));
+    }
+    Tensor padded = random_tensor({14, 3781}, 72);
+    cpu_tensors.push_back(padded.slice(1, 14));
+    gpu_tensors.push_back(misaligned_gpu(padded));
+    const double expected = ops::global_l2_norm(cpu_tensors);
+    EXPECT_NEAR(ops::global_l2_norm(gpu_tensors), expected, 0.5 * kReductionTolerance * expected);
+
+    std::vector<Tensor> expected_scaled;
+    for (const Tensor& t : gpu_tensors) expected_scaled.push_back(ops::scale(t, 0.37));
+    std::vector<Tensor> handles = gpu_tensors;
+    ops::scale_(handles, 0.37);
+    for (size_t i = 0; i < gpu_tensors.size(); ++i)
+        expect_equal(gpu_tensors[i], expected_scaled[i], str("scaled tensor ", i));
+}

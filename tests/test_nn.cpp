@@ -359,3 +359,46 @@ TEST(MixedPrecision, CopiesGradientsLandInFloat32Masters) {
     }
     EXPECT_FALSE(nn::compute_dtype().has_value());  // the scope ended
 }
+
+// A ComputeCopyCache makes each parameter's compute copy once: a second use gets the same tensor
+// (same identity, so no second conversion), gradients still land in the masters, bit for bit as
+// without the cache; the cache nests and, cleared, converts afresh.
+TEST(MixedPrecision, CopyCacheConvertsEachParameterOncePerScope) {
+    const nn::GPTConfig config = small_bf16_check_gpt(19, 6, 16, 5);
+    Tensor ids = mp::testing::random_ids({2, 6}, 19, 3), targets = mp::testing::random_ids({2, 6}, 19, 4);
+    auto gradients = [&](bool cached) {
+        auto model = nn::gpt(config);
+        nn::ComputeDTypeScope bf16(DType::BFloat16);
+        std::optional<nn::ComputeCopyCache> cache;
+        if (cached) cache.emplace();
+        for (int micro_batch = 0; micro_batch < 2; ++micro_batch) {  // two uses of every weight
+            autograd::Tape tape;
+            autograd::TapeScope scope(tape);
+            tape.backward(fn::cross_entropy(model->forward(ids), targets));
+        }
+        if (cached) {
+            EXPECT_EQ(cache->size(), model->parameters().size());
+        }
+        std::vector<Tensor> grads;
+        for (const Tensor& p : model->parameters()) grads.push_back(autograd::grad_of(p));
+        return grads;
+    };
+    std::vector<Tensor> with = gradients(true), without = gradients(false);
+    ASSERT_EQ(with.size(), without.size());
+    for (size_t i = 0; i < with.size(); ++i) mp::testing::expect_equal(with[i], without[i], str("parameter ", i));
+
+    auto model = nn::gpt(config);
+    const Tensor master = model->parameters().front();
+    nn::ComputeDTypeScope bf16(DType::BFloat16);
+    nn::ComputeCopyCache cache;
+    const Tensor first = nn::for_compute(master);
+    EXPECT_EQ(first.dtype(), DType::BFloat16);
+    EXPECT_EQ(nn::for_compute(master).id(), first.id());
+    {
+        nn::ComputeCopyCache inner;
+        EXPECT_NE(nn::for_compute(master).id(), first.id());
+    }
+    EXPECT_EQ(nn::for_compute(master).id(), first.id());
+    cache.clear();
+    EXPECT_NE(nn::for_compute(master).id(), first.id());
+}

@@ -399,3 +399,76 @@ TEST(Optimizers, DeviceMismatchIsAnError) {
     expect_invalid_argument([&] { ops::sgd_step_(param, grad, state_cpu, 0.1, 0.9, 0.0, true); },
                             {"sgd_step_", "momentum_buffer is float32(3) on cpu", "expected cuda:0"});
 }
+
+// ---------------------------------------------------------------- lists of parameters (multi-tensor)
+
+namespace {
+
+// A list of parameters of the given sizes with their state after `steps` updates by the list op
+// (or by one adamw_step_ per parameter), gradients drawn per step and parameter.
+struct AdamWList {
+    std::vector<Tensor> params, exp_avgs, exp_avg_sqs;
+};
+
+AdamWList run_adamw(const std::vector<int64_t>& sizes, Device device, bool as_list, int steps) {
+    AdamWList s;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+        s.params.push_back(random_tensor({sizes[i]}, 500 + i).to(device));
+        s.exp_avgs.push_back(Tensor::zeros({sizes[i]}, DType::Float32, device));
+        s.exp_avg_sqs.push_back(Tensor::zeros({sizes[i]}, DType::Float32, device));
+    }
+    for (int step = 1; step <= steps; ++step) {
+        std::vector<Tensor> grads;
+        for (size_t i = 0; i < sizes.size(); ++i) grads.push_back(random_tensor({sizes[i]}, 900 + 31 * step + i).to(device));
+        if (as_list) {
+            ops::adamw_step_(s.params, grads, s.exp_avgs, s.exp_avg_sqs, step, kLr, kBeta1, kBeta2, kEps, 0.1);
+        } else {
+            for (size_t i = 0; i < sizes.size(); ++i)
+                ops::adamw_step_(s.params[i], grads[i], s.exp_avgs[i], s.exp_avg_sqs[i], step, kLr, kBeta1, kBeta2,
+                                 kEps, 0.1);
+        }
+    }
+    return s;
+}
+
+void expect_lists_equal(const AdamWList& a, const AdamWList& b, const std::string& what) {
+    for (size_t i = 0; i < a.params.size(); ++i) {
+        expect_equal(a.params[i], b.params[i], str(what, " param ", i));
+        expect_equal(a.exp_avgs[i], b.exp_avgs[i], str(what, " exp_avg ", i));
+        expect_equal(a.exp_avg_sqs[i], b.exp_avg_sqs[i], str(what, " exp_avg_sq ", i));
+    }
+}
+
+}  // namespace
+
+// The list op is the per-parameter op on each entry: on the CPU, bit for bit.
+TEST(AdamW, ListStepEqualsOneStepPerParameterOnCpu) {
+    const std::vector<int64_t> sizes = {7, 1, 130, 0, 33};
+    expect_lists_equal(run_adamw(sizes, Device::cpu(), true, 3), run_adamw(sizes, Device::cpu(), false, 3), "cpu");
+}
+
+// On CUDA every float32 parameter goes through one multi-tensor launch (per 192 tensors) whose
+// chunks are 64k elements: more than 192 tensors, a tensor spanning several chunks with a tail,
+// odd sizes (scalar path) and empty tensors. The element function is the per-tensor kernel's, so
+// the results are the per-tensor kernel's bit for bit.
+TEST(AdamW, CudaListStepEqualsOneStepPerParameter) {
+    MP_REQUIRE_GPU();
+    std::vector<int64_t> sizes = {3 * 65536 + 5, 65536, 0, 1, 7, 4096};
+    for (int i = 0; i < 200; ++i) sizes.push_back(1 + (i * 37) % 300);
+    expect_lists_equal(run_adamw(sizes, Device::cuda(0), true, 3), run_adamw(sizes, Device::cuda(0), false, 3),
+                       "cuda multi-tensor vs per-tensor");
+}
+
+TEST(AdamW, ListArgumentErrorsNameTheEntry) {
+    Tensor p = Tensor::zeros({4}), g = Tensor::zeros({4}), m = Tensor::zeros({4}), v = Tensor::zeros({4});
+    Tensor short_grad = Tensor::zeros({3});
+    expect_invalid_argument(
+        [&] { ops::adamw_step_({p, p}, {g}, {m, m}, {v, v}, 1, kLr, kBeta1, kBeta2, kEps, 0.0); },
+        {"adamw_step_ (list)", "one entry per parameter", "2 params, 1 grads"});
+    expect_invalid_argument(
+        [&] { ops::adamw_step_({p, p}, {g, short_grad}, {m, m}, {v, v}, 1, kLr, kBeta1, kBeta2, kEps, 0.0); },
+        {"adamw_step_ (list) entry 1", "grad float32(3) on cpu has 3 elements, expected 4"});
+    expect_invalid_argument(
+        [&] { ops::adamw_step_({p, p}, {g, g}, {m, m}, {v, v}, 0, kLr, kBeta1, kBeta2, kEps, 0.0); },
+        {"adamw_step_ (list)", "step is 1-based", "got 0"});
+}

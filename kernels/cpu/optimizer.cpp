@@ -48,11 +48,24 @@ void adamw_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, int64_t n, i
     }
 }
 
+template <typename T>
+void adamw_step_multi_tensor(const AdamWBuffersOf<T>* tensors, int64_t count, int64_t step, double lr, double beta1,
+                             double beta2, double eps, double weight_decay) {
+    for (int64_t i = 0; i < count; ++i)
+        adamw_step(tensors[i].param, tensors[i].grad, tensors[i].exp_avg, tensors[i].exp_avg_sq, tensors[i].n, step, lr,
+                   beta1, beta2, eps, weight_decay);
+}
+
 template void sgd_step<float>(float*, const float*, float*, int64_t, double, double, double, bool);
 template void sgd_step<double>(double*, const double*, double*, int64_t, double, double, double, bool);
 template void adamw_step<float>(float*, const float*, float*, float*, int64_t, int64_t, double, double, double, double,
                                 double);
 template void adamw_step<double>(double*, const double*, double*, double*, int64_t, int64_t, double, double, double,
                                  double, double);
+
+template void adamw_step_multi_tensor<float>(const AdamWBuffersOf<float>*, int64_t, int64_t, double, double, double,
+                                             double, double);
+template void adamw_step_multi_tensor<double>(const AdamWBuffersOf<double>*, int64_t, int64_t, double, double, double,
+                                              double, double);
 
 }  // namespace mp::kernels::cpu

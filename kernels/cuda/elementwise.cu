@@ -18,6 +18,10 @@
 //   elements in order, the block reduces with warp shuffles and writes one partial to the
 //   workspace. Pass 2 is the same kernel on one block over the partials. Same n, same order,
 //   same bits, every run.
+// - Multi-tensor (multi_tensor.cuh): sum_squares_multi_tensor gives one partial per chunk of
+//   every tensor (pass 1, one launch per 192 tensors) and sums the partials in double in one
+//   block (pass 2): the global gradient norm in two launches whatever the parameter count.
+//   scale_multi_tensor scales every tensor in place (clipping), one launch.
 // - sum_rows: each thread owns one column and walks its rows in order (adjacent threads read
 //   adjacent columns, so loads coalesce). With few columns the rows are cut into chunks
 //   (blockIdx.y), each chunk's column sums go to the workspace, and the same kernel then sums
@@ -26,6 +30,7 @@
 
 #include "kernels/common/bfloat16.h"
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/multi_tensor.cuh"
 #include "kernels/elementwise.h"
 
 namespace mp::kernels::cuda {
@@ -195,6 +200,55 @@ __global__ void reduce_kernel(float* partials, const float* x, int64_t n, int64_
     for (int64_t i = 4 * vector_count + global_thread_index(); i < n; i += grid_stride()) acc += op(x[i]);
     float block_total = block_sum(acc);
     if (threadIdx.x == 0) partials[blockIdx.x] = block_total;
+}
+
+// partials[first_block + b] = the sum of squares of block b's chunk (multi_tensor.cuh).
+__global__ void sum_squares_chunks_kernel(const __grid_constant__ multi_tensor::Table<1> table, float* partials,
+                                          int first_block) {
+    const int t = multi_tensor::tensor_of_block(table, blockIdx.x);
+    const int64_t n = table.sizes[t];
+    const int64_t begin = (blockIdx.x - table.block_start[t]) * multi_tensor::kChunk;
+    const int64_t end = begin + multi_tensor::kChunk < n ? begin + multi_tensor::kChunk : n;
+    const float* x = table.pointers[0][t];
+    float acc = 0.0f;
+    int64_t scalar_begin = begin;
+    if (table.aligned[t]) {
+        for (int64_t i = begin / 4 + threadIdx.x; i < end / 4; i += blockDim.x) {
+            const float4 v = reinterpret_cast<const float4*>(x)[i];
+            acc += v.x * v.x;
+            acc += v.y * v.y;
+            acc += v.z * v.z;
+            acc += v.w * v.w;
+        }
+        scalar_begin = end / 4 * 4;
+    }
+    for (int64_t i = scalar_begin + threadIdx.x; i < end; i += blockDim.x) acc += x[i] * x[i];
+    const float block_total = block_sum(acc);
+    if (threadIdx.x == 0) partials[first_block + blockIdx.x] = block_total;
+}
+
+// out[0] = the n partials summed in double (each thread its strided share in order, then a fixed
+// tree), rounded once to float. One block.
+__global__ void sum_partials_in_double_kernel(float* out, const float* partials, int64_t n) {
+    __shared__ double sums[kBlock];
+    double acc = 0.0;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += static_cast<double>(partials[i]);
+    sums[threadIdx.x] = acc;
+    __syncthreads();
+    for (int width = kBlock / 2; width > 0; width /= 2) {
+        if (threadIdx.x < width) sums[threadIdx.x] += sums[threadIdx.x + width];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[0] = static_cast<float>(sums[0]);
+}
+
+__global__ void scale_chunks_kernel(const __grid_constant__ multi_tensor::Table<1> table, float s) {
+    const int t = multi_tensor::tensor_of_block(table, blockIdx.x);
+    const int64_t n = table.sizes[t];
+    const int64_t begin = (blockIdx.x - table.block_start[t]) * multi_tensor::kChunk;
+    const int64_t end = begin + multi_tensor::kChunk < n ? begin + multi_tensor::kChunk : n;
+    float* x = table.pointers[0][t];
+    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) x[i] = __fmul_rn(s, x[i]);
 }
 
 // Pass-1 blocks for n elements: one float4 per thread per block, capped. Depends on n only.
@@ -367,6 +421,39 @@ void sum(float* out, const float* x, int64_t n, float* workspace, cudaStream_t s
 
 void sum_squares(float* out, const float* x, int64_t n, float* workspace, cudaStream_t stream) {
     launch_reduce(out, x, n, workspace, SquareOp{}, stream);
+}
+
+size_t sum_squares_multi_tensor_workspace_floats(const int64_t* sizes, int64_t count) {
+    size_t chunks = 0;
+    for (int64_t i = 0; i < count; ++i) chunks += static_cast<size_t>(multi_tensor::chunks_of(sizes[i]));
+    return chunks;
+}
+
+void sum_squares_multi_tensor(float* out, const float* const* tensors, const int64_t* sizes, int64_t count,
+                              float* workspace, cudaStream_t stream) {
+    const size_t chunks = sum_squares_multi_tensor_workspace_floats(sizes, count);
+    if (chunks == 0) {
+        CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(float), stream));
+        return;
+    }
+    multi_tensor::for_each_table<1>(
+        count, sizes, [&](int64_t i, int) { return const_cast<float*>(tensors[i]); },
+        [&](const multi_tensor::Table<1>& table, int blocks, int first_block) {
+            sum_squares_chunks_kernel<<<blocks, kBlock, 0, stream>>>(table, workspace, first_block);
+            CUDA_CHECK_LAUNCH();
+        });
+    sum_partials_in_double_kernel<<<1, kBlock, 0, stream>>>(out, workspace, static_cast<int64_t>(chunks));
+    CUDA_CHECK_LAUNCH();
+}
+
+void scale_multi_tensor(float* const* tensors, const int64_t* sizes, int64_t count, double s, cudaStream_t stream) {
+    const float factor = static_cast<float>(s);
+    multi_tensor::for_each_table<1>(
+        count, sizes, [&](int64_t i, int) { return tensors[i]; },
+        [&](const multi_tensor::Table<1>& table, int blocks, int) {
+            scale_chunks_kernel<<<blocks, kBlock, 0, stream>>>(table, factor);
+            CUDA_CHECK_LAUNCH();
+        });
 }
 
 }  // namespace mp::kernels::cuda

@@ -14,10 +14,14 @@
 // on the host in double and passed by value. The element math is written once per optimizer
 // (adamw_element, sgd_element) in the CPU reference's order; nvcc may contract a * b + c into an
 // FMA and so differ from the CPU by about an ulp per operation. Deterministic: no atomics.
+// adamw_step_multi_tensor updates a whole list of parameters in one launch (multi_tensor.cuh):
+// the same bytes, without ~150 launches per step for GPT-2 124M.
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/multi_tensor.cuh"
 #include "kernels/optimizer.h"
 
 namespace mp::kernels::cuda {
@@ -127,6 +131,60 @@ __global__ void adamw_vec4_kernel(float4* param, const float4* grad, float4* exp
     }
 }
 
+// Every parameter of a list in one launch: block b updates one chunk of one tensor, float4 at a
+// time when the tensor's four buffers are aligned, with the same adamw_element (same bits as the
+// per-tensor kernels).
+__global__ void adamw_multi_tensor_kernel(const __grid_constant__ multi_tensor::Table<4> table, AdamWScalars s) {
+    const int t = multi_tensor::tensor_of_block(table, blockIdx.x);
+    const int64_t n = table.sizes[t];
+    const int64_t begin = (blockIdx.x - table.block_start[t]) * multi_tensor::kChunk;
+    const int64_t end = begin + multi_tensor::kChunk < n ? begin + multi_tensor::kChunk : n;
+    float* param = table.pointers[0][t];
+    const float* grad = table.pointers[1][t];
+    float* exp_avg = table.pointers[2][t];
+    float* exp_avg_sq = table.pointers[3][t];
+    int64_t scalar_begin = begin;
+    if (table.aligned[t]) {
+        const int64_t vec_end = end / 4;
+        for (int64_t i = begin / 4 + threadIdx.x; i < vec_end; i += blockDim.x) {
+            float4 p = reinterpret_cast<float4*>(param)[i];
+            const float4 g = reinterpret_cast<const float4*>(grad)[i];
+            float4 m = reinterpret_cast<float4*>(exp_avg)[i];
+            float4 v = reinterpret_cast<float4*>(exp_avg_sq)[i];
+            adamw_element(p.x, g.x, m.x, v.x, s);
+            adamw_element(p.y, g.y, m.y, v.y, s);
+            adamw_element(p.z, g.z, m.z, v.z, s);
+            adamw_element(p.w, g.w, m.w, v.w, s);
+            reinterpret_cast<float4*>(param)[i] = p;
+            reinterpret_cast<float4*>(exp_avg)[i] = m;
+            reinterpret_cast<float4*>(exp_avg_sq)[i] = v;
+        }
+        scalar_begin = vec_end * 4;  // the last chunk's n % 4 tail
+    }
+    for (int64_t i = scalar_begin + threadIdx.x; i < end; i += blockDim.x) {
+        float p = param[i], m = exp_avg[i], v = exp_avg_sq[i];
+        adamw_element(p, grad[i], m, v, s);
+        param[i] = p;
+        exp_avg[i] = m;
+        exp_avg_sq[i] = v;
+    }
+}
+
+AdamWScalars adamw_scalars(int64_t step, double lr, double beta1, double beta2, double eps, double weight_decay) {
+    const double bias_correction1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+    const double bias_correction2 = 1.0 - std::pow(beta2, static_cast<double>(step));
+    AdamWScalars scalars;
+    scalars.decay_factor = static_cast<float>(1.0 - lr * weight_decay);
+    scalars.beta1 = static_cast<float>(beta1);
+    scalars.one_minus_beta1 = static_cast<float>(1.0 - beta1);
+    scalars.beta2 = static_cast<float>(beta2);
+    scalars.one_minus_beta2 = static_cast<float>(1.0 - beta2);
+    scalars.step_size = static_cast<float>(lr / bias_correction1);
+    scalars.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+    scalars.eps = static_cast<float>(eps);
+    return scalars;
+}
+
 }  // namespace
 
 void sgd_step(float* param, const float* grad, float* momentum_buffer, int64_t n, double lr, double momentum,
@@ -155,17 +213,7 @@ void sgd_step(float* param, const float* grad, float* momentum_buffer, int64_t n
 void adamw_step(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n, int64_t step, double lr,
                 double beta1, double beta2, double eps, double weight_decay, cudaStream_t stream) {
     if (n == 0) return;
-    const double bias_correction1 = 1.0 - std::pow(beta1, static_cast<double>(step));
-    const double bias_correction2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-    AdamWScalars scalars;
-    scalars.decay_factor = static_cast<float>(1.0 - lr * weight_decay);
-    scalars.beta1 = static_cast<float>(beta1);
-    scalars.one_minus_beta1 = static_cast<float>(1.0 - beta1);
-    scalars.beta2 = static_cast<float>(beta2);
-    scalars.one_minus_beta2 = static_cast<float>(1.0 - beta2);
-    scalars.step_size = static_cast<float>(lr / bias_correction1);
-    scalars.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
-    scalars.eps = static_cast<float>(eps);
+    const AdamWScalars scalars = adamw_scalars(step, lr, beta1, beta2, eps, weight_decay);
     const bool vectorised =
         n % 4 == 0 && aligned16(param) && aligned16(grad) && aligned16(exp_avg) && aligned16(exp_avg_sq);
     if (vectorised) {
@@ -178,6 +226,23 @@ void adamw_step(float* param, const float* grad, float* exp_avg, float* exp_avg_
                                                                                      n, scalars);
     }
     CUDA_CHECK_LAUNCH();
+}
+
+void adamw_step_multi_tensor(const AdamWBuffers* tensors, int64_t count, int64_t step, double lr, double beta1,
+                             double beta2, double eps, double weight_decay, cudaStream_t stream) {
+    const AdamWScalars scalars = adamw_scalars(step, lr, beta1, beta2, eps, weight_decay);
+    std::vector<int64_t> sizes(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) sizes[static_cast<size_t>(i)] = tensors[i].n;
+    auto pointers = [&](int64_t i, int list) -> float* {
+        const AdamWBuffers& b = tensors[i];
+        float* lists[4] = {b.param, const_cast<float*>(b.grad), b.exp_avg, b.exp_avg_sq};
+        return lists[list];
+    };
+    multi_tensor::for_each_table<4>(count, sizes.data(), pointers,
+                                    [&](const multi_tensor::Table<4>& table, int blocks, int /*first_block*/) {
+                                        adamw_multi_tensor_kernel<<<blocks, kBlock, 0, stream>>>(table, scalars);
+                                        CUDA_CHECK_LAUNCH();
+                                    });
 }
 
 }  // namespace mp::kernels::cuda

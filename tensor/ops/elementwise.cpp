@@ -45,21 +45,20 @@ Tensor cuda_workspace(size_t floats, Device device) {
 
 float* data_or_null(const Tensor& workspace) { return workspace.defined() ? workspace.data<float>() : nullptr; }
 
-// The sum over CUDA tensors (one device) of their sums of squares: one float partial per tensor,
-// written on the device and copied back together (one synchronisation), added in double here.
+// The sum over float32 CUDA tensors (one device) of their sums of squares: one multi-tensor
+// reduction on the device, one value copied back (the one synchronisation).
 double sum_of_squares_cuda(const std::vector<Tensor>& tensors) {
     const Device device = tensors[0].device();
-    size_t workspace_floats = 0;
-    for (const Tensor& t : tensors)
-        workspace_floats = std::max(workspace_floats, kernels::cuda::sum_workspace_floats(t.numel()));
-    Tensor workspace = cuda_workspace(workspace_floats, device);  // stream-ordered: one serves all
-    Tensor partials = Tensor::empty({static_cast<int64_t>(tensors.size())}, DType::Float32, device);
-    for (size_t i = 0; i < tensors.size(); ++i)
-        kernels::cuda::sum_squares(partials.data<float>() + i, tensors[i].data<float>(), tensors[i].numel(),
-                                   data_or_null(workspace), detail::stream_of(tensors[i]));
-    double total = 0.0;
-    for (float partial : partials.to_vector<float>()) total += static_cast<double>(partial);
-    return total;
+    std::vector<const float*> pointers;
+    std::vector<int64_t> sizes;
+    for (const Tensor& t : tensors) pointers.push_back(t.data<float>()), sizes.push_back(t.numel());
+    const int64_t count = static_cast<int64_t>(tensors.size());
+    Tensor workspace = cuda_workspace(kernels::cuda::sum_squares_multi_tensor_workspace_floats(sizes.data(), count),
+                                      device);
+    Tensor total = Tensor::empty({1}, DType::Float32, device);
+    kernels::cuda::sum_squares_multi_tensor(total.data<float>(), pointers.data(), sizes.data(), count,
+                                            data_or_null(workspace), detail::stream_of(tensors[0]));
+    return static_cast<double>(total.to_vector<float>()[0]);
 }
 #endif
 
@@ -242,6 +241,32 @@ double global_l2_norm(const std::vector<Tensor>& tensors) {
         MP_ON_CUDA(total = sum_of_squares_cuda(widened));
     }
     return std::sqrt(total);
+}
+
+void scale_(const std::vector<Tensor>& tensors, double s) {
+    for (size_t i = 0; i < tensors.size(); ++i) {
+        MP_REQUIRE(tensors[i].defined(), "scale_: tensor ", i, " is an undefined tensor");
+        detail::require_floating("scale_", tensors[i]);
+    }
+    std::vector<const Tensor*> on_cuda;
+    for (const Tensor& t : tensors) {
+        if (!t.device().is_cpu() && t.dtype() == DType::Float32) {
+            on_cuda.push_back(&t);
+            continue;
+        }
+        Tensor scaled = scale(t, s);
+        Tensor target = t;  // the handle shares storage: written in place
+        target.copy_from(scaled);
+    }
+    if (on_cuda.empty()) return;
+    for (const Tensor* t : on_cuda)
+        MP_REQUIRE(t->device() == on_cuda[0]->device(), "scale_: float32 CUDA tensors on different devices: ",
+                   on_cuda[0]->describe(), " and ", t->describe());
+    std::vector<float*> pointers;
+    std::vector<int64_t> sizes;
+    for (const Tensor* t : on_cuda) pointers.push_back(t->data<float>()), sizes.push_back(t->numel());
+    MP_ON_CUDA(kernels::cuda::scale_multi_tensor(pointers.data(), sizes.data(), static_cast<int64_t>(sizes.size()), s,
+                                                 detail::stream_of(*on_cuda[0])));
 }
 
 Tensor broadcast_scalar(const Tensor& scalar, const Shape& shape) {

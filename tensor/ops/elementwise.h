@@ -31,7 +31,11 @@ Tensor sum(const Tensor& x);
 // A one-element tensor's value repeated to `shape`, on its device: the host never reads it.
 Tensor broadcast_scalar(const Tensor& scalar, const Shape& shape);
 // sqrt(sum over the tensors of the sum of their squares); 0 for an empty list. The tensors must
-// share one device; the per-tensor partials are added in double on the host.
+// share one device. CPU: each tensor's sum in double, added in double. CUDA: one multi-tensor
+// reduction (float partials per chunk, added in double on the device), one value to the host.
 double global_l2_norm(const std::vector<Tensor>& tensors);
+// Every tensor of the list scaled by s in place (gradient clipping), bitwise as `scale` on each;
+// the float32 CUDA tensors (one device) in one multi-tensor launch.
+void scale_(const std::vector<Tensor>& tensors, double s);
 
 }  // namespace mp::ops
