@@ -72,15 +72,19 @@ void Tape::record(std::string name, const std::vector<Tensor>& inputs, const std
         any_input_wanted = any_input_wanted || wanted;
         if (!wanted) not_differentiable_.insert(input.id());
     }
+    if (output_observer_) entry.kept_inputs = inputs;
     for (const Tensor& output : outputs) {
         entry.output_ids.push_back(output.id());
         entry.outputs.push_back(OutputInfo{output.shape(), output.dtype(), output.device()});
         if (!any_input_wanted) not_differentiable_.insert(output.id());
+        if (output_observer_) entry.kept_outputs.push_back(output);
     }
     entry.backward = std::move(backward);
     entry.weight_backward = std::move(weight_backward);
     entries_.push_back(std::move(entry));
 }
+
+void Tape::set_output_observer(OutputObserver observer) { output_observer_ = std::move(observer); }
 
 void Tape::mark_not_differentiable(const Tensor& input) {
     MP_REQUIRE(input.defined(), "mark_not_differentiable: the tensor is undefined");
@@ -125,6 +129,8 @@ Grads Tape::walk(const std::vector<TensorRef>& outputs, const std::vector<Tensor
         for (size_t k = 0; k < grads_of_outputs.size(); ++k)
             if (!grads_of_outputs[k].defined())
                 grads_of_outputs[k] = Tensor::zeros(entry.outputs[k].shape, entry.outputs[k].dtype, entry.outputs[k].device);
+        if (output_observer_ && entry.kept_outputs.size() == grads_of_outputs.size())
+            output_observer_(entry.name, entry.kept_inputs, entry.kept_outputs, grads_of_outputs);
         if (entry.backward) entry.backward(grads, grads_of_outputs);
         if (entry.weight_backward) {
             if (run_weights) entry.weight_backward(grads, grads_of_outputs);

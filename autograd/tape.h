@@ -117,6 +117,16 @@ class Tape {
     // produced by any entry), e.g. the stage input. Undefined if no gradient reached it.
     Tensor grad(const Tensor& x) const;
 
+    // Analysis (rounding-error bounds, gradient statistics; tests and tools, not training): while
+    // an observer is set, record() keeps every entry's inputs and outputs alive, and the reverse
+    // walk shows the observer each entry's name, inputs, outputs and final output gradients before
+    // the entry's backward runs (entries that lead to nothing differentiated are skipped). Set it
+    // before recording.
+    using OutputObserver =
+        std::function<void(const std::string& name, const std::vector<Tensor>& inputs,
+                           const std::vector<Tensor>& outputs, const std::vector<Tensor>& output_grads)>;
+    void set_output_observer(OutputObserver observer);
+
     size_t size() const { return entries_.size(); }
     std::vector<std::string> entry_names() const;
     // Frees the entries, their closures and so the saved activations.
@@ -136,6 +146,7 @@ class Tape {
         std::vector<OutputInfo> outputs;  // shape/dtype/device of each output (no data kept)
         BackwardFn backward;
         BackwardFn weight_backward;  // null: `backward` computes the parameters' gradients too
+        std::vector<Tensor> kept_inputs, kept_outputs;  // only while an output observer is set
     };
     struct PendingWeight {
         size_t entry;                    // index into entries_
@@ -154,6 +165,7 @@ class Tape {
     std::unordered_set<uint64_t> not_differentiable_;  // ids whose gradient nobody wants
     std::vector<PendingWeight> pending_weights_;
     Phase phase_ = Phase::Recording;
+    OutputObserver output_observer_;
 };
 
 // The tape that functions record into on this thread (null: nothing is recorded).

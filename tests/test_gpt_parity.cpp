@@ -11,14 +11,13 @@
 // are compared at 1e-4 relative after the step-by-step parameters have drifted by ~rtol each step.
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
 
 #include "autograd/functions.h"
 #include "autograd/tape.h"
 #include "nn/models.h"
 #include "nn/optim.h"
+#include "tests/support/gpt_fixture.h"
 #include "tests/support/test_util.h"
 
 using namespace mp;
@@ -27,55 +26,10 @@ using mp::testing::expect_close;
 
 namespace {
 
-const json& fixture() {
-    static const json loaded = [] {
-        std::string path = std::string(MP_SOURCE_DIR) + "/tests/fixtures/gpt_small.json";
-        std::ifstream in(path);
-        if (!in) throw std::runtime_error("cannot open the fixture " + path + " (run tests/fixtures/make_gpt_fixture.py)");
-        return json::parse(in);
-    }();
-    return loaded;
-}
-
-Tensor tensor_from(const json& entry, Device device = Device::cpu()) {
-    Shape shape = entry.at("shape").get<Shape>();
-    std::vector<float> data = entry.at("data").get<std::vector<float>>();
-    return Tensor::from_vector(data, shape, device);
-}
-
-struct FixtureModel {
-    std::shared_ptr<nn::Sequential> model;
-    Tensor ids, targets;
-    int ignore_index;
-};
-
-FixtureModel load(Device device) {
-    const json& f = fixture();
-    const json& c = f.at("config");
-    nn::GPTConfig config;
-    config.vocab = c.at("vocab");
-    config.context = c.at("context");
-    config.layers = c.at("layers");
-    config.heads = c.at("heads");
-    config.channels = c.at("channels");
-    FixtureModel s;
-    s.model = nn::gpt(config);
-    size_t loaded = 0;
-    for (auto& [name, param] : s.model->named_parameters()) {
-        Tensor value = tensor_from(f.at("params").at(name));
-        EXPECT_EQ(value.shape(), param.shape()) << name;
-        Tensor target = param;  // the handle shares storage with the model's parameter
-        target.copy_from(value);
-        ++loaded;
-    }
-    EXPECT_EQ(loaded, f.at("params").size()) << "every fixture tensor maps to a parameter";
-    s.model->to(device);
-    int64_t B = c.at("batch"), T = c.at("time");
-    s.ids = Tensor::from_vector(f.at("ids").get<std::vector<int32_t>>(), {B, T}, device);
-    s.targets = Tensor::from_vector(f.at("targets").get<std::vector<int32_t>>(), {B, T}, device);
-    s.ignore_index = c.at("ignore_index");
-    return s;
-}
+using mp::testing::FixtureModel;
+const json& fixture() { return mp::testing::gpt_fixture(); }
+Tensor tensor_from(const json& entry) { return mp::testing::fixture_tensor(entry); }
+FixtureModel load(Device device) { return mp::testing::load_gpt_fixture(device); }
 
 void check_against_fixture(Device device) {
     const json& f = fixture();
