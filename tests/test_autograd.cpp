@@ -345,3 +345,28 @@ TEST(Tape, GradientsNobodyWantsAreNotComputed) {
     autograd::Tape tape;
     mp::testing::expect_invalid_argument([&] { tape.mark_not_differentiable(w1); }, {"mark_not_differentiable", "parameter"});
 }
+
+// The output observer sees every entry once, last recorded first, with its inputs, its outputs and
+// their final gradients: for loss = sum(relu(x) * 3), relu's output gradient is 3 everywhere.
+TEST(Tape, OutputObserverSeesEntriesWithTheirOutputGradients) {
+    Tensor x = Tensor::from_vector(std::vector<float>{-1, 2, 0.5f}, {3});
+    autograd::make_parameter(x);
+    std::vector<std::string> seen;
+    autograd::Tape tape;
+    tape.set_output_observer([&](const std::string& name, const std::vector<Tensor>& inputs,
+                                 const std::vector<Tensor>& outputs, const std::vector<Tensor>& grads) {
+        seen.push_back(name);
+        ASSERT_EQ(outputs.size(), grads.size());
+        if (name == "relu") {
+            ASSERT_EQ(inputs.size(), 1u);
+            EXPECT_EQ(inputs[0].id(), x.id());
+            EXPECT_EQ(outputs[0].to_vector<float>(), (std::vector<float>{0, 2, 0.5f}));
+            EXPECT_EQ(grads[0].to_vector<float>(), (std::vector<float>{3, 3, 3}));
+        }
+    });
+    {
+        autograd::TapeScope scope(tape);
+        tape.backward(fn::sum(fn::scale(fn::relu(x), 3.0)));
+    }
+    EXPECT_EQ(seen, (std::vector<std::string>{"sum", "scale", "relu"}));
+}
