@@ -1,7 +1,8 @@
 // Multi-rank tests of the pipeline engine (run under mpirun -np 2 and -np 4, CPU tensors, MPI
 // transport): exact equivalence with one-process training for every registered schedule, every
 // re-materialization mode, K = 1..4 stages (as many as the job has ranks), M in {1, 2, 3, 4, 8},
-// uniform and uneven partitions, on a small GPT and an MLP; the stash accounting; the trace.
+// uniform and uneven partitions, on a small GPT and an MLP; bf16 mixed precision bit for bit
+// against one process; the stash accounting; the trace.
 //
 // Equivalence tolerance: the pipeline sums each parameter's gradient over micro-batches, while
 // one-process training computes it in one GEMM over the whole batch; the two differ by float32
@@ -181,6 +182,56 @@ TEST_F(Pipeline, EquivalentToOneProcessTraining) {
     EXPECT_GT(configurations, 0);
     if (g_world->rank() == 0) {  // rank 0 takes part in every pipeline
         EXPECT_GT(several_stages_per_rank, 0);
+    }
+}
+
+// Mixed precision (bf16 compute copies, activations and transfers; float32 masters): a pipeline of
+// K stages trains bit for bit as one process running the same micro-batches (a 1-rank engine with
+// the whole model), for every schedule and re-materialization mode — the arithmetic is the same
+// op for op, only where it runs differs. (Against full-batch one-process training the weight
+// gradients differ by their bf16 rounding per micro-batch; the derived bound for bf16 against
+// float32 is tests/test_mixed_precision.cpp's.)
+TEST_F(Pipeline, Bf16EverySchedulesEqualsOneProcessBf16BitForBit) {
+    nn::ComputeDTypeScope bf16(DType::BFloat16);
+    const Problem problem = gpt_problem();
+    std::unique_ptr<comm::Communicator> alone = g_world->split(g_world->rank());  // a 1-rank group per rank
+    int configurations = 0;
+    for (int micro_batches : {2, 4}) {
+        const RunResult reference = train_pipeline(*alone, problem, uniform_partition(problem.spec.size(), 1), "gpipe",
+                                                   micro_batches, Rematerialization::Never);
+        std::map<std::string, Tensor> expected;
+        for (auto& [name, p] : reference.stage->named_parameters()) expected[name] = p;
+        {
+            nn::ComputeDTypeScope float32(std::nullopt);  // the bf16 run really computed in bf16
+            EXPECT_NE(train_pipeline(*alone, problem, uniform_partition(problem.spec.size(), 1), "gpipe",
+                                     micro_batches, Rematerialization::Never).losses.back(),
+                      reference.losses.back());
+        }
+        for (int ranks = 2; ranks <= std::min(g_world->size(), 4); ++ranks) {
+            std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < ranks ? 0 : -1);
+            if (!group) continue;
+            for (const ScheduleInfo& info : schedule_registry()) {
+                const int v = info.default_virtual_stages, stages = ranks * v;
+                if (stages > problem.spec.size() || !info.rule(ranks, micro_batches, v).empty()) continue;
+                for (Rematerialization remat : {Rematerialization::Never, Rematerialization::Always}) {
+                    ++configurations;
+                    const std::string what = str("bf16 K=", ranks, " v=", v, " M=", micro_batches, " ", info.name, " ",
+                                                 rematerialization_name(remat));
+                    RunResult run = train_pipeline(*group, problem, uniform_partition(problem.spec.size(), stages),
+                                                   info.name, micro_batches, remat, 0, Device::cpu(), v);
+                    for (int step = 0; step < kSteps; ++step)
+                        EXPECT_EQ(run.losses[step], reference.losses[step]) << what << " step " << step;
+                    for (const std::shared_ptr<nn::Sequential>& module : run.modules)
+                        for (auto& [name, p] : module->named_parameters()) {
+                            EXPECT_EQ(p.dtype(), DType::Float32) << what << " " << name << ": masters stay float32";
+                            mp::testing::expect_equal(p, expected.at(name), what + " parameter " + name);
+                        }
+                }
+            }
+        }
+    }
+    if (g_world->rank() == 0) {
+        EXPECT_GT(configurations, 0);
     }
 }
 
