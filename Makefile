@@ -111,7 +111,7 @@ ifeq ($(CUDA),1)
                -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) -Xcompiler -Wall \
                --expt-relaxed-constexpr
   CUDA_LINK_DIRS := $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/targets/x86_64-linux/lib)
-  LDLIBS += $(addprefix -L,$(CUDA_LINK_DIRS)) $(addprefix -Wl$(comma)-rpath$(comma),$(CUDA_LINK_DIRS)) -lcublas -lcudart
+  LDLIBS += $(addprefix -L,$(CUDA_LINK_DIRS)) $(addprefix -Wl$(comma)-rpath$(comma),$(CUDA_LINK_DIRS)) -lcublasLt -lcublas -lcudart
 endif
 
 # ---------------------------------------------------------------- sources

@@ -18,8 +18,12 @@ Tensor mul(const Tensor& a, const Tensor& b);
 // The sum of all elements, as a one-element tensor of shape {}.
 Tensor sum(const Tensor& x);
 Tensor reshape(const Tensor& x, const Shape& shape);
-// y = x · weightᵀ + bias, x (..., in), weight (out, in), bias (out) or undefined.
+// y = x · weightᵀ + bias, x (..., in), weight (out, in), bias (out) or undefined; the bias fused
+// into the GEMM, the weight and bias gradients accumulated in place into parameters' slots.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// GELU(x · weightᵀ + bias) as one op (the bias and GELU fused into the GEMM's epilogue): the MLP's
+// first half. Same values as gelu(linear(...)) in float32.
+Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias);
 // Batched op(a) · op(b) · alpha over leading batch dims (attention scores and values).
 Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false, double alpha = 1.0);
 

@@ -29,6 +29,15 @@ Tensor compute_copy(const Tensor& master, DType dtype) {
 
 bool is_parameter(const Tensor& t) { return t.autograd_meta() != nullptr; }
 
+bool accumulate_into_slot(const Tensor& parameter, const std::function<void(Tensor& grad, bool accumulate)>& write) {
+    const std::shared_ptr<AutogradMeta>& slot = parameter.autograd_meta();
+    if (!slot) return false;
+    const bool accumulate = slot->grad.defined();
+    if (!accumulate) slot->grad = Tensor::empty(parameter.shape(), slot->dtype, parameter.device());
+    write(slot->grad, accumulate);
+    return true;
+}
+
 Tensor grad_of(const Tensor& parameter) {
     MP_REQUIRE(is_parameter(parameter), "grad_of: ", parameter.describe(), " is not a parameter");
     return parameter.autograd_meta()->grad;
@@ -57,7 +66,7 @@ Tensor Grads::get(uint64_t id) const {
 }
 
 void Tape::record(std::string name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
-                  BackwardFn backward, BackwardFn weight_backward) {
+                  BackwardFn backward, BackwardFn weight_backward, bool weight_reads_output_grads) {
     MP_REQUIRE(phase_ == Phase::Recording, "record(", name, "): this tape's split backward has started");
     Entry entry;
     entry.name = std::move(name);
@@ -81,6 +90,7 @@ void Tape::record(std::string name, const std::vector<Tensor>& inputs, const std
     }
     entry.backward = std::move(backward);
     entry.weight_backward = std::move(weight_backward);
+    entry.weight_reads_output_grads = weight_reads_output_grads;
     entries_.push_back(std::move(entry));
 }
 
@@ -134,7 +144,8 @@ Grads Tape::walk(const std::vector<TensorRef>& outputs, const std::vector<Tensor
         if (entry.backward) entry.backward(grads, grads_of_outputs);
         if (entry.weight_backward) {
             if (run_weights) entry.weight_backward(grads, grads_of_outputs);
-            else pending_weights_.push_back(PendingWeight{index, grads_of_outputs});
+            else if (entry.weight_reads_output_grads) pending_weights_.push_back(PendingWeight{index, grads_of_outputs});
+            else pending_weights_.push_back(PendingWeight{index, {}});  // W works from what I left it
         }
         for (uint64_t id : entry.output_ids) grads.erase(id);
     }
@@ -215,9 +226,10 @@ NoGradScope::NoGradScope() : previous_(g_current_tape) { g_current_tape = nullpt
 NoGradScope::~NoGradScope() { g_current_tape = previous_; }
 
 void record(std::string name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
-            BackwardFn backward, BackwardFn weight_backward) {
+            BackwardFn backward, BackwardFn weight_backward, bool weight_reads_output_grads) {
     if (Tape* tape = current_tape())
-        tape->record(std::move(name), inputs, outputs, std::move(backward), std::move(weight_backward));
+        tape->record(std::move(name), inputs, outputs, std::move(backward), std::move(weight_backward),
+                     weight_reads_output_grads);
 }
 
 }  // namespace mp::autograd

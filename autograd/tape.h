@@ -85,9 +85,11 @@ class Tape {
 
     // `backward` computes the gradients of the entry's inputs; for a function with parameters it
     // may leave those to `weight_backward` (same signature), which then computes only the
-    // parameters' gradients — the W half of a split backward.
+    // parameters' gradients — the W half of a split backward. A W that works only from what its
+    // I left it (weight_reads_output_grads = false) gets no output gradients, so none are kept
+    // alive for it between I and W.
     void record(std::string name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
-                BackwardFn backward, BackwardFn weight_backward = nullptr);
+                BackwardFn backward, BackwardFn weight_backward = nullptr, bool weight_reads_output_grads = true);
 
     // Marks a tape input (before it is used) as needing no gradient: a pipeline stage's raw
     // batch. Functions then skip the gradients that would only flow to it.
@@ -146,6 +148,7 @@ class Tape {
         std::vector<OutputInfo> outputs;  // shape/dtype/device of each output (no data kept)
         BackwardFn backward;
         BackwardFn weight_backward;  // null: `backward` computes the parameters' gradients too
+        bool weight_reads_output_grads = true;  // false: W gets no output gradients (none are kept for it)
         std::vector<Tensor> kept_inputs, kept_outputs;  // only while an output observer is set
     };
     struct PendingWeight {
@@ -196,9 +199,17 @@ class NoGradScope {
     Tape* previous_;
 };
 
+// For function authors: accumulates a gradient straight into `parameter`'s slot, with no
+// temporary and no separate add — write(grad, accumulate) must leave grad = (accumulate ? grad : 0)
+// + the new gradient (a GEMM with beta = 1, say). grad is the slot's own tensor, in the master's
+// dtype (float32 for a bfloat16 compute copy); when accumulate is false it is freshly allocated
+// and uninitialised. Returns false, doing nothing, when `parameter` is not a parameter: the
+// caller then accumulates into Grads as usual.
+bool accumulate_into_slot(const Tensor& parameter, const std::function<void(Tensor& grad, bool accumulate)>& write);
+
 // For function authors: records on the current tape, if any (see Tape::record).
 void record(std::string name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
-            BackwardFn backward, BackwardFn weight_backward = nullptr);
+            BackwardFn backward, BackwardFn weight_backward = nullptr, bool weight_reads_output_grads = true);
 
 }  // namespace autograd
 }  // namespace mp

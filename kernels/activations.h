@@ -5,6 +5,7 @@
 //          nearest even once on store.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "kernels/common/bfloat16.h"
@@ -14,6 +15,10 @@ namespace mp::kernels {
 // GELU(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 constexpr double kGeluSqrt2OverPi = 0.7978845608028654;
 constexpr double kGeluCubic = 0.044715;
+// The definition, in double (the CPU references evaluate it so and round once).
+inline double gelu_in_double(double x) {
+    return 0.5 * x * (1.0 + std::tanh(kGeluSqrt2OverPi * (x + kGeluCubic * x * x * x)));
+}
 }  // namespace mp::kernels
 
 namespace mp::kernels::cpu {

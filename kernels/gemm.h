@@ -1,7 +1,8 @@
 // Matrix multiply C = alpha * op(A) * op(B) + beta * C on row-major matrices (op = identity or
 // transpose), single and strided-batched: every linear layer and both attention products run here.
 // defines: gemm, gemm_strided_batched, gemm_reference (cpu:: for float, double; gemm and
-//          gemm_strided_batched also for bfloat16; cuda:: for float and bfloat16)
+//          gemm_strided_batched also for bfloat16; cuda:: for float and bfloat16); gemm with
+//          bfloat16 operands into a float32 C (weight gradients accumulated into float32 masters)
 #pragma once
 
 #include <cstdint>
@@ -40,6 +41,10 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a,
                           int64_t lda, int64_t stride_a, const bfloat16* b, int64_t ldb, int64_t stride_b, float beta,
                           bfloat16* c, int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32);
+// bfloat16 operands, float32 C: the product accumulated in float32 and added to beta * C without
+// rounding to bfloat16 — a mixed-precision weight gradient accumulated in place in its master.
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a, int64_t lda,
+          const bfloat16* b, int64_t ldb, float beta, float* c, int64_t ldc, bool allow_tf32);
 }  // namespace mp::kernels::cpu
 
 namespace mp::kernels::cuda {
@@ -53,4 +58,7 @@ template <typename S>
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const S* a,
                           int64_t lda, int64_t stride_a, const S* b, int64_t ldb, int64_t stride_b, float beta, S* c,
                           int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32, cudaStream_t stream);
+// bfloat16 operands, float32 C (cuBLAS: A/B CUDA_R_16BF, C CUDA_R_32F, float32 compute).
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a, int64_t lda,
+          const bfloat16* b, int64_t ldb, float beta, float* c, int64_t ldc, bool allow_tf32, cudaStream_t stream);
 }  // namespace mp::kernels::cuda

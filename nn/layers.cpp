@@ -184,13 +184,15 @@ std::string CausalSelfAttention::describe() const {
 // ---- MLP
 MLP::MLP(int64_t channels, Generator& gen, double init_std, double proj_init_std) {
     fc_ = std::make_shared<Linear>(channels, 4 * channels, gen, true, init_std);
-    gelu_ = std::make_shared<GELU>();
     proj_ = std::make_shared<Linear>(4 * channels, channels, gen, true, proj_init_std);
     register_module("fc", fc_);
     register_module("proj", proj_);
 }
 
-Tensor MLP::forward(const Tensor& x) { return proj_->forward(gelu_->forward(fc_->forward(x))); }
+// fc and GELU as one op: the bias and the activation run in the GEMM's epilogue.
+Tensor MLP::forward(const Tensor& x) {
+    return proj_->forward(fn::linear_gelu(x, for_compute(fc_->weight), for_compute(fc_->bias)));
+}
 
 std::string MLP::describe() const { return "MLP"; }
 

@@ -162,8 +162,7 @@ class MLP : public Module {
     std::string describe() const override;
 
   private:
-    std::shared_ptr<Linear> fc_, proj_;
-    std::shared_ptr<GELU> gelu_;
+    std::shared_ptr<Linear> fc_, proj_;  // GELU between them, fused into fc's epilogue
 };
 
 // x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)).

@@ -1,7 +1,12 @@
-// Basic differentiable functions: add, scale, reshape, linear and batched matmul.
+// Basic differentiable functions: add, scale, reshape, linear (and linear + GELU, fused) and
+// batched matmul.
+#include <memory>
+
 #include "autograd/functions.h"
+#include "tensor/ops/activations.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/gemm.h"
+#include "tensor/ops/linear.h"
 
 namespace mp::fn {
 
@@ -51,22 +56,51 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
     return y;
 }
 
+namespace {
+
+// The W half of a linear layer's backward from the gradient of its (pre-activation) output:
+// dW += dyᵀ·x and db += Σ_rows dy, accumulated in place into the parameters' slots (float32
+// masters take bfloat16 products unrounded), or into `g` when they are not parameters.
+void linear_weight_grads(Grads& g, const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& dy) {
+    if (!autograd::accumulate_into_slot(weight, [&](Tensor& grad, bool acc) { ops::weight_grad_(grad, dy, x, acc); }))
+        g.accumulate(weight, ops::matmul(dy, x, true, false));
+    if (bias.defined() &&
+        !autograd::accumulate_into_slot(bias, [&](Tensor& grad, bool acc) { ops::bias_grad_(grad, dy, acc); }))
+        g.accumulate(bias, ops::sum_rows(dy));
+}
+
+}  // namespace
+
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-    Tensor y = ops::matmul(x, weight, false, true);
-    if (bias.defined()) y = ops::bias_add(y, bias);
+    Tensor y = ops::linear(x, weight, bias);  // the bias fused into the GEMM's epilogue
     std::vector<Tensor> inputs = {x, weight};
     if (bias.defined()) inputs.push_back(bias);
     // I: dx = dy · W (skipped when nobody wants it, e.g. for a stage's raw batch).
-    // W: dW = dyᵀ · x and db = Σ_rows dy — it keeps x alive until it runs.
+    // W: dW += dyᵀ · x and db += Σ_rows dy, in place — it keeps x alive until it runs.
     autograd::record(
         "linear", inputs, {y},
         [rx = TensorRef(x), weight](Grads& g, const std::vector<Tensor>& dy) {
             if (g.wants(rx)) g.accumulate(rx, ops::matmul(dy[0], weight));
         },
-        [x, rw = TensorRef(weight), rb = bias.defined() ? TensorRef(bias) : TensorRef()](Grads& g, const std::vector<Tensor>& dy) {
-            g.accumulate(rw, ops::matmul(dy[0], x, true, false));
-            if (rb.id != 0) g.accumulate(rb, ops::sum_rows(dy[0]));
-        });
+        [x, weight, bias](Grads& g, const std::vector<Tensor>& dy) { linear_weight_grads(g, x, weight, bias, dy[0]); });
+    return y;
+}
+
+Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+    auto [y, pre] = ops::linear_gelu(x, weight, bias);  // bias and GELU fused into the GEMM's epilogue
+    // I computes the pre-activation's gradient once and leaves it to W.
+    auto dpre = std::make_shared<Tensor>();
+    autograd::record(
+        "linear_gelu", {x, weight, bias}, {y},
+        [rx = TensorRef(x), weight, pre = pre, dpre](Grads& g, const std::vector<Tensor>& dy) {
+            *dpre = ops::gelu_backward(pre, dy[0]);
+            if (g.wants(rx)) g.accumulate(rx, ops::matmul(*dpre, weight));
+        },
+        [x, weight, bias, dpre](Grads& g, const std::vector<Tensor>&) {
+            linear_weight_grads(g, x, weight, bias, *dpre);
+            *dpre = Tensor();
+        },
+        /*weight_reads_output_grads=*/false);  // W needs dpre, not dy: dy is not kept until W
     return y;
 }
 

@@ -24,11 +24,7 @@ void relu_backward(const T* x, const T* dy, T* dx, int64_t n) {
 template <typename T>
 void gelu_forward(const T* x, T* y, int64_t n) {
 #pragma omp parallel for
-    for (int64_t i = 0; i < n; ++i) {
-        double v = element_to_double(x[i]);
-        double u = kGeluSqrt2OverPi * (v + kGeluCubic * v * v * v);
-        y[i] = element_from_double<T>(0.5 * v * (1.0 + std::tanh(u)));
-    }
+    for (int64_t i = 0; i < n; ++i) y[i] = element_from_double<T>(gelu_in_double(element_to_double(x[i])));
 }
 
 template <typename T>

@@ -131,6 +131,13 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
         for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = bfloat16(c_wide[i * ldc + j]);
 }
 
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a, int64_t lda,
+          const bfloat16* b, int64_t ldb, float beta, float* c, int64_t ldc, bool allow_tf32) {
+    check_gemm_arguments(trans_a, trans_b, m, n, k, lda, ldb, ldc);
+    const std::vector<float> a_wide = widened(a, trans_a ? k : m, lda), b_wide = widened(b, trans_b ? n : k, ldb);
+    gemm<float>(trans_a, trans_b, m, n, k, alpha, a_wide.data(), lda, b_wide.data(), ldb, beta, c, ldc, allow_tf32);
+}
+
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a,
                           int64_t lda, int64_t stride_a, const bfloat16* b, int64_t ldb, int64_t stride_b, float beta,
                           bfloat16* c, int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32) {

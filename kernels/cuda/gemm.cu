@@ -1,6 +1,7 @@
 // CUDA GEMM through cuBLAS: C = alpha * op(A) * op(B) + beta * C for row-major float32
 // matrices, single and strided-batched, exact fp32 or TF32 tensor cores; and bfloat16 matrices
-// (CUDA_R_16BF in and out, float32 accumulation on bf16 tensor cores, ~990 TFLOP/s dense on H100).
+// (CUDA_R_16BF in and out, float32 accumulation on bf16 tensor cores, ~990 TFLOP/s dense on H100);
+// and bfloat16 operands into a float32 C (mixed-precision weight gradients, beta = 1 in place).
 // Floor (H100): 2*m*n*k flops; ~51 TFLOP/s in fp32 (CUDA cores), ~388 TFLOP/s measured with
 // TF32 tensor cores. The GPT-2-small MLP product (16384 x 768 x 3072) is 77 GFLOP: ~1.5 ms in
 // fp32, ~0.2 ms in TF32.
@@ -139,6 +140,19 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
         cublas_int(k, "k"), &alpha, b, kCudaType<S>, cublas_int(ldb, "ldb"), stride_b, a, kCudaType<S>,
         cublas_int(lda, "lda"), stride_a, &beta, c, kCudaType<S>, cublas_int(ldc, "ldc"), stride_c,
         cublas_int(batch, "batch"), compute_type(allow_tf32 && std::is_same_v<S, float>), CUBLAS_GEMM_DEFAULT));
+}
+
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a, int64_t lda,
+          const bfloat16* b, int64_t ldb, float beta, float* c, int64_t ldc, bool /*allow_tf32*/, cudaStream_t stream) {
+    if (m == 0 || n == 0) return;
+    if (k == 0) {
+        scale_c(c, m, n, ldc, 0, 1, beta, stream);
+        return;
+    }
+    CUBLAS_CHECK(cublasGemmEx(handle_for(stream), cublas_op(trans_b), cublas_op(trans_a), cublas_int(n, "n"),
+                              cublas_int(m, "m"), cublas_int(k, "k"), &alpha, b, CUDA_R_16BF, cublas_int(ldb, "ldb"),
+                              a, CUDA_R_16BF, cublas_int(lda, "lda"), &beta, c, CUDA_R_32F, cublas_int(ldc, "ldc"),
+                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,

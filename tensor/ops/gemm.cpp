@@ -100,7 +100,8 @@ void matmul_into(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bo
                  double beta) {
     const GemmSizes sizes = matmul_sizes("matmul_into", a, b, trans_a, trans_b);
     detail::require_defined("matmul_into", out, "out");
-    detail::require_same_dtype("matmul_into", {&a, &out});
+    const bool mixed = a.dtype() == DType::BFloat16 && out.dtype() == DType::Float32;
+    if (!mixed) detail::require_same_dtype("matmul_into", {&a, &out});
     detail::require_same_device("matmul_into", {&a, &out});
     detail::require_rank_at_least("matmul_into", out, 1, "out");
     MP_REQUIRE(leading_rows(out) == sizes.m && detail::last_dim(out) == sizes.n, "matmul_into: out ",
@@ -109,7 +110,18 @@ void matmul_into(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bo
     MP_REQUIRE(!out.shares_storage_with(a) && !out.shares_storage_with(b),
                "matmul_into: out shares storage with ", out.shares_storage_with(a) ? "a" : "b",
                "; the product cannot be written over its own input");
-    run_gemm(sizes, trans_a, trans_b, alpha, a, b, beta, out);
+    if (!mixed) {
+        run_gemm(sizes, trans_a, trans_b, alpha, a, b, beta, out);
+    } else if (a.device().is_cpu()) {
+        kernels::cpu::gemm(trans_a, trans_b, sizes.m, sizes.n, sizes.k, static_cast<float>(alpha), a.data<bfloat16>(),
+                           sizes.lda, b.data<bfloat16>(), sizes.ldb, static_cast<float>(beta), out.data<float>(),
+                           sizes.n, false);
+    } else {
+        MP_ON_CUDA(kernels::cuda::gemm(trans_a, trans_b, sizes.m, sizes.n, sizes.k, static_cast<float>(alpha),
+                                       a.data<bfloat16>(), sizes.lda, b.data<bfloat16>(), sizes.ldb,
+                                       static_cast<float>(beta), out.data<float>(), sizes.n, false,
+                                       detail::stream_of(a)));
+    }
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, double alpha) {

@@ -15,7 +15,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans
 
 // out = alpha * op(a) * op(b) + beta * out, for an existing `out` that reads as an (M, N) matrix
 // (rows = numel / last dim, last dim = N) and shares no storage with a or b. beta == 0 ignores
-// out's old contents; beta == 1 accumulates (weight gradients over micro-batches).
+// out's old contents; beta == 1 accumulates (weight gradients over micro-batches). out has a's
+// dtype, or is float32 for bfloat16 a and b (mixed precision: the float32 accumulator is added to
+// out without rounding to bfloat16).
 void matmul_into(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, double alpha,
                  double beta);
 

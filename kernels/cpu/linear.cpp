@@ -1,0 +1,68 @@
+// CPU reference for the fused linear epilogues and the in-place bias gradient: the product from
+// kernels/gemm.h (float32 accumulation for bfloat16), then the epilogue per element before the
+// one rounding; float32 results are bitwise those of GEMM, bias_add and gelu run one by one.
+#include <type_traits>
+#include <vector>
+
+#include "kernels/activations.h"
+#include "kernels/common/error.h"
+#include "kernels/gemm.h"
+#include "kernels/linear.h"
+
+namespace mp::kernels::cpu {
+
+template <typename T>
+void linear_forward(const T* x, const T* w, const T* b, T* y, T* pre, int64_t rows, int64_t in, int64_t out,
+                    LinearEpilogue epilogue) {
+    using C = compute_t<T>;
+    MP_REQUIRE(epilogue == LinearEpilogue::None || b != nullptr, "linear_forward: the epilogue needs a bias");
+    MP_REQUIRE(epilogue != LinearEpilogue::BiasGelu || pre != nullptr,
+               "linear_forward: BiasGelu needs the pre-activation output");
+    // The float32 (double) accumulator: y itself for float and double, a scratch for bfloat16.
+    std::vector<C> scratch;
+    C* acc = nullptr;
+    if constexpr (std::is_same_v<T, C>) {
+        acc = y;
+    } else {
+        scratch.resize(static_cast<size_t>(rows * out));
+        acc = scratch.data();
+    }
+    gemm(false, true, rows, out, in, C(1), x, in, w, in, C(0), acc, out, false);
+#pragma omp parallel for
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < out; ++j) {
+            const int64_t i = r * out + j;
+            C v = acc[i];
+            if (epilogue != LinearEpilogue::None) v = v + static_cast<C>(b[j]);
+            if (epilogue == LinearEpilogue::BiasGelu) {
+                pre[i] = T(v);
+                y[i] = element_from_double<T>(gelu_in_double(static_cast<double>(v)));
+            } else {
+                y[i] = T(v);
+            }
+        }
+}
+
+template <typename T, typename G>
+void bias_grad(const T* dy, G* grad, int64_t rows, int64_t cols, bool accumulate) {
+    std::vector<double> sums(static_cast<size_t>(cols), 0.0);
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < cols; ++j) sums[static_cast<size_t>(j)] += element_to_double(dy[r * cols + j]);
+    for (int64_t j = 0; j < cols; ++j) {
+        const G sum = element_from_double<G>(sums[static_cast<size_t>(j)]);
+        grad[j] = accumulate ? element_from_double<G>(element_to_double(grad[j]) + element_to_double(sum)) : sum;
+    }
+}
+
+template void linear_forward<float>(const float*, const float*, const float*, float*, float*, int64_t, int64_t,
+                                    int64_t, LinearEpilogue);
+template void linear_forward<double>(const double*, const double*, const double*, double*, double*, int64_t, int64_t,
+                                     int64_t, LinearEpilogue);
+template void linear_forward<bfloat16>(const bfloat16*, const bfloat16*, const bfloat16*, bfloat16*, bfloat16*,
+                                       int64_t, int64_t, int64_t, LinearEpilogue);
+template void bias_grad<float, float>(const float*, float*, int64_t, int64_t, bool);
+template void bias_grad<double, double>(const double*, double*, int64_t, int64_t, bool);
+template void bias_grad<bfloat16, float>(const bfloat16*, float*, int64_t, int64_t, bool);
+template void bias_grad<bfloat16, bfloat16>(const bfloat16*, bfloat16*, int64_t, int64_t, bool);
+
+}  // namespace mp::kernels::cpu
