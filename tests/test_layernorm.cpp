@@ -452,15 +452,14 @@ TEST(LayerNormBf16, IsTheFloat64PathRoundedOnceAndWithinItsBound) {
         }
 }
 
-// On the GPU: bfloat16 through the float32 kernels (float32 statistics where the CPU keeps float64):
-// y and the gradients agree with the CPU to one bfloat16 rounding; mean and rstd are float32.
-TEST(LayerNormCudaBf16, MatchesCpu) {
-    MP_REQUIRE_GPU();
+namespace {
+void check_layernorm_cuda_bf16(int64_t rows, int64_t cols) {
+    SCOPED_TRACE(::testing::Message() << "rows " << rows << ", cols " << cols);
     const Device gpu = Device::cuda(0);
-    Tensor x = mp::testing::random_tensor({7, 33}, 1).to(DType::BFloat16);
-    Tensor gam = mp::testing::random_tensor({33}, 2).to(DType::BFloat16), bet = mp::testing::random_tensor({33},
-                                            3).to(DType::BFloat16);
-    Tensor dy = mp::testing::random_tensor({7, 33}, 4).to(DType::BFloat16);
+    Tensor x = mp::testing::random_tensor({rows, cols}, 1).to(DType::BFloat16);
+    Tensor gam = mp::testing::random_tensor({cols}, 2).to(DType::BFloat16);
+    Tensor bet = mp::testing::random_tensor({cols}, 3).to(DType::BFloat16);
+    Tensor dy = mp::testing::random_tensor({rows, cols}, 4).to(DType::BFloat16);
     ops::LayerNormResult cpu = ops::layernorm(x, gam, bet, 1e-5);
     ops::LayerNormResult dev = ops::layernorm(x.to(gpu), gam.to(gpu), bet.to(gpu), 1e-5);
     EXPECT_EQ(dev.mean.dtype(), DType::Float32);
@@ -470,3 +469,14 @@ TEST(LayerNormCudaBf16, MatchesCpu) {
     mp::testing::expect_close(g_dev.dx, g_cpu.dx, std::ldexp(1.0, -7), 1e-4, "dx");
     mp::testing::expect_close(g_dev.dgamma, g_cpu.dgamma, std::ldexp(1.0, -7), 1e-4, "dgamma");
 }
+}  // namespace
+
+// On the GPU: the bfloat16 kernels (loads widened to float32, float32 statistics where the CPU
+// keeps float64, each output rounded once): y and the gradients agree with the CPU to one
+// bfloat16 rounding; mean and rstd are float32. A non-round shape and GPT-2's width.
+TEST(LayerNormCudaBf16, MatchesCpu) {
+    MP_REQUIRE_GPU();
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{7, 33}, {65, 768}})
+        check_layernorm_cuda_bf16(rows, cols);
+}
+

@@ -41,12 +41,6 @@ LayerNormResult layernorm(const Tensor& x, const Tensor& gamma, const Tensor& be
     detail::require_same_dtype(op, {&x, &gamma, &beta});
     detail::require_same_device(op, {&x, &gamma, &beta});
     MP_REQUIRE(eps >= 0.0, op, ": eps must be >= 0, got ", eps);
-    if (detail::bf16_through_float32(x)) {
-        LayerNormResult wide = layernorm(cast(x, DType::Float32), cast(gamma, DType::Float32),
-                                         cast(beta, DType::Float32), eps);
-        wide.y = cast(wide.y, DType::BFloat16);  // mean and rstd stay float32, as for bfloat16 on the CPU
-        return wide;
-    }
 
     const int64_t cols = detail::last_dim(x);
     const int64_t rows = detail::rows_over_last_dim(x);
@@ -54,15 +48,15 @@ LayerNormResult layernorm(const Tensor& x, const Tensor& gamma, const Tensor& be
     result.y = Tensor::empty(x.shape(), x.dtype(), x.device());
     result.mean = Tensor::empty(leading_dims(x), statistics_dtype(x.dtype()), x.device());
     result.rstd = Tensor::empty(leading_dims(x), statistics_dtype(x.dtype()), x.device());
-    dispatch_floating(op, x.dtype(), detail::floating_cpu_only_bf16(x.device()), [&](auto tag) {
+    dispatch_floating(op, x.dtype(), detail::floating_on(x.device()), [&](auto tag) {
         using T = typename decltype(tag)::type;
         using S = compute_t<T>;
         if (x.device().is_cpu()) {
             kernels::cpu::layernorm_forward(x.data<T>(), gamma.data<T>(), beta.data<T>(), result.y.data<T>(),
                                             result.mean.data<S>(), result.rstd.data<S>(), rows, cols, eps);
-        } else if constexpr (std::is_same_v<T, float>) {
-            MP_ON_CUDA(kernels::cuda::layernorm_forward(x.data<float>(), gamma.data<float>(), beta.data<float>(),
-                                                        result.y.data<float>(), result.mean.data<float>(),
+        } else if constexpr (detail::kHasCudaKernels<T>) {
+            MP_ON_CUDA(kernels::cuda::layernorm_forward(x.data<T>(), gamma.data<T>(), beta.data<T>(),
+                                                        result.y.data<T>(), result.mean.data<float>(),
                                                         result.rstd.data<float>(), rows, cols, eps,
                                                         detail::stream_of(x)));
         }
@@ -91,11 +85,6 @@ LayerNormGrads layernorm_backward(const Tensor& dy, const Tensor& x, const Tenso
                    statistic == &mean ? "mean" : "rstd", " is ", statistic->describe(), ", expected ",
                    dtype_name(statistics_dtype(x.dtype())), " for x ", x.describe(), " (as layernorm saves it)");
     detail::require_same_device(op, {&x, &dy, &gamma, &mean, &rstd});
-    if (detail::bf16_through_float32(x)) {
-        LayerNormGrads wide = layernorm_backward(cast(dy, DType::Float32), cast(x, DType::Float32),
-                                                 cast(gamma, DType::Float32), mean, rstd);
-        return {cast(wide.dx, DType::BFloat16), cast(wide.dgamma, DType::BFloat16), cast(wide.dbeta, DType::BFloat16)};
-    }
 
     const int64_t cols = detail::last_dim(x);
     const int64_t rows = detail::rows_over_last_dim(x);
@@ -103,21 +92,21 @@ LayerNormGrads layernorm_backward(const Tensor& dy, const Tensor& x, const Tenso
     grads.dx = Tensor::empty(x.shape(), x.dtype(), x.device());
     grads.dgamma = Tensor::empty(gamma.shape(), x.dtype(), x.device());
     grads.dbeta = Tensor::empty(gamma.shape(), x.dtype(), x.device());
-    dispatch_floating(op, x.dtype(), detail::floating_cpu_only_bf16(x.device()), [&](auto tag) {
+    dispatch_floating(op, x.dtype(), detail::floating_on(x.device()), [&](auto tag) {
         using T = typename decltype(tag)::type;
         using S = compute_t<T>;
         if (x.device().is_cpu()) {
             kernels::cpu::layernorm_backward(dy.data<T>(), x.data<T>(), gamma.data<T>(), mean.data<S>(),
                                              rstd.data<S>(), grads.dx.data<T>(), grads.dgamma.data<T>(),
                                              grads.dbeta.data<T>(), rows, cols);
-        } else if constexpr (std::is_same_v<T, float>) {
+        } else if constexpr (detail::kHasCudaKernels<T>) {
             MP_ON_CUDA({
                 Tensor workspace = Tensor::empty({kernels::cuda::layernorm_backward_workspace_floats(rows, cols)},
                                                  DType::Float32, x.device());
-                kernels::cuda::layernorm_backward(dy.data<float>(), x.data<float>(), gamma.data<float>(),
-                                                  mean.data<float>(), rstd.data<float>(), grads.dx.data<float>(),
-                                                  grads.dgamma.data<float>(), grads.dbeta.data<float>(),
-                                                  workspace.data<float>(), rows, cols, detail::stream_of(x));
+                kernels::cuda::layernorm_backward(dy.data<T>(), x.data<T>(), gamma.data<T>(), mean.data<float>(),
+                                                  rstd.data<float>(), grads.dx.data<T>(), grads.dgamma.data<T>(),
+                                                  grads.dbeta.data<T>(), workspace.data<float>(), rows, cols,
+                                                  detail::stream_of(x));
             });
         }
     });
