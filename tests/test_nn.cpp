@@ -214,7 +214,7 @@ TEST(ModelSpec, AStageBuiltAloneEqualsTheSameLayersOfTheWholeModel) {
     nn::GPTConfig config;
     config.layers = 3;
     nn::ModelSpec spec = nn::gpt_spec(config);
-    EXPECT_EQ(spec.size(), 6);  // embed, 3 blocks, ln_f, head
+    EXPECT_EQ(spec.size(), 5);  // embed, 3 blocks, head (final layer norm + projection)
     auto whole = spec.build_all();
     EXPECT_EQ(spec.total_parameters(), whole->num_parameters());
     auto stage = spec.build(2, 4);  // blocks.1, blocks.2
@@ -224,7 +224,7 @@ TEST(ModelSpec, AStageBuiltAloneEqualsTheSameLayersOfTheWholeModel) {
         ASSERT_NE(it, whole_params.end()) << name;
         mp::testing::expect_equal(p, it->second, name);
     }
-    mp::testing::expect_invalid_argument([&] { spec.build(4, 7); }, {"ModelSpec::build", "[4, 7)", "6 layers"});
+    mp::testing::expect_invalid_argument([&] { spec.build(4, 7); }, {"ModelSpec::build", "[4, 7)", "5 layers"});
     EXPECT_EQ(nn::realistic_spec(50, 16, 3, 0).total_parameters(), nn::realistic_model(50, 16, 3, 0)->num_parameters());
     EXPECT_EQ(nn::mlp_spec({4, 8, 2}, 0).total_parameters(), nn::mlp({4, 8, 2}, 0)->num_parameters());
 }
