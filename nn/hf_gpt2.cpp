@@ -121,7 +121,8 @@ Tensor as_float32(const Tensor& tensor, bool transpose) {
     const int64_t rows = value.size(0), cols = value.size(1);
     std::vector<float> in = value.to_vector<float>(), out(in.size());
     for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < cols; ++c) out[static_cast<size_t>(c * rows + r)] = in[static_cast<size_t>(r * cols + c)];
+        for (int64_t c = 0; c < cols; ++c)
+            out[static_cast<size_t>(c * rows + r)] = in[static_cast<size_t>(r * cols + c)];
     return Tensor::from_vector(out, {cols, rows});
 }
 
@@ -273,8 +274,8 @@ void export_hf_gpt2(const std::string& dir, const NamedTensors& whole_model, con
     shapes.vocab = config.vocab, shapes.context = config.context, shapes.layers = config.layers;
     shapes.heads = config.heads, shapes.channels = config.channels;
     for (const auto& [key, shape] : expected_shapes(shapes))
-        MP_REQUIRE(written.count(key), "export.hf: the model has no parameter for '", key, "' (shape ", shape_str(shape),
-                   "): export the whole model");
+        MP_REQUIRE(written.count(key), "export.hf: the model has no parameter for '", key, "' (shape ",
+                   shape_str(shape), "): export the whole model");
     fs::create_directories(dir);
     write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
     json hf_config = {

@@ -259,7 +259,8 @@ SafetensorsIndex parse_index(const std::string& header_text, uint64_t data_start
     MP_REQUIRE(covered == data_bytes, "safetensors file '", source, "': the data section has ", data_bytes,
                " bytes but the tensors cover ", covered, " (trailing bytes)");
     for (const HeaderEntry& entry : entries)
-        index.entries.emplace(entry.name, SafetensorsEntry{entry.name, entry.dtype, entry.shape, entry.begin, entry.end});
+        index.entries.emplace(entry.name,
+                              SafetensorsEntry{entry.name, entry.dtype, entry.shape, entry.begin, entry.end});
     return index;
 }
 

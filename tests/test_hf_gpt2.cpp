@@ -128,8 +128,9 @@ TEST(HfGpt2, ImportedFixtureMatchesTransformers) {
         loss = fn::cross_entropy(logits, targets, f.at("ignore_index").get<int>());
         tape.backward(loss);
     }
-    const Tensor want_logits =
-        Tensor::from_vector(f.at("logits").at("data").get<std::vector<float>>(), f.at("logits").at("shape").get<Shape>());
+    const json& logits_entry = f.at("logits");
+    const Tensor want_logits = Tensor::from_vector(logits_entry.at("data").get<std::vector<float>>(),
+                                                   logits_entry.at("shape").get<Shape>());
     expect_close(logits, want_logits, kRtol, kAtol, "logits");
     const double want_loss = f.at("loss");
     EXPECT_NEAR(loss.item(), want_loss, kRtol * want_loss);

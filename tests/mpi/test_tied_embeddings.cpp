@@ -106,7 +106,8 @@ class TiedEmbeddings : public ::testing::Test {
     void TearDown() override {  // a failure on any rank fails the test on rank 0's report
         int failed_here = HasFailure() ? 1 : 0, failed_anywhere = 0;
         ASSERT_EQ(MPI_Allreduce(&failed_here, &failed_anywhere, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), MPI_SUCCESS);
-        if (failed_anywhere && !failed_here) ADD_FAILURE() << "this test failed on another rank (see its [rank r] lines)";
+        if (failed_anywhere && !failed_here)
+            ADD_FAILURE() << "this test failed on another rank (see its [rank r] lines)";
     }
 };
 
@@ -241,15 +242,16 @@ TEST_F(TiedEmbeddings, HfFixtureSplitOverStagesMatchesTransformers) {
     for (int ranks = 2; ranks <= std::min(g_world->size(), 4); ranks += 2) {
         std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < ranks ? 0 : -1);
         if (!group) continue;
-        std::vector<std::vector<int64_t>> balances = ranks == 2 ? std::vector<std::vector<int64_t>>{{1, 3}, {2, 2}, {3, 1}}
-                                                                : std::vector<std::vector<int64_t>>{{1, 1, 1, 1}};
+        using Balances = std::vector<std::vector<int64_t>>;
+        const Balances balances = ranks == 2 ? Balances{{1, 3}, {2, 2}, {3, 1}} : Balances{{1, 1, 1, 1}};
         for (const std::vector<int64_t>& balance : balances) {
             const Schedule schedule = make_schedule("1f1b", ranks, 2);
             const std::vector<StageRange> ranges = explicit_partition(balance, spec.size());
             auto modules = build_stages(spec, schedule, ranges, group->rank());
             for (const auto& module : modules) nn::load_hf_gpt2(hf, *module);
             nn::SGD sgd(nn::unique_parameters(modules), {1e-30, 0.0, 0.0});  // the gradients are what is checked
-            Engine engine(*group, modules, schedule, sgd, cross_entropy_loss(), Rematerialization::Never, Device::cpu());
+            Engine engine(*group, modules, schedule, sgd, cross_entropy_loss(), Rematerialization::Never,
+                          Device::cpu());
             engine.tie_parameters(spec.ties);
             const double loss = engine.step(ids, targets).loss;
             const std::string what = str("K=", ranks, " balance ", balance[0], "...");
