@@ -112,14 +112,18 @@ TEST(HfGpt2, ConfigOfTheFixture) {
     }
 }
 
-// Logits, loss and every gradient against transformers (float64), in one process on the CPU.
-TEST(HfGpt2, ImportedFixtureMatchesTransformers) {
+namespace {
+
+// Logits, loss and every gradient against transformers (float64), in one process on `device`
+// (on CUDA the same tolerance: cuBLAS and the warp reductions sum in other orders, same bound).
+void check_fixture(Device device) {
     const json& f = expected();
     nn::HfGpt2Config hf = nn::read_hf_gpt2_config(fixture_dir());
     auto model = imported_model(hf);
+    model->to(device);
     const int64_t B = f.at("batch"), T = f.at("time");
-    Tensor ids = Tensor::from_vector(f.at("ids").get<std::vector<int32_t>>(), {B, T});
-    Tensor targets = Tensor::from_vector(f.at("targets").get<std::vector<int32_t>>(), {B, T});
+    Tensor ids = Tensor::from_vector(f.at("ids").get<std::vector<int32_t>>(), {B, T}, device);
+    Tensor targets = Tensor::from_vector(f.at("targets").get<std::vector<int32_t>>(), {B, T}, device);
     autograd::Tape tape;
     Tensor logits, loss;
     {
@@ -131,7 +135,7 @@ TEST(HfGpt2, ImportedFixtureMatchesTransformers) {
     const json& logits_entry = f.at("logits");
     const Tensor want_logits = Tensor::from_vector(logits_entry.at("data").get<std::vector<float>>(),
                                                    logits_entry.at("shape").get<Shape>());
-    expect_close(logits, want_logits, kRtol, kAtol, "logits");
+    expect_close(logits, want_logits, kRtol, kAtol, "logits on " + device.str());
     const double want_loss = f.at("loss");
     EXPECT_NEAR(loss.item(), want_loss, kRtol * want_loss);
 
@@ -145,13 +149,23 @@ TEST(HfGpt2, ImportedFixtureMatchesTransformers) {
     double worst_grad = 0;
     for (size_t i = 0; i < got.size(); ++i) {
         ASSERT_EQ(got[i].first, want[i].first);
-        expect_close(autograd::grad_of(got[i].second), want[i].second, kRtol, kAtol, "gradient of " + got[i].first);
+        expect_close(autograd::grad_of(got[i].second), want[i].second, kRtol, kAtol,
+                     "gradient of " + got[i].first + " on " + device.str());
         worst_grad = std::max(worst_grad, errors(autograd::grad_of(got[i].second), want[i].second).first);
     }
     auto [logits_relative, logits_absolute] = errors(logits, want_logits);
-    std::printf("[ measured ] logits max abs error %.3g (max scaled relative %.3g), loss error %.3g, gradients max "
-                "scaled relative %.3g\n",
-                logits_absolute, logits_relative, std::fabs(loss.item() - want_loss), worst_grad);
+    std::printf("[ measured ] %s: logits max abs error %.3g (max scaled relative %.3g), loss error %.3g, gradients "
+                "max scaled relative %.3g\n",
+                device.str().c_str(), logits_absolute, logits_relative, std::fabs(loss.item() - want_loss), worst_grad);
+}
+
+}  // namespace
+
+TEST(HfGpt2, ImportedFixtureMatchesTransformers) { check_fixture(Device::cpu()); }
+
+TEST(HfGpt2, ImportedFixtureMatchesTransformersOnCuda) {
+    MP_REQUIRE_GPU();
+    check_fixture(Device::cuda(0));
 }
 
 // Tied embeddings in one process: one parameter (listed once, updated once, checkpointed once).
