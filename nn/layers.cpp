@@ -198,14 +198,14 @@ std::string MLP::describe() const { return "MLP"; }
 
 // ---- TransformerBlock
 TransformerBlock::TransformerBlock(int64_t channels, int64_t heads, int64_t layers, Generator& gen, double dropout,
-                                   uint64_t dropout_seed) {
+                                   uint64_t dropout_seed, double layer_norm_eps) {
     // GPT-2 initialisation: N(0, 0.02²), and the two projections that write into the residual
     // stream scaled by 1/√(2·layers) so the residual's variance does not grow with depth.
     const double init_std = 0.02;
     const double proj_init_std = 0.02 / std::sqrt(2.0 * static_cast<double>(layers));
-    ln_1_ = std::make_shared<LayerNorm>(channels);
+    ln_1_ = std::make_shared<LayerNorm>(channels, layer_norm_eps);
     attn_ = std::make_shared<CausalSelfAttention>(channels, heads, gen, init_std, proj_init_std);
-    ln_2_ = std::make_shared<LayerNorm>(channels);
+    ln_2_ = std::make_shared<LayerNorm>(channels, layer_norm_eps);
     mlp_ = std::make_shared<MLP>(channels, gen, init_std, proj_init_std);
     register_module("ln_1", ln_1_);
     register_module("attn", attn_);
@@ -224,6 +224,26 @@ Tensor TransformerBlock::forward(const Tensor& x) {
 }
 
 std::string TransformerBlock::describe() const { return "TransformerBlock"; }
+
+// ---- LMHead
+LMHead::LMHead(Tensor head_weight, double layer_norm_eps) : weight(std::move(head_weight)), eps_(layer_norm_eps) {
+    MP_REQUIRE(weight.defined() && weight.dim() == 2, "LMHead: the weight must be (vocab, channels), got ",
+               weight.defined() ? shape_str(weight.shape()) : std::string("undefined"));
+    ln_f_weight = Tensor::full({weight.size(1)}, 1.0);
+    ln_f_bias = Tensor::zeros({weight.size(1)});
+    register_parameter("ln_f.weight", &ln_f_weight);
+    register_parameter("ln_f.bias", &ln_f_bias);
+    register_parameter("weight", &weight);
+}
+
+Tensor LMHead::forward(const Tensor& x) {
+    MP_REQUIRE(x.dim() >= 1 && x.size(-1) == weight.size(1), "LMHead: input ", shape_str(x.shape()), " has ",
+               x.dim() ? x.size(-1) : 0, " features, the head expects ", weight.size(1));
+    Tensor normalised = fn::layernorm(x, for_compute(ln_f_weight), for_compute(ln_f_bias), eps_);
+    return fn::linear(normalised, for_compute(weight), Tensor());
+}
+
+std::string LMHead::describe() const { return str("LMHead(", weight.size(1), " -> ", weight.size(0), ")"); }
 
 // ---- Sequential
 void Sequential::add(const std::string& name, std::shared_ptr<Module> layer) {

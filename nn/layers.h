@@ -1,5 +1,6 @@
 // The layers: Linear, ReLU, GELU, Embedding, token+position embedding, LayerNorm, Dropout,
-// CausalSelfAttention, MLP, TransformerBlock (pre-LN, GPT-2 residual layout) and Sequential.
+// CausalSelfAttention, MLP, TransformerBlock (pre-LN, GPT-2 residual layout), LMHead (final
+// LayerNorm + vocabulary projection) and Sequential.
 // Each takes one tensor and returns one; parameters are created on the CPU from a seeded
 // Generator (move a model with Module::to).
 #pragma once
@@ -169,7 +170,7 @@ class MLP : public Module {
 class TransformerBlock : public Module {
   public:
     TransformerBlock(int64_t channels, int64_t heads, int64_t layers, Generator& gen, double dropout = 0.0,
-                     uint64_t dropout_seed = 0);
+                     uint64_t dropout_seed = 0, double layer_norm_eps = 1e-5);
     Tensor forward(const Tensor& x) override;
     std::string describe() const override;
 
@@ -178,6 +179,22 @@ class TransformerBlock : public Module {
     std::shared_ptr<CausalSelfAttention> attn_;
     std::shared_ptr<MLP> mlp_;
     std::shared_ptr<Dropout> dropout_;
+};
+
+// GPT's last layer: logits = ln_f(x) · weightᵀ, weight (vocab, C), no bias. One pipeline layer, so
+// a GPT of L blocks is L + 2 layers (embedding, blocks, this). `weight` is initialised by the
+// caller: with tied embeddings it is the token embedding's table (or a copy of it on another stage).
+class LMHead : public Module {
+  public:
+    LMHead(Tensor weight, double layer_norm_eps = 1e-5);
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override;
+    // Registered in this order: ln_f.weight, ln_f.bias, weight (the final LayerNorm is held here,
+    // not as a child, so the vocabulary projection stays the model's last parameter).
+    Tensor ln_f_weight, ln_f_bias, weight;
+
+  private:
+    double eps_;
 };
 
 // An ordered list of named layers, each taking and returning one tensor.

@@ -1,6 +1,8 @@
 // ModelSpec: building a contiguous range of layers, and per-layer seeds.
 #include "nn/model_spec.h"
 
+#include <set>
+
 #include "kernels/common/counter_rng.h"
 
 namespace mp::nn {
@@ -8,6 +10,7 @@ namespace mp::nn {
 int64_t ModelSpec::total_parameters() const {
     int64_t total = 0;
     for (const LayerSpec& layer : layers) total += layer.parameters;
+    for (const TiedParameter& tie : ties) total -= tie.numel;
     return total;
 }
 
@@ -21,7 +24,37 @@ std::shared_ptr<Sequential> ModelSpec::build(int64_t begin, int64_t end) const {
                    "' has ", layer->num_parameters(), " parameters but its spec says ", layers[i].parameters);
         model->add(layers[i].name, layer);
     }
+    tie_across(*this, {model});
     return model;
+}
+
+namespace {
+// The parameter called `name` in `module`, or an undefined tensor.
+Tensor find_parameter(const Module& module, const std::string& name) {
+    for (auto& [parameter_name, parameter] : module.named_parameters())
+        if (parameter_name == name) return parameter;
+    return Tensor();
+}
+}  // namespace
+
+void tie_across(const ModelSpec& spec, const std::vector<std::shared_ptr<Sequential>>& modules) {
+    for (const TiedParameter& tie : spec.ties) {
+        Tensor source;
+        for (const std::shared_ptr<Sequential>& module : modules)
+            if (!source.defined()) source = find_parameter(*module, tie.source);
+        if (!source.defined()) continue;
+        for (const std::shared_ptr<Sequential>& module : modules)
+            if (module->has_parameter(tie.copy)) module->share_parameter(tie.copy, source);
+    }
+}
+
+std::vector<Tensor> unique_parameters(const std::vector<std::shared_ptr<Sequential>>& modules) {
+    std::vector<Tensor> all;
+    std::set<uint64_t> seen;
+    for (const std::shared_ptr<Sequential>& module : modules)
+        for (const Tensor& parameter : module->parameters())
+            if (seen.insert(parameter.id()).second) all.push_back(parameter);
+    return all;
 }
 
 uint64_t layer_seed(uint64_t model_seed, int64_t index) {

@@ -38,8 +38,9 @@ ModelSpec gpt_spec(const GPTConfig& config) {
                config.heads);
     const GPTConfig c = config;
     ModelSpec spec;
+    MP_REQUIRE(config.layer_norm_eps > 0, "gpt: layer_norm_eps must be positive, got ", config.layer_norm_eps);
     spec.description = str("gpt(vocab ", c.vocab, ", context ", c.context, ", layers ", c.layers, ", heads ", c.heads,
-                           ", channels ", c.channels, ")");
+                           ", channels ", c.channels, c.tie_embeddings ? ", tied embeddings" : "", ")");
     spec.layers.push_back({"embed", (c.vocab + c.context) * c.channels, [c] {
                                Generator gen(layer_seed(c.seed, 0));
                                return std::make_shared<TokenPositionEmbedding>(c.vocab, c.context, c.channels, gen);
@@ -48,13 +49,17 @@ ModelSpec gpt_spec(const GPTConfig& config) {
         spec.layers.push_back({"blocks." + std::to_string(l), block_parameters(c.channels), [c, l] {
                                    Generator gen(layer_seed(c.seed, l + 1));
                                    return std::make_shared<TransformerBlock>(c.channels, c.heads, c.layers, gen, c.dropout,
-                                                                             layer_seed(c.seed ^ 0xD50ULL, l + 1));
+                                                                             layer_seed(c.seed ^ 0xD50ULL, l + 1),
+                                                                             c.layer_norm_eps);
                                }});
-    spec.layers.push_back({"ln_f", 2 * c.channels, [c] { return std::make_shared<LayerNorm>(c.channels); }});
-    spec.layers.push_back({"head", c.channels * c.vocab, [c] {
-                               Generator gen(layer_seed(c.seed, c.layers + 1));
-                               return std::make_shared<Linear>(c.channels, c.vocab, gen, false, 0.02);
+    spec.layers.push_back({"head", c.channels * c.vocab + 2 * c.channels, [c] {
+                               // Tied: the embedding's own first draw (its wte), so a head built on
+                               // another stage starts equal to embed.wte; untied: its own seed.
+                               Generator gen(layer_seed(c.seed, c.tie_embeddings ? 0 : c.layers + 1));
+                               return std::make_shared<LMHead>(Tensor::randn({c.vocab, c.channels}, gen, 0.0, 0.02),
+                                                               c.layer_norm_eps);
                            }});
+    if (c.tie_embeddings) spec.ties.push_back({"embed.wte", "head.weight", c.vocab * c.channels});
     return spec;
 }
 

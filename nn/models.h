@@ -24,10 +24,14 @@ struct GPTConfig {
     int64_t channels = 64;
     double dropout = 0.0;
     uint64_t seed = 1337;
+    double layer_norm_eps = 1e-5;
+    bool tie_embeddings = false;  // GPT-2's: the head's weight is the token embedding embed.wte
 };
-// [embed: TokenPositionEmbedding, blocks.0 .. blocks.{L-1}: TransformerBlock, ln_f: LayerNorm,
-//  head: Linear(C, vocab, no bias)], GPT-2 initialisation. The head is not tied to wte, so the
-// first and last pipeline stages own their parameters outright.
+// [embed: TokenPositionEmbedding, blocks.0 .. blocks.{L-1}: TransformerBlock, head: LMHead (final
+//  LayerNorm + vocabulary projection)] — L + 2 layers, as the pipeline counts them — with GPT-2
+// initialisation. Parameters: embed.wte, embed.wpe, blocks.<l>.…, head.ln_f.weight, head.ln_f.bias,
+// head.weight. With tie_embeddings, head.weight is tied to embed.wte (spec.ties): built together
+// they are one parameter; the head built alone holds a copy with embed.wte's initial values.
 ModelSpec gpt_spec(const GPTConfig& config);
 std::shared_ptr<Sequential> gpt(const GPTConfig& config);
 

@@ -120,7 +120,7 @@ HeaderEntry parse_entry(const std::string& name, const json& value, const std::s
     const json& dtype = value["dtype"];
     MP_REQUIRE(dtype.is_string(), where, ": dtype is not a string");
     MP_REQUIRE(dtype_from_safetensors_name(dtype.get<std::string>(), entry.dtype), where, ": unknown dtype '",
-               dtype.get<std::string>(), "' (this reader knows F32, F64, I32)");
+               dtype.get<std::string>(), "' (this reader knows F32, F64, I32, BF16)");
 
     const json& shape = value["shape"];
     MP_REQUIRE(shape.is_array(), where, ": shape is not an array");
@@ -195,25 +195,32 @@ std::string encode_safetensors(const NamedTensors& tensors, const SafetensorsMet
     return bytes;
 }
 
-SafetensorsContents decode_safetensors(const std::string& bytes, const std::string& source) {
-    MP_REQUIRE(bytes.size() >= kHeaderLengthBytes, "safetensors file '", source, "' is truncated: ", bytes.size(),
+namespace {
+
+// The header length (the first 8 bytes), checked against the bytes that follow it.
+uint64_t header_length_of(const unsigned char* first_bytes, uint64_t file_bytes, const std::string& source) {
+    MP_REQUIRE(file_bytes >= kHeaderLengthBytes, "safetensors file '", source, "' is truncated: ", file_bytes,
                " bytes, fewer than the 8-byte header length");
     uint64_t header_length = 0;
-    for (size_t i = 0; i < kHeaderLengthBytes; ++i)
-        header_length |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
-    const uint64_t after_length = bytes.size() - kHeaderLengthBytes;
+    for (size_t i = 0; i < kHeaderLengthBytes; ++i) header_length |= static_cast<uint64_t>(first_bytes[i]) << (8 * i);
+    const uint64_t after_length = file_bytes - kHeaderLengthBytes;
     MP_REQUIRE(header_length <= after_length, "safetensors file '", source, "': header length ", header_length,
                " exceeds the ", after_length, " bytes that follow it (truncated file or corrupt header length)");
     MP_REQUIRE(header_length <= kSafetensorsMaxHeaderBytes, "safetensors file '", source, "': header length ",
                header_length, " exceeds the limit of ", kSafetensorsMaxHeaderBytes, " bytes (corrupt header length)");
-    MP_REQUIRE(header_length >= 2 && bytes[kHeaderLengthBytes] == '{', "safetensors file '", source,
+    return header_length;
+}
+
+// Parses and validates the header text against a data section of `data_bytes`: every entry, and
+// the entries tiling the data section exactly (so a truncated file is refused from its size alone).
+SafetensorsIndex parse_index(const std::string& header_text, uint64_t data_start, uint64_t data_bytes,
+                             const std::string& source) {
+    MP_REQUIRE(header_text.size() >= 2 && header_text[0] == '{', "safetensors file '", source,
                "': header does not start with '{' (corrupt header length or not a safetensors file)");
-
-    json header = parse_header_json(bytes.substr(kHeaderLengthBytes, header_length), source);
-    const uint64_t data_start = kHeaderLengthBytes + header_length;
-    const uint64_t data_bytes = bytes.size() - data_start;
-
-    SafetensorsContents contents;
+    json header = parse_header_json(header_text, source);
+    SafetensorsIndex index;
+    index.path = source;
+    index.data_start = data_start;
     std::vector<HeaderEntry> entries;
     for (const auto& item : header.items()) {
         if (item.key() == kMetadataKey) {
@@ -221,7 +228,7 @@ SafetensorsContents decode_safetensors(const std::string& bytes, const std::stri
             for (const auto& field : item.value().items()) {
                 MP_REQUIRE(field.value().is_string(), "safetensors file '", source, "': __metadata__ value of '",
                            field.key(), "' is not a string");
-                contents.metadata[field.key()] = field.value().get<std::string>();
+                index.metadata[field.key()] = field.value().get<std::string>();
             }
             continue;
         }
@@ -251,13 +258,65 @@ SafetensorsContents decode_safetensors(const std::string& bytes, const std::stri
     }
     MP_REQUIRE(covered == data_bytes, "safetensors file '", source, "': the data section has ", data_bytes,
                " bytes but the tensors cover ", covered, " (trailing bytes)");
+    for (const HeaderEntry& entry : entries)
+        index.entries.emplace(entry.name,
+                              SafetensorsEntry{entry.name, entry.dtype, entry.shape, entry.begin, entry.end});
+    return index;
+}
 
-    for (const HeaderEntry& entry : entries) {
+}  // namespace
+
+SafetensorsContents decode_safetensors(const std::string& bytes, const std::string& source) {
+    const uint64_t header_length =
+        header_length_of(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), source);
+    const uint64_t data_start = kHeaderLengthBytes + header_length;
+    SafetensorsIndex index =
+        parse_index(bytes.substr(kHeaderLengthBytes, header_length), data_start, bytes.size() - data_start, source);
+    SafetensorsContents contents;
+    contents.metadata = index.metadata;
+    for (const auto& [name, entry] : index.entries) {
         Tensor tensor = Tensor::empty(entry.shape, entry.dtype);
         if (tensor.nbytes() > 0) std::memcpy(tensor.raw_data(), bytes.data() + data_start + entry.begin, tensor.nbytes());
-        contents.tensors.emplace(entry.name, tensor);
+        contents.tensors.emplace(name, tensor);
     }
     return contents;
+}
+
+SafetensorsIndex read_safetensors_index(const std::string& path) {
+    if (std::filesystem::exists(path) && !std::filesystem::is_regular_file(path))
+        throw RuntimeError(str("cannot read '", path, "': it is ",
+                               std::filesystem::is_directory(path) ? "a directory" : "not a regular file"));
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    if (!in) throw RuntimeError(str("cannot open '", path, "' for reading: ", system_reason()));
+    const std::streamoff size = in.tellg();
+    if (size < 0) throw RuntimeError(str("cannot determine the size of '", path, "'"));
+    const uint64_t file_bytes = static_cast<uint64_t>(size);
+    unsigned char length_bytes[kHeaderLengthBytes] = {};
+    in.seekg(0);
+    if (file_bytes >= kHeaderLengthBytes && !in.read(reinterpret_cast<char*>(length_bytes), kHeaderLengthBytes))
+        throw RuntimeError(str("cannot read the header length of '", path, "'"));
+    const uint64_t header_length = header_length_of(length_bytes, file_bytes, path);
+    std::string header(static_cast<size_t>(header_length), '\0');
+    if (header_length > 0 && !in.read(header.data(), static_cast<std::streamsize>(header_length)))
+        throw RuntimeError(str("cannot read the ", header_length, "-byte header of '", path, "'"));
+    const uint64_t data_start = kHeaderLengthBytes + header_length;
+    return parse_index(header, data_start, file_bytes - data_start, path);
+}
+
+Tensor read_safetensors_tensor(const SafetensorsIndex& index, const std::string& name) {
+    auto found = index.entries.find(name);
+    MP_REQUIRE(found != index.entries.end(), "safetensors file '", index.path, "' has no tensor '", name, "'");
+    const SafetensorsEntry& entry = found->second;
+    Tensor tensor = Tensor::empty(entry.shape, entry.dtype);
+    if (tensor.nbytes() == 0) return tensor;
+    std::ifstream in(index.path, std::ios::binary);
+    if (!in) throw RuntimeError(str("cannot open '", index.path, "' for reading: ", system_reason()));
+    in.seekg(static_cast<std::streamoff>(index.data_start + entry.begin));
+    if (!in.read(static_cast<char*>(tensor.raw_data()), static_cast<std::streamsize>(tensor.nbytes())))
+        throw RuntimeError(str("cannot read tensor '", name, "' (", tensor.nbytes(), " bytes at offset ",
+                               index.data_start + entry.begin, ") of '", index.path, "': the file changed since its "
+                               "header was read?"));
+    return tensor;
 }
 
 void write_safetensors(const std::string& path, const NamedTensors& tensors, const SafetensorsMetadata& metadata) {

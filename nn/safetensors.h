@@ -23,6 +23,23 @@ struct SafetensorsContents {
     SafetensorsMetadata metadata;
 };
 
+// One tensor of a file's header: where its bytes are, relative to the data section.
+struct SafetensorsEntry {
+    std::string name;
+    DType dtype = DType::Float32;
+    Shape shape;
+    uint64_t begin = 0, end = 0;
+};
+
+// A file's validated header: the tensors' places, without their data, so that a reader can take
+// only the tensors it needs (a pipeline stage reading its layers from a whole model's file).
+struct SafetensorsIndex {
+    std::string path;
+    uint64_t data_start = 0;  // byte offset of the data section in the file
+    std::map<std::string, SafetensorsEntry> entries;
+    SafetensorsMetadata metadata;
+};
+
 // Largest header accepted on read (the reference implementation's limit): a corrupt header
 // length cannot make the reader allocate more than this.
 constexpr size_t kSafetensorsMaxHeaderBytes = 100u << 20;
@@ -43,6 +60,13 @@ std::string encode_safetensors(const NamedTensors& tensors, const SafetensorsMet
 // offsets (in range, contiguous, non-overlapping, covering the data section exactly, byte count
 // equal to numel × dtype size), duplicate names and the metadata's types.
 SafetensorsContents decode_safetensors(const std::string& bytes, const std::string& source);
+
+// Reads only the 8-byte length and the header of `path` and validates them as decode_safetensors
+// does, against the file's size (so a truncated file is refused here, before any tensor is read).
+SafetensorsIndex read_safetensors_index(const std::string& path);
+// Reads one tensor's bytes, and only them, from the file `index` describes (a CPU tensor).
+// std::invalid_argument when the file has no such tensor; mp::RuntimeError when the read fails.
+Tensor read_safetensors_tensor(const SafetensorsIndex& index, const std::string& name);
 
 // encode_safetensors, written to `path` with write_file_atomically.
 void write_safetensors(const std::string& path, const NamedTensors& tensors, const SafetensorsMetadata& metadata = {});

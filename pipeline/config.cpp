@@ -19,6 +19,7 @@
 
 #include "comm/deadline.h"
 #include "kernels/common/error.h"
+#include "nn/hf_gpt2.h"
 #include "nn/json_limits.h"
 #include "pipeline/schedule.h"
 
@@ -139,6 +140,12 @@ std::vector<ConfigKey> build_key_table() {
         KEY(model.heads, 4, "attention heads; must divide model.channels (gpt)").positive().at_most(kMaxWidth),
         KEY(model.channels, 128, "embedding width (gpt)").positive().at_most(kMaxWidth),
         KEY(model.dropout, 0.0, "dropout probability (gpt)").fraction(),
+        KEY(model.layer_norm_eps, 1e-5, "LayerNorm epsilon (gpt)").positive(),
+        KEY(model.tie_embeddings, false, "the head uses the token embedding's weight, as GPT-2 does; over pipeline "
+                                         "stages the first and last hold copies kept equal (gpt)"),
+        KEY(model.init_from, "", "Hugging Face GPT-2 to start from: a directory with config.json and "
+                                 "model.safetensors, or that file; sizes come from config.json; needs "
+                                 "tie_embeddings (gpt)"),
         KEY(model.widths, (List{64, 128, 128, 10}), "layer widths, input first (mlp)").positive().at_most(kMaxWidth),
         KEY(model.hidden, 2048, "hidden width (realistic)").positive().at_most(kMaxWidth),
         KEY(model.blocks, 30, "Linear-ReLU-Linear blocks (realistic)").positive().at_most(kMaxDepth),
@@ -194,6 +201,9 @@ std::vector<ConfigKey> build_key_table() {
         KEY(checkpoint.every, 0, "save every N steps; 0 = never").non_negative(),
         KEY(checkpoint.resume, false, "resume from the latest checkpoint in checkpoint.dir"),
         KEY(summary.path, "", "run summary JSON (resolved config, losses, timings); \"\" = none"),
+        make_key("export.hf", [](TrainConfig& c) { return &c.exports.hf; }, "",
+                 "directory to write the trained GPT-2 to for Hugging Face transformers (model.safetensors + "
+                 "config.json); needs tie_embeddings (gpt); \"\" = none"),
     };
 }
 
@@ -556,6 +566,10 @@ void validate_cross_keys(TrainConfig& config, int world_size) {
                    " is not divisible by model.heads ", model.heads);
     MP_REQUIRE(config.precision != "bf16" || model.kind != "mlp", "precision bf16 needs a model whose input is token "
                "ids (gpt, realistic): the mlp takes float32 inputs and an MSE loss; use precision fp32 or tf32");
+    if (!config.exports.hf.empty())
+        MP_REQUIRE(model.kind == "gpt" && model.tie_embeddings, "export.hf writes a GPT-2, whose head is tied to its "
+                   "token embedding: it needs model.kind gpt (is \"", model.kind, "\") and model.tie_embeddings true (is ",
+                   model.tie_embeddings ? "true" : "false", ")");
     if (model.kind == "mlp")
         MP_REQUIRE(model.widths.size() >= 2, "model.widths ", join_ints(model.widths),
                    " needs at least two widths (input and output)");
@@ -625,11 +639,46 @@ int data_parallel_size(const TrainConfig& config, int world_size) {
 
 int64_t model_layer_count(const TrainConfig& config) {
     const TrainConfig::Model& model = config.model;
-    if (model.kind == "gpt") return model.layers + 3;
+    if (model.kind == "gpt") return model.layers + 2;
     if (model.kind == "mlp") return 2 * static_cast<int64_t>(model.widths.size()) - 3;
     if (model.kind == "realistic") return model.blocks + 2;
     throw std::invalid_argument(str("model.kind: \"", model.kind, "\" is not one of gpt | mlp | realistic"));
 }
+
+namespace {
+
+// model.init_from: the model's sizes are the checkpoint's (its config.json); a size also given in
+// the file or by --set must agree with it.
+void resolve_init_from(TrainConfig& config, const std::map<std::string, json>& given) {
+    TrainConfig::Model& model = config.model;
+    if (model.init_from.empty()) return;
+    MP_REQUIRE(model.kind == "gpt", "model.init_from loads a GPT-2 checkpoint but model.kind is \"", model.kind, "\"");
+    MP_REQUIRE(model.tie_embeddings, "model.init_from loads GPT-2, whose head is tied to its token embedding: set "
+               "model.tie_embeddings = true");
+    const nn::HfGpt2Config hf = nn::read_hf_gpt2_config(model.init_from);
+    const struct {
+        const char* key;
+        const char* field;
+        int64_t* member;
+        int64_t value;
+    } sizes[] = {{"model.vocab", "vocab_size", &model.vocab, hf.vocab},
+                 {"model.context", "n_positions", &model.context, hf.context},
+                 {"model.layers", "n_layer", &model.layers, hf.layers},
+                 {"model.heads", "n_head", &model.heads, hf.heads},
+                 {"model.channels", "n_embd", &model.channels, hf.channels}};
+    for (const auto& size : sizes) {
+        MP_REQUIRE(!given.count(size.key) || *size.member == size.value, size.key, " is ", *size.member,
+                   " but model.init_from '", model.init_from, "' has ", size.field, " ", size.value, " (",
+                   hf.config_path, "); drop ", size.key, " or make them agree");
+        *size.member = size.value;
+    }
+    MP_REQUIRE(!given.count("model.layer_norm_eps") || model.layer_norm_eps == hf.layer_norm_eps,
+               "model.layer_norm_eps is ", model.layer_norm_eps, " but model.init_from '", model.init_from,
+               "' has layer_norm_epsilon ", hf.layer_norm_eps, " (", hf.config_path, ")");
+    model.layer_norm_eps = hf.layer_norm_eps;
+}
+
+}  // namespace
 
 TrainConfig parse_config_text(const std::string& text, const std::string& source_name,
                               const std::vector<std::string>& overrides, int world_size) {
@@ -655,6 +704,7 @@ TrainConfig parse_config_text(const std::string& text, const std::string& source
         assign(key, found != values.end() ? found->second : checked_value(key, key.default_value), config);
     }
     try {
+        resolve_init_from(config, values);
         validate_cross_keys(config, world_size);
     } catch (const std::invalid_argument& e) {
         std::string with_overrides = overrides.empty() ? "" : str(" with ", overrides.size(), " --set override(s)");
@@ -716,8 +766,10 @@ std::string config_help() {
            "[4,3,3,4] or 4,3,3,4). Unknown keys, duplicate keys and wrong types are errors.\n"
            "Rules: train_batch_size = micro_batch_size × micro_batches × data-parallel size, where\n"
            "data-parallel size = world size / pipeline.stages; with partition = balance, the balance\n"
-           "list has one entry per stage and sums to the model's layers (gpt: layers + 3,\n"
-           "mlp: 2·len(widths) − 3, realistic: blocks + 2).\n\n";
+           "list has one entry per stage and sums to the model's layers (gpt: layers + 2, i.e. the\n"
+           "embedding, the blocks, and the final LayerNorm with the head as one layer, so GPT-2's 12\n"
+           "blocks are 14 layers and [4,3,3,4] splits them as the GPipe lesson does; mlp: 2·len(widths)\n"
+           "− 3, realistic: blocks + 2).\n\n";
     size_t path_width = 0, default_width = 0;
     for (const ConfigKey& key : config_keys()) {
         path_width = std::max(path_width, key.path.size());

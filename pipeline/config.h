@@ -27,6 +27,9 @@ struct TrainConfig {
         std::string kind;  // "gpt" | "mlp" | "realistic"
         int64_t vocab = 0, context = 0, layers = 0, heads = 0, channels = 0;  // gpt (vocab: realistic too)
         double dropout = 0;
+        double layer_norm_eps = 0;    // gpt
+        bool tie_embeddings = false;  // gpt: the head's weight is the token embedding's
+        std::string init_from;        // gpt: a Hugging Face GPT-2 directory or model.safetensors; "" = none
         std::vector<int64_t> widths;  // mlp
         int64_t hidden = 0, blocks = 0;  // realistic
     } model;
@@ -88,6 +91,10 @@ struct TrainConfig {
     struct Summary {
         std::string path;  // run summary JSON; "" = none
     } summary;
+
+    struct Export {  // the keys "export.*" ("export" is a C++ keyword)
+        std::string hf;  // directory for a Hugging Face GPT-2 (model.safetensors + config.json); "" = none
+    } exports;
 };
 
 // ---------------------------------------------------------------- the key table
@@ -153,7 +160,7 @@ nlohmann::json to_json(const TrainConfig& config);
 int data_parallel_size(const TrainConfig& config, int world_size);
 
 // The number of layers of the configured model, i.e. what the pipeline partitions:
-// gpt: layers + 3 (embedding, blocks, final layernorm, head); mlp: 2·len(widths) − 3
+// gpt: layers + 2 (embedding, blocks, final layernorm + head); mlp: 2·len(widths) − 3
 // (linears and the ReLUs between them); realistic: blocks + 2 (embedding, blocks, head).
 int64_t model_layer_count(const TrainConfig& config);
 

@@ -399,10 +399,88 @@ void Engine::agree_parameters_are_finite() {
 }
 
 std::vector<Tensor> Engine::parameters() const {
-    std::vector<Tensor> all;
-    for (const std::unique_ptr<LocalStage>& held : local_)
-        for (const Tensor& parameter : held->module->parameters()) all.push_back(parameter);
-    return all;
+    std::vector<std::shared_ptr<nn::Sequential>> modules;
+    for (const std::unique_ptr<LocalStage>& held : local_) modules.push_back(held->module);
+    return nn::unique_parameters(modules);
+}
+
+void Engine::tie_parameters(const std::vector<nn::TiedParameter>& ties) {
+    MP_REQUIRE(tied_.empty() && embedding_group_ == nullptr, "pipeline: tie_parameters was already called");
+    auto find_local = [this](const std::string& name) {
+        for (const std::unique_ptr<LocalStage>& held : local_)
+            for (auto& [parameter_name, parameter] : held->module->named_parameters())
+                if (parameter_name == name) return parameter;
+        return Tensor();
+    };
+    auto holds = [this](const std::string& name) {
+        for (const std::unique_ptr<LocalStage>& held : local_)
+            if (held->module->has_parameter(name)) return true;
+        return false;
+    };
+    for (const nn::TiedParameter& tie : ties) {
+        const bool source = holds(tie.source), copy = holds(tie.copy);
+        if (source && copy) {
+            // On one rank they must be one parameter already: wherever the copy is listed, it is the source.
+            const Tensor tied = find_local(tie.source);
+            for (const std::unique_ptr<LocalStage>& held : local_)
+                for (auto& [name, parameter] : held->module->named_parameters())
+                    MP_REQUIRE(name != tie.copy || parameter.id() == tied.id(), "pipeline: rank ", rank_,
+                               " holds '", tie.source, "' and '", tie.copy, "' as two parameters; tie them first "
+                               "(nn::tie_across)");
+            continue;
+        }
+        if (source || copy) tied_.push_back({tie.source, tie.copy, find_local(source ? tie.source : tie.copy), copy});
+    }
+    // One group for the ranks holding half of a tie (GPT has one tie: first and last stage).
+    embedding_group_ = comm_.split(tied_.empty() ? -1 : 0);
+    if (embedding_group_ != nullptr)
+        MP_REQUIRE(embedding_group_->size() == 2, "pipeline: the tied parameters are spread over ",
+                   embedding_group_->size(), " ranks; a tie joins exactly two (the first and the last stage's)");
+    // Every rank takes part in the check of the copies (one flag), so every rank must know of them.
+    ties_across_ranks_ = all_reduce_scalar(comm_, static_cast<double>(tied_.size())) > 0;
+}
+
+bool Engine::is_tied_copy(const Tensor& parameter) const {
+    for (const TiedHalf& half : tied_)
+        if (half.is_copy && half.local.id() == parameter.id()) return true;
+    return false;
+}
+
+void Engine::all_reduce_tied_gradients() {
+    for (const TiedHalf& half : tied_) {
+        Tensor grad = autograd::grad_of(half.local);
+        if (!grad.defined()) {  // a stage whose batch never reached it adds zeros
+            grad = Tensor::zeros(half.local.shape(), half.local.dtype(), half.local.device());
+            half.local.autograd_meta()->grad = grad;
+        }
+        embedding_group_->all_reduce(grad, comm::ReduceOp::Sum);
+    }
+}
+
+void Engine::check_tied_copies_agree(const std::string& when) {
+    // A fingerprint of each half — its sum and its L2 norm, deterministic reductions, so equal
+    // tensors give equal numbers — compared through max(x) and max(−x) over the two ranks; then one
+    // flag over the pipeline and the replicas, so every rank stops at the same step.
+    std::string mismatch;
+    for (const TiedHalf& half : tied_) {
+        const double sum = ops::sum(half.local).to(DType::Float64).item();
+        const double norm = ops::global_l2_norm({half.local});
+        Device where = embedding_group_->device_index() >= 0 ? device_ : Device::cpu();
+        Tensor both = Tensor::from_vector(std::vector<double>{sum, norm, -sum, -norm}, {4}, where);
+        embedding_group_->all_reduce(both, comm::ReduceOp::Max);
+        std::vector<double> v = both.to_vector<double>();
+        if (mismatch.empty() && (v[0] != -v[2] || v[1] != -v[3]))
+            mismatch = str("pipeline: the tied copies '", half.source, "' and '", half.copy, "' differ ", when,
+                           " (sums ", -v[2], " and ", v[0], ", norms ", -v[3], " and ", v[1],
+                           "): the first and last stages no longer hold the same embedding");
+    }
+    double verdict = all_reduce_scalar(comm_, mismatch.empty() ? 0.0 : 1.0, comm::ReduceOp::Max);
+    if (data_parallel_ != nullptr && data_parallel_->size() > 1)
+        verdict = all_reduce_scalar(*data_parallel_, verdict, comm::ReduceOp::Max);
+    if (verdict == 0) return;
+    if (!mismatch.empty()) throw std::runtime_error(mismatch);
+    throw std::runtime_error(str("pipeline: the tied copies of the first and last stages differ ", when,
+                                 " (the ranks holding them name them)"));
 }
 
 void Engine::all_reduce_gradients() {
@@ -426,10 +504,14 @@ void Engine::set_grad_clip(double max_norm) {
 double Engine::clip_gradients() {
     // Each stage holds a disjoint part of the model (and replicas hold equal sums after the
     // all-reduce), so the squared norm is summed over the pipeline group only.
-    std::vector<Tensor> grads;
-    for (const Tensor& parameter : parameters())
-        if (autograd::grad_of(parameter).defined()) grads.push_back(autograd::grad_of(parameter));
-    double stage_norm = ops::global_l2_norm(grads);
+    // A tied copy's gradient equals its source's (summed across the embedding group): counted once.
+    std::vector<Tensor> grads, counted;
+    for (const Tensor& parameter : parameters()) {
+        if (!autograd::grad_of(parameter).defined()) continue;
+        grads.push_back(autograd::grad_of(parameter));
+        if (!is_tied_copy(parameter)) counted.push_back(grads.back());
+    }
+    double stage_norm = ops::global_l2_norm(counted);
     double norm = std::sqrt(all_reduce_scalar(comm_, stage_norm * stage_norm));
     // The same all-reduced value on every rank, so every rank stops here alike.
     if (!std::isfinite(norm))
@@ -450,6 +532,8 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
     const int64_t micro = batch / M;
 
     prepare_shapes(inputs, micro);
+    if (!tied_checked_ && ties_across_ranks_) check_tied_copies_agree("before the first step");
+    tied_checked_ = true;
     // Mixed precision: each weight is converted to its compute dtype once per step, not once per
     // micro-batch (dropped before the optimizer changes the masters).
     nn::ComputeCopyCache compute_copies;
@@ -564,9 +648,11 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
                 agree_before_update(micro_batch_losses, forward_order);
                 if (data_parallel_ != nullptr && data_parallel_->size() > 1) all_reduce_gradients();
                 compute_copies.clear();
+                if (embedding_group_ != nullptr) all_reduce_tied_gradients();
                 if (grad_clip_ > 0) result.grad_norm = clip_gradients();
                 optimizer_.step();
                 agree_parameters_are_finite();
+                if (ties_across_ranks_) check_tied_copies_agree(str("after the update of step ", steps_run_));
                 event.actions = {a};
                 break;
         }

@@ -14,6 +14,7 @@
 
 #include "comm/communicator.h"
 #include "nn/layers.h"
+#include "nn/model_spec.h"
 #include "nn/optim.h"
 #include "pipeline/loss.h"
 #include "pipeline/rematerialization.h"
@@ -70,6 +71,15 @@ class Engine {
     // optimizer step, as torch.nn.utils.clip_grad_norm_ would on the whole model; 0 = off.
     void set_grad_clip(double max_norm);
 
+    // Tied parameters (nn::ModelSpec::ties: GPT's head on the token embedding). Collective over the
+    // pipeline group; call once, before the first step. A tie whose two parameters are on this
+    // rank must already be one parameter (nn::tie_across). When they are on two ranks — the first
+    // stage's and the last stage's — those two form an embedding group, as in Megatron-LM: before
+    // each optimizer step (after the data-parallel sum) the two gradients are summed there, the
+    // global gradient norm counts the pair once, and the two copies are checked to be identical
+    // before the first step and after every update (a mismatch is an error on both, naming them).
+    void tie_parameters(const std::vector<nn::TiedParameter>& ties);
+
     // The steps already trained (a resumed run passes the checkpoint's step): dropout masks are
     // keyed by it, so a resumed run draws the masks the uninterrupted one would have.
     void set_steps_run(int64_t steps);
@@ -102,8 +112,13 @@ class Engine {
     // After the optimizer step: every stage and replica learns whether any stage's parameters
     // became non-finite (a learning rate or epsilon beyond float32); if so every rank throws.
     void agree_parameters_are_finite();
+    // This rank's distinct parameters (a parameter shared by two of its stages once).
     std::vector<Tensor> parameters() const;
     void all_reduce_gradients();
+    // The embedding group's half of each tie: gradients summed, copies compared.
+    void all_reduce_tied_gradients();
+    void check_tied_copies_agree(const std::string& when);
+    bool is_tied_copy(const Tensor& parameter) const;
     double clip_gradients();
     bool holds_last_stage() const { return schedule_.rank_of(schedule_.stages - 1) == rank_; }
     bool is_first(int stage) const { return stage == 0; }
@@ -123,6 +138,17 @@ class Engine {
 
     // The batch shape the stages' shapes were inferred for (see infer_shapes).
     Shape inferred_for_input_;
+
+    // This rank's side of each tie held across two ranks (source on one, copy on the other).
+    struct TiedHalf {
+        std::string source, copy;  // the tie's names
+        Tensor local;              // this rank's tensor: the source or the copy
+        bool is_copy = false;
+    };
+    std::vector<TiedHalf> tied_;
+    std::unique_ptr<comm::Communicator> embedding_group_;  // the two ranks of the tie; null elsewhere
+    bool ties_across_ranks_ = false;  // on any rank of the pipeline (all take part in the check)
+    bool tied_checked_ = false;
 
     int64_t steps_run_ = 0;  // keys the dropout masks of each step (restored on resume: set_steps_run)
 

@@ -6,12 +6,14 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include <unistd.h>
 
 #include "autograd/tape.h"
 #include "nn/checkpoint.h"
 #include "nn/data.h"
+#include "nn/hf_gpt2.h"
 #include "nn/models.h"
 #include "nn/optim.h"
 #include "pipeline/engine.h"
@@ -234,6 +236,11 @@ void check_output_paths(const TrainConfig& config) {
                    "' does not exist");
         require_writable_directory(key, *path, parent);
     }
+    if (!config.exports.hf.empty()) {
+        MP_REQUIRE(!fs::exists(config.exports.hf) || fs::is_directory(config.exports.hf), "export.hf '",
+                   config.exports.hf, "' is not a directory");
+        require_writable_directory("export.hf", config.exports.hf, config.exports.hf);
+    }
     if (!config.checkpoint.dir.empty() && (config.checkpoint.every > 0 || config.checkpoint.resume)) {
         MP_REQUIRE(!fs::exists(config.checkpoint.dir) || fs::is_directory(config.checkpoint.dir), "checkpoint.dir '",
                    config.checkpoint.dir, "' is not a directory");
@@ -246,6 +253,11 @@ nn::ModelSpec model_spec(const TrainConfig& config) {
     uint64_t seed = static_cast<uint64_t>(config.seed);
     if (m.kind == "mlp") return nn::mlp_spec(m.widths, seed);
     if (m.kind == "realistic") return nn::realistic_spec(m.vocab, m.hidden, m.blocks, seed);
+    return nn::gpt_spec(gpt_config(config));
+}
+
+nn::GPTConfig gpt_config(const TrainConfig& config) {
+    const TrainConfig::Model& m = config.model;
     nn::GPTConfig gpt;
     gpt.vocab = m.vocab;
     gpt.context = m.context;
@@ -253,8 +265,10 @@ nn::ModelSpec model_spec(const TrainConfig& config) {
     gpt.heads = m.heads;
     gpt.channels = m.channels;
     gpt.dropout = m.dropout;
-    gpt.seed = seed;
-    return nn::gpt_spec(gpt);
+    gpt.layer_norm_eps = m.layer_norm_eps;
+    gpt.tie_embeddings = m.tie_embeddings;
+    gpt.seed = static_cast<uint64_t>(config.seed);
+    return gpt;
 }
 
 TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu, bool verbose) {
@@ -284,12 +298,15 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
     for (int s : held_stages) held_ranges.push_back(ranges[static_cast<size_t>(s)]);
     refuse_if_it_cannot_fit(config, spec, held_ranges, schedule.rank_of(schedule.stages - 1) == pipeline_rank, device);
     std::vector<std::shared_ptr<nn::Sequential>> modules;
-    std::vector<Tensor> parameters;
+    std::optional<nn::HfGpt2Config> hf;
+    if (!config.model.init_from.empty()) hf = nn::read_hf_gpt2_config(config.model.init_from);
     for (const StageRange& range : held_ranges) {
         modules.push_back(spec.build(range.begin, range.end));
+        if (hf) nn::load_hf_gpt2(*hf, *modules.back());  // this stage's tensors only
         modules.back()->to(device);
-        for (const Tensor& p : modules.back()->parameters()) parameters.push_back(p);
     }
+    nn::tie_across(spec, modules);  // a rank holding the first and the last stage: one embedding
+    const std::vector<Tensor> parameters = nn::unique_parameters(modules);
     // What this rank's checkpoint holds: its one stage, or all the layers of its several stages.
     std::shared_ptr<nn::Sequential> module = modules.front();
     if (modules.size() > 1) {
@@ -303,8 +320,10 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
     Engine engine(*pipeline, modules, schedule, *optimizer, make_loss(config),
                   parse_rematerialization(config.pipeline.rematerialization), device, replica_group.get());
     engine.set_grad_clip(config.grad_clip);
+    engine.tie_parameters(spec.ties);  // collective: the embedding group of the first and last stages
 
     log.line("minipipe: %s, %lld parameters", spec.description.c_str(), (long long)spec.total_parameters());
+    if (hf) log.line("init_from: %s (config %s)", hf->weights_path.c_str(), hf->config_path.c_str());
     const std::string stages_text = v == 1 ? str(K, " stages") : str(K, " pipeline ranks (", v, " stages each)");
     log.line("layout: %d ranks = %s x %d data-parallel replicas, %s schedule, %lld micro-batches of %lld, "
              "re-materialization %s, device %s, %s",
@@ -459,6 +478,10 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
                 std::string path = checkpoint_dir + "/model.safetensors";
                 nn::export_model(path, whole->named_parameters());
                 log.line("export: the whole model as %s", path.c_str());
+            }
+            if (!config.exports.hf.empty()) {
+                nn::export_hf_gpt2(config.exports.hf, whole->named_parameters(), gpt_config(config));
+                log.line("export.hf: %s (model.safetensors + config.json for transformers)", config.exports.hf.c_str());
             }
         }
     }

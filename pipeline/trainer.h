@@ -9,6 +9,7 @@
 
 #include "comm/communicator.h"
 #include "nn/model_spec.h"
+#include "nn/models.h"
 #include "pipeline/config.h"
 #include "pipeline/summary.h"
 #include "pipeline/trace.h"
@@ -23,6 +24,8 @@ struct TrainResult {
 
 // The model a config describes (the same on every rank; nothing allocated).
 nn::ModelSpec model_spec(const TrainConfig& config);
+// The GPT a config describes (model.kind gpt).
+nn::GPTConfig gpt_config(const TrainConfig& config);
 
 // Collective over `world`: trains config.steps steps (resuming from config.checkpoint.dir when
 // asked). `gpu` is the GPU this rank is bound to (-1: none). Logs go to stdout on world rank 0

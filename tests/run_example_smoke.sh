@@ -130,6 +130,28 @@ check_resume resumed_dropout --set model.dropout=0.1
 # Several stages per rank: each rank's checkpoint holds all of its stages (zbv: two, in a V).
 check_resume resumed_zbv --set pipeline.schedule=zbv --set micro_batches=4
 
+# Tied embeddings (the head on the token embedding; over 2 stages the first and last hold copies whose
+# gradients are summed): a resume is bit-identical, also with zbv, where rank 0 holds both ends.
+check_resume resumed_tied --set model.tie_embeddings=true
+check_resume resumed_tied_zbv --set model.tie_embeddings=true --set pipeline.schedule=zbv --set micro_batches=4
+# A Hugging Face GPT-2 (the test fixture) over 2 stages, each reading its own tensors, exported
+# back for transformers (make_hf_gpt2_fixture.py --check-export loads such an export).
+echo '{"model": {"kind": "gpt"}, "log": {"every": 1}}' >"$out/hf.json"  # sizes from config.json: none given here
+hf_args=(--config "$out/hf.json" --set model.init_from=tests/fixtures/hf_gpt2_tiny
+         --set micro_batch_size=2 --set micro_batches=2 --set pipeline.stages=2 --set steps=3 --set trace.path=
+         --set trace.svg= --set checkpoint.dir=)
+run train_gpt_hf "${launch[@]}" -np 2 "$build/examples/train_gpt" "${hf_args[@]}" --set model.tie_embeddings=true \
+    --set export.hf="$out/hf_export"
+if [ -s "$out/hf_export/model.safetensors" ] && grep -q '"model_type": "gpt2"' "$out/hf_export/config.json" 2>/dev/null; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1)); failures+=("hf_export_written"); echo "---- export.hf wrote no model.safetensors + config.json"
+fi
+expect_failure hf_untied "set model.tie_embeddings = true" "${launch[@]}" -np 2 "$build/examples/train_gpt" \
+    "${hf_args[@]}"
+expect_failure hf_other_size "model.layers is 3 but model.init_from" "${launch[@]}" -np 2 "$build/examples/train_gpt" \
+    "${hf_args[@]}" --set model.tie_embeddings=true --set model.layers=3
+
 # Bad configs are refused on every rank, naming the key.
 expect_failure bad_key "pipeline.shedule" "${launch[@]}" -np 2 "$build/examples/train_gpt" --set pipeline.shedule=gpipe
 expect_failure bad_stages "world size" "${launch[@]}" -np 2 "$build/examples/train_gpt" --set pipeline.stages=3

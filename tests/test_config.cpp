@@ -41,7 +41,7 @@ const char* kFullConfig = R"({
   "lr_schedule": {"kind": "constant", "warmup_steps": 7, "min_lr": 0.00006},
   "grad_clip": 0.5,
   "precision": "tf32",
-  "pipeline": {"stages": 2, "partition": "balance", "balance": [4, 4],
+  "pipeline": {"stages": 2, "partition": "balance", "balance": [4, 3],
                "schedule": "gpipe", "rematerialization": "except_last"},
   "comm": {"backend": "mpi", "timeout_s": 30},
   "steps": 12,
@@ -108,7 +108,7 @@ TEST(Config, FullConfigIsReadAndRoundTrips) {
     EXPECT_DOUBLE_EQ(c.model.dropout, 0.1);
     EXPECT_DOUBLE_EQ(c.optimizer.eps, 1e-6);
     EXPECT_DOUBLE_EQ(c.comm.timeout_s, 30.0);  // an int where a float is expected is accepted
-    EXPECT_EQ(c.pipeline.balance, (std::vector<int64_t>{4, 4}));
+    EXPECT_EQ(c.pipeline.balance, (std::vector<int64_t>{4, 3}));
     EXPECT_EQ(c.pipeline.rematerialization, "except_last");
     EXPECT_EQ(c.data.path, "corpus.txt");
     EXPECT_TRUE(c.log.memory);
@@ -116,7 +116,7 @@ TEST(Config, FullConfigIsReadAndRoundTrips) {
     EXPECT_TRUE(c.checkpoint.resume);
     EXPECT_EQ(c.summary.path, "summary.json");
     EXPECT_EQ(data_parallel_size(c, 4), 2);
-    EXPECT_EQ(model_layer_count(c), 5 + 3);
+    EXPECT_EQ(model_layer_count(c), 5 + 2);
 
     json first = to_json(c);
     TrainConfig again = parse(first.dump(2), {}, 4);
@@ -132,7 +132,7 @@ TEST(Config, ToJsonNestsByPath) {
     EXPECT_EQ(j["model"]["channels"], 48);
     EXPECT_EQ(j["checkpoint"]["every"], 6);
     EXPECT_EQ(j["grad_clip"], 0.5);
-    EXPECT_EQ(j.size(), 18u);  // the top-level keys and sections of kFullConfig, nothing else
+    EXPECT_EQ(j.size(), 19u);  // the top-level keys and sections (export included), nothing else
 }
 
 TEST(Config, OverridesOfEveryType) {
@@ -314,19 +314,24 @@ TEST(Config, StagesMustDivideTheWorldSize) {
 }
 
 TEST(Config, BalanceList) {
-    // gpt with 4 blocks has 4 + 3 = 7 layers.
+    // gpt with 4 blocks has 4 + 2 = 6 layers: the embedding, the blocks, the final LayerNorm with the head.
     expect_rejected(R"({"pipeline": {"stages": 2, "partition": "balance", "balance": [4, 2, 1]}})",
                     {"pipeline.balance [4,2,1] has 3 entries but pipeline.stages is 2"}, {}, 2);
     expect_rejected(R"({"pipeline": {"stages": 2, "partition": "balance", "balance": [4, 4]}})",
-                    {"pipeline.balance [4,4] sums to 8", "gpt model has 7 layers"}, {}, 2);
+                    {"pipeline.balance [4,4] sums to 8", "gpt model has 6 layers"}, {}, 2);
     expect_rejected(R"({"pipeline": {"stages": 2, "partition": "balance"}})",
                     {"pipeline.balance [] has 0 entries but pipeline.stages is 2"}, {}, 2);
     expect_rejected(R"({"pipeline": {"balance": [7]}})", {"pipeline.balance [7] is set", "\"uniform\""});
-    EXPECT_EQ(parse(R"({"pipeline": {"stages": 2, "partition": "balance", "balance": [4, 3]}})", {}, 2)
+    EXPECT_EQ(parse(R"({"pipeline": {"stages": 2, "partition": "balance", "balance": [4, 2]}})", {}, 2)
                   .pipeline.balance,
-              (std::vector<int64_t>{4, 3}));
+              (std::vector<int64_t>{4, 2}));
     // The layer count of each model kind.
-    EXPECT_EQ(model_layer_count(parse(R"({"model": {"kind": "gpt", "layers": 12}})")), 15);
+    // GPT-2's 12 blocks are the lesson's 14 layers, so its balance [4, 3, 3, 4] means the same here.
+    EXPECT_EQ(model_layer_count(parse(R"({"model": {"kind": "gpt", "layers": 12}})")), 14);
+    EXPECT_EQ(parse(R"({"model": {"kind": "gpt", "layers": 12},
+                        "pipeline": {"stages": 4, "partition": "balance", "balance": [4, 3, 3, 4]}})", {}, 4)
+                  .pipeline.balance,
+              (std::vector<int64_t>{4, 3, 3, 4}));
     EXPECT_EQ(model_layer_count(parse(R"({"model": {"kind": "mlp", "widths": [8, 8, 8, 8, 2]}})")), 7);
     EXPECT_EQ(model_layer_count(parse(R"({"model": {"kind": "realistic", "blocks": 6}})")), 8);
     expect_rejected(R"({"model": {"kind": "realistic", "blocks": 6},
@@ -395,11 +400,11 @@ TEST(Config, VirtualStages) {
                     {"pipeline.virtual_stages=1"}, 2);
     expect_rejected(interleaved, {"micro_batches 3", "multiple of the ranks (2), got 3"}, {"micro_batches=3"}, 2);
     expect_rejected(interleaved, {"1f1b runs one stage per rank"}, {"pipeline.schedule=1f1b"}, 2);
-    expect_rejected(interleaved, {"pipeline.stages 2 × pipeline.virtual_stages 4 = 8 stages exceed the 7 layers"},
+    expect_rejected(interleaved, {"pipeline.stages 2 × pipeline.virtual_stages 4 = 8 stages exceed the 6 layers"},
                     {"pipeline.virtual_stages=4"}, 2);
     expect_rejected(interleaved, {"pipeline.balance [4,3] has 2 entries", "= 4 stages"},
                     {"pipeline.partition=balance", "pipeline.balance=4,3"}, 2);
-    EXPECT_EQ(parse(interleaved, {"pipeline.partition=balance", "pipeline.balance=1,2,2,2"}, 2).pipeline.balance.size(), 4u);
+    EXPECT_EQ(parse(interleaved, {"pipeline.partition=balance", "pipeline.balance=1,2,2,1"}, 2).pipeline.balance.size(), 4u);
     EXPECT_EQ(parse(interleaved, {"checkpoint.dir=/tmp/somewhere"}, 2).checkpoint.dir, "/tmp/somewhere");
     expect_rejected("{}", {"pipeline.virtual_stages"}, {"pipeline.virtual_stages=-1"});
 }
@@ -546,4 +551,28 @@ TEST(Config, NulBytesAndMlpWithOtherDataAreRefused) {
     expect_rejected(std::string("{\"steps\": 3}\0{\"steps\": \"bogus\"", 28), {"run.json", "a NUL byte at offset 12"});
     expect_rejected(R"({"model": {"kind": "mlp"}, "data": {"kind": "text", "path": "corpus.txt"}})",
                     {"model.kind mlp trains on its own synthetic regression task", "data.kind = synthetic"});
+}
+
+// model.init_from: the sizes are the Hugging Face checkpoint's (its config.json); a size also given
+// must agree; it needs a tied GPT; export.hf too.
+TEST(Config, InitFromTakesTheCheckpointSizes) {
+    const std::string fixture = std::string(MP_SOURCE_DIR) + "/tests/fixtures/hf_gpt2_tiny";
+    const std::string init = R"({"model": {"tie_embeddings": true, "init_from": ")" + fixture + R"("}})";
+    TrainConfig c = parse(init);
+    EXPECT_EQ(c.model.layers, 2);
+    EXPECT_EQ(c.model.heads, 4);
+    EXPECT_EQ(c.model.channels, 64);
+    EXPECT_EQ(c.model.vocab, 96);
+    EXPECT_EQ(c.model.context, 32);
+    EXPECT_DOUBLE_EQ(c.model.layer_norm_eps, 1e-5);
+    EXPECT_EQ(model_layer_count(c), 4);
+    EXPECT_EQ(to_json(parse(to_json(c).dump())), to_json(c));  // the resolved sizes agree with the file
+    EXPECT_EQ(parse(init, {"model.layers=2"}).model.layers, 2);
+    expect_rejected(init, {"model.layers is 3", "n_layer 2", "config.json"}, {"model.layers=3"});
+    expect_rejected(init, {"model.layer_norm_eps is 1e-06", "layer_norm_epsilon 1e-05"}, {"model.layer_norm_eps=1e-6"});
+    expect_rejected(init, {"set model.tie_embeddings = true"}, {"model.tie_embeddings=false"});
+    expect_rejected(init, {"model.kind is \"mlp\""}, {"model.kind=mlp"});
+    expect_rejected(init, {"model.init_from '/nonexistent'", "does not exist"}, {"model.init_from=/nonexistent"});
+    expect_rejected("{}", {"export.hf", "model.tie_embeddings true (is false)"}, {"export.hf=out"});
+    EXPECT_EQ(parse(init, {"export.hf=out"}).exports.hf, "out");
 }
