@@ -3,7 +3,8 @@
 // The mean over counted rows needs 1 / (rows whose target is not ignore_index): its own small
 // kernel, so that the count never travels to the host.
 // defines: cross_entropy_forward, cross_entropy_backward, cross_entropy_mean_weight (cpu:: for float,
-//          double, and bfloat16 logits whose losses, logsumexp and dlosses are float32; cuda:: for float)
+//          double, and bfloat16 logits whose losses, logsumexp and dlosses are float32; cuda:: for float
+//          and bfloat16 logits)
 #pragma once
 
 #include <cstdint>
@@ -31,14 +32,15 @@ void cross_entropy_mean_weight(const int32_t* targets, int64_t rows, int ignore_
 }  // namespace mp::kernels::cpu
 
 namespace mp::kernels::cuda {
-// Float32, one block per row. The kernels cannot throw, so the targets must already be checked (the
-// ops do so on the host); a row whose target is neither valid nor ignore_index gets a NaN loss and
-// NaN dlogits, never an out-of-bounds read.
-void cross_entropy_forward(const float* logits, const int32_t* targets, float* losses, float* logsumexp,
-                           int64_t rows, int64_t vocab, int ignore_index, cudaStream_t stream);
-void cross_entropy_backward(const float* logits, const int32_t* targets, const float* logsumexp,
-                            const float* dlosses, float* dlogits, int64_t rows, int64_t vocab, int ignore_index,
-                            cudaStream_t stream);
+// T float or bfloat16 (losses, logsumexp and dlosses float32), one block per row. The kernels cannot
+// throw, so the targets must already be checked (the ops do so on the host); a row whose target is
+// neither valid nor ignore_index gets a NaN loss and NaN dlogits, never an out-of-bounds read.
+template <typename T>
+void cross_entropy_forward(const T* logits, const int32_t* targets, float* losses, float* logsumexp, int64_t rows,
+                           int64_t vocab, int ignore_index, cudaStream_t stream);
+template <typename T>
+void cross_entropy_backward(const T* logits, const int32_t* targets, const float* logsumexp, const float* dlosses,
+                            T* dlogits, int64_t rows, int64_t vocab, int ignore_index, cudaStream_t stream);
 // Same result as the CPU reference, bitwise (an integer count, then one double division). `out` is
 // device memory.
 void cross_entropy_mean_weight(const int32_t* targets, int64_t rows, int ignore_index, float* out,

@@ -456,19 +456,22 @@ TEST(CrossEntropyBf16, LossStaysFloat32AndGradientsAreRoundedOnce) {
         {"logsumexp is bfloat16(6) on cpu, expected float32 for logits bfloat16(6, 19) on cpu"});
 }
 
-// On the GPU: bfloat16 logits through the float32 kernels; float32 losses agree with the CPU's to
-// float32 accuracy of the widened logits, dlogits to one bfloat16 rounding.
+// On the GPU: the bfloat16 kernels (each logit widened to float32 as read); float32 losses agree
+// with the CPU's to float32 accuracy, dlogits to one bfloat16 rounding.
 TEST(CrossEntropyCudaBf16, MatchesCpu) {
     MP_REQUIRE_GPU();
     const Device gpu = Device::cuda(0);
-    Tensor logits = mp::testing::random_tensor({5, 37}, 7, 2.0).to(DType::BFloat16);
-    Tensor targets = Tensor::from_vector<int32_t>({1, 36, -100, 0, 12}, {5});
-    ops::CrossEntropyResult cpu = ops::cross_entropy_forward(logits, targets, -100);
-    ops::CrossEntropyResult dev = ops::cross_entropy_forward(logits.to(gpu), targets.to(gpu), -100);
-    mp::testing::expect_close(dev.losses, cpu.losses, 1e-5, 1e-6, "losses");
-    Tensor dlosses = mp::testing::random_tensor({5}, 8);
-    mp::testing::expect_close(ops::cross_entropy_backward(logits.to(gpu), targets.to(gpu), dev.logsumexp,
-                              dlosses.to(gpu), -100),
-                              ops::cross_entropy_backward(logits, targets, cpu.logsumexp, dlosses, -100),
-                              std::ldexp(1.0, -8), 1e-6, "dlogits");
+    for (int64_t vocab : {37, 50257}) {  // a non-round row, and GPT-2's odd vocabulary
+        SCOPED_TRACE(::testing::Message() << "vocab " << vocab);
+        Tensor logits = mp::testing::random_tensor({5, vocab}, 7, 2.0).to(DType::BFloat16);
+        Tensor targets = Tensor::from_vector<int32_t>({1, 36, -100, 0, 12}, {5});
+        ops::CrossEntropyResult cpu = ops::cross_entropy_forward(logits, targets, -100);
+        ops::CrossEntropyResult dev = ops::cross_entropy_forward(logits.to(gpu), targets.to(gpu), -100);
+        mp::testing::expect_close(dev.losses, cpu.losses, 1e-5, 1e-6, "losses");
+        Tensor dlosses = mp::testing::random_tensor({5}, 8);
+        mp::testing::expect_close(ops::cross_entropy_backward(logits.to(gpu), targets.to(gpu), dev.logsumexp,
+                                                              dlosses.to(gpu), -100),
+                                  ops::cross_entropy_backward(logits, targets, cpu.logsumexp, dlosses, -100),
+                                  std::ldexp(1.0, -8), 1e-6, "dlogits");
+    }
 }

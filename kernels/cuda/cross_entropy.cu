@@ -1,4 +1,5 @@
-// CUDA cross-entropy fused with softmax, float32, with an ignore index.
+// CUDA cross-entropy fused with softmax, float32 and bfloat16 logits (losses, logsumexp and
+// dloss in float32; bfloat16 rows take a scalar loop, half the bytes), with an ignore index.
 // Forward: per row, logsumexp = max + log(sum exp(x - max)) and loss = logsumexp - x[target]
 // (0 for ignored rows). Backward: dlogits = dloss * (exp(x - logsumexp) - [j == target]).
 //
@@ -24,6 +25,9 @@
 #include <cmath>
 #include <cstdint>
 
+#include <type_traits>
+
+#include "kernels/common/bfloat16.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/cuda/check.cuh"
 
@@ -107,22 +111,27 @@ __device__ __forceinline__ RowSplit split_row(int64_t head, int64_t vocab) {
     return {head, (vocab - head) / 4};
 }
 
+// T float: the float4 body; T bfloat16: a scalar loop (each value widened to float32).
+template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    forward_kernel(const float* __restrict__ logits, const int32_t* __restrict__ targets, float* __restrict__ losses,
+    forward_kernel(const T* __restrict__ logits, const int32_t* __restrict__ targets, float* __restrict__ losses,
                    float* __restrict__ logsumexp, int64_t rows, int64_t vocab, int ignore_index) {
     __shared__ MaxSum warp_partials[kWarps];
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-        const float* row_logits = logits + row * vocab;
-        const RowSplit split = split_row(elements_to_alignment(row_logits), vocab);
-        const float4* body = reinterpret_cast<const float4*>(row_logits + split.head);
-        const int64_t tail_start = split.head + 4 * split.vecs;
-
+        const T* row_logits = logits + row * vocab;
         MaxSum state{-INFINITY, 0.0f};
-        for (int64_t j = threadIdx.x; j < split.head; j += kThreads) absorb(state, row_logits[j]);
-        // Unrolled so that several independent float4 loads are in flight per thread.
+        if constexpr (std::is_same_v<T, float>) {
+            const RowSplit split = split_row(elements_to_alignment(row_logits), vocab);
+            const float4* body = reinterpret_cast<const float4*>(row_logits + split.head);
+            const int64_t tail_start = split.head + 4 * split.vecs;
+            for (int64_t j = threadIdx.x; j < split.head; j += kThreads) absorb(state, row_logits[j]);
+            // Unrolled so that several independent float4 loads are in flight per thread.
 #pragma unroll 4
-        for (int64_t i = threadIdx.x; i < split.vecs; i += kThreads) absorb4(state, body[i]);
-        for (int64_t j = tail_start + threadIdx.x; j < vocab; j += kThreads) absorb(state, row_logits[j]);
+            for (int64_t i = threadIdx.x; i < split.vecs; i += kThreads) absorb4(state, body[i]);
+            for (int64_t j = tail_start + threadIdx.x; j < vocab; j += kThreads) absorb(state, row_logits[j]);
+        } else {
+            for (int64_t j = threadIdx.x; j < vocab; j += kThreads) absorb(state, static_cast<float>(row_logits[j]));
+        }
         state = block_reduce(state, warp_partials);
 
         if (threadIdx.x == 0) {
@@ -132,7 +141,7 @@ __global__ void __launch_bounds__(kThreads)
             if (target == ignore_index) {
                 loss = 0.0f;
             } else if (target >= 0 && target < vocab) {
-                loss = lse - row_logits[target];
+                loss = lse - static_cast<float>(row_logits[target]);
             } else {
                 loss = NAN;  // unchecked bad target: visible, never an out-of-bounds read
             }
@@ -143,13 +152,14 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
+template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    backward_kernel(const float* __restrict__ logits, const int32_t* __restrict__ targets,
+    backward_kernel(const T* __restrict__ logits, const int32_t* __restrict__ targets,
                     const float* __restrict__ logsumexp, const float* __restrict__ dlosses,
-                    float* __restrict__ dlogits, int64_t rows, int64_t vocab, int ignore_index) {
+                    T* __restrict__ dlogits, int64_t rows, int64_t vocab, int ignore_index) {
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-        const float* row_logits = logits + row * vocab;
-        float* row_grad = dlogits + row * vocab;
+        const T* row_logits = logits + row * vocab;
+        T* row_grad = dlogits + row * vocab;
         const int32_t target = targets[row];
         const bool ignored = target == ignore_index;
         const bool valid = target >= 0 && target < vocab;
@@ -162,22 +172,28 @@ __global__ void __launch_bounds__(kThreads)
             return dloss * (probability - (j == target ? 1.0f : 0.0f));
         };
 
-        // float4 only when the dlogits row is aligned like the logits row; else all scalar.
-        int64_t head = elements_to_alignment(row_logits);
-        if (elements_to_alignment(row_grad) != head) head = vocab;
-        const RowSplit split = split_row(head, vocab);
-        const float4* body_in = reinterpret_cast<const float4*>(row_logits + split.head);
-        float4* body_out = reinterpret_cast<float4*>(row_grad + split.head);
-        const int64_t tail_start = split.head + 4 * split.vecs;
+        if constexpr (!std::is_same_v<T, float>) {  // bfloat16: scalar, each gradient rounded once
+            for (int64_t j = threadIdx.x; j < vocab; j += kThreads)
+                row_grad[j] = T(grad(static_cast<float>(row_logits[j]), j));
+            continue;
+        } else {
+            // float4 only when the dlogits row is aligned like the logits row; else all scalar.
+            int64_t head = elements_to_alignment(row_logits);
+            if (elements_to_alignment(row_grad) != head) head = vocab;
+            const RowSplit split = split_row(head, vocab);
+            const float4* body_in = reinterpret_cast<const float4*>(row_logits + split.head);
+            float4* body_out = reinterpret_cast<float4*>(row_grad + split.head);
+            const int64_t tail_start = split.head + 4 * split.vecs;
 
-        for (int64_t j = threadIdx.x; j < split.head; j += kThreads) row_grad[j] = grad(row_logits[j], j);
+            for (int64_t j = threadIdx.x; j < split.head; j += kThreads) row_grad[j] = grad(row_logits[j], j);
 #pragma unroll 4
-        for (int64_t i = threadIdx.x; i < split.vecs; i += kThreads) {
-            const float4 x = body_in[i];
-            const int64_t j = split.head + 4 * i;
-            body_out[i] = make_float4(grad(x.x, j), grad(x.y, j + 1), grad(x.z, j + 2), grad(x.w, j + 3));
+            for (int64_t i = threadIdx.x; i < split.vecs; i += kThreads) {
+                const float4 x = body_in[i];
+                const int64_t j = split.head + 4 * i;
+                body_out[i] = make_float4(grad(x.x, j), grad(x.y, j + 1), grad(x.z, j + 2), grad(x.w, j + 3));
+            }
+            for (int64_t j = tail_start + threadIdx.x; j < vocab; j += kThreads) row_grad[j] = grad(row_logits[j], j);
         }
-        for (int64_t j = tail_start + threadIdx.x; j < vocab; j += kThreads) row_grad[j] = grad(row_logits[j], j);
     }
 }
 
@@ -202,22 +218,32 @@ __global__ void __launch_bounds__(kCountThreads)
 
 }  // namespace
 
-void cross_entropy_forward(const float* logits, const int32_t* targets, float* losses, float* logsumexp,
-                           int64_t rows, int64_t vocab, int ignore_index, cudaStream_t stream) {
+template <typename T>
+void cross_entropy_forward(const T* logits, const int32_t* targets, float* losses, float* logsumexp, int64_t rows,
+                           int64_t vocab, int ignore_index, cudaStream_t stream) {
     if (rows == 0 || vocab == 0) return;
-    forward_kernel<<<row_blocks(rows), kThreads, 0, stream>>>(logits, targets, losses, logsumexp, rows, vocab,
-                                                              ignore_index);
+    forward_kernel<T><<<row_blocks(rows), kThreads, 0, stream>>>(logits, targets, losses, logsumexp, rows, vocab,
+                                                                 ignore_index);
     CUDA_CHECK_LAUNCH();
 }
 
-void cross_entropy_backward(const float* logits, const int32_t* targets, const float* logsumexp,
-                            const float* dlosses, float* dlogits, int64_t rows, int64_t vocab, int ignore_index,
-                            cudaStream_t stream) {
+template <typename T>
+void cross_entropy_backward(const T* logits, const int32_t* targets, const float* logsumexp, const float* dlosses,
+                            T* dlogits, int64_t rows, int64_t vocab, int ignore_index, cudaStream_t stream) {
     if (rows == 0 || vocab == 0) return;
-    backward_kernel<<<row_blocks(rows), kThreads, 0, stream>>>(logits, targets, logsumexp, dlosses, dlogits, rows,
-                                                               vocab, ignore_index);
+    backward_kernel<T><<<row_blocks(rows), kThreads, 0, stream>>>(logits, targets, logsumexp, dlosses, dlogits, rows,
+                                                                  vocab, ignore_index);
     CUDA_CHECK_LAUNCH();
 }
+
+template void cross_entropy_forward<float>(const float*, const int32_t*, float*, float*, int64_t, int64_t, int,
+                                           cudaStream_t);
+template void cross_entropy_forward<bfloat16>(const bfloat16*, const int32_t*, float*, float*, int64_t, int64_t, int,
+                                              cudaStream_t);
+template void cross_entropy_backward<float>(const float*, const int32_t*, const float*, const float*, float*, int64_t,
+                                            int64_t, int, cudaStream_t);
+template void cross_entropy_backward<bfloat16>(const bfloat16*, const int32_t*, const float*, const float*, bfloat16*,
+                                               int64_t, int64_t, int, cudaStream_t);
 
 void cross_entropy_mean_weight(const int32_t* targets, int64_t rows, int ignore_index, float* out,
                                cudaStream_t stream) {

@@ -57,9 +57,6 @@ void check_cuda_targets(const char* op, const Tensor& targets, int64_t vocab, in
 CrossEntropyResult cross_entropy_forward(const Tensor& logits, const Tensor& targets, int ignore_index) {
     const char* op = "cross_entropy_forward";
     check_logits_and_targets(op, logits, targets);
-    // Widened on a GPU; the losses and logsumexp are float32 either way.
-    if (detail::bf16_through_float32(logits))
-        return cross_entropy_forward(cast(logits, DType::Float32), targets, ignore_index);
     const int64_t vocab = logits.shape().back();
     const int64_t rows = targets.numel();
     const DType statistics = cross_entropy_statistics_dtype(logits.dtype());
@@ -67,15 +64,15 @@ CrossEntropyResult cross_entropy_forward(const Tensor& logits, const Tensor& tar
                               Tensor::empty(targets.shape(), statistics, logits.device())};
     if (rows == 0) return result;
 
-    dispatch_floating(op, logits.dtype(), detail::floating_cpu_only_bf16(logits.device()), [&](auto tag) {
+    dispatch_floating(op, logits.dtype(), detail::floating_on(logits.device()), [&](auto tag) {
         using T = typename decltype(tag)::type;
         using S = compute_t<T>;
         if (logits.device().is_cpu()) {
             kernels::cpu::cross_entropy_forward(logits.data<T>(), targets.data<int32_t>(), result.losses.data<S>(),
                                                 result.logsumexp.data<S>(), rows, vocab, ignore_index);
-        } else if constexpr (std::is_same_v<T, float>) {
+        } else if constexpr (detail::kHasCudaKernels<T>) {
             check_cuda_targets(op, targets, vocab, ignore_index);
-            MP_ON_CUDA(kernels::cuda::cross_entropy_forward(logits.data<float>(), targets.data<int32_t>(),
+            MP_ON_CUDA(kernels::cuda::cross_entropy_forward(logits.data<T>(), targets.data<int32_t>(),
                                                             result.losses.data<float>(),
                                                             result.logsumexp.data<float>(), rows, vocab, ignore_index,
                                                             detail::stream_of(logits)));
@@ -90,25 +87,22 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const
     check_logits_and_targets(op, logits, targets);
     check_per_row(op, logsumexp, "logsumexp", logits, targets);
     check_per_row(op, dlosses, "dlosses", logits, targets);
-    if (detail::bf16_through_float32(logits))
-        return cast(cross_entropy_backward(cast(logits, DType::Float32), targets, logsumexp, dlosses, ignore_index),
-                    DType::BFloat16);
     const int64_t vocab = logits.shape().back();
     const int64_t rows = targets.numel();
     Tensor dlogits = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
     if (rows == 0) return dlogits;
 
-    dispatch_floating(op, logits.dtype(), detail::floating_cpu_only_bf16(logits.device()), [&](auto tag) {
+    dispatch_floating(op, logits.dtype(), detail::floating_on(logits.device()), [&](auto tag) {
         using T = typename decltype(tag)::type;
         using S = compute_t<T>;
         if (logits.device().is_cpu()) {
             kernels::cpu::cross_entropy_backward(logits.data<T>(), targets.data<int32_t>(), logsumexp.data<S>(),
                                                  dlosses.data<S>(), dlogits.data<T>(), rows, vocab, ignore_index);
-        } else if constexpr (std::is_same_v<T, float>) {
+        } else if constexpr (detail::kHasCudaKernels<T>) {
             check_cuda_targets(op, targets, vocab, ignore_index);
-            MP_ON_CUDA(kernels::cuda::cross_entropy_backward(logits.data<float>(), targets.data<int32_t>(),
+            MP_ON_CUDA(kernels::cuda::cross_entropy_backward(logits.data<T>(), targets.data<int32_t>(),
                                                              logsumexp.data<float>(), dlosses.data<float>(),
-                                                             dlogits.data<float>(), rows, vocab, ignore_index,
+                                                             dlogits.data<T>(), rows, vocab, ignore_index,
                                                              detail::stream_of(logits)));
         }
     });
