@@ -197,7 +197,7 @@ int run_benchmarks(int argc, char** argv) {
         // Reads dout once and writes all of dwte (rows of ids that never occur are zeroed).
         run("embedding_bwd", 4.0 * N * C + 4.0 * V * C, 0, [&] {
             kernels::cuda::embedding_backward(target_ids.data<int32_t>(), dout.data<float>(), dwte.data<float>(), N, V, C,
-                                              workspace.raw_data(), workspace_bytes, stream);
+                                              /*accumulate=*/false, workspace.raw_data(), workspace_bytes, stream);
         });
     }
     {

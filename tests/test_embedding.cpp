@@ -9,6 +9,7 @@
 
 #include "kernels/embedding.h"
 #include "tensor/device_context.h"
+#include "tensor/ops/elementwise.h"
 #include "tensor/ops/embedding.h"
 #include "tests/support/test_util.h"
 
@@ -49,8 +50,8 @@ Tensor cuda_backward_poisoned([[maybe_unused]] const Tensor& ids, const Tensor& 
     const size_t workspace_bytes = kernels::cuda::embedding_backward_workspace_bytes(ids.numel(), num_embeddings);
     Tensor workspace = poisoned({static_cast<int64_t>((workspace_bytes + 3) / 4)}, DType::Int32, dout.device());
     kernels::cuda::embedding_backward(ids.data<int32_t>(), dout.data<float>(), dweight.data<float>(), ids.numel(),
-                                      num_embeddings, dim, workspace.raw_data(), workspace_bytes,
-                                      compute_stream(dout.device().index));
+                                      num_embeddings, dim, /*accumulate=*/false, workspace.raw_data(),
+                                      workspace_bytes, compute_stream(dout.device().index));
 #endif
     return dweight;
 }
@@ -290,4 +291,45 @@ TEST(EmbeddingCudaBf16, MatchesCpu) {
     mp::testing::expect_close(ops::embedding_backward(ids.to(gpu), dout.to(gpu), 13), ops::embedding_backward(ids,
                               dout, 13),
                               std::ldexp(1.0, -8), 1e-6, "gradient");
+}
+
+// In place: written (rows of absent ids zeroed), then accumulated (only the rows the ids touch
+// change, each by its run's sum added once); bfloat16 dout into a float32 gradient sums in float32
+// and is never rounded to bfloat16 — the float32 gradient of the widened dout, exactly.
+TEST(EmbeddingOps, BackwardIntoAnExistingGradientWritesThenAccumulates) {
+    Tensor ids = Tensor::from_vector<int32_t>({4, 0, 4, 10, 4, 2}, {2, 3});
+    Tensor dout = mp::testing::random_tensor({2, 3, 7}, 5);
+    const Tensor once = ops::embedding_backward(ids, dout, 11);
+    Tensor grad = mp::testing::poisoned({11, 7}, DType::Float32, Device::cpu());
+    ops::embedding_backward_(grad, ids, dout, false);
+    mp::testing::expect_equal(grad, once, "written");
+    Tensor other = Tensor::from_vector<int32_t>({1, 1, 1, 1, 1, 1}, {2, 3});
+    ops::embedding_backward_(grad, other, dout, true);
+    mp::testing::expect_equal(grad, ops::add(once, ops::embedding_backward(other, dout, 11)), "accumulated");
+
+    const Tensor dout16 = dout.to(DType::BFloat16);
+    Tensor mixed = Tensor::zeros({11, 7});
+    ops::embedding_backward_(mixed, ids, dout16, true);
+    mp::testing::expect_equal(mixed, ops::embedding_backward(ids, dout16.to(DType::Float32), 11), "bf16 into float32");
+    Tensor wrong = Tensor::zeros({11, 6});
+    expect_invalid_argument([&] { ops::embedding_backward_(wrong, ids, dout, false); },
+                            {"embedding_backward: dweight", "must be (num_embeddings, 7)"});
+}
+
+// The same on the GPU, bit for bit as the CPU for float32 and bfloat16 dout alike (the same float32
+// sums in the same order, added once), each written then accumulated.
+TEST(EmbeddingCuda, BackwardIntoAnExistingGradientMatchesCpu) {
+    MP_REQUIRE_GPU();
+    const Device gpu = Device::cuda(0);
+    Tensor ids = Tensor::from_vector<int32_t>({4, 0, 4, 10, 4, 2, 9, 9}, {2, 4});
+    for (DType dtype : {DType::Float32, DType::BFloat16}) {
+        const Tensor dout = mp::testing::random_tensor({2, 4, 37}, 6).to(dtype);
+        Tensor cpu = Tensor::empty({11, 37});
+        Tensor dev = mp::testing::poisoned({11, 37}, DType::Float32, gpu);
+        for (bool accumulate : {false, true}) {
+            ops::embedding_backward_(cpu, ids, dout, accumulate);
+            ops::embedding_backward_(dev, ids.to(gpu), dout.to(gpu), accumulate);
+        }
+        mp::testing::expect_equal(dev, cpu, str("in place, dout ", dtype_name(dtype)));
+    }
 }

@@ -36,10 +36,14 @@ Tensor embedding(const Tensor& ids, const Tensor& weight) {
     Tensor y = ops::embedding(ids, weight);
     // Token ids are not differentiable; the weight's gradient is a scatter-add of dy by id.
     // Only a W half: nothing flows back to the ids.
-    autograd::record("embedding", {ids, weight}, {y}, nullptr,
-                     [ids, rw = TensorRef(weight)](Grads& g, const std::vector<Tensor>& dy) {
-                         g.accumulate(rw, ops::embedding_backward(ids, dy[0], rw.shape[0]));
-                     });
+    // A parameter's gradient is accumulated in place (only the rows its ids touch, bfloat16 into a
+    // float32 master unrounded).
+    autograd::record("embedding", {ids, weight}, {y}, nullptr, [ids, weight](Grads& g, const std::vector<Tensor>& dy) {
+        const Tensor& dout = dy[0];
+        if (!autograd::accumulate_into_slot(
+                weight, [&](Tensor& grad, bool acc) { ops::embedding_backward_(grad, ids, dout, acc); }))
+            g.accumulate(weight, ops::embedding_backward(ids, dout, weight.size(0)));
+    });
     return y;
 }
 

@@ -30,11 +30,39 @@ void embedding_backward(const int32_t* ids, const T* dout, T* dweight, int64_t n
     for (int64_t i = 0; i < num_embeddings * cols; ++i) dweight[i] = static_cast<T>(sums[static_cast<size_t>(i)]);
 }
 
+template <typename T, typename G>
+void embedding_backward_into(const int32_t* ids, const T* dout, G* dweight, int64_t n, int64_t num_embeddings,
+                             int64_t cols, bool accumulate) {
+    using C = compute_t<T>;
+    std::vector<C> sums(static_cast<size_t>(num_embeddings * cols), C(0));
+    std::vector<char> occurs(static_cast<size_t>(num_embeddings), 0);
+    for (int64_t p = 0; p < n; ++p) {
+        occurs[static_cast<size_t>(ids[p])] = 1;
+        C* row = sums.data() + static_cast<int64_t>(ids[p]) * cols;
+        for (int64_t c = 0; c < cols; ++c) row[c] += static_cast<C>(dout[p * cols + c]);
+    }
+    for (int64_t v = 0; v < num_embeddings; ++v)
+        for (int64_t c = 0; c < cols; ++c) {
+            G& out = dweight[v * cols + c];
+            const C old = accumulate ? static_cast<C>(out) : C(0);
+            if (occurs[static_cast<size_t>(v)]) out = static_cast<G>(old + sums[static_cast<size_t>(v * cols + c)]);
+            else if (!accumulate) out = static_cast<G>(C(0));
+        }
+}
+
 template void embedding_forward<float>(const int32_t*, const float*, float*, int64_t, int64_t);
 template void embedding_forward<double>(const int32_t*, const double*, double*, int64_t, int64_t);
 template void embedding_backward<float>(const int32_t*, const float*, float*, int64_t, int64_t, int64_t);
 template void embedding_backward<double>(const int32_t*, const double*, double*, int64_t, int64_t, int64_t);
 template void embedding_forward<bfloat16>(const int32_t*, const bfloat16*, bfloat16*, int64_t, int64_t);
 template void embedding_backward<bfloat16>(const int32_t*, const bfloat16*, bfloat16*, int64_t, int64_t, int64_t);
+template void embedding_backward_into<float, float>(const int32_t*, const float*, float*, int64_t, int64_t, int64_t,
+                                                    bool);
+template void embedding_backward_into<double, double>(const int32_t*, const double*, double*, int64_t, int64_t,
+                                                      int64_t, bool);
+template void embedding_backward_into<bfloat16, float>(const int32_t*, const bfloat16*, float*, int64_t, int64_t,
+                                                       int64_t, bool);
+template void embedding_backward_into<bfloat16, bfloat16>(const int32_t*, const bfloat16*, bfloat16*, int64_t,
+                                                          int64_t, int64_t, bool);
 
 }  // namespace mp::kernels::cpu

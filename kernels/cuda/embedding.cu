@@ -1,4 +1,6 @@
-// CUDA embedding lookup (float32): the forward gather and a deterministic backward scatter-add.
+// CUDA embedding lookup (float32 and bfloat16): the forward gather and a deterministic backward
+// scatter-add, written or accumulated in place into a gradient of the master's dtype (bfloat16
+// dout summed in float32 into a float32 master: never rounded to bfloat16 on the way).
 //
 // Floor (H100, ~3 TB/s): the forward reads a weight row and writes an output row per id, 8 B per
 // output element (GPT-2: 8192 ids x 768 = 50 MB, ~17 us). The backward reads dout once (4 B per
@@ -24,6 +26,9 @@
 #include <algorithm>
 #include <cstdint>
 
+#include <type_traits>
+
+#include "kernels/common/bfloat16.h"
 #include "kernels/cuda/check.cuh"
 #include "kernels/embedding.h"
 
@@ -81,6 +86,7 @@ __device__ __forceinline__ void accumulate(float4& sum, float4 value) {
 }
 
 __device__ __forceinline__ void set_nan(float& value) { value = __int_as_float(0x7fc00000); }
+__device__ __forceinline__ void set_nan(bfloat16& value) { value.bits = 0x7fc0; }
 __device__ __forceinline__ void set_nan(float4& value) {
     const float nan = __int_as_float(0x7fc00000);
     value = make_float4(nan, nan, nan, nan);
@@ -108,8 +114,9 @@ __global__ void iota_kernel(int64_t* __restrict__ positions, int64_t n) {
 }
 
 // Blocks stride over sorted indices; the block at the first index of a run of equal ids sums the
-// run's dout rows in sorted (= increasing position) order into dweight[id]. The skip test reads
-// the same two ids in every thread, so a block skips or works as a whole (no barriers here).
+// run's dout rows in sorted (= increasing position) order and adds the sum to dweight[id] (zeroed
+// first unless accumulating). The skip test reads the same two ids in every thread, so a block
+// skips or works as a whole (no barriers here).
 template <typename Vec>
 __global__ void __launch_bounds__(kRunThreads)
     embedding_sum_runs_kernel(const int32_t* __restrict__ sorted_ids, const int64_t* __restrict__ sorted_positions,
@@ -120,12 +127,60 @@ __global__ void __launch_bounds__(kRunThreads)
         if (start > 0 && sorted_ids[start - 1] == id) continue;  // inside a run: its first index sums it
         if (id < 0 || id >= num_embeddings) continue;            // a bad id (reported by the op's check)
         for (int64_t column = threadIdx.x; column < vecs_per_row; column += blockDim.x) {
-            Vec sum{};  // zero, like the CPU reference's zeroed dweight row
+            Vec sum{};  // zero, like the CPU reference's sums
             for (int64_t j = start; j < n && sorted_ids[j] == id; ++j)
                 accumulate(sum, dout[sorted_positions[j] * vecs_per_row + column]);
-            dweight[static_cast<int64_t>(id) * vecs_per_row + column] = sum;
+            Vec& out = dweight[static_cast<int64_t>(id) * vecs_per_row + column];
+            Vec total = out;
+            accumulate(total, sum);  // + the old value (0 after the zeroing): one rounding
+            out = total;
         }
     }
+}
+
+// The same for bfloat16 dout: each run summed in float32, then added to dweight (float32, or
+// bfloat16 rounded once).
+template <typename G>
+__global__ void __launch_bounds__(kRunThreads)
+    embedding_sum_runs_bf16_kernel(const int32_t* __restrict__ sorted_ids, const int64_t* __restrict__ sorted_positions,
+                                   const bfloat16* __restrict__ dout, G* __restrict__ dweight, int64_t n,
+                                   int64_t num_embeddings, int64_t cols) {
+    for (int64_t start = blockIdx.x; start < n; start += gridDim.x) {
+        const int32_t id = sorted_ids[start];
+        if (start > 0 && sorted_ids[start - 1] == id) continue;
+        if (id < 0 || id >= num_embeddings) continue;
+        for (int64_t column = threadIdx.x; column < cols; column += blockDim.x) {
+            float sum = 0.0f;
+            for (int64_t j = start; j < n && sorted_ids[j] == id; ++j)
+                sum += static_cast<float>(dout[sorted_positions[j] * cols + column]);
+            G& out = dweight[static_cast<int64_t>(id) * cols + column];
+            out = G(static_cast<float>(out) + sum);
+        }
+    }
+}
+
+// Sorts (id, position) pairs into the workspace; returns the sorted arrays.
+struct SortedIds {
+    const int32_t* ids;
+    const int64_t* positions;
+};
+
+SortedIds sort_ids(const int32_t* ids, int64_t n, int64_t num_embeddings, void* workspace, size_t workspace_bytes,
+                   cudaStream_t stream) {
+    const int key_bits = sort_key_bits(num_embeddings);
+    const WorkspaceLayout layout = workspace_layout(n, key_bits);
+    MP_REQUIRE(workspace_bytes >= layout.total, "embedding_backward: workspace has ", workspace_bytes,
+               " bytes, needs ", layout.total, " for ", n, " ids (embedding_backward_workspace_bytes)");
+    char* base = static_cast<char*>(workspace);
+    int32_t* sorted_ids = reinterpret_cast<int32_t*>(base + layout.sorted_ids);
+    int64_t* positions = reinterpret_cast<int64_t*>(base + layout.positions);
+    int64_t* sorted_positions = reinterpret_cast<int64_t*>(base + layout.sorted_positions);
+    iota_kernel<<<cuda_detail::grid_for(n, kElementThreads), kElementThreads, 0, stream>>>(positions, n);
+    CUDA_CHECK_LAUNCH();
+    size_t sort_storage_bytes = layout.sort_storage_bytes;
+    CUDA_CHECK(cub::DeviceRadixSort::SortPairs(base + layout.sort_storage, sort_storage_bytes, ids, sorted_ids,
+                                               positions, sorted_positions, n, 0, key_bits, stream));
+    return {sorted_ids, sorted_positions};
 }
 
 }  // namespace
@@ -146,43 +201,50 @@ void embedding_forward(const int32_t* ids, const float* weight, float* out, int6
     CUDA_CHECK_LAUNCH();
 }
 
+void embedding_forward(const int32_t* ids, const bfloat16* weight, bfloat16* out, int64_t n, int64_t num_embeddings,
+                       int64_t cols, cudaStream_t stream) {
+    if (n == 0 || cols == 0) return;
+    embedding_forward_kernel<bfloat16><<<cuda_detail::grid_for(n * cols, kElementThreads), kElementThreads, 0,
+                                         stream>>>(ids, weight, out, n, num_embeddings, cols);
+    CUDA_CHECK_LAUNCH();
+}
+
 size_t embedding_backward_workspace_bytes(int64_t n, int64_t num_embeddings) {
     if (n == 0) return 0;  // nothing to sort
     return workspace_layout(n, sort_key_bits(num_embeddings)).total;
 }
 
-void embedding_backward(const int32_t* ids, const float* dout, float* dweight, int64_t n, int64_t num_embeddings,
-                        int64_t cols, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+template <typename T, typename G>
+void embedding_backward(const int32_t* ids, const T* dout, G* dweight, int64_t n, int64_t num_embeddings, int64_t cols,
+                        bool accumulate, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
     if (num_embeddings == 0 || cols == 0) return;  // dweight is empty
-    // Rows of ids that never occur stay zero.
-    CUDA_CHECK(cudaMemsetAsync(dweight, 0, static_cast<size_t>(num_embeddings * cols) * sizeof(float), stream));
+    // Rows of ids that never occur stay zero (or keep their old gradient when accumulating).
+    if (!accumulate)
+        CUDA_CHECK(cudaMemsetAsync(dweight, 0, static_cast<size_t>(num_embeddings * cols) * sizeof(G), stream));
     if (n == 0) return;
-
-    const int key_bits = sort_key_bits(num_embeddings);
-    const WorkspaceLayout layout = workspace_layout(n, key_bits);
-    MP_REQUIRE(workspace_bytes >= layout.total, "embedding_backward: workspace has ", workspace_bytes,
-               " bytes, needs ", layout.total, " for ", n, " ids (embedding_backward_workspace_bytes)");
-    char* base = static_cast<char*>(workspace);
-    int32_t* sorted_ids = reinterpret_cast<int32_t*>(base + layout.sorted_ids);
-    int64_t* positions = reinterpret_cast<int64_t*>(base + layout.positions);
-    int64_t* sorted_positions = reinterpret_cast<int64_t*>(base + layout.sorted_positions);
-
-    iota_kernel<<<cuda_detail::grid_for(n, kElementThreads), kElementThreads, 0, stream>>>(positions, n);
-    CUDA_CHECK_LAUNCH();
-    size_t sort_storage_bytes = layout.sort_storage_bytes;
-    CUDA_CHECK(cub::DeviceRadixSort::SortPairs(base + layout.sort_storage, sort_storage_bytes, ids, sorted_ids,
-                                               positions, sorted_positions, n, 0, key_bits, stream));
-
+    const SortedIds sorted = sort_ids(ids, n, num_embeddings, workspace, workspace_bytes, stream);
     const unsigned run_blocks = static_cast<unsigned>(std::min(n, kMaxRunBlocks));
-    if (cols % 4 == 0 && aligned16(dout) && aligned16(dweight)) {
-        embedding_sum_runs_kernel<float4><<<run_blocks, kRunThreads, 0, stream>>>(
-            sorted_ids, sorted_positions, reinterpret_cast<const float4*>(dout), reinterpret_cast<float4*>(dweight), n,
-            num_embeddings, cols / 4);
+    if constexpr (std::is_same_v<T, float>) {
+        if (cols % 4 == 0 && aligned16(dout) && aligned16(dweight)) {
+            embedding_sum_runs_kernel<float4><<<run_blocks, kRunThreads, 0, stream>>>(
+                sorted.ids, sorted.positions, reinterpret_cast<const float4*>(dout),
+                reinterpret_cast<float4*>(dweight), n, num_embeddings, cols / 4);
+        } else {
+            embedding_sum_runs_kernel<float><<<run_blocks, kRunThreads, 0, stream>>>(
+                sorted.ids, sorted.positions, dout, dweight, n, num_embeddings, cols);
+        }
     } else {
-        embedding_sum_runs_kernel<float><<<run_blocks, kRunThreads, 0, stream>>>(sorted_ids, sorted_positions, dout,
-                                                                                 dweight, n, num_embeddings, cols);
+        embedding_sum_runs_bf16_kernel<G><<<run_blocks, kRunThreads, 0, stream>>>(sorted.ids, sorted.positions, dout,
+                                                                                  dweight, n, num_embeddings, cols);
     }
     CUDA_CHECK_LAUNCH();
 }
+
+template void embedding_backward<float, float>(const int32_t*, const float*, float*, int64_t, int64_t, int64_t, bool,
+                                               void*, size_t, cudaStream_t);
+template void embedding_backward<bfloat16, float>(const int32_t*, const bfloat16*, float*, int64_t, int64_t, int64_t,
+                                                  bool, void*, size_t, cudaStream_t);
+template void embedding_backward<bfloat16, bfloat16>(const int32_t*, const bfloat16*, bfloat16*, int64_t, int64_t,
+                                                     int64_t, bool, void*, size_t, cudaStream_t);
 
 }  // namespace mp::kernels::cuda
