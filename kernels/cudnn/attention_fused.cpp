@@ -166,6 +166,7 @@ class ThreadState {
     ThreadState(const ThreadState&) = delete;
     ThreadState& operator=(const ThreadState&) = delete;
     ~ThreadState() {
+        graphs_.clear();  // the plans before the handles they were built with
         for (auto& entry : handles_) cudnnDestroy(entry.second);
     }
 
