@@ -46,11 +46,13 @@ std::string key_of(const Tensor& qkv, int64_t heads, kernels::SdpaKey* key) {
 
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
 
+#if MP_CUDNN_FRONTEND
 // The workspace: int32 elements covering `bytes` (none for 0 bytes).
 Tensor workspace_for(size_t bytes, Device device) {
     if (bytes == 0) return Tensor();
     return Tensor::empty({static_cast<int64_t>((bytes + 3) / 4)}, DType::Int32, device);
 }
+#endif
 
 // The key of a qkv the fused ops are given: any reason not to take it is an argument error.
 kernels::SdpaKey checked_key(const char* op, const Tensor& qkv, int64_t heads) {
