@@ -152,6 +152,20 @@ std::string build(fe::graph::Graph& graph, cudnnHandle_t handle, const SdpaKey& 
     return failure;
 }
 
+// Makes and builds one graph. The frontend throws from graph construction when no SDPA
+// implementation suits the attributes on this cuDNN ("No suitable implementation"): that too is
+// "not supported here", returned as the reason.
+std::string construct(std::shared_ptr<fe::graph::Graph>& graph,
+                      std::shared_ptr<fe::graph::Graph> (*make)(const SdpaKey&), cudnnHandle_t handle,
+                      const SdpaKey& key, const char* which) {
+    try {
+        graph = make(key);
+    } catch (const std::runtime_error& e) {
+        return str(which, ": graph construction failed for ", key.str(), ": ", e.what());
+    }
+    return build(*graph, handle, key, which);
+}
+
 struct GraphPair {
     std::shared_ptr<fe::graph::Graph> forward, backward;
     std::string unsupported;  // "" when both built
@@ -192,14 +206,8 @@ class ThreadState {
         ++pairs_built_;
         GraphPair pair;
         pair.unsupported = sdpa_unsupported_reason(key);
-        if (pair.unsupported.empty()) {
-            pair.forward = forward_graph(key);
-            pair.unsupported = build(*pair.forward, h, key, "forward");
-        }
-        if (pair.unsupported.empty()) {
-            pair.backward = backward_graph(key);
-            pair.unsupported = build(*pair.backward, h, key, "backward");
-        }
+        if (pair.unsupported.empty()) pair.unsupported = construct(pair.forward, forward_graph, h, key, "forward");
+        if (pair.unsupported.empty()) pair.unsupported = construct(pair.backward, backward_graph, h, key, "backward");
         if (pair.unsupported.empty()) {
             FRONTEND_CHECK(pair.forward->get_workspace_size(pair.forward_workspace), key);
             FRONTEND_CHECK(pair.backward->get_workspace_size(pair.backward_workspace), key);
