@@ -7,11 +7,11 @@
 #   make bench      kernel benchmarks against PyTorch (GPU machine)
 #   make gpu-check OUT=dir   the one-shot GPU check: build, tests, sanitizer, benchmarks, report
 #   make deps       install (or print the command for) the Debian packages; header-only
-#                   dependencies (nlohmann/json) go to the git-ignored .deps/ folder
+#                   dependencies (nlohmann/json, cudnn-frontend) go to the git-ignored .deps/ folder
 #
 # Overrides: CUDA=0 (CPU-only), CUDA_ARCH=90, DEBUG=1, SANITIZE=1 (ASan+UBSan on host code),
 # DEPS=0 (test / demo never run `deps`: offline machines), and HAVE_<X>=0 to pretend a probe
-# failed (X: CUBLAS CUDNN NCCL MPI OPENBLAS GTEST JSON).
+# failed (X: CUBLAS CUDNN CUDNN_FRONTEND NCCL MPI OPENBLAS GTEST JSON).
 
 SHELL := /bin/bash
 comma := ,
@@ -43,6 +43,13 @@ DEPS_DIR := .deps
 JSON_HEADER := $(call first_file,$(DEPS_DIR)/include/nlohmann/json.hpp /usr/include/nlohmann/json.hpp /usr/local/include/nlohmann/json.hpp)
 HAVE_JSON ?= $(if $(JSON_HEADER),1,0)
 JSON_FLAGS := $(if $(filter $(DEPS_DIR)/%,$(JSON_HEADER)),-I$(DEPS_DIR)/include)
+# cudnn-frontend: NVIDIA's header-only C++ graph API over cuDNN (fused attention, kernels/cudnn/).
+# Optional: without it (or without cuDNN) attention runs the composed path. Its experimental
+# engines call NVRTC, so libnvrtc is linked with it.
+CUDNN_FRONTEND_HEADER := $(call first_file,$(DEPS_DIR)/include/cudnn_frontend.h /usr/include/cudnn_frontend.h /usr/local/include/cudnn_frontend.h)
+CUDNN_FRONTEND_VERSION_FOUND := $(if $(CUDNN_FRONTEND_HEADER),$(shell sed -n 's/^\#define CUDNN_FRONTEND_\(MAJOR\|MINOR\|PATCH\)_VERSION \([0-9]*\).*/\2/p' $(dir $(CUDNN_FRONTEND_HEADER))cudnn_frontend_version.h 2>/dev/null | paste -sd.))
+HAVE_NVRTC := $(if $(call first_file,$(addsuffix /libnvrtc.so,$(CUDA_LIB_DIRS))),1,0)
+HAVE_CUDNN_FRONTEND ?= $(if $(and $(CUDNN_FRONTEND_HEADER),$(filter 1,$(HAVE_NVRTC))),1,0)
 
 # CUDA needs nvcc and cuBLAS (the GEMMs); without cuBLAS the build falls back to CPU-only.
 ifeq ($(CUDA),1)
@@ -54,6 +61,10 @@ endif
 ifneq ($(CUDA),1)
   HAVE_CUDNN := 0
   HAVE_NCCL := 0
+endif
+# The frontend is only used over cuDNN in a CUDA build (override: a command-line 1 cannot revive it).
+ifneq ($(CUDA)$(HAVE_CUDNN),11)
+  override HAVE_CUDNN_FRONTEND := 0
 endif
 
 # Default architecture: the visible GPU's compute capability (asked once, and only for a CUDA
@@ -74,11 +85,12 @@ mark = $(if $(filter 1,$(1)),✓,✗)
 empty :=
 indent := $(empty)  $(empty)
 ifeq ($(MAKELEVEL),0)
-ifneq ($(filter-out clean deps help,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out clean deps deps-cudnn-frontend help,$(or $(MAKECMDGOALS),all)),)
 $(info minipipe build probes (override with NAME=0/1 on the command line):)
 $(info $(indent)$(call mark,$(CUDA)) nvcc         $(if $(filter 1,$(CUDA)),$(NVCC) sm_$(CUDA_ARCH),not used: CPU-only build $(CUDA_NOTE)))
 $(info $(indent)$(call mark,$(HAVE_CUBLAS)) cuBLAS)
 $(info $(indent)$(call mark,$(HAVE_CUDNN)) cuDNN)
+$(info $(indent)$(call mark,$(HAVE_CUDNN_FRONTEND)) cudnn-frontend $(if $(filter 1,$(HAVE_CUDNN_FRONTEND)),$(CUDNN_FRONTEND_VERSION_FOUND) $(CUDNN_FRONTEND_HEADER): fused attention,$(if $(CUDNN_FRONTEND_HEADER),not used (HAVE_CUDNN_FRONTEND=0$(comma) or no CUDA / cuDNN / libnvrtc),missing: make deps puts it in $(DEPS_DIR)/include): attention uses the composed path))
 $(info $(indent)$(call mark,$(HAVE_NCCL)) NCCL)
 $(info $(indent)$(call mark,$(HAVE_MPI)) MPI          $(MPICXX))
 $(info $(indent)$(call mark,$(HAVE_OPENBLAS)) OpenBLAS     $(if $(filter 1,$(HAVE_OPENBLAS)),,CPU GEMM uses the plain loop reference))
@@ -90,7 +102,7 @@ endif
 # The library cannot be built without nlohmann/json (configs, checkpoints): say so up front
 # rather than fail inside a compile. `test`, `demo` and `deps` run `deps` first, so they pass.
 ifneq ($(HAVE_JSON),1)
-ifneq ($(filter-out clean deps help test demo gpu-check,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out clean deps deps-cudnn-frontend help test demo gpu-check,$(or $(MAKECMDGOALS),all)),)
 $(error nlohmann/json is missing (looked in $(DEPS_DIR)/include, /usr/include, /usr/local/include): run `make deps`, or copy json.hpp to $(DEPS_DIR)/include/nlohmann/)
 endif
 endif
@@ -99,7 +111,8 @@ endif
 OPT := $(if $(filter 1,$(DEBUG)),-O0 -g3,-O2 -g)
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
 SAN := $(if $(filter 1,$(SANITIZE)),$(SANITIZE_FLAGS))
-DEFINES := -DMP_SOURCE_DIR=\"$(CURDIR)\" -DMP_CUDA=$(CUDA) -DMP_OPENBLAS=$(HAVE_OPENBLAS) -DMP_CUDNN=$(HAVE_CUDNN) -DMP_NCCL=$(HAVE_NCCL)
+DEFINES := -DMP_SOURCE_DIR=\"$(CURDIR)\" -DMP_CUDA=$(CUDA) -DMP_OPENBLAS=$(HAVE_OPENBLAS) -DMP_CUDNN=$(HAVE_CUDNN) -DMP_NCCL=$(HAVE_NCCL) \
+           -DMP_CUDNN_FRONTEND=$(HAVE_CUDNN_FRONTEND)
 CXXFLAGS := -std=c++17 $(OPT) $(SAN) -Wall -Wextra -fopenmp -I. $(DEFINES) -MMD -MP $(OPENBLAS_FLAGS) $(JSON_FLAGS)
 LDFLAGS := -fopenmp $(SAN)
 LDLIBS := $(OPENBLAS_LIBS) -lpthread
@@ -113,6 +126,13 @@ ifeq ($(CUDA),1)
   CUDA_LINK_DIRS := $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/targets/x86_64-linux/lib)
   LDLIBS += $(addprefix -L,$(CUDA_LINK_DIRS)) $(addprefix -Wl$(comma)-rpath$(comma),$(CUDA_LINK_DIRS)) -lcublasLt -lcublas -lcudart
 endif
+ifeq ($(HAVE_CUDNN_FRONTEND),1)
+  LDLIBS += -lcudnn -lnvrtc
+  # Only the files that include the frontend see its headers: as system headers (their warnings are
+  # not ours), without its bundled JSON library (not needed; the project has its own nlohmann/json).
+  CUDNN_FRONTEND_FLAGS := -isystem $(dir $(CUDNN_FRONTEND_HEADER)) -DCUDNN_FRONTEND_SKIP_JSON_LIB
+  $(BUILD)/obj/kernels/cudnn/%.o: CXXFLAGS += $(CUDNN_FRONTEND_FLAGS)
+endif
 
 # ---------------------------------------------------------------- sources
 LIB_DIRS := tensor tensor/ops kernels/cpu autograd autograd/functions nn pipeline
@@ -123,12 +143,15 @@ ifneq ($(HAVE_MPI),1)
   LIB_CPP := $(filter-out $(PIPELINE_COMM_CPP),$(LIB_CPP))
 endif
 LIB_CU := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu),)
+# kernels/cudnn/: host C++ over cuDNN's graph API (compiled by $(CXX): no device code of ours).
+LIB_CPP += $(if $(filter 1,$(HAVE_CUDNN_FRONTEND)),$(wildcard kernels/cudnn/*.cpp),)
 # ONLY=<family ...>: build just the core plus those kernel families (and run their tests with
 # `make ONLY=... check-only`) — for working on one family while others are mid-edit.
 ifdef ONLY
   CORE_CPP := $(wildcard tensor/*.cpp) kernels/cpu/init.cpp kernels/cpu/index_check.cpp
   CORE_CU := kernels/cuda/init.cu kernels/cuda/index_check.cu
   LIB_CPP := $(CORE_CPP) $(wildcard $(foreach f,$(ONLY),kernels/cpu/$(f).cpp tensor/ops/$(f).cpp))
+  LIB_CPP += $(if $(filter 1,$(HAVE_CUDNN_FRONTEND)),$(wildcard $(foreach f,$(ONLY),kernels/cudnn/$(f).cpp)),)
   LIB_CU := $(if $(filter 1,$(CUDA)),$(CORE_CU) $(wildcard $(foreach f,$(ONLY),kernels/cuda/$(f).cu)),)
 endif
 LIB_OBJ := $(LIB_CPP:%.cpp=$(BUILD)/obj/%.o) $(LIB_CU:%.cu=$(BUILD)/obj/%.cu.o)
@@ -247,7 +270,7 @@ APT_OFFLINE_SAFE := -o Acquire::Retries=0 -o Acquire::http::Timeout=10 -o Acquir
 DEPS ?= 1
 DEPS_STEP := $(if $(filter 0,$(DEPS)),,deps)
 
-deps: $(DEPS_DIR)/include/nlohmann/json.hpp
+deps: $(DEPS_DIR)/include/nlohmann/json.hpp deps-cudnn-frontend
 	@missing=""; for p in $(DEPS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; \
 	elif [ "$$(id -u)" = 0 ]; then echo "deps: installing$$missing"; \
@@ -270,6 +293,28 @@ $(DEPS_DIR)/include/nlohmann/json.hpp:
 	  cp -r /usr/include/nlohmann $(DEPS_DIR)/include/; echo "deps: nlohmann/json copied from /usr/include into $(DEPS_DIR)/include"; \
 	else rm -rf $(DEPS_DIR)/tmp; echo "deps: could not fetch nlohmann/json (offline?): put json.hpp in $(DEPS_DIR)/include/nlohmann/"; exit 1; fi; \
 	rm -rf $(DEPS_DIR)/tmp
+
+# cudnn-frontend's headers from the PyPI wheel nvidia-cudnn-frontend (pip download needs no root and
+# installs nothing): its include/ is unpacked into $(DEPS_DIR)/include. Optional: when it cannot be
+# fetched (offline, no pip) deps says so and carries on, and attention uses the composed path.
+# The version is pinned (the code is written against its API); CUDNN_FRONTEND_PIN= takes the newest.
+CUDNN_FRONTEND_PIN ?= 1.32.0
+PYTHON ?= python3
+.PHONY: deps-cudnn-frontend
+deps-cudnn-frontend:
+	@if [ -f $(DEPS_DIR)/include/cudnn_frontend.h ]; then echo "deps: cudnn-frontend present in $(DEPS_DIR)/include"; exit 0; fi; \
+	rm -rf $(DEPS_DIR)/tmp-cudnn-frontend; mkdir -p $(DEPS_DIR)/tmp-cudnn-frontend $(DEPS_DIR)/include; \
+	tmp=$(DEPS_DIR)/tmp-cudnn-frontend; \
+	if timeout 180 $(PYTHON) -m pip download -q --no-deps --only-binary=:all: --timeout 15 --retries 0 \
+	     -d $$tmp "nvidia-cudnn-frontend$(if $(CUDNN_FRONTEND_PIN),==$(CUDNN_FRONTEND_PIN))" >$$tmp/pip.log 2>&1 \
+	   && $(PYTHON) -m zipfile -e $$tmp/nvidia_cudnn_frontend-*.whl $$tmp/unpacked \
+	   && [ -f $$tmp/unpacked/include/cudnn_frontend.h ]; then \
+	  cp -r $$tmp/unpacked/include/. $(DEPS_DIR)/include/; \
+	  echo "deps: cudnn-frontend headers unpacked into $(DEPS_DIR)/include ($$(basename $$tmp/*.whl))"; \
+	else echo "deps: could not fetch cudnn-frontend (offline? no pip?): attention will use the composed path;" \
+	          "see $$tmp/pip.log, or unpack the include/ of the nvidia-cudnn-frontend wheel into $(DEPS_DIR)/include"; \
+	  exit 0; fi; \
+	rm -rf $$tmp
 
 test: $(DEPS_STEP)
 	@$(MAKE) --no-print-directory run-tests

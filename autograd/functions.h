@@ -41,8 +41,13 @@ Tensor embedding(const Tensor& ids, const Tensor& weight);
 // ---- attention layout (autograd/functions/attention.cpp)
 std::array<Tensor, 3> split_qkv_heads(const Tensor& qkv, int64_t heads);
 Tensor merge_heads(const Tensor& y);
-// Multi-head causal self-attention core on a fused qkv (B, T, 3C) -> (B, T, C).
+// Multi-head causal self-attention core on a fused qkv (B, T, 3C) -> (B, T, C): the fused cuDNN
+// attention where it can run, else the composed one (ops::attention_path, MINIPIPE_ATTENTION).
 Tensor causal_attention(const Tensor& qkv, int64_t heads);
+// The composed attention (split heads, bmm, causal softmax, bmm, merge heads): the reference.
+Tensor causal_attention_composed(const Tensor& qkv, int64_t heads);
+// The fused attention (cuDNN SDPA; bfloat16 on a GPU): throws, saying why, where it cannot run.
+Tensor causal_attention_fused(const Tensor& qkv, int64_t heads);
 
 // ---- losses (autograd/functions/losses.cpp): scalar (shape {}) means
 // Mean cross-entropy over the rows whose target is not ignore_index.

@@ -204,6 +204,29 @@ int run_benchmarks(int argc, char** argv) {
         Tensor qkv = randn({B, T, 3 * C});
         run("split_qkv_heads", 2.0 * qkv.nbytes(), 0, [&] { ops::split_qkv_heads(qkv, H); });
     }
+    // Fused causal attention (cuDNN SDPA, bfloat16) at GPT-2's B 8, T 1024, H 12, D 64 against
+    // PyTorch's scaled_dot_product_attention(is_causal=True): flops counted as the causal floor
+    // (forward 4·B·H·T²·D/2, backward 10·B·H·T²·D/2), so TFLOP/s is against the masked work only.
+    if (ops::fused_attention_compiled()) {
+        const int64_t AB = 8, D = C / H;
+        Tensor qkv = randn({AB, T, 3 * C}, 0.5);
+        Tensor dout = randn({AB, T, C});
+        Tensor qkv_bf16 = qkv.to(Device::cpu()).to(DType::BFloat16).to(gpu);
+        Tensor dout_bf16 = dout.to(Device::cpu()).to(DType::BFloat16).to(gpu);
+        const double forward_flops = 4.0 * AB * H * T * T * D / 2;
+        const ops::FusedAttentionSupport support = ops::fused_attention_support(qkv_bf16, H);
+        if (!support.supported) {
+            std::printf("attention_fused: not run: %s\n", support.reason.c_str());
+        } else {
+            ops::FusedAttentionOutput fused = ops::causal_attention_fused(qkv_bf16, H);
+            run("attention_fused_fwd_bf16", 0, forward_flops, [&] { ops::causal_attention_fused(qkv_bf16, H); });
+            run("attention_fused_bwd_bf16", 0, 2.5 * forward_flops, [&] {
+                ops::causal_attention_fused_backward(qkv_bf16, fused.out, fused.stats, dout_bf16, H);
+            });
+        }
+    } else {
+        std::printf("attention_fused: not run: built without cudnn-frontend (make deps, then rebuild)\n");
+    }
 
     MemoryStats stats = cuda_allocator(0).stats();
     std::printf("cuda allocator: peak %.2f GiB, %llu cudaMalloc calls, %llu cache hits\n",

@@ -102,6 +102,18 @@ def main(out_path):
     run("split_qkv_heads",
         lambda: [z.reshape(B, T, H, C // H).transpose(1, 2).contiguous() for z in qkv.split(C, 2)])
 
+    del qkv
+    # Causal attention in bfloat16 at GPT-2's B 8 (as bench_kernels' attention_fused rows): q, k, v
+    # as strided views of one qkv, as the model has them; PyTorch picks its fastest SDPA backend.
+    AB, D = 8, C // H
+    qkv = (0.5 * torch.randn(AB, T, 3, H, D, device=dev)).to(torch.bfloat16).requires_grad_(True)
+    q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+    run("attention_fused_fwd_bf16", lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    datt = torch.randn_like(att)
+    run("attention_fused_bwd_bf16", lambda: torch.autograd.grad(att, qkv, datt, retain_graph=True))
+    del qkv, att, datt
+
     with open(out_path, "w") as f:
         json.dump(results, f, indent=1)
 

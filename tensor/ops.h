@@ -4,6 +4,7 @@
 #pragma once
 
 #include "tensor/ops/activations.h"
+#include "tensor/ops/attention_fused.h"
 #include "tensor/ops/attention_layout.h"
 #include "tensor/ops/cross_entropy.h"
 #include "tensor/ops/dropout.h"

@@ -33,6 +33,8 @@ expect_in "$report" "the kernel wrote 7 where 8 was expected"
 expect_in "$report" "rerun with CUDA_LAUNCH_BLOCKING=1 (--gtest_filter=FakeCuda.Fails)"
 expect_in "$report" "fake: rerun with CUDA_LAUNCH_BLOCKING=1"
 expect_in "$report" "nlohmann/json"
+expect_in "$report" "cudnn-frontend"
+expect_in "$report" "## Fused attention"
 [ "$(ls "$out/forced" | wc -l)" -le 8 ] || problems+=("forced run left more than 8 files")
 
 bash tools/gpu_check.sh "$out/bad" no_such_stage >/dev/null 2>&1

@@ -147,6 +147,8 @@ stage_probe() {
     found "cuBLAS" "$(first_file /usr/local/cuda/lib64/libcublas.so* /usr/lib/x86_64-linux-gnu/libcublas.so*)"
     found "GoogleTest" "$(first_file /usr/include/gtest/gtest.h /usr/local/include/gtest/gtest.h)"
     found "nlohmann/json" "$(first_file .deps/include/nlohmann/json.hpp /usr/include/nlohmann/json.hpp /usr/local/include/nlohmann/json.hpp)"
+    # The fused attention's headers (make deps puts them in .deps/include; carried with the tree).
+    found "cudnn-frontend" "$(header_version "$(first_file .deps/include/cudnn_frontend_version.h /usr/include/cudnn_frontend_version.h /usr/local/include/cudnn_frontend_version.h)" CUDNN_FRONTEND_MAJOR_VERSION CUDNN_FRONTEND_MINOR_VERSION CUDNN_FRONTEND_PATCH_VERSION)"
     found "OpenBLAS" "$(first_line 'pkg-config --modversion openblas')"
     found "PyTorch" "$(first_line "python3 -c 'import torch; print(torch.__version__, \"cuda\", torch.version.cuda, \"GPU visible\" if torch.cuda.is_available() else \"NO GPU VISIBLE\")'")"
     found "compute-sanitizer" "$(first_line "$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --version | grep -i version")"
@@ -181,6 +183,13 @@ stage_tests() {
         run_logged "$tests_log" "$limit" bash tests/run_tests.sh $binaries
     local status=$? seconds; seconds=$(elapsed)
     sed -n '/^==== test summary/,$p' "$tests_log" | code_block | add_section "Unit tests"
+    # The fused attention (cuDNN SDPA) against the composed one: its own line, since a build
+    # without cudnn-frontend skips those tests (a finding here: .deps was not carried).
+    {
+        grep -E '^  test_attention_fused ' "$tests_log" | tail -n1 | sed 's/^ *//' || true
+        grep -A8 -E '^  test_attention_fused ' "$tests_log" | grep -E 'skipped:.*AttentionFused' | head -n 8 || true
+        grep -E '^  [✓✗] cudnn-frontend' "$build_log" 2>/dev/null | tail -n1 || true
+    } | code_block | add_section "Fused attention (cuDNN SDPA vs the composed attention in float64)"
     local all; all=$(grep -E '^  ALL ' "$tests_log" | tail -n1 | tr -s ' ' | sed 's/^ ALL //')
     local skipped; skipped=$(echo "$all" | grep -oP 'skipped \K[0-9]+')
     if [ $status -ne 0 ]; then
