@@ -1,7 +1,12 @@
 // End-to-end GPT training benchmark: whole training steps (forward, cross-entropy, tape backward,
 // clip 1.0, AdamW) of the GPT-2 124M shape on random tokens, one process, per batch size:
-// median ms/step, tokens/s, MFU and the allocator's peak bytes. bench/torch_gpt.py runs the same
-// model in PyTorch eager, and bench/run_bench_gpt.sh joins both into one table (same run).
+// median ms/step, tokens/s, MFU and the allocator's peak bytes, in fp32, TF32 or bf16 mixed precision.
+// bench/torch_gpt.py runs the same model in PyTorch (eager and torch.compile), and
+// bench/run_bench_gpt.sh joins both into one table (same run).
+//
+// --precision bf16 is the trainer's mixed precision (pipeline/trainer.cpp, pipeline/engine.cpp):
+// float32 master weights, gradients and AdamW state; layers compute with bfloat16 copies of the
+// weights, converted once per step, so activations are bfloat16; the loss is float32.
 //
 // MFU = flops per token × tokens/s / peak, with flops per token = 6·N + 6·L·C·T, where
 // N = parameters outside the token/position embedding tables (those are lookups, not matmuls;
@@ -16,6 +21,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -23,6 +29,7 @@
 
 #include "autograd/functions.h"
 #include "autograd/tape.h"
+#include "nn/layers.h"
 #include "nn/models.h"
 #include "nn/optim.h"
 #include "tensor/allocator.h"
@@ -43,7 +50,7 @@ struct Options {
     std::vector<int64_t> batches{8, 16};
     int64_t timed_steps = 10;
     int64_t warmup_steps = 3;
-    std::string precision = "fp32";  // fp32 | tf32
+    std::string precision = "fp32";  // fp32 | tf32 | bf16
     std::string device = "cuda";     // cuda | cpu
     std::string json_path;
     int threads = 0;  // CPU threads; 0 leaves OpenMP's default
@@ -116,7 +123,9 @@ const std::vector<OptionSpec>& option_table() {
          [](Options& o, const std::string& v) { o.timed_steps = parse_int("--steps", v); }},
         {"--warmup", "N", "untimed steps before them (default 3)",
          [](Options& o, const std::string& v) { o.warmup_steps = parse_int("--warmup", v); }},
-        {"--precision", "fp32|tf32", "float32 GEMMs exact or on TF32 tensor cores (default fp32; CPU is always exact)",
+        {"--precision", "fp32|tf32|bf16",
+         "fp32: exact float32 GEMMs; tf32: float32 GEMMs on TF32 tensor cores (GPU only, the CPU stays exact); "
+         "bf16: mixed precision, float32 masters and bfloat16 compute copies (default fp32)",
          [](Options& o, const std::string& v) { o.precision = v; }},
         {"--device", "cuda|cpu", "where to train (default cuda; without a GPU: says so and exits 0)",
          [](Options& o, const std::string& v) { o.device = v; }},
@@ -144,9 +153,9 @@ void print_usage(const char* program) {
     std::printf("usage: %s [options]\n", program);
     for (const OptionSpec& spec : option_table()) {
         std::string left = std::string(spec.name) + (spec.value_name ? std::string(" ") + spec.value_name : "");
-        std::printf("  %-24s %s\n", left.c_str(), spec.help);
+        std::printf("  %-28s %s\n", left.c_str(), spec.help);
     }
-    std::printf("  %-24s %s\n", "--help", "this text");
+    std::printf("  %-28s %s\n", "--help", "this text");
     std::printf("--tiny sets its shape first; any other option given overrides it, wherever it stands.\n");
 }
 
@@ -172,8 +181,8 @@ bool parse_options(int argc, char** argv, Options& options) {
             found->apply(options, argv[++i]);
         }
     }
-    if (options.precision != "fp32" && options.precision != "tf32")
-        throw std::invalid_argument("--precision must be fp32 or tf32, got '" + options.precision + "'");
+    if (options.precision != "fp32" && options.precision != "tf32" && options.precision != "bf16")
+        throw std::invalid_argument("--precision must be fp32, tf32 or bf16, got '" + options.precision + "'");
     if (options.device != "cuda" && options.device != "cpu")
         throw std::invalid_argument("--device must be cuda or cpu, got '" + options.device + "'");
     if (options.timed_steps < 1 || options.warmup_steps < 0)
@@ -189,11 +198,20 @@ bool parse_options(int argc, char** argv, Options& options) {
 // Datasheet peaks (NVIDIA H100 and H200 Tensor Core GPU datasheets, SXM form factor, dense, i.e.
 // without structured sparsity), chosen by the name cudaGetDeviceProperties reports. PCIe and NVL
 // parts have lower clocks and power and are not listed: their MFU prints as "n/a".
-// bench/torch_gpt.py holds the same table: keep the two in step.
+// bench/torch_gpt.py holds the same table: keep the two in step. bf16 is the dense BF16 Tensor
+// Core figure (the datasheet's 1979 TFLOP/s is with sparsity).
 struct PeakEntry {
     const char* label;  // what the figure is for, printed beside it
     const char* name_contains;
     double fp32, tf32, bf16;  // FLOP/s
+
+    // The peak MFU is measured against for `precision` (fp32 | tf32 | bf16), and how it is named.
+    double for_precision(const std::string& precision) const {
+        return precision == "bf16" ? bf16 : precision == "tf32" ? tf32 : fp32;
+    }
+    static const char* precision_label(const std::string& precision) {
+        return precision == "bf16" ? "BF16 dense" : precision == "tf32" ? "TF32 dense" : "FP32";
+    }
 };
 const PeakEntry kPeakTable[] = {
     {"H100 SXM (datasheet)", "H100", 67e12, 495e12, 990e12},
@@ -256,10 +274,14 @@ std::vector<std::pair<Tensor, Tensor>> random_batches(int64_t count, int64_t bat
 }
 
 // One training step as pipeline/engine.cpp does it on a single stage: forward under a tape,
-// mean cross-entropy, backward, clip by the global norm, AdamW. Returns the (device) loss.
+// mean cross-entropy, backward, clip by the global norm, AdamW. Returns the (device) loss, float32
+// in every precision. Under the caller's bf16 ComputeDTypeScope each weight is converted to its
+// bfloat16 compute copy once per step (the cache), and the copies go before the optimizer moves
+// the float32 masters they were made from — the engine's order.
 Tensor train_step(nn::Sequential& model, nn::AdamW& optimizer, const std::vector<Tensor>& parameters,
                   const Tensor& ids, const Tensor& targets) {
     optimizer.zero_grad();
+    nn::ComputeCopyCache compute_copies;
     autograd::Tape tape;
     Tensor loss;
     {
@@ -269,6 +291,7 @@ Tensor train_step(nn::Sequential& model, nn::AdamW& optimizer, const std::vector
     }
     tape.backward(loss);
     tape.clear();  // the activations go before the optimizer's step, as in the engine
+    compute_copies.clear();
     nn::clip_grad_norm(parameters, kGradClip);
     optimizer.step();
     return loss;
@@ -287,8 +310,11 @@ BatchResult run_batch(const Options& options, int64_t batch, Device device, cons
     std::shared_ptr<nn::Sequential> model = nn::gpt(options.model);
     model->to(device);
     model->train();
-    const std::vector<Tensor> parameters = model->parameters();
+    const std::vector<Tensor> parameters = model->parameters();  // float32 masters in every precision
     nn::AdamW optimizer(parameters, nn::AdamWOptions{kLearningRate, kBeta1, kBeta2, kEps, kWeightDecay});
+    // Mixed precision for this batch's steps, as the trainer holds it for a whole run.
+    nn::ComputeDTypeScope compute_dtype(options.precision == "bf16" ? std::optional<DType>(DType::BFloat16)
+                                                                     : std::nullopt);
 
     const double tokens_per_step = static_cast<double>(batch * options.model.context);
     std::vector<double> step_ms;
@@ -405,8 +431,8 @@ int run_benchmark(int argc, char** argv) {
         CUDA_CHECK(cudaGetDeviceProperties(&properties, 0));
         info.device_label = properties.name;
         if (const PeakEntry* entry = find_peak(info.device_label)) {
-            info.peak_flops = options.precision == "tf32" ? entry->tf32 : entry->fp32;
-            info.peak_label = std::string(entry->label) + ", " + (options.precision == "tf32" ? "TF32 dense" : "FP32");
+            info.peak_flops = entry->for_precision(options.precision);
+            info.peak_label = std::string(entry->label) + ", " + PeakEntry::precision_label(options.precision);
         } else {
             info.peak_label = "unknown device: not in the peak table";
         }
@@ -415,8 +441,11 @@ int run_benchmark(int argc, char** argv) {
         if (options.threads > 0) set_cpu_threads(options.threads);
         info.device_label = "cpu (" + std::to_string(cpu_threads()) + " threads)";
         info.peak_label = "CPU: no peak known";
-        if (options.precision == "tf32") std::printf("bench_gpt: TF32 does not apply on the CPU: GEMMs run in exact fp32\n");
-        info.precision = "fp32";
+        if (options.precision == "tf32") {
+            std::printf("bench_gpt: TF32 does not apply on the CPU: GEMMs run in exact fp32\n");
+            info.precision = "fp32";
+        }
+        // bf16 stays bf16 on the CPU: its kernels compute in float32 and round to bfloat16 on store.
     }
     set_matmul_precision(info.precision == "tf32" ? MatmulPrecision::TF32 : MatmulPrecision::Exact);
 
