@@ -133,7 +133,8 @@ const std::vector<OptionSpec>& option_table() {
          [](Options& o, const std::string& v) { o.json_path = v; }},
         {"--threads", "N", "CPU threads for OpenMP and OpenBLAS (default: OpenMP's)",
          [](Options& o, const std::string& v) { o.threads = static_cast<int>(parse_int("--threads", v)); }},
-        {"--tiny", nullptr, "tiny shape for CI: 2 layers, 2 heads, 32 channels, context 32, vocab 96, batch 4, 2 + 3 steps",
+        {"--tiny", nullptr,
+         "tiny shape for CI: 2 layers, 2 heads, 32 channels, context 32, vocab 96, batch 4, 2 + 3 steps",
          [](Options& o, const std::string&) { o.make_tiny(); }},
         {"--layers", "N", "override the model's layers (default 12)",
          [](Options& o, const std::string& v) { o.model.layers = parse_int("--layers", v); }},
@@ -177,7 +178,8 @@ bool parse_options(int argc, char** argv, Options& options) {
         if (found->value_name == nullptr) {
             found->apply(options, "");
         } else {
-            if (i + 1 >= argc) throw std::invalid_argument(std::string(found->name) + " needs a value: " + found->value_name);
+            if (i + 1 >= argc)
+                throw std::invalid_argument(std::string(found->name) + " needs a value: " + found->value_name);
             found->apply(options, argv[++i]);
         }
     }
@@ -186,10 +188,12 @@ bool parse_options(int argc, char** argv, Options& options) {
     if (options.device != "cuda" && options.device != "cpu")
         throw std::invalid_argument("--device must be cuda or cpu, got '" + options.device + "'");
     if (options.timed_steps < 1 || options.warmup_steps < 0)
-        throw std::invalid_argument("--steps must be >= 1 and --warmup >= 0, got " + std::to_string(options.timed_steps) +
-                                    " and " + std::to_string(options.warmup_steps));
+        throw std::invalid_argument("--steps must be >= 1 and --warmup >= 0, got " +
+                                    std::to_string(options.timed_steps) + " and " +
+                                    std::to_string(options.warmup_steps));
     for (int64_t b : options.batches)
-        if (b < 1) throw std::invalid_argument("--batch: every batch size must be >= 1, got " + join_ints(options.batches));
+        if (b < 1)
+            throw std::invalid_argument("--batch: every batch size must be >= 1, got " + join_ints(options.batches));
     if (options.threads < 0) throw std::invalid_argument("--threads must be >= 1 (or 0 for the default)");
     return true;
 }
@@ -396,7 +400,8 @@ bool write_json(const std::string& path, const Options& options, const RunInfo& 
             out << ", \"error\": " << json_string(r.error);
         } else {
             out << ", \"ms_per_step\": " << json_number(r.ms_median) << ", \"ms_min\": " << json_number(r.ms_min)
-                << ", \"ms_max\": " << json_number(r.ms_max) << ", \"tokens_per_s\": " << json_number(r.tokens_per_second)
+                << ", \"ms_max\": " << json_number(r.ms_max)
+                << ", \"tokens_per_s\": " << json_number(r.tokens_per_second)
                 << ", \"mfu\": " << json_number(r.mfu) << ", \"peak_bytes\": " << r.peak_bytes
                 << ", \"loss_first\": " << json_number(r.loss_first) << ", \"loss_last\": " << json_number(r.loss_last);
         }
@@ -455,16 +460,21 @@ int run_benchmark(int argc, char** argv) {
     const int64_t embedding_parameters = (m.vocab + m.context) * m.channels;  // wte and wpe
     info.matmul_parameters = info.parameters - embedding_parameters;
     info.flops_per_token = 6.0 * static_cast<double>(info.matmul_parameters) +
-                           6.0 * static_cast<double>(m.layers) * static_cast<double>(m.channels) * static_cast<double>(m.context);
+                           6.0 * static_cast<double>(m.layers) * static_cast<double>(m.channels) *
+                               static_cast<double>(m.context);
 
     std::printf("bench_gpt: minipipe, GPT training steps on random tokens, one process\n");
     std::printf("model: %s%s, %lld parameters (N = %lld outside the embedding tables)\n", spec.description.c_str(),
                 options.tiny ? " [--tiny]" : "", (long long)info.parameters, (long long)info.matmul_parameters);
+    const std::string peak_text = std::isfinite(info.peak_flops)
+                                      ? std::to_string(static_cast<int>(info.peak_flops / 1e12)) + " TFLOP/s"
+                                      : "n/a";
     std::printf("device: %s, precision %s, peak %s (%s)\n", info.device_label.c_str(), info.precision.c_str(),
-                std::isfinite(info.peak_flops) ? (std::to_string(static_cast<int>(info.peak_flops / 1e12)) + " TFLOP/s").c_str() : "n/a",
-                info.peak_label.c_str());
-    std::printf("flops per token = 6*N + 6*L*C*T = %.4g (attention over the causal lower triangle)\n", info.flops_per_token);
-    std::printf("optimizer: AdamW(lr %g, betas %g/%g, eps %g, weight decay %g), grad clip %g; %lld warm-up + %lld timed "
+                peak_text.c_str(), info.peak_label.c_str());
+    std::printf("flops per token = 6*N + 6*L*C*T = %.4g (attention over the causal lower triangle)\n",
+                info.flops_per_token);
+    std::printf("optimizer: AdamW(lr %g, betas %g/%g, eps %g, weight decay %g), grad clip %g; %lld warm-up + "
+                "%lld timed "
                 "steps per batch; batches %s\n",
                 kLearningRate, kBeta1, kBeta2, kEps, kWeightDecay, kGradClip, (long long)options.warmup_steps,
                 (long long)options.timed_steps, join_ints(options.batches).c_str());
@@ -493,7 +503,8 @@ int run_benchmark(int argc, char** argv) {
             if (std::isfinite(result.mfu)) std::snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * result.mfu);
             std::printf("batch %lld: %.1f ms/step (median of %lld; min %.1f, max %.1f), %.0f tokens/s, MFU %s, peak "
                         "memory %s, loss %.4f -> %.4f\n",
-                        (long long)batch, result.ms_median, (long long)options.timed_steps, result.ms_min, result.ms_max,
+                        (long long)batch, result.ms_median, (long long)options.timed_steps, result.ms_min,
+                        result.ms_max,
                         result.tokens_per_second, mfu, bytes_str(static_cast<double>(result.peak_bytes)).c_str(),
                         result.loss_first, result.loss_last);
             if (!std::isfinite(result.loss_first) || !std::isfinite(result.loss_last)) {
