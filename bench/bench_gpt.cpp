@@ -1,7 +1,12 @@
 // End-to-end GPT training benchmark: whole training steps (forward, cross-entropy, tape backward,
 // clip 1.0, AdamW) of the GPT-2 124M shape on random tokens, one process, per batch size:
-// median ms/step, tokens/s, MFU and the allocator's peak bytes. bench/torch_gpt.py runs the same
-// model in PyTorch eager, and bench/run_bench_gpt.sh joins both into one table (same run).
+// median ms/step, tokens/s, MFU and the allocator's peak bytes, in fp32, TF32 or bf16 mixed precision.
+// bench/torch_gpt.py runs the same model in PyTorch (eager and torch.compile), and
+// bench/run_bench_gpt.sh joins both into one table (same run).
+//
+// --precision bf16 is the trainer's mixed precision (pipeline/trainer.cpp, pipeline/engine.cpp):
+// float32 master weights, gradients and AdamW state; layers compute with bfloat16 copies of the
+// weights, converted once per step, so activations are bfloat16; the loss is float32.
 //
 // MFU = flops per token × tokens/s / peak, with flops per token = 6·N + 6·L·C·T, where
 // N = parameters outside the token/position embedding tables (those are lookups, not matmuls;
@@ -16,6 +21,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -23,6 +29,7 @@
 
 #include "autograd/functions.h"
 #include "autograd/tape.h"
+#include "nn/layers.h"
 #include "nn/models.h"
 #include "nn/optim.h"
 #include "tensor/allocator.h"
@@ -43,7 +50,7 @@ struct Options {
     std::vector<int64_t> batches{8, 16};
     int64_t timed_steps = 10;
     int64_t warmup_steps = 3;
-    std::string precision = "fp32";  // fp32 | tf32
+    std::string precision = "fp32";  // fp32 | tf32 | bf16
     std::string device = "cuda";     // cuda | cpu
     std::string json_path;
     int threads = 0;  // CPU threads; 0 leaves OpenMP's default
@@ -116,7 +123,9 @@ const std::vector<OptionSpec>& option_table() {
          [](Options& o, const std::string& v) { o.timed_steps = parse_int("--steps", v); }},
         {"--warmup", "N", "untimed steps before them (default 3)",
          [](Options& o, const std::string& v) { o.warmup_steps = parse_int("--warmup", v); }},
-        {"--precision", "fp32|tf32", "float32 GEMMs exact or on TF32 tensor cores (default fp32; CPU is always exact)",
+        {"--precision", "fp32|tf32|bf16",
+         "fp32: exact float32 GEMMs; tf32: float32 GEMMs on TF32 tensor cores (GPU only, the CPU stays exact); "
+         "bf16: mixed precision, float32 masters and bfloat16 compute copies (default fp32)",
          [](Options& o, const std::string& v) { o.precision = v; }},
         {"--device", "cuda|cpu", "where to train (default cuda; without a GPU: says so and exits 0)",
          [](Options& o, const std::string& v) { o.device = v; }},
@@ -124,7 +133,8 @@ const std::vector<OptionSpec>& option_table() {
          [](Options& o, const std::string& v) { o.json_path = v; }},
         {"--threads", "N", "CPU threads for OpenMP and OpenBLAS (default: OpenMP's)",
          [](Options& o, const std::string& v) { o.threads = static_cast<int>(parse_int("--threads", v)); }},
-        {"--tiny", nullptr, "tiny shape for CI: 2 layers, 2 heads, 32 channels, context 32, vocab 96, batch 4, 2 + 3 steps",
+        {"--tiny", nullptr,
+         "tiny shape for CI: 2 layers, 2 heads, 32 channels, context 32, vocab 96, batch 4, 2 + 3 steps",
          [](Options& o, const std::string&) { o.make_tiny(); }},
         {"--layers", "N", "override the model's layers (default 12)",
          [](Options& o, const std::string& v) { o.model.layers = parse_int("--layers", v); }},
@@ -144,9 +154,9 @@ void print_usage(const char* program) {
     std::printf("usage: %s [options]\n", program);
     for (const OptionSpec& spec : option_table()) {
         std::string left = std::string(spec.name) + (spec.value_name ? std::string(" ") + spec.value_name : "");
-        std::printf("  %-24s %s\n", left.c_str(), spec.help);
+        std::printf("  %-28s %s\n", left.c_str(), spec.help);
     }
-    std::printf("  %-24s %s\n", "--help", "this text");
+    std::printf("  %-28s %s\n", "--help", "this text");
     std::printf("--tiny sets its shape first; any other option given overrides it, wherever it stands.\n");
 }
 
@@ -168,19 +178,22 @@ bool parse_options(int argc, char** argv, Options& options) {
         if (found->value_name == nullptr) {
             found->apply(options, "");
         } else {
-            if (i + 1 >= argc) throw std::invalid_argument(std::string(found->name) + " needs a value: " + found->value_name);
+            if (i + 1 >= argc)
+                throw std::invalid_argument(std::string(found->name) + " needs a value: " + found->value_name);
             found->apply(options, argv[++i]);
         }
     }
-    if (options.precision != "fp32" && options.precision != "tf32")
-        throw std::invalid_argument("--precision must be fp32 or tf32, got '" + options.precision + "'");
+    if (options.precision != "fp32" && options.precision != "tf32" && options.precision != "bf16")
+        throw std::invalid_argument("--precision must be fp32, tf32 or bf16, got '" + options.precision + "'");
     if (options.device != "cuda" && options.device != "cpu")
         throw std::invalid_argument("--device must be cuda or cpu, got '" + options.device + "'");
     if (options.timed_steps < 1 || options.warmup_steps < 0)
-        throw std::invalid_argument("--steps must be >= 1 and --warmup >= 0, got " + std::to_string(options.timed_steps) +
-                                    " and " + std::to_string(options.warmup_steps));
+        throw std::invalid_argument("--steps must be >= 1 and --warmup >= 0, got " +
+                                    std::to_string(options.timed_steps) + " and " +
+                                    std::to_string(options.warmup_steps));
     for (int64_t b : options.batches)
-        if (b < 1) throw std::invalid_argument("--batch: every batch size must be >= 1, got " + join_ints(options.batches));
+        if (b < 1)
+            throw std::invalid_argument("--batch: every batch size must be >= 1, got " + join_ints(options.batches));
     if (options.threads < 0) throw std::invalid_argument("--threads must be >= 1 (or 0 for the default)");
     return true;
 }
@@ -189,11 +202,20 @@ bool parse_options(int argc, char** argv, Options& options) {
 // Datasheet peaks (NVIDIA H100 and H200 Tensor Core GPU datasheets, SXM form factor, dense, i.e.
 // without structured sparsity), chosen by the name cudaGetDeviceProperties reports. PCIe and NVL
 // parts have lower clocks and power and are not listed: their MFU prints as "n/a".
-// bench/torch_gpt.py holds the same table: keep the two in step.
+// bench/torch_gpt.py holds the same table: keep the two in step. bf16 is the dense BF16 Tensor
+// Core figure (the datasheet's 1979 TFLOP/s is with sparsity).
 struct PeakEntry {
     const char* label;  // what the figure is for, printed beside it
     const char* name_contains;
     double fp32, tf32, bf16;  // FLOP/s
+
+    // The peak MFU is measured against for `precision` (fp32 | tf32 | bf16), and how it is named.
+    double for_precision(const std::string& precision) const {
+        return precision == "bf16" ? bf16 : precision == "tf32" ? tf32 : fp32;
+    }
+    static const char* precision_label(const std::string& precision) {
+        return precision == "bf16" ? "BF16 dense" : precision == "tf32" ? "TF32 dense" : "FP32";
+    }
 };
 const PeakEntry kPeakTable[] = {
     {"H100 SXM (datasheet)", "H100", 67e12, 495e12, 990e12},
@@ -256,10 +278,14 @@ std::vector<std::pair<Tensor, Tensor>> random_batches(int64_t count, int64_t bat
 }
 
 // One training step as pipeline/engine.cpp does it on a single stage: forward under a tape,
-// mean cross-entropy, backward, clip by the global norm, AdamW. Returns the (device) loss.
+// mean cross-entropy, backward, clip by the global norm, AdamW. Returns the (device) loss, float32
+// in every precision. Under the caller's bf16 ComputeDTypeScope each weight is converted to its
+// bfloat16 compute copy once per step (the cache), and the copies go before the optimizer moves
+// the float32 masters they were made from — the engine's order.
 Tensor train_step(nn::Sequential& model, nn::AdamW& optimizer, const std::vector<Tensor>& parameters,
                   const Tensor& ids, const Tensor& targets) {
     optimizer.zero_grad();
+    nn::ComputeCopyCache compute_copies;
     autograd::Tape tape;
     Tensor loss;
     {
@@ -269,6 +295,7 @@ Tensor train_step(nn::Sequential& model, nn::AdamW& optimizer, const std::vector
     }
     tape.backward(loss);
     tape.clear();  // the activations go before the optimizer's step, as in the engine
+    compute_copies.clear();
     nn::clip_grad_norm(parameters, kGradClip);
     optimizer.step();
     return loss;
@@ -287,8 +314,11 @@ BatchResult run_batch(const Options& options, int64_t batch, Device device, cons
     std::shared_ptr<nn::Sequential> model = nn::gpt(options.model);
     model->to(device);
     model->train();
-    const std::vector<Tensor> parameters = model->parameters();
+    const std::vector<Tensor> parameters = model->parameters();  // float32 masters in every precision
     nn::AdamW optimizer(parameters, nn::AdamWOptions{kLearningRate, kBeta1, kBeta2, kEps, kWeightDecay});
+    // Mixed precision for this batch's steps, as the trainer holds it for a whole run.
+    nn::ComputeDTypeScope compute_dtype(options.precision == "bf16" ? std::optional<DType>(DType::BFloat16)
+                                                                     : std::nullopt);
 
     const double tokens_per_step = static_cast<double>(batch * options.model.context);
     std::vector<double> step_ms;
@@ -370,7 +400,8 @@ bool write_json(const std::string& path, const Options& options, const RunInfo& 
             out << ", \"error\": " << json_string(r.error);
         } else {
             out << ", \"ms_per_step\": " << json_number(r.ms_median) << ", \"ms_min\": " << json_number(r.ms_min)
-                << ", \"ms_max\": " << json_number(r.ms_max) << ", \"tokens_per_s\": " << json_number(r.tokens_per_second)
+                << ", \"ms_max\": " << json_number(r.ms_max)
+                << ", \"tokens_per_s\": " << json_number(r.tokens_per_second)
                 << ", \"mfu\": " << json_number(r.mfu) << ", \"peak_bytes\": " << r.peak_bytes
                 << ", \"loss_first\": " << json_number(r.loss_first) << ", \"loss_last\": " << json_number(r.loss_last);
         }
@@ -405,8 +436,8 @@ int run_benchmark(int argc, char** argv) {
         CUDA_CHECK(cudaGetDeviceProperties(&properties, 0));
         info.device_label = properties.name;
         if (const PeakEntry* entry = find_peak(info.device_label)) {
-            info.peak_flops = options.precision == "tf32" ? entry->tf32 : entry->fp32;
-            info.peak_label = std::string(entry->label) + ", " + (options.precision == "tf32" ? "TF32 dense" : "FP32");
+            info.peak_flops = entry->for_precision(options.precision);
+            info.peak_label = std::string(entry->label) + ", " + PeakEntry::precision_label(options.precision);
         } else {
             info.peak_label = "unknown device: not in the peak table";
         }
@@ -415,8 +446,11 @@ int run_benchmark(int argc, char** argv) {
         if (options.threads > 0) set_cpu_threads(options.threads);
         info.device_label = "cpu (" + std::to_string(cpu_threads()) + " threads)";
         info.peak_label = "CPU: no peak known";
-        if (options.precision == "tf32") std::printf("bench_gpt: TF32 does not apply on the CPU: GEMMs run in exact fp32\n");
-        info.precision = "fp32";
+        if (options.precision == "tf32") {
+            std::printf("bench_gpt: TF32 does not apply on the CPU: GEMMs run in exact fp32\n");
+            info.precision = "fp32";
+        }
+        // bf16 stays bf16 on the CPU: its kernels compute in float32 and round to bfloat16 on store.
     }
     set_matmul_precision(info.precision == "tf32" ? MatmulPrecision::TF32 : MatmulPrecision::Exact);
 
@@ -426,16 +460,21 @@ int run_benchmark(int argc, char** argv) {
     const int64_t embedding_parameters = (m.vocab + m.context) * m.channels;  // wte and wpe
     info.matmul_parameters = info.parameters - embedding_parameters;
     info.flops_per_token = 6.0 * static_cast<double>(info.matmul_parameters) +
-                           6.0 * static_cast<double>(m.layers) * static_cast<double>(m.channels) * static_cast<double>(m.context);
+                           6.0 * static_cast<double>(m.layers) * static_cast<double>(m.channels) *
+                               static_cast<double>(m.context);
 
     std::printf("bench_gpt: minipipe, GPT training steps on random tokens, one process\n");
     std::printf("model: %s%s, %lld parameters (N = %lld outside the embedding tables)\n", spec.description.c_str(),
                 options.tiny ? " [--tiny]" : "", (long long)info.parameters, (long long)info.matmul_parameters);
+    const std::string peak_text = std::isfinite(info.peak_flops)
+                                      ? std::to_string(static_cast<int>(info.peak_flops / 1e12)) + " TFLOP/s"
+                                      : "n/a";
     std::printf("device: %s, precision %s, peak %s (%s)\n", info.device_label.c_str(), info.precision.c_str(),
-                std::isfinite(info.peak_flops) ? (std::to_string(static_cast<int>(info.peak_flops / 1e12)) + " TFLOP/s").c_str() : "n/a",
-                info.peak_label.c_str());
-    std::printf("flops per token = 6*N + 6*L*C*T = %.4g (attention over the causal lower triangle)\n", info.flops_per_token);
-    std::printf("optimizer: AdamW(lr %g, betas %g/%g, eps %g, weight decay %g), grad clip %g; %lld warm-up + %lld timed "
+                peak_text.c_str(), info.peak_label.c_str());
+    std::printf("flops per token = 6*N + 6*L*C*T = %.4g (attention over the causal lower triangle)\n",
+                info.flops_per_token);
+    std::printf("optimizer: AdamW(lr %g, betas %g/%g, eps %g, weight decay %g), grad clip %g; %lld warm-up + "
+                "%lld timed "
                 "steps per batch; batches %s\n",
                 kLearningRate, kBeta1, kBeta2, kEps, kWeightDecay, kGradClip, (long long)options.warmup_steps,
                 (long long)options.timed_steps, join_ints(options.batches).c_str());
@@ -464,7 +503,8 @@ int run_benchmark(int argc, char** argv) {
             if (std::isfinite(result.mfu)) std::snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * result.mfu);
             std::printf("batch %lld: %.1f ms/step (median of %lld; min %.1f, max %.1f), %.0f tokens/s, MFU %s, peak "
                         "memory %s, loss %.4f -> %.4f\n",
-                        (long long)batch, result.ms_median, (long long)options.timed_steps, result.ms_min, result.ms_max,
+                        (long long)batch, result.ms_median, (long long)options.timed_steps, result.ms_min,
+                        result.ms_max,
                         result.tokens_per_second, mfu, bytes_str(static_cast<double>(result.peak_bytes)).c_str(),
                         result.loss_first, result.loss_last);
             if (!std::isfinite(result.loss_first) || !std::isfinite(result.loss_last)) {

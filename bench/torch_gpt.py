@@ -1,6 +1,6 @@
-"""PyTorch eager twin of bench/bench_gpt.cpp: the same GPT (minipipe's nn/models.cpp architecture and
-initialisation), optimizer, batches, warm-up/timed steps, timing method and JSON fields, so
-bench/report_gpt.py can set minipipe's tokens/s beside PyTorch's measured in the same run.
+"""PyTorch twin of bench/bench_gpt.cpp, eager or torch.compile: the same GPT (minipipe's nn/models.cpp
+architecture and initialisation), optimizer, batches, warm-up/timed steps, timing method and JSON
+fields, so bench/report_gpt.py can set minipipe's tokens/s beside PyTorch's measured in the same run.
 
 Model: token + position embedding; pre-LN blocks x = x + proj(attn(ln_1(x))), x = x + mlp(ln_2(x)) with
 fused qkv Linear(C, 3C), GELU (tanh), MLP C -> 4C -> C; final LayerNorm; untied head Linear(C, vocab,
@@ -9,10 +9,19 @@ N(0, (0.02/sqrt(2L))^2), LayerNorms 1/0 with eps 1e-5. Attention: --attention ma
 q·kᵀ/√D, a causal mask and softmax explicitly, as minipipe does (the T×T scores are materialized);
 --attention sdpa uses F.scaled_dot_product_attention(is_causal=True) (flash/efficient kernels on GPU).
 
-Usage: torch_gpt.py [--batch 8,16] [--steps 10] [--warmup 3] [--precision fp32|tf32]
+Precision: fp32 (exact float32 matmuls), tf32 (float32 on TF32 tensor cores, GPU only), bf16 (mixed
+precision as PyTorch users train: float32 master weights and AdamW state, torch.autocast to bfloat16
+around forward and loss, backward outside it). AdamW is the fused one on CUDA (one kernel per step, in
+every precision), PyTorch's default on the CPU. --compile wraps the model in torch.compile (static
+shapes, compiled afresh per batch size in the warm-up steps); where compiling fails (no C++ compiler
+for the CPU, no Triton...) it prints why, writes the reason in place of the rows and exits 0.
+
+Usage: torch_gpt.py [--batch 8,16] [--steps 10] [--warmup 3] [--precision fp32|tf32|bf16]
                     [--device cuda|cpu] [--json FILE] [--tiny] [--attention math|sdpa] [--threads N]
+                    [--compile [--compile-backend inductor]]
                     [--layers N --heads N --channels N --context N --vocab N]
 """
+import contextlib
 import argparse
 import json
 import math
@@ -28,12 +37,14 @@ import torch.nn.functional as F
 LEARNING_RATE, BETAS, EPS, WEIGHT_DECAY = 3e-4, (0.9, 0.95), 1e-8, 0.1
 GRAD_CLIP = 1.0
 
-# Datasheet peaks (NVIDIA H100/H200 Tensor Core GPU datasheets, SXM, dense), FLOP/s, chosen by the
-# device name; the same table as kPeakTable in bench/bench_gpt.cpp: keep the two in step.
+# Datasheet peaks (NVIDIA H100/H200 Tensor Core GPU datasheets, SXM, dense: bf16 990, not the sparse
+# 1979), FLOP/s, chosen by the device name; the same table as kPeakTable in bench/bench_gpt.cpp: keep
+# the two in step.
 PEAK_TABLE = [
     ("H100 SXM (datasheet)", "H100", {"fp32": 67e12, "tf32": 495e12, "bf16": 990e12}),
     ("H200 SXM (datasheet)", "H200", {"fp32": 67e12, "tf32": 495e12, "bf16": 990e12}),
 ]
+PEAK_LABELS = {"fp32": "FP32", "tf32": "TF32 dense", "bf16": "BF16 dense"}
 OTHER_FORM_FACTORS = ("PCIe", "NVL", "GH200")  # not in the table: MFU "n/a"
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch.OutOfMemoryError from 2.5
 
@@ -129,13 +140,19 @@ def parse_args(argv):
     parser.add_argument("--batch", default=None, help="batch sizes, each run in turn (default 8,16; --tiny: 4)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per batch size (default 10; --tiny: 3)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps before them (default 3; --tiny: 2)")
-    parser.add_argument("--precision", choices=["fp32", "tf32"], default="fp32")
+    parser.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
+                        help="fp32, tf32 (GPU), or bf16 mixed precision: autocast, float32 masters (default fp32)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--json", default="", help="write the results as JSON (for bench/report_gpt.py)")
     parser.add_argument("--tiny", action="store_true", help="the shape bench_gpt --tiny uses (CI, CPU)")
     parser.add_argument("--attention", choices=["math", "sdpa"], default="math",
-                        help="math: explicit masked softmax like minipipe (default); sdpa: scaled_dot_product_attention")
+                        help="math: explicit masked softmax like minipipe (default); "
+                             "sdpa: scaled_dot_product_attention")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: PyTorch's)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile(model): rows of the implementation 'torch.compile' instead of eager")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="torch.compile's backend (default inductor; 'eager' only traces: a quick check)")
     for name in ("layers", "heads", "channels", "context", "vocab"):
         parser.add_argument(f"--{name}", type=int, default=None, help=f"override the model's {name}")
     args = parser.parse_args(argv)
@@ -154,13 +171,26 @@ def parse_args(argv):
     args.shape = shape
     args.batches = [int(b) for b in args.batch.split(",")]
     if args.steps < 1 or args.warmup < 0 or min(args.batches) < 1:
-        parser.error(f"--steps must be >= 1, --warmup >= 0 and batches >= 1 (got {args.steps}, {args.warmup}, {args.batch})")
+        parser.error(f"--steps must be >= 1, --warmup >= 0 and batches >= 1 "
+                     f"(got {args.steps}, {args.warmup}, {args.batch})")
+    if args.compile and args.warmup < 1:
+        parser.error("--compile needs --warmup >= 1: the first step compiles, and it must not be timed")
     return args
 
 
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def first_line(error):
+    """The exception's type and the first non-empty line of its message."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0].strip() if lines else '(no message)'}"
+
+
+class CompileFailed(Exception):
+    """torch.compile could not compile the model here: the reason replaces the rows, not a crash."""
 
 
 def run_batch(args, batch, device, flops_per_token, peak_flops):
@@ -174,9 +204,19 @@ def run_batch(args, batch, device, flops_per_token, peak_flops):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(1337)
-    model = GPT(attention=args.attention, **shape).to(device)
+    model = GPT(attention=args.attention, **shape).to(device)  # float32 masters in every precision
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY,
+                                  fused=device.type == "cuda")
+    forward = model
+    if args.compile:
+        torch._dynamo.reset()  # static shapes for this batch size: no recompile as a dynamic-shape graph
+        try:
+            forward = torch.compile(model, backend=args.compile_backend)
+        except Exception as error:  # an unknown backend, or no compiler support in this build
+            raise CompileFailed(first_line(error)) from error
+    autocast = (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)) if args.precision == "bf16" \
+        else contextlib.nullcontext
     tokens_per_step = batch * shape["context"]
     step_ms, losses = [], []
     for step in range(total_steps):
@@ -185,9 +225,17 @@ def run_batch(args, batch, device, flops_per_token, peak_flops):
         sync(device)
         begin = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        logits = model(ids)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
-        loss.backward()
+        try:
+            with autocast():  # bf16: the matmuls in bfloat16, cross-entropy in float32 (autocast's list)
+                logits = forward(ids)
+                loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+            loss.backward()
+        except OUT_OF_MEMORY:
+            raise
+        except Exception as error:
+            if args.compile and step == 0:  # compiling happens in the first call (and its backward)
+                raise CompileFailed(first_line(error)) from error
+            raise
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         optimizer.step()
         sync(device)  # the clock is read once the device has finished the step
@@ -200,7 +248,7 @@ def run_batch(args, batch, device, flops_per_token, peak_flops):
         print(f"  batch {batch} step {step + 1}/{total_steps}{suffix}: {ms:9.1f} ms  "
               f"{tokens_per_step / (ms / 1e3):9.0f} tokens/s  loss {loss_value:.4f}", flush=True)
     peak_bytes = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    del model, optimizer, logits, loss, data
+    del model, forward, optimizer, logits, loss, data
     if device.type == "cuda":
         torch.cuda.empty_cache()
     ordered = sorted(step_ms)
@@ -233,7 +281,7 @@ def main(argv):
         found = find_peak(device_label)
         if found:
             peak_flops = found[1][precision]
-            peak_label = f"{found[0]}, {'TF32 dense' if precision == 'tf32' else 'FP32'}"
+            peak_label = f"{found[0]}, {PEAK_LABELS[precision]}"
         else:
             peak_label = "unknown device: not in the peak table"
         torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
@@ -244,7 +292,8 @@ def main(argv):
         device_label = f"cpu ({torch.get_num_threads()} threads)"
         if precision == "tf32":
             print("torch_gpt: TF32 does not apply on the CPU: GEMMs run in exact fp32")
-        precision = "fp32"
+            precision = "fp32"
+        # bf16 stays bf16 on the CPU: autocast runs the matmuls in bfloat16 there too.
 
     shape = args.shape
     if shape["channels"] % shape["heads"]:
@@ -256,20 +305,32 @@ def main(argv):
     matmul_parameters = parameters - counted.wte.weight.numel() - counted.wpe.weight.numel()
     flops_per_token = 6 * matmul_parameters + 6 * shape["layers"] * shape["channels"] * shape["context"]
 
-    print(f"torch_gpt: PyTorch {torch.__version__} eager, attention {args.attention}, GPT training steps on random tokens")
+    implementation = "torch.compile" if args.compile else "PyTorch eager"
+    how = f"torch.compile (backend {args.compile_backend})" if args.compile else "eager"
+    optimizer_text = "AdamW, fused" if device.type == "cuda" else "AdamW, PyTorch's default implementation"
+    print(f"torch_gpt: PyTorch {torch.__version__} {how}, attention {args.attention}, "
+          f"GPT training steps on random tokens")
     print(f"model: {shape}{' [--tiny]' if args.tiny else ''}, {parameters} parameters "
           f"(N = {matmul_parameters} outside the embedding tables)")
     peak_text = f"{peak_flops / 1e12:.0f} TFLOP/s" if peak_flops else "n/a"
     print(f"device: {device_label}, precision {precision}, peak {peak_text} ({peak_label})")
     print(f"flops per token = 6*N + 6*L*C*T = {flops_per_token:.4g} (attention over the causal lower triangle)")
-    print(f"optimizer: AdamW(lr {LEARNING_RATE}, betas {BETAS[0]}/{BETAS[1]}, eps {EPS}, weight decay {WEIGHT_DECAY}), "
+    print(f"optimizer: {optimizer_text} (lr {LEARNING_RATE}, betas {BETAS[0]}/{BETAS[1]}, eps {EPS}, "
+          f"weight decay {WEIGHT_DECAY}), "
           f"grad clip {GRAD_CLIP}; {args.warmup} warm-up + {args.steps} timed steps per batch; batches {args.batch}",
           flush=True)
 
-    runs, failed = [], False
+    runs, failed, compile_failure = [], False, None
     for batch in args.batches:
+        if compile_failure is not None:  # it would fail again the same way: say so without retrying
+            runs.append({"batch": batch, "error": compile_failure})
+            continue
         try:
             run = run_batch(args, batch, device, flops_per_token, peak_flops)
+        except CompileFailed as error:  # PyTorch's tooling, not a result: reported, and the run goes on
+            compile_failure = f"torch.compile unavailable here: {error}"
+            run = {"batch": batch, "error": compile_failure}
+            print(f"torch_gpt: batch {batch}: {compile_failure}; no torch.compile rows", file=sys.stderr)
         except OUT_OF_MEMORY as error:
             failed = True
             run = {"batch": batch, "error": f"out of memory: {str(error).splitlines()[0]}"}
@@ -292,8 +353,14 @@ def main(argv):
 
     if args.json:
         result = {
-            "system": f"pytorch {torch.__version__} eager",
+            "system": f"pytorch {torch.__version__} {'torch.compile' if args.compile else 'eager'}",
+            "implementation": implementation,
+            "compile_backend": args.compile_backend if args.compile else None,
             "attention": args.attention,
+            "optimizer": optimizer_text,
+            "torch_version": torch.__version__,
+            "cuda_version": torch.version.cuda,
+            "cpu_count": os.cpu_count(),
             "device": device_label,
             "precision": precision,
             "model": shape,

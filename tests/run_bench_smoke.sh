@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# CPU smoke test of the end-to-end GPT benchmark (bench/bench_gpt, bench/torch_gpt.py, bench/report_gpt.py),
-# a few seconds: --tiny runs exit 0 and write JSON with every field, tokens/s > 0 and finite losses;
-# --device cuda says "no GPU" and exits 0 on a machine without one (or runs there when there is one);
-# bad options and an out-of-memory model fail with a message and a non-zero status, never a crash.
+# CPU smoke test of the end-to-end GPT benchmark (bench/bench_gpt, bench/torch_gpt.py, bench/report_gpt.py,
+# bench/run_bench_gpt.sh), under a minute: --tiny runs in fp32 and bf16 exit 0 and write JSON with every
+# field, tokens/s > 0 and finite losses; --device cuda says "no GPU" and exits 0 on a machine without one
+# (or runs there when there is one); bad options and an out-of-memory model fail with a message and a
+# non-zero status, never a crash; run_bench_gpt.sh joins fp32 and bf16 rows of minipipe, PyTorch eager and
+# torch.compile (its "eager" backend: tracing only, seconds) into one report with both ratios; a
+# torch.compile that cannot compile says why and exits 0. No speed is checked: only that it all runs.
 # Usage: run_bench_smoke.sh BUILD_DIR   (bench_gpt must be built: make BUILD_DIR/bench/bench_gpt)
 set -u
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}  # as run_bench_gpt.sh: no spinning threads on shared cores
@@ -19,18 +22,24 @@ fail() {  # name, reason; shows the log when there is one
     [ -f "$out/$1.log" ] && tail -n 20 "$out/$1.log"
 }
 
-# Checks a bench JSON: the fields both programs write, every run finished, tokens/s > 0, losses finite.
-check_json() {  # name, file
-    python3 - "$2" <<'EOF' >"$out/$1.check" 2>&1
+# Checks a bench JSON: the fields both programs write, every run finished, tokens/s > 0, losses finite,
+# and the precision (and implementation, when given) expected.
+check_json() {  # name, file[, precision[, implementation]]
+    python3 - "$2" "${3:-}" "${4:-}" <<'EOF' >"$out/$1.check" 2>&1
 import json, math, sys
 result = json.load(open(sys.argv[1]))
+precision, implementation = sys.argv[2], sys.argv[3]
+assert not precision or result.get("precision") == precision, f"precision {result.get('precision')}, not {precision}"
+assert not implementation or result.get("implementation") == implementation, \
+    f"implementation {result.get('implementation')}, not {implementation}"
 for key in ("system", "device", "precision", "model", "parameters", "matmul_parameters", "flops_per_token",
             "flops_formula", "peak_flops", "peak_source", "warmup_steps", "timed_steps", "runs"):
     assert key in result, f"missing field {key}"
 assert result["runs"], "no runs"
 for run in result["runs"]:
     assert "error" not in run, f"batch {run.get('batch')} failed: {run.get('error')}"
-    for key in ("batch", "ms_per_step", "ms_min", "ms_max", "tokens_per_s", "mfu", "peak_bytes", "loss_first", "loss_last"):
+    for key in ("batch", "ms_per_step", "ms_min", "ms_max", "tokens_per_s", "mfu", "peak_bytes", "loss_first",
+                "loss_last"):
         assert key in run, f"missing field runs[].{key}"
     assert run["tokens_per_s"] > 0, f"tokens/s {run['tokens_per_s']}"
     for key in ("loss_first", "loss_last"):
@@ -38,12 +47,18 @@ for run in result["runs"]:
 EOF
 }
 
-run_and_check() {  # name, json file, then the command: exit 0, then the JSON checks
-    local name=$1 json=$2; shift 2
+run_and_check() {  # name, json file, precision, then the command: exit 0, then the JSON checks
+    local name=$1 json=$2 precision=$3; shift 3
     "$@" >"$out/$name.log" 2>&1
     local status=$?
     if [ $status -ne 0 ]; then fail "$name" "exited with $status"
-    elif ! check_json "$name" "$json"; then fail "$name" "$(cat "$out/$name.check")"
+    elif ! check_json "$name" "$json" "$precision"; then fail "$name" "$(cat "$out/$name.check")"
+    else pass; fi
+}
+
+check_file() {  # name, json file, precision, implementation: a file another command left
+    if [ ! -s "$2" ]; then fail "$1" "$2 was not written"
+    elif ! check_json "$1" "$2" "$3" "$4"; then fail "$1" "$(cat "$out/$1.check")"
     else pass; fi
 }
 
@@ -59,44 +74,76 @@ expect_failure() {  # name, fragment, then the command: a non-zero status below 
 if [ ! -x "$bench" ]; then
     fail bench_gpt_built "$bench not found (make $bench)"
 else
-    run_and_check bench_gpt_tiny_cpu "$out/minipipe.json" "$bench" --tiny --device cpu --json "$out/minipipe.json"
+    run_and_check bench_gpt_tiny_cpu "$out/minipipe.json" fp32 "$bench" --tiny --device cpu --json "$out/minipipe.json"
+    # Mixed precision: float32 masters, bfloat16 compute copies; the loss is float32 and finite.
+    run_and_check bench_gpt_tiny_cpu_bf16 "$out/minipipe_bf16.json" bf16 \
+        "$bench" --tiny --device cpu --precision bf16 --json "$out/minipipe_bf16.json"
 
     # The default device: on a machine without a GPU, a message and exit 0 (no JSON); with one, the tiny run.
     "$bench" --tiny --device cuda --json "$out/cuda.json" >"$out/bench_gpt_tiny_cuda.log" 2>&1
     status=$?
     if [ $status -ne 0 ]; then fail bench_gpt_tiny_cuda "exited with $status"
     elif [ -s "$out/cuda.json" ]; then
-        if check_json bench_gpt_tiny_cuda "$out/cuda.json"; then pass; else fail bench_gpt_tiny_cuda "$(cat "$out/bench_gpt_tiny_cuda.check")"; fi
+        if check_json bench_gpt_tiny_cuda "$out/cuda.json"; then pass
+        else fail bench_gpt_tiny_cuda "$(cat "$out/bench_gpt_tiny_cuda.check")"; fi
     elif grep -q "no GPU" "$out/bench_gpt_tiny_cuda.log"; then pass
     else fail bench_gpt_tiny_cuda "neither results nor a 'no GPU' message"; fi
 
     expect_failure bench_gpt_unknown_option "unknown option" "$bench" --tiny --bogus
-    expect_failure bench_gpt_bad_precision "--precision must be" "$bench" --tiny --device cpu --precision bf16
+    expect_failure bench_gpt_bad_precision "--precision must be" "$bench" --tiny --device cpu --precision fp16
     expect_failure bench_gpt_bad_shape "divisible by heads" "$bench" --tiny --device cpu --heads 3
     # 2·(12·C²) floats at C = 10⁶ are ~96 TB: the allocation fails, the run reports it (ASan: return null).
     ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}allocator_may_return_null=1 \
-        expect_failure bench_gpt_out_of_memory "out of host memory" "$bench" --tiny --device cpu --channels 1000000 --heads 1
+        expect_failure bench_gpt_out_of_memory "out of host memory" \
+            "$bench" --tiny --device cpu --channels 1000000 --heads 1
 fi
 
-if python3 -c "import torch" 2>/dev/null; then
-    run_and_check torch_gpt_tiny_cpu "$out/torch.json" python3 "$here/bench/torch_gpt.py" --tiny --device cpu --json "$out/torch.json"
-    if [ -s "$out/minipipe.json" ] && [ -s "$out/torch.json" ]; then
-        # The joiner exits non-zero when the two disagree on the model: both rows and a ratio must appear.
-        if python3 "$here/bench/report_gpt.py" "$out/minipipe.json" "$out/torch.json" >"$out/report.log" 2>&1 &&
-            grep -q "^| minipipe | fp32 | 4 |" "$out/report.log" && grep -q "^| pytorch.*| [0-9.]*x |$" "$out/report.log"; then
-            pass
-        else
-            failed=$((failed + 1)); failures+=(report_gpt); echo "---- report_gpt: its output:"; cat "$out/report.log"
+if python3 -c "import torch" 2>/dev/null && [ -x "$bench" ]; then
+    # The whole script as a GPU machine runs it, in its own folder: fp32 and bf16, eager and (bf16) compile.
+    mkdir -p "$out/build/bench" && ln -s "$(cd "$(dirname "$bench")" && pwd)/bench_gpt" "$out/build/bench/bench_gpt"
+    TORCH_GPT_COMPILE_BACKEND=eager bash "$here/bench/run_bench_gpt.sh" "$out/build" --tiny --device cpu \
+        --precision fp32,bf16 --compile=bf16 >"$out/run_bench_gpt.log" 2>&1
+    status=$?
+    if [ $status -ne 0 ]; then fail run_bench_gpt "exited with $status"; tail -n 30 "$out/run_bench_gpt.log"
+    else pass; fi
+    results=$out/build/bench
+    check_file torch_gpt_tiny_cpu "$results/torch_gpt_fp32_math.json" fp32 "PyTorch eager"
+    check_file torch_gpt_tiny_cpu_bf16 "$results/torch_gpt_bf16_math.json" bf16 "PyTorch eager"
+    check_file torch_gpt_tiny_cpu_compile "$results/torch_gpt_bf16_compile.json" bf16 "torch.compile"
+    # The joined report: minipipe's rows in both precisions, a ratio on PyTorch's rows, and the summary
+    # with both ratios (eager and torch.compile) for bf16.
+    report_ok=1
+    for line in "^| minipipe | fp32 | 4 |" "^| minipipe | bf16 | 4 |" \
+                "^| PyTorch eager (attention math) | bf16 | 4 |.*| [0-9.]*x |$" \
+                "^| torch.compile \[backend eager\] (attention math) | bf16 | 4 |.*| [0-9.]*x |$" \
+                "^| bf16 | 4 | [0-9]* | [0-9]* (math) | [0-9.]*x | [0-9]* (math) | [0-9.]*x |$" "^machine: cpu"; do
+        if ! grep -q -- "$line" "$out/run_bench_gpt.log"; then
+            report_ok=0
+            echo "---- report_gpt: no line matching '$line'"
         fi
-    else
-        skipped=$((skipped + 1))
-    fi
+    done
+    if [ $report_ok = 1 ]; then pass
+    else failed=$((failed + 1)); failures+=(report_gpt); sed -n '/^machine:/,$p' "$out/run_bench_gpt.log"; fi
+
+    # A torch.compile that cannot compile here (an unknown backend stands in for a missing compiler):
+    # the reason printed and in the JSON, exit 0, no crash.
+    python3 "$here/bench/torch_gpt.py" --tiny --device cpu --compile --compile-backend no_such_backend \
+        --json "$out/no_compile.json" >"$out/torch_gpt_compile_unavailable.log" 2>&1
+    status=$?
+    if [ $status -ne 0 ]; then fail torch_gpt_compile_unavailable "exited with $status"
+    elif ! grep -q "torch.compile unavailable here: InvalidBackend" "$out/torch_gpt_compile_unavailable.log"; then
+        fail torch_gpt_compile_unavailable "no reason printed"
+    elif ! grep -q '"error": "torch.compile unavailable here' "$out/no_compile.json"; then
+        fail torch_gpt_compile_unavailable "the reason is not in the JSON"
+    else pass; fi
 else
-    echo "  (PyTorch is not importable: torch_gpt.py and the joined report are not checked)"
-    skipped=$((skipped + 2))
+    echo "  (PyTorch is not importable or bench_gpt is not built:" \
+         "torch_gpt.py, run_bench_gpt.sh and the report are not checked)"
+    skipped=$((skipped + 6))
 fi
 
 echo "==== bench smoke test (CPU)"
-printf '  %-28s ran %4d  passed %4d  skipped %4d  failed %4d\n' "bench_gpt" $((passed + failed)) "$passed" "$skipped" "$failed"
+printf '  %-28s ran %4d  passed %4d  skipped %4d  failed %4d\n' \
+    "bench_gpt" $((passed + failed)) "$passed" "$skipped" "$failed"
 rm -rf "$out"
 if [ "$failed" -gt 0 ]; then echo "FAILED: ${failures[*]}"; exit 1; fi

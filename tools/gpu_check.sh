@@ -310,26 +310,35 @@ stage_bench() {
 stage_bench_gpt() {
     if [ ! -f bench/run_bench_gpt.sh ]; then add_row bench_gpt FAIL 0 "bench/run_bench_gpt.sh is missing"; return; fi
     have_build bench_gpt "$BUILD/bench/bench_gpt" || return
-    local results=() failed=0 precision
-    # TF32 first (the fair eager baseline on tensor cores), then exact fp32; batch 8 and 16 each.
-    for precision in tf32 fp32; do
-        local left; left=$(left_in_stage)
-        if (( left < 30 )); then results+=("$precision: not run (stage time spent)"); continue; fi
-        echo "==== precision $precision" >>"$bench_gpt_log"
-        run_logged "$bench_gpt_log" "$left" bash bench/run_bench_gpt.sh "$BUILD" --precision "$precision" \
-            --batch 8,16 --warmup 2 --steps 5
-        local status=$?
-        if [ $status -eq 0 ]; then results+=("$precision: done")
-        else results+=("$precision: FAILED (exit $status$( [ $status -eq 124 ] && echo ', timed out'))"); failed=1; fi
-    done
+    local results=() failed=0 left status
+    # bf16 first (the bar), then TF32 and exact fp32, batch 8 and 16 each: minipipe and PyTorch
+    # eager; then torch.compile in bf16, last (compiling is slow: the stage's timeout cuts it first).
+    left=$(left_in_stage)
+    run_logged "$bench_gpt_log" "$left" bash bench/run_bench_gpt.sh "$BUILD" --precision bf16,tf32,fp32 \
+        --compile=bf16 --batch 8,16 --warmup 2 --steps 5
+    status=$?
+    if [ $status -eq 0 ]; then
+        results+=("bf16, tf32, fp32 and torch.compile bf16: done")
+    else
+        local timed_out=""; [ $status -eq 124 ] && timed_out=", timed out: the rows measured before it follow"
+        results+=("FAILED (exit $status$timed_out)")
+        failed=1
+    fi
+    if [ $status -eq 124 ]; then  # join what finished before the timeout
+        local done_files
+        done_files=$(ls "$BUILD"/bench/minipipe_gpt_*.json "$BUILD"/bench/torch_gpt_*.json 2>/dev/null)
+        # shellcheck disable=SC2086  # one path per word: build paths have no spaces
+        [ -n "$done_files" ] && python3 bench/report_gpt.py $done_files >>"$bench_gpt_log" 2>&1
+    fi
     local seconds; seconds=$(elapsed)
     {
         printf -- '- %s\n' "${results[@]}"
         echo
-        grep -E '^(==== precision|device:|flops per token|[0-9]+ warm-up|\||run_bench_gpt:|bench_gpt:)' "$bench_gpt_log"
-    } | add_section "GPT-2 124M training, minipipe against PyTorch eager (same run)"
+        grep -E -e '^(==== precision|machine:|model: [0-9]|flops per token:|peak:|[0-9]+ warm-up|\|)' \
+            -e '^(PyTorch optimizer|run_bench_gpt:|bench_gpt:|torch_gpt:)' "$bench_gpt_log"
+    } | add_section "GPT-2 124M training, minipipe against PyTorch eager and torch.compile (same run)"
     if [ $failed -ne 0 ]; then add_row bench_gpt FAIL "$seconds" "see below and bench_gpt.log"
-    else add_row bench_gpt pass "$seconds" "tf32 and fp32 at batch 8 and 16: tables below"; fi
+    else add_row bench_gpt pass "$seconds" "bf16, tf32, fp32, torch.compile bf16 at batch 8 and 16: tables below"; fi
 }
 
 # ---------------------------------------------------------------- 8. examples and a training run
