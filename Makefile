@@ -227,7 +227,7 @@ BENCH_OBJ := $(BENCH_SRC:%.cpp=$(BUILD)/obj/%.o)
 # Named explicitly so make treats them as real targets, not intermediates it may delete or skip.
 .PRECIOUS: $(TEST_OBJ) $(TEST_SUPPORT_OBJ) $(BENCH_OBJ) $(EXAMPLE_OBJ)
 
-.PHONY: all lib tests benches examples test run-tests demo bench deps clean help check-only gpu-check
+.PHONY: all lib tests benches examples test run-tests demo bench deps clean help check-only gpu-check cpu-only-check
 # The examples run under mpirun: they need MPI (comm/), as do the multi-rank tests.
 all: lib $(if $(filter 1,$(HAVE_GTEST)),tests) benches $(if $(filter 1,$(HAVE_MPI)),examples)
 lib: $(LIB)
@@ -326,6 +326,16 @@ run-tests: all
 	@bash tests/run_bench_smoke.sh $(BUILD)
 	@bash tests/run_gpu_check_selftest.sh $(BUILD)
 	@bash tests/run_makefile_checks.sh
+	@$(MAKE) --no-print-directory cpu-only-check
+
+# A CUDA build also proves that the CPU-only build (machines without CUDA) still compiles, links
+# and passes its unit tests, in its own build folder.
+cpu-only-check:
+	@if [ "$(CUDA)" = 1 ]; then \
+	  echo "==== CPU-only build (CUDA=0) in $(BUILD)/cpu-only"; \
+	  $(MAKE) --no-print-directory CUDA=0 BUILD=$(BUILD)/cpu-only tests >/dev/null && \
+	  bash tests/run_tests.sh $(BUILD)/cpu-only/tests/test_*; \
+	fi
 
 check-only: $(LIB) $(TEST_BIN)
 	@bash tests/run_tests.sh $(TEST_BIN)

@@ -52,6 +52,14 @@ Tensor causal_attention_fused(const Tensor& qkv, int64_t heads);
 // ---- losses (autograd/functions/losses.cpp): scalar (shape {}) means
 // Mean cross-entropy over the rows whose target is not ignore_index.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index = -100);
+// The same mean loss with its backward done in the forward (one pass over the logits, the gradient
+// written over them — so nothing may read `logits` afterwards), for a loss whose backward seed is
+// known in advance: `seed`, as a pipeline's last stage knows its micro-batch weight. Backward then
+// only hands the gradient on; a different seed is refused where it can be read without waiting
+// (CPU). vocab < logits' last dim: the columns past vocab are padding (no loss, zero gradient).
+// Outside a tape it computes the loss alone and leaves the logits as they are.
+Tensor cross_entropy_seeded(const Tensor& logits, const Tensor& targets, int ignore_index, double seed,
+                            int64_t vocab = -1);
 // Mean squared error over all elements.
 Tensor mse(const Tensor& prediction, const Tensor& target);
 

@@ -163,6 +163,13 @@ void Engine::infer_shapes(const Tensor& first_input) {
     }
 }
 
+// The last stage's loss: with the backward done in the forward when the loss offers it (the
+// micro-batch's weight is its backward seed, known before the forward).
+Tensor Engine::loss_of(const Tensor& output, const MicroBatch& mb) const {
+    if (loss_.seeded_mean_loss) return loss_.seeded_mean_loss(output, mb.targets, mb.weight);
+    return loss_.mean_loss(output, mb.targets);
+}
+
 void Engine::run_forward(LocalStage& stage, MicroBatch& mb, bool last_micro_batch) {
     const bool first = is_first(stage.index), last = is_last(stage.index);
     Allocator& allocator = allocator_for(device_);
@@ -173,13 +180,13 @@ void Engine::run_forward(LocalStage& stage, MicroBatch& mb, bool last_micro_batc
     if (mb.rematerialize) {
         autograd::NoGradScope no_grad;
         output = stage.module->forward(mb.input);
-        if (last) output = loss_.mean_loss(output, mb.targets);
+        if (last) output = loss_of(output, mb);
     } else {
         mb.tape = std::make_unique<autograd::Tape>();
         if (is_first(stage.index)) mb.tape->mark_not_differentiable(mb.input);  // the raw batch: no gradient
         autograd::TapeScope scope(*mb.tape);
         output = stage.module->forward(mb.input);
-        if (last) output = loss_.mean_loss(output, mb.targets);
+        if (last) output = loss_of(output, mb);
     }
     size_t after = allocator.stats().current_bytes;
     // Stash = what the forward left allocated, less the output (sent and dropped; the last
@@ -210,7 +217,7 @@ void Engine::run_backward(LocalStage& stage, MicroBatch& mb, bool split) {
         autograd::TapeScope scope(*mb.tape);
         nn::DropoutReplayScope masks(dropout_key(), mb.first_row);  // the same masks as the first forward
         Tensor output = stage.module->forward(mb.input);
-        if (last) output = loss_.mean_loss(output, mb.targets);
+        if (last) output = loss_of(output, mb);
         mb.output_ref = autograd::TensorRef(output);
         // The recomputed internals, counted like a stash (less the output, as in run_forward).
         size_t after = allocator.stats().current_bytes;

@@ -96,6 +96,7 @@ class Engine {
     void prepare_shapes(const Tensor& inputs, int64_t micro);
     uint64_t dropout_key() const;
     void run_forward(LocalStage& stage, MicroBatch& mb, bool last_micro_batch);
+    Tensor loss_of(const Tensor& output, const MicroBatch& mb) const;
     // B (split = false), or I: the input's gradient, the weight closures queued on the tape.
     void run_backward(LocalStage& stage, MicroBatch& mb, bool split = false);
     // W: the queued weight closures, then the stash is freed.

@@ -13,12 +13,16 @@ LossFunction cross_entropy_loss(int ignore_index) {
             double counted = 0;
             for (int32_t t : targets.to_vector<int32_t>()) counted += (t != ignore_index);
             return counted;
+        },
+        [ignore_index](const Tensor& logits, const Tensor& targets, double seed) {
+            return fn::cross_entropy_seeded(logits, targets, ignore_index, seed);
         }};
 }
 
 LossFunction mse_loss() {
     return LossFunction{"mse", [](const Tensor& prediction, const Tensor& target) { return fn::mse(prediction, target); },
-                        [](const Tensor& target) { return static_cast<double>(target.numel()); }};
+                        [](const Tensor& target) { return static_cast<double>(target.numel()); },
+                        nullptr};  // no seeded variant: the engine uses mean_loss
 }
 
 }  // namespace mp::pipeline

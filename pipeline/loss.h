@@ -14,6 +14,10 @@ struct LossFunction {
     std::string name;
     std::function<Tensor(const Tensor& output, const Tensor& targets)> mean_loss;  // differentiable
     std::function<double(const Tensor& targets)> count;  // items the mean is over
+    // Optional: the same loss whose backward is done in the forward, for the known backward seed
+    // (the micro-batch's weight); it may overwrite the output with its gradient (cross-entropy:
+    // one pass over the logits, no second logits-sized buffer).
+    std::function<Tensor(const Tensor& output, const Tensor& targets, double seed)> seeded_mean_loss;
 };
 
 LossFunction cross_entropy_loss(int ignore_index = -100);

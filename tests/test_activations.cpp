@@ -272,10 +272,11 @@ TEST(ActivationsCudaBf16, MatchCpu) {
         const std::string what = "n=" + std::to_string(n);
         mp::testing::expect_equal(ops::relu(x.to(gpu)), ops::relu(x), "relu " + what);
         mp::testing::expect_equal(ops::relu_backward(x.to(gpu), dy.to(gpu)), ops::relu_backward(x, dy), "relu' " + what);
-        // The raw kernel into a NaN-poisoned output: every element must be written.
+#if MP_CUDA  // the raw kernel into a NaN-poisoned output: every element must be written
         Tensor y = poisoned({n}, DType::BFloat16, gpu), xg = x.to(gpu);
         kernels::cuda::gelu_forward(xg.data<bfloat16>(), y.data<bfloat16>(), n, compute_stream(0));
         mp::testing::expect_close(y, ops::gelu(x), std::ldexp(1.0, -8), 1e-6, "gelu " + what);
+#endif
         mp::testing::expect_close(ops::gelu_backward(x.to(gpu), dy.to(gpu)), ops::gelu_backward(x, dy),
                                   std::ldexp(1.0, -8), 1e-6, "gelu' " + what);
     }

@@ -25,6 +25,28 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_ind
     return loss;
 }
 
+Tensor cross_entropy_seeded(const Tensor& logits, const Tensor& targets, int ignore_index, double seed,
+                            int64_t vocab) {
+    const bool recording = autograd::is_recording();
+    Tensor mean_weight =
+        ops::cross_entropy_mean_weight(targets, ignore_index, ops::cross_entropy_statistics_dtype(logits.dtype()));
+    Tensor buffer = logits;  // the handle shares storage: with a tape, the gradient is written over the logits
+    Tensor losses = ops::cross_entropy_fused_(buffer, targets, ignore_index, vocab < 0 ? logits.shape().back() : vocab,
+                                              seed, mean_weight, recording);
+    Tensor loss = ops::mul(ops::sum(losses), mean_weight);
+    autograd::record("cross_entropy_seeded", {logits, targets}, {loss},
+                     [dlogits = buffer, seed](Grads& g, const std::vector<Tensor>& dy) {
+                         if (dy[0].device().is_cpu()) {
+                             const double given = dy[0].item();
+                             const double expected = Tensor::full({}, seed, dy[0].dtype()).item();  // in its dtype
+                             MP_REQUIRE(given == expected, "cross_entropy_seeded: the backward seed is ", given,
+                                        " but the gradient was computed in the forward for seed ", expected);
+                         }
+                         g.accumulate(dlogits, dlogits);
+                     });
+    return loss;
+}
+
 Tensor mse(const Tensor& prediction, const Tensor& target) {
     ops::detail::require_same_shape("mse", prediction, target);
     Tensor diff = ops::sub(prediction, target);

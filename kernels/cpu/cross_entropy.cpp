@@ -94,6 +94,43 @@ void cross_entropy_backward(const T* logits, const int32_t* targets, const compu
         throw_invalid_target("cross_entropy_backward", targets[first_bad_row], first_bad_row, vocab, ignore_index);
 }
 
+template <typename T>
+void cross_entropy_fused(T* logits, const int32_t* targets, compute_t<T>* losses, int64_t rows, int64_t vocab,
+                         int64_t stride, int ignore_index, compute_t<T> dloss, bool write_gradient) {
+    using S = compute_t<T>;
+    const T zero = element_from_double<T>(0.0), nan = element_from_double<T>(std::numeric_limits<double>::quiet_NaN());
+    int64_t first_bad_row = rows;
+#pragma omp parallel for reduction(min : first_bad_row)
+    for (int64_t r = 0; r < rows; ++r) {
+        T* row = logits + r * stride;
+        double row_max = element_to_double(row[0]);
+        for (int64_t j = 1; j < vocab; ++j) row_max = std::max(row_max, element_to_double(row[j]));
+        double sum = 0.0;
+        for (int64_t j = 0; j < vocab; ++j) sum += std::exp(element_to_double(row[j]) - row_max);
+        const S lse = static_cast<S>(row_max + std::log(sum));  // as the forward stores it
+        const int32_t target = targets[r];
+        const bool ignored = target == ignore_index, valid = target_is_valid(target, vocab, ignore_index);
+        if (ignored) losses[r] = S(0);
+        else if (valid) losses[r] = static_cast<S>(static_cast<double>(row_max + std::log(sum)) -
+                                                   element_to_double(row[target]));
+        else losses[r] = std::numeric_limits<S>::quiet_NaN(), first_bad_row = std::min(first_bad_row, r);
+        if (!write_gradient) continue;
+        for (int64_t j = 0; j < stride; ++j) {
+            if (j >= vocab || ignored) {
+                row[j] = zero;
+            } else if (!valid) {
+                row[j] = nan;
+            } else {
+                const double probability = std::exp(element_to_double(row[j]) - static_cast<double>(lse));
+                const double indicator = (j == target) ? 1.0 : 0.0;
+                row[j] = element_from_double<T>(static_cast<double>(dloss) * (probability - indicator));
+            }
+        }
+    }
+    if (first_bad_row < rows)
+        throw_invalid_target("cross_entropy_fused", targets[first_bad_row], first_bad_row, vocab, ignore_index);
+}
+
 template void cross_entropy_forward<float>(const float*, const int32_t*, float*, float*, int64_t, int64_t, int);
 template void cross_entropy_forward<double>(const double*, const int32_t*, double*, double*, int64_t, int64_t, int);
 template void cross_entropy_backward<float>(const float*, const int32_t*, const float*, const float*, float*, int64_t,
@@ -105,5 +142,10 @@ template void cross_entropy_mean_weight<double>(const int32_t*, int64_t, int, do
 template void cross_entropy_forward<bfloat16>(const bfloat16*, const int32_t*, float*, float*, int64_t, int64_t, int);
 template void cross_entropy_backward<bfloat16>(const bfloat16*, const int32_t*, const float*, const float*, bfloat16*,
                                                int64_t, int64_t, int);
+template void cross_entropy_fused<float>(float*, const int32_t*, float*, int64_t, int64_t, int64_t, int, float, bool);
+template void cross_entropy_fused<double>(double*, const int32_t*, double*, int64_t, int64_t, int64_t, int, double,
+                                          bool);
+template void cross_entropy_fused<bfloat16>(bfloat16*, const int32_t*, float*, int64_t, int64_t, int64_t, int, float,
+                                            bool);
 
 }  // namespace mp::kernels::cpu

@@ -19,6 +19,10 @@
 // - Deterministic: a fixed reduction tree, no atomics. Exponentials use expf (not __expf): the
 //   kernels are memory bound and expf keeps the result within ~1 ulp of the reference.
 // - -inf logits (masked columns) contribute 0; a NaN logit propagates to the row's results.
+// - fused (forward + backward, the gradient over the logits, llm.c's layout): the forward's pass
+//   then a second sweep of the row, which is still in L2 (50304 bf16 = 100 KB per row), writing
+//   dlogits in place: 2 reads + 1 write per element like forward + backward, but no second
+//   (rows x V) buffer and one launch; padded columns get 0.
 // - mean weight (1 / counted rows): one block counts the targets that are not ignore_index (an
 //   integer sum, so any order gives the same count) and one thread divides in double. Reads 4 B
 //   per row (64 KB at GPT-2's 16384 rows: a few microseconds on one SM, launch-bound).
@@ -197,6 +201,56 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
+// Forward and backward of one row per block, in place: the row's (max, sum) as in forward_kernel
+// (float rows take the float4 body when the row start allows), then every thread rewrites its own
+// elements j = tid, tid + kThreads, ... with the backward's formula (padding and ignored rows: 0).
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    fused_kernel(T* logits, const int32_t* __restrict__ targets, float* __restrict__ losses, int64_t rows,
+                 int64_t vocab, int64_t stride, int ignore_index, float seed, const float* __restrict__ mean_weight,
+                 bool write_gradient) {
+    __shared__ MaxSum warp_partials[kWarps];
+    __shared__ float row_lse;
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        T* row_logits = logits + row * stride;
+        MaxSum state{-INFINITY, 0.0f};
+        if constexpr (std::is_same_v<T, float>) {
+            const RowSplit split = split_row(elements_to_alignment(row_logits), vocab);
+            const float4* body = reinterpret_cast<const float4*>(row_logits + split.head);
+            const int64_t tail_start = split.head + 4 * split.vecs;
+            for (int64_t j = threadIdx.x; j < split.head; j += kThreads) absorb(state, row_logits[j]);
+#pragma unroll 4
+            for (int64_t i = threadIdx.x; i < split.vecs; i += kThreads) absorb4(state, body[i]);
+            for (int64_t j = tail_start + threadIdx.x; j < vocab; j += kThreads) absorb(state, row_logits[j]);
+        } else {
+            for (int64_t j = threadIdx.x; j < vocab; j += kThreads) absorb(state, static_cast<float>(row_logits[j]));
+        }
+        state = block_reduce(state, warp_partials);
+        const int32_t target = targets[row];
+        const bool ignored = target == ignore_index;
+        const bool valid = target >= 0 && target < vocab;
+        if (threadIdx.x == 0) {
+            const float lse = state.max + logf(state.sum);
+            losses[row] = ignored ? 0.0f : valid ? lse - static_cast<float>(row_logits[target]) : NAN;
+            row_lse = lse;
+        }
+        __syncthreads();  // row_lse is ready, and every read of the row's max/sum pass is done
+        if (write_gradient) {
+            const float lse = row_lse;
+            const float dloss = (ignored || valid) ? seed * mean_weight[0] : NAN;
+            for (int64_t j = threadIdx.x; j < stride; j += kThreads) {
+                float g = 0.0f;
+                if (j < vocab && !ignored) {
+                    const float probability = expf(static_cast<float>(row_logits[j]) - lse);
+                    g = dloss * (probability - (j == target ? 1.0f : 0.0f));
+                }
+                row_logits[j] = T(g);
+            }
+        }
+        __syncthreads();  // warp_partials and row_lse are rewritten by the next row
+    }
+}
+
 unsigned row_blocks(int64_t rows) { return static_cast<unsigned>(rows < kMaxBlocks ? rows : kMaxBlocks); }
 
 constexpr int kCountThreads = 1024;
@@ -244,6 +298,21 @@ template void cross_entropy_backward<float>(const float*, const int32_t*, const 
                                             int64_t, int, cudaStream_t);
 template void cross_entropy_backward<bfloat16>(const bfloat16*, const int32_t*, const float*, const float*, bfloat16*,
                                                int64_t, int64_t, int, cudaStream_t);
+
+template <typename T>
+void cross_entropy_fused(T* logits, const int32_t* targets, float* losses, int64_t rows, int64_t vocab, int64_t stride,
+                         int ignore_index, float seed, const float* mean_weight, bool write_gradient,
+                         cudaStream_t stream) {
+    if (rows == 0 || stride == 0) return;
+    fused_kernel<T><<<row_blocks(rows), kThreads, 0, stream>>>(logits, targets, losses, rows, vocab, stride,
+                                                               ignore_index, seed, mean_weight, write_gradient);
+    CUDA_CHECK_LAUNCH();
+}
+
+template void cross_entropy_fused<float>(float*, const int32_t*, float*, int64_t, int64_t, int64_t, int, float,
+                                         const float*, bool, cudaStream_t);
+template void cross_entropy_fused<bfloat16>(bfloat16*, const int32_t*, float*, int64_t, int64_t, int64_t, int, float,
+                                            const float*, bool, cudaStream_t);
 
 void cross_entropy_mean_weight(const int32_t* targets, int64_t rows, int ignore_index, float* out,
                                cudaStream_t stream) {

@@ -109,6 +109,40 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const
     return dlogits;
 }
 
+Tensor cross_entropy_fused_(Tensor& logits, const Tensor& targets, int ignore_index, int64_t vocab, double seed,
+                            const Tensor& mean_weight, bool write_gradient) {
+    const char* op = "cross_entropy_fused_";
+    check_logits_and_targets(op, logits, targets);
+    const int64_t stride = logits.shape().back();
+    MP_REQUIRE(vocab >= 1 && vocab <= stride, op, ": vocab ", vocab, " must be in [1, ", stride,
+               "] (the logits' last dimension, padding included) for logits ", logits.describe());
+    const DType statistics = cross_entropy_statistics_dtype(logits.dtype());
+    detail::require_defined(op, mean_weight, "mean_weight");
+    MP_REQUIRE(mean_weight.numel() == 1 && mean_weight.dtype() == statistics, op, ": mean_weight is ",
+               mean_weight.describe(), ", expected one ", dtype_name(statistics), " (cross_entropy_mean_weight)");
+    detail::require_same_device(op, {&logits, &mean_weight});
+    const int64_t rows = targets.numel();
+    Tensor losses = Tensor::empty(targets.shape(), statistics, logits.device());
+    if (rows == 0) return losses;
+    dispatch_floating(op, logits.dtype(), detail::floating_on(logits.device()), [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        using S = compute_t<T>;
+        if (logits.device().is_cpu()) {
+            // dloss as the unfused backward forms it: the seed in S times the weight, rounded to S.
+            const S dloss = static_cast<S>(static_cast<S>(seed) * mean_weight.data<S>()[0]);
+            kernels::cpu::cross_entropy_fused(logits.data<T>(), targets.data<int32_t>(), losses.data<S>(), rows, vocab,
+                                              stride, ignore_index, dloss, write_gradient);
+        } else if constexpr (detail::kHasCudaKernels<T>) {
+            check_cuda_targets(op, targets, vocab, ignore_index);
+            MP_ON_CUDA(kernels::cuda::cross_entropy_fused(logits.data<T>(), targets.data<int32_t>(),
+                                                          losses.data<float>(), rows, vocab, stride, ignore_index,
+                                                          static_cast<float>(seed), mean_weight.data<float>(),
+                                                          write_gradient, detail::stream_of(logits)));
+        }
+    });
+    return losses;
+}
+
 Tensor cross_entropy_mean_weight(const Tensor& targets, int ignore_index, DType dtype) {
     const char* op = "cross_entropy_mean_weight";
     detail::require_defined(op, targets, "targets");

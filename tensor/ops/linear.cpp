@@ -37,7 +37,7 @@ Shape output_shape(const Tensor& x, int64_t out) {
     return shape;
 }
 
-bool allow_tf32() { return matmul_precision() == MatmulPrecision::TF32; }
+[[maybe_unused]] bool allow_tf32() { return matmul_precision() == MatmulPrecision::TF32; }
 
 // y (and pre for BiasGelu) from the fused kernel; false when CUDA's cuBLASLt declined.
 bool run_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, Tensor* pre,
