@@ -717,20 +717,21 @@ double Engine::evaluate(const Tensor& inputs, const Tensor& targets) {
     std::vector<Tensor> losses(static_cast<size_t>(M));
     std::vector<double> weights(static_cast<size_t>(M), 0.0);
     double total_count = 0;
-    std::vector<Tensor> handed_over;  // the previous local stage's outputs, by micro-batch
-    for (std::unique_ptr<LocalStage>& held : local_) {
-        LocalStage& stage = *held;
-        const int s = stage.index;
-        const bool previous_here = !is_first(s) && schedule_.rank_of(s - 1) == rank_;
-        const bool next_here = !is_last(s) && schedule_.rank_of(s + 1) == rank_;
-        std::vector<Tensor> outputs(next_here ? static_cast<size_t>(M) : 0);
-        for (int m = 0; m < M; ++m) {
+    // Micro-batch by micro-batch, and within one through this rank's stages in increasing order.
+    // Every transfer (m, s -> s + 1) is then one step of the single global sequence ordered by
+    // (m, s), and each rank meets its transfers in that sequence's order: the earliest pending one
+    // always has both ends waiting at it, so the blocking (rendezvous) transfers cannot deadlock.
+    // (Stage by stage instead would deadlock with several stages per rank.)
+    for (int m = 0; m < M; ++m) {
+        Tensor handed_over;  // the output of this rank's previous stage, for this micro-batch
+        for (std::unique_ptr<LocalStage>& held : local_) {
+            LocalStage& stage = *held;
+            const int s = stage.index;
             Tensor input;
             if (is_first(s)) {
                 input = inputs.slice(m * micro, (m + 1) * micro).to(device_);
-            } else if (previous_here) {
-                input = handed_over.at(static_cast<size_t>(m));
-                handed_over[static_cast<size_t>(m)] = Tensor();
+            } else if (schedule_.rank_of(s - 1) == rank_) {
+                input = std::move(handed_over);
             } else {
                 input = Tensor::empty(stage.input_shape, stage.input_dtype, device_);
                 comm_.recv(input, schedule_.rank_of(s - 1), message_tag({ActionKind::RecvActivation, s, m}, M));
@@ -741,13 +742,12 @@ double Engine::evaluate(const Tensor& inputs, const Tensor& targets) {
                 weights[static_cast<size_t>(m)] = loss_.count(micro_targets);
                 total_count += weights[static_cast<size_t>(m)];
                 losses[static_cast<size_t>(m)] = loss_.mean_loss(output, micro_targets.to(device_));
-            } else if (next_here) {
-                outputs[static_cast<size_t>(m)] = output;
+            } else if (schedule_.rank_of(s + 1) == rank_) {
+                handed_over = output;
             } else {
                 comm_.send(output, schedule_.rank_of(s + 1), message_tag({ActionKind::SendActivation, s, m}, M));
             }
         }
-        handed_over = std::move(outputs);
     }
 
     // A bad id or target found on the GPU (the CPU checks throw at once) stops every rank alike.

@@ -65,11 +65,11 @@ class Engine {
     // same value on every rank (and replica). Arguments as for step(); the batch splits into the
     // same M micro-batches. Each stage runs in evaluation mode (no dropout) without a tape: nothing
     // is stashed, no gradient is made, no optimizer steps, and the dropout masks of later steps are
-    // untouched. Every schedule evaluates in one order made from its placement: each rank runs its
-    // stages in increasing order, and each stage its micro-batches in order, receiving from the
-    // previous stage and sending to the next as step() does (for one stage per rank this is
-    // GPipe's forward phase). That order is one global order (stage, micro-batch) in which every
-    // receive follows its send, so the blocking transfers cannot deadlock. The micro-batch losses
+    // untouched. Every schedule evaluates in one order made from its placement: micro-batch by
+    // micro-batch, each through this rank's stages in increasing order, receiving from the previous
+    // stage and sending to the next with the tags step() uses (for one stage per rank, GPipe's
+    // forward phase). Each rank then meets its transfers in the order of one global sequence,
+    // (micro-batch, stage), so the blocking transfers cannot deadlock. The micro-batch losses
     // are weighted and summed as in step(), so the loss equals one process's evaluation of the same
     // micro-batches bit for bit.
     double evaluate(const Tensor& inputs, const Tensor& targets);
