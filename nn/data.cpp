@@ -21,8 +21,10 @@ size_t utf8_sequence_length(const std::string& text, size_t i) {
     unsigned char low = 0x80, high = 0xBF;  // the range of the second byte
     if (lead < 0x80) return 1;
     if (lead >= 0xC2 && lead <= 0xDF) length = 2;
-    else if (lead >= 0xE0 && lead <= 0xEF) length = 3, low = lead == 0xE0 ? 0xA0 : 0x80, high = lead == 0xED ? 0x9F : 0xBF;
-    else if (lead >= 0xF0 && lead <= 0xF4) length = 4, low = lead == 0xF0 ? 0x90 : 0x80, high = lead == 0xF4 ? 0x8F : 0xBF;
+    else if (lead >= 0xE0 && lead <= 0xEF)
+        length = 3, low = lead == 0xE0 ? 0xA0 : 0x80, high = lead == 0xED ? 0x9F : 0xBF;
+    else if (lead >= 0xF0 && lead <= 0xF4)
+        length = 4, low = lead == 0xF0 ? 0x90 : 0x80, high = lead == 0xF4 ? 0x8F : 0xBF;
     else return 0;
     if (i + length > text.size() || byte(i + 1) < low || byte(i + 1) > high) return 0;
     for (size_t k = 2; k < length; ++k)

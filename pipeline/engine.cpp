@@ -765,12 +765,13 @@ double Engine::evaluate(const Tensor& inputs, const Tensor& targets) {
     // over the replicas, then from the last stage's rank to every rank of the pipeline.
     double loss_sum = 0;
     if (holds_last_stage()) {
-        if (data_parallel_ != nullptr && data_parallel_->size() > 1) total_count = all_reduce_scalar(*data_parallel_, total_count);
+        const bool replicated = data_parallel_ != nullptr && data_parallel_->size() > 1;
+        if (replicated) total_count = all_reduce_scalar(*data_parallel_, total_count);
         MP_REQUIRE(total_count > 0, "pipeline: the evaluation batch has no counted targets");
         for (int m = 0; m < M; ++m) {
             loss_sum += weights[static_cast<size_t>(m)] / total_count * losses[static_cast<size_t>(m)].item();
         }
-        if (data_parallel_ != nullptr && data_parallel_->size() > 1) loss_sum = all_reduce_scalar(*data_parallel_, loss_sum);
+        if (replicated) loss_sum = all_reduce_scalar(*data_parallel_, loss_sum);
     }
     Tensor loss = Tensor::full({1}, loss_sum, DType::Float32, comm_.device_index() >= 0 ? device_ : Device::cpu());
     comm_.broadcast(loss, schedule_.rank_of(schedule_.stages - 1));

@@ -179,7 +179,8 @@ RunSummary run_summary_from_json(const nlohmann::json& json) {
         MP_REQUIRE(evaluations.is_array(), "run_summary_from_json: field 'val_losses' is ", evaluations.type_name(),
                    ", not an array");
         for (const nlohmann::json& evaluation : evaluations) {
-            MP_REQUIRE(evaluation.is_object() && evaluation.contains("step") && evaluation.at("step").is_number_integer(),
+            const bool has_step = evaluation.is_object() && evaluation.contains("step");
+            MP_REQUIRE(has_step && evaluation.at("step").is_number_integer(),
                        "run_summary_from_json: field 'val_losses' holds ", evaluation.dump(),
                        ", not {\"step\": integer, \"loss\": number}");
             summary.val_losses.emplace_back(evaluation.at("step").get<int64_t>(), read_double(evaluation, "loss"));

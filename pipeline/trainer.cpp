@@ -104,7 +104,8 @@ DataSource make_data(const TrainConfig& config) {
     else data.tokens = nn::synthetic_additions(20000, 3, static_cast<uint64_t>(config.seed));
     MP_REQUIRE(data.tokens.vocab <= config.model.vocab, "model.vocab is ", config.model.vocab, " but the data (",
                data.tokens.description, ") needs ", data.tokens.vocab);
-    if (!config.data.vocab_path.empty()) nn::use_vocabulary(data.tokens, nn::load_token_vocabulary(config.data.vocab_path));
+    if (!config.data.vocab_path.empty())
+        nn::use_vocabulary(data.tokens, nn::load_token_vocabulary(config.data.vocab_path));
     if (!config.data.val_path.empty()) {
         data.validation = load(config.data.val_path);
         MP_REQUIRE(data.validation.vocab <= config.model.vocab, "model.vocab is ", config.model.vocab,
@@ -115,8 +116,8 @@ DataSource make_data(const TrainConfig& config) {
         MP_REQUIRE(available >= config.eval.batches, "eval.batches is ", config.eval.batches, " but data.val_path '",
                    config.data.val_path, "' holds ", data.validation.tokens.size(), " tokens: ", available,
                    " batches of train_batch_size ", config.train_batch_size, " × model.context ", config.model.context,
-                   " (", config.eval.batches, " need ", config.eval.batches * config.train_batch_size * config.model.context + 1,
-                   " tokens); lower eval.batches or give more validation data");
+                   " (", config.eval.batches, " need ",
+                   config.eval.batches * config.train_batch_size * config.model.context + 1, " tokens); lower eval.batches or give more validation data");
     }
     // Checked here, before any model is built: a sequence and its next-token targets need context + 1 tokens.
     MP_REQUIRE(static_cast<int64_t>(data.tokens.tokens.size()) > config.model.context, "model.context is ",
@@ -438,7 +439,8 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
         const auto begin = std::chrono::steady_clock::now();
         double loss_sum = 0;
         for (int64_t b = 0; b < config.eval.batches; ++b) {
-            const nn::Batch batch = nn::eval_batch(data.validation, b, config.train_batch_size, data.time, Device::cpu());
+            const nn::Batch batch =
+                nn::eval_batch(data.validation, b, config.train_batch_size, data.time, Device::cpu());
             try {
                 loss_sum += engine.evaluate(batch.ids.slice(replica * shard, (replica + 1) * shard),
                                             batch.targets.slice(replica * shard, (replica + 1) * shard));
@@ -449,8 +451,8 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
         const double loss = loss_sum / static_cast<double>(config.eval.batches);
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
         result.summary.val_losses.emplace_back(trained, loss);
-        log.line("val   %5lld | val loss %.4f | %lld batches of %lld x %lld tokens | %7.1f ms", (long long)trained, loss,
-                 (long long)config.eval.batches, (long long)config.train_batch_size, (long long)data.time,
+        log.line("val   %5lld | val loss %.4f | %lld batches of %lld x %lld tokens | %7.1f ms", (long long)trained,
+                 loss, (long long)config.eval.batches, (long long)config.train_batch_size, (long long)data.time,
                  1000 * seconds);
     };
     StepResult last;
@@ -551,9 +553,10 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
 
     std::string bubbles;
     for (double b : summary.bubble_per_stage) bubbles += (bubbles.empty() ? "" : " ") + std::to_string(std::lround(100 * b));
-    const std::string val_text = summary.val_losses.empty() ? std::string()
-                                                             : str(" | val loss ", fixed4(summary.val_losses.back().second));
-    final_log.line("final loss %.4f%s after %lld steps | %.0f tokens/s | %.1f samples/s | bubble %% by %s: %s | checksum %s",
+    const std::string val_text =
+        summary.val_losses.empty() ? std::string() : str(" | val loss ", fixed4(summary.val_losses.back().second));
+    final_log.line("final loss %.4f%s after %lld steps | %.0f tokens/s | %.1f samples/s | bubble %% by %s: %s | "
+                   "checksum %s",
                    summary.final_loss, val_text.c_str(), (long long)config.steps, summary.tokens_per_second,
                    summary.samples_per_second, v == 1 ? "stage" : "rank", bubbles.c_str(),
                    summary.parameter_checksum.substr(0, 16).c_str());

@@ -59,7 +59,8 @@ double one_process_eval(const Problem& problem, int micro_batches) {
         const Tensor targets = problem.targets.slice(m * micro, (m + 1) * micro);
         counts.push_back(loss.count(targets));
         total += counts.back();
-        losses.push_back(loss.mean_loss(model->forward(problem.inputs.slice(m * micro, (m + 1) * micro)), targets).item());
+        const Tensor logits = model->forward(problem.inputs.slice(m * micro, (m + 1) * micro));
+        losses.push_back(loss.mean_loss(logits, targets).item());
     }
     double sum = 0;
     for (int m = 0; m < micro_batches; ++m) sum += counts[m] / total * losses[m];
