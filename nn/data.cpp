@@ -1,4 +1,5 @@
-// Dataset loaders (text bytes, uint16 shards, synthetic additions) and batch sampling.
+// Dataset loaders (text bytes, uint16 shards, synthetic additions), llm.c's tokenizer file for
+// decoding GPT-2 tokens, batch sampling and the fixed evaluation batches.
 #include "nn/data.h"
 
 #include <algorithm>
@@ -10,10 +11,49 @@
 
 namespace mp::nn {
 
+namespace {
+// The length of the UTF-8 sequence at text[i] (RFC 3629: no overlong forms, no surrogates, at most
+// U+10FFFF), or 0 when the bytes there are not one.
+size_t utf8_sequence_length(const std::string& text, size_t i) {
+    const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+    const unsigned char lead = byte(i);
+    size_t length = 0;
+    unsigned char low = 0x80, high = 0xBF;  // the range of the second byte
+    if (lead < 0x80) return 1;
+    if (lead >= 0xC2 && lead <= 0xDF) length = 2;
+    else if (lead >= 0xE0 && lead <= 0xEF)
+        length = 3, low = lead == 0xE0 ? 0xA0 : 0x80, high = lead == 0xED ? 0x9F : 0xBF;
+    else if (lead >= 0xF0 && lead <= 0xF4)
+        length = 4, low = lead == 0xF0 ? 0x90 : 0x80, high = lead == 0xF4 ? 0x8F : 0xBF;
+    else return 0;
+    if (i + length > text.size() || byte(i + 1) < low || byte(i + 1) > high) return 0;
+    for (size_t k = 2; k < length; ++k)
+        if ((byte(i + k) & 0xC0) != 0x80) return 0;
+    return length;
+}
+
+// Valid UTF-8 kept, everything else and control characters (but newline and tab) as '?'.
+std::string printable_utf8(const std::string& text) {
+    std::string out;
+    for (size_t i = 0; i < text.size();) {
+        const size_t length = utf8_sequence_length(text, i);
+        const unsigned char c = static_cast<unsigned char>(text[i]);
+        if (length == 0 || (length == 1 && ((c < 32 && c != '\n' && c != '\t') || c == 127))) {
+            out += '?';
+            i += 1;
+        } else {
+            out.append(text, i, length);
+            i += length;
+        }
+    }
+    return out;
+}
+}  // namespace
+
 std::string TokenDataset::decode(const std::vector<int32_t>& ids) const {
     std::string text;
     for (int32_t id : ids) text += (id >= 0 && id < static_cast<int32_t>(token_text.size())) ? token_text[id] : "?";
-    return text;
+    return printable_utf8(text);
 }
 
 std::vector<int32_t> TokenDataset::encode(const std::string& text) const {
@@ -96,6 +136,60 @@ TokenDataset load_token_shard(const std::string& path, int64_t vocab) {
     return data;
 }
 
+TokenVocabulary load_token_vocabulary(const std::string& path) {
+    constexpr uint32_t kMagic = 20240328;
+    constexpr int kHeaderInts = 256;
+    require_regular_file("load_token_vocabulary", path);
+    std::ifstream in(path, std::ios::binary);
+    MP_REQUIRE(in.good(), "load_token_vocabulary: cannot open '", path, "'");
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t header_bytes = kHeaderInts * sizeof(uint32_t);
+    MP_REQUIRE(bytes.size() >= header_bytes, "load_token_vocabulary: '", path, "' is shorter than the ",
+               header_bytes, "-byte header (", bytes.size(), " bytes)");
+    std::vector<uint32_t> header(kHeaderInts);
+    std::memcpy(header.data(), bytes.data(), header_bytes);
+    MP_REQUIRE(header[0] == kMagic, "load_token_vocabulary: '", path, "' has magic ", header[0], ", expected ", kMagic,
+               " (not an llm.c tokenizer file)");
+    MP_REQUIRE(header[1] == 1 || header[1] == 2, "load_token_vocabulary: '", path, "' has version ", header[1],
+               ", expected 1 or 2");
+    const uint32_t size = header[2];
+    MP_REQUIRE(size >= 1 && size <= 65536, "load_token_vocabulary: '", path, "' declares ", size,
+               " tokens; expected 1 to 65536 (shard tokens are uint16)");
+    TokenVocabulary vocabulary;
+    vocabulary.path = path;
+    // Version 1 files are GPT-2's, whose end-of-text token is 50256; in version 2, 0xFFFFFFFF is none.
+    if (header[1] == 2) vocabulary.end_of_text = header[3] == 0xFFFFFFFFu ? -1 : static_cast<int64_t>(header[3]);
+    else if (size == 50257) vocabulary.end_of_text = 50256;
+    MP_REQUIRE(vocabulary.end_of_text < static_cast<int64_t>(size), "load_token_vocabulary: '", path,
+               "' names end-of-text token ", vocabulary.end_of_text, ", outside its ", size, " tokens");
+    size_t at = header_bytes;
+    for (uint32_t token = 0; token < size; ++token) {
+        MP_REQUIRE(at < bytes.size(), "load_token_vocabulary: '", path, "' is truncated: it declares ", size,
+                   " tokens but ends after ", token);
+        const size_t length = static_cast<unsigned char>(bytes[at++]);
+        MP_REQUIRE(length > 0, "load_token_vocabulary: '", path, "': token ", token, " has length 0");
+        MP_REQUIRE(at + length <= bytes.size(), "load_token_vocabulary: '", path, "' is truncated inside token ",
+                   token, " (", length, " bytes declared, ", bytes.size() - at, " left)");
+        vocabulary.token_bytes.push_back(bytes.substr(at, length));
+        at += length;
+    }
+    MP_REQUIRE(at == bytes.size(), "load_token_vocabulary: '", path, "' holds ", bytes.size() - at,
+               " bytes after its last token (", size, " declared): a wrong token count or trailing data");
+    return vocabulary;
+}
+
+void use_vocabulary(TokenDataset& data, const TokenVocabulary& vocabulary) {
+    const int64_t size = static_cast<int64_t>(vocabulary.token_bytes.size());
+    const auto largest = std::max_element(data.tokens.begin(), data.tokens.end());
+    MP_REQUIRE(largest == data.tokens.end() || *largest < size, "the data (", data.description, ") holds token ",
+               largest == data.tokens.end() ? 0 : *largest, " but the vocabulary '", vocabulary.path, "' has only ",
+               size, " tokens (a shard made with another tokenizer?)");
+    data.token_text.resize(static_cast<size_t>(std::max(data.vocab, size)));
+    for (int64_t t = 0; t < static_cast<int64_t>(data.token_text.size()); ++t)
+        data.token_text[t] = t < size ? vocabulary.token_bytes[t] : str("<", t, ">");
+    data.description += str(", decoded by '", vocabulary.path, "'");
+}
+
 TokenDataset synthetic_additions(int64_t lines, int max_digits, uint64_t seed) {
     MP_REQUIRE(lines > 0 && max_digits >= 1 && max_digits <= 9, "synthetic_additions: lines ", lines,
                " must be positive and max_digits ", max_digits, " in [1, 9]");
@@ -125,6 +219,28 @@ Batch sample_batch(const TokenDataset& data, int64_t batch, int64_t time, Genera
     std::vector<int32_t> ids(static_cast<size_t>(batch * time)), targets(ids.size());
     for (int64_t b = 0; b < batch; ++b) {
         int64_t start = std::min(windows - 1, static_cast<int64_t>(rng::uniform01(gen.seed(), offset + b) * windows));
+        for (int64_t t = 0; t < time; ++t) {
+            ids[b * time + t] = data.tokens[start + t];
+            targets[b * time + t] = data.tokens[start + t + 1];
+        }
+    }
+    return Batch{Tensor::from_vector(ids, {batch, time}, device), Tensor::from_vector(targets, {batch, time}, device)};
+}
+
+int64_t eval_batches_available(const TokenDataset& data, int64_t batch, int64_t time) {
+    MP_REQUIRE(batch > 0 && time > 0, "eval_batches_available: batch ", batch, " and time ", time, " must be positive");
+    const int64_t tokens = static_cast<int64_t>(data.tokens.size());
+    return tokens < 1 ? 0 : (tokens - 1) / (batch * time);
+}
+
+Batch eval_batch(const TokenDataset& data, int64_t index, int64_t batch, int64_t time, Device device) {
+    const int64_t available = eval_batches_available(data, batch, time);
+    MP_REQUIRE(index >= 0 && index < available, "eval_batch: batch ", index, " of ", data.description, " needs ",
+               (index + 1) * batch * time + 1, " tokens (", batch, " rows of ", time, " + 1) but it holds ",
+               data.tokens.size(), " (", available, " whole batches)");
+    std::vector<int32_t> ids(static_cast<size_t>(batch * time)), targets(ids.size());
+    for (int64_t b = 0; b < batch; ++b) {
+        const int64_t start = (index * batch + b) * time;
         for (int64_t t = 0; t < time; ++t) {
             ids[b * time + t] = data.tokens[start + t];
             targets[b * time + t] = data.tokens[start + t + 1];

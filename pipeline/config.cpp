@@ -191,6 +191,14 @@ std::vector<ConfigKey> build_key_table() {
 
         KEY(data.kind, "synthetic", "training data").one_of({"synthetic", "text", "shard"}),
         KEY(data.path, "", "text file or token shard; required for text and shard"),
+        KEY(data.val_path, "", "validation data of the same kind (text or shard): its loss is evaluated at the end "
+                               "and every eval.every steps; \"\" = none"),
+        KEY(data.vocab_path, "", "llm.c tokenizer file (tools/prepare_data.py writes one) to print the samples of "
+                                 "shard data as text; \"\" = token ids"),
+        KEY(eval.every, 0, "evaluate the validation loss before every N-th step as well as at the end; 0 = at the "
+                           "end only (needs data.val_path)").non_negative(),
+        KEY(eval.batches, 4, "global batches of the validation data per evaluation, read in order from its start")
+            .positive(),
         KEY(device, "auto", "where to train (auto: the GPU when one is visible)").one_of({"auto", "cpu", "cuda"}),
 
         KEY(log.every, 10, "print a step line every N steps").positive(),
@@ -620,6 +628,15 @@ void validate_cross_keys(TrainConfig& config, int world_size) {
                "data.kind = synthetic");
     if (config.data.kind == "text" || config.data.kind == "shard")
         MP_REQUIRE(!config.data.path.empty(), "data.path is required when data.kind is \"", config.data.kind, "\"");
+    if (!config.data.val_path.empty())
+        MP_REQUIRE(config.data.kind == "text" || config.data.kind == "shard", "data.val_path '", config.data.val_path,
+                   "' is read like data.path, so it needs data.kind text or shard (is \"", config.data.kind, "\")");
+    if (config.eval.every > 0)
+        MP_REQUIRE(!config.data.val_path.empty(), "eval.every is ", config.eval.every,
+                   " but there is no validation data: set data.val_path, or eval.every = 0");
+    if (!config.data.vocab_path.empty())
+        MP_REQUIRE(config.data.kind == "shard", "data.vocab_path '", config.data.vocab_path,
+                   "' decodes token shards, but data.kind is \"", config.data.kind, "\" (use data.kind = shard)");
     if (config.checkpoint.every > 0 || config.checkpoint.resume)
         MP_REQUIRE(!config.checkpoint.dir.empty(), "checkpoint.dir is required when checkpoint.every is ",
                    config.checkpoint.every, " and checkpoint.resume is ", config.checkpoint.resume ? "true" : "false");

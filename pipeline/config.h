@@ -68,7 +68,14 @@ struct TrainConfig {
     struct Data {
         std::string kind;  // "synthetic" | "text" | "shard"
         std::string path;
+        std::string val_path;    // validation data, read like path; "" = none
+        std::string vocab_path;  // llm.c tokenizer file decoding shard tokens for samples; "" = none
     } data;
+
+    struct Eval {
+        int64_t every = 0;    // evaluate before every N-th step (and at the end); 0 = at the end only
+        int64_t batches = 0;  // global batches of the validation data per evaluation
+    } eval;
 
     std::string device;  // "auto" | "cpu" | "cuda"
 

@@ -1,7 +1,8 @@
 // Engine: shape inference along the stages, the action loop, forward and backward of one
 // (stage, micro-batch) (with or without re-materialization), local hand-over between stages on
-// one rank, batched communication, the memory accounting and the per-action trace. On a GPU the host never waits for the device inside the
-// loop: actions are timed with device events and the losses are read after the step.
+// one rank, batched communication, the memory accounting and the per-action trace, and the
+// forward-only evaluation. On a GPU the host never waits for the device inside the loop: actions
+// are timed with device events and the losses are read after the step.
 #include "pipeline/engine.h"
 
 #include <cmath>
@@ -691,6 +692,97 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
     memory_.peak_allocator_bytes = allocator.stats().peak_bytes;
     result.memory = memory_;
     return result;
+}
+
+double Engine::evaluate(const Tensor& inputs, const Tensor& targets) {
+    const int M = schedule_.micro_batches;
+    MP_REQUIRE(inputs.defined() && inputs.dim() >= 1, "pipeline: evaluate needs the batch inputs on every rank");
+    MP_REQUIRE(targets.defined() && targets.dim() >= 1, "pipeline: evaluate needs the batch targets on every rank");
+    const int64_t batch = inputs.size(0);
+    MP_REQUIRE(batch % M == 0, "pipeline: evaluate: the batch of ", batch, " does not split into ", M,
+               " equal micro-batches");
+    MP_REQUIRE(targets.size(0) == batch, "pipeline: evaluate: inputs have ", batch, " rows but targets have ",
+               targets.size(0));
+    const int64_t micro = batch / M;
+    prepare_shapes(inputs, micro);
+
+    // Evaluation mode for this call only (each stage's own mode restored, also on an exception).
+    struct EvalMode {
+        std::vector<std::pair<nn::Sequential*, bool>> saved;
+        ~EvalMode() {
+            for (auto& [module, training] : saved) module->train(training);
+        }
+    } eval_mode;
+    for (std::unique_ptr<LocalStage>& held : local_) {
+        eval_mode.saved.emplace_back(held->module.get(), held->module->is_training());
+        held->module->eval();
+    }
+    autograd::NoGradScope no_grad;
+    nn::ComputeCopyCache compute_copies;  // bf16 copies made once for the whole evaluation
+
+    // The last stage's micro-batch losses (float32 or float64 scalars on the device) and weights.
+    std::vector<Tensor> losses(static_cast<size_t>(M));
+    std::vector<double> weights(static_cast<size_t>(M), 0.0);
+    double total_count = 0;
+    // Micro-batch by micro-batch, and within one through this rank's stages in increasing order.
+    // Every transfer (m, s -> s + 1) is then one step of the single global sequence ordered by
+    // (m, s), and each rank meets its transfers in that sequence's order: the earliest pending one
+    // always has both ends waiting at it, so the blocking (rendezvous) transfers cannot deadlock.
+    // (Stage by stage instead would deadlock with several stages per rank.)
+    for (int m = 0; m < M; ++m) {
+        Tensor handed_over;  // the output of this rank's previous stage, for this micro-batch
+        for (std::unique_ptr<LocalStage>& held : local_) {
+            LocalStage& stage = *held;
+            const int s = stage.index;
+            Tensor input;
+            if (is_first(s)) {
+                input = inputs.slice(m * micro, (m + 1) * micro).to(device_);
+            } else if (schedule_.rank_of(s - 1) == rank_) {
+                input = std::move(handed_over);
+            } else {
+                input = Tensor::empty(stage.input_shape, stage.input_dtype, device_);
+                comm_.recv(input, schedule_.rank_of(s - 1), message_tag({ActionKind::RecvActivation, s, m}, M));
+            }
+            Tensor output = stage.module->forward(input);
+            if (is_last(s)) {
+                const Tensor micro_targets = targets.slice(m * micro, (m + 1) * micro);
+                weights[static_cast<size_t>(m)] = loss_.count(micro_targets);
+                total_count += weights[static_cast<size_t>(m)];
+                losses[static_cast<size_t>(m)] = loss_.mean_loss(output, micro_targets.to(device_));
+            } else if (schedule_.rank_of(s + 1) == rank_) {
+                handed_over = output;
+            } else {
+                comm_.send(output, schedule_.rank_of(s + 1), message_tag({ActionKind::SendActivation, s, m}, M));
+            }
+        }
+    }
+
+    // A bad id or target found on the GPU (the CPU checks throw at once) stops every rank alike.
+    const std::string input_error = take_device_error(device_);
+    double verdict = all_reduce_scalar(comm_, input_error.empty() ? 0.0 : rank_ + 1.0, comm::ReduceOp::Max);
+    if (data_parallel_ != nullptr && data_parallel_->size() > 1)
+        verdict = all_reduce_scalar(*data_parallel_, verdict, comm::ReduceOp::Max);
+    if (!input_error.empty()) throw std::invalid_argument(str(input_error, " (in an evaluation batch)"));
+    if (verdict >= 1)
+        throw std::invalid_argument(str("pipeline: ", schedule_.one_stage_per_rank() ? "stage " : "rank ",
+                                        static_cast<int>(verdict) - 1, " found a bad input in an evaluation batch "
+                                        "(its own error names it)"));
+
+    // As in step(): count-weighted micro-batch losses summed in micro-batch order in double, then
+    // over the replicas, then from the last stage's rank to every rank of the pipeline.
+    double loss_sum = 0;
+    if (holds_last_stage()) {
+        const bool replicated = data_parallel_ != nullptr && data_parallel_->size() > 1;
+        if (replicated) total_count = all_reduce_scalar(*data_parallel_, total_count);
+        MP_REQUIRE(total_count > 0, "pipeline: the evaluation batch has no counted targets");
+        for (int m = 0; m < M; ++m) {
+            loss_sum += weights[static_cast<size_t>(m)] / total_count * losses[static_cast<size_t>(m)].item();
+        }
+        if (replicated) loss_sum = all_reduce_scalar(*data_parallel_, loss_sum);
+    }
+    Tensor loss = Tensor::full({1}, loss_sum, DType::Float32, comm_.device_index() >= 0 ? device_ : Device::cpu());
+    comm_.broadcast(loss, schedule_.rank_of(schedule_.stages - 1));
+    return loss.item();
 }
 
 }  // namespace mp::pipeline

@@ -61,6 +61,19 @@ class Engine {
     // this replica's share of the global batch as dim 0, divisible by the micro-batch count.
     StepResult step(const Tensor& inputs, const Tensor& targets);
 
+    // Collective: the mean loss over this batch under the current parameters, forward only, the
+    // same value on every rank (and replica). Arguments as for step(); the batch splits into the
+    // same M micro-batches. Each stage runs in evaluation mode (no dropout) without a tape: nothing
+    // is stashed, no gradient is made, no optimizer steps, and the dropout masks of later steps are
+    // untouched. Every schedule evaluates in one order made from its placement: micro-batch by
+    // micro-batch, each through this rank's stages in increasing order, receiving from the previous
+    // stage and sending to the next with the tags step() uses (for one stage per rank, GPipe's
+    // forward phase). Each rank then meets its transfers in the order of one global sequence,
+    // (micro-batch, stage), so the blocking transfers cannot deadlock. The micro-batch losses
+    // are weighted and summed as in step(), so the loss equals one process's evaluation of the same
+    // micro-batches bit for bit.
+    double evaluate(const Tensor& inputs, const Tensor& targets);
+
     // Collective: the activation bytes one micro-batch will stash on this rank (summed over its
     // stages), measured the way step() measures them (a forward of the batch's first micro-batch
     // under the configured re-materialization, then discarded). Arguments as for step(). For the

@@ -156,6 +156,10 @@ nlohmann::json to_json(const RunSummary& summary) {
     json["format"] = "minipipe-run-summary";
     json["version"] = 1;
     json["final_loss"] = summary.final_loss;
+    json["val_loss"] = summary.val_losses.empty() ? nlohmann::json() : nlohmann::json(summary.val_losses.back().second);
+    json["val_losses"] = nlohmann::json::array();
+    for (const auto& [step, loss] : summary.val_losses)
+        json["val_losses"].push_back({{"step", step}, {"loss", loss}});
     json["tokens_per_second"] = summary.tokens_per_second;
     json["samples_per_second"] = summary.samples_per_second;
     json["bubble_per_stage"] = summary.bubble_per_stage;
@@ -170,6 +174,18 @@ nlohmann::json to_json(const RunSummary& summary) {
 RunSummary run_summary_from_json(const nlohmann::json& json) {
     RunSummary summary;
     summary.final_loss = read_double(json, "final_loss");
+    if (json.contains("val_losses")) {
+        const nlohmann::json& evaluations = json.at("val_losses");
+        MP_REQUIRE(evaluations.is_array(), "run_summary_from_json: field 'val_losses' is ", evaluations.type_name(),
+                   ", not an array");
+        for (const nlohmann::json& evaluation : evaluations) {
+            const bool has_step = evaluation.is_object() && evaluation.contains("step");
+            MP_REQUIRE(has_step && evaluation.at("step").is_number_integer(),
+                       "run_summary_from_json: field 'val_losses' holds ", evaluation.dump(),
+                       ", not {\"step\": integer, \"loss\": number}");
+            summary.val_losses.emplace_back(evaluation.at("step").get<int64_t>(), read_double(evaluation, "loss"));
+        }
+    }
     summary.tokens_per_second = read_double(json, "tokens_per_second");
     summary.samples_per_second = read_double(json, "samples_per_second");
     summary.bubble_per_stage = read_numbers<double>(json, "bubble_per_stage");

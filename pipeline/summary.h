@@ -17,6 +17,9 @@ namespace mp::pipeline {
 
 struct RunSummary {
     double final_loss = 0;                     // mean loss of the last step (NaN is written as null)
+    // Validation loss (data.val_path): every evaluation as (steps trained before it, loss), in order;
+    // empty when the run has no validation data.
+    std::vector<std::pair<int64_t, double>> val_losses;
     double tokens_per_second = 0;
     double samples_per_second = 0;
     std::vector<double> bubble_per_stage;      // fraction in [0, 1], [pipeline rank] (its stages, when it holds several)
@@ -27,9 +30,11 @@ struct RunSummary {
     nlohmann::json config = nlohmann::json::object();  // the run's options, as the trainer saw them
 };
 
-// {"format": "minipipe-run-summary", "version": 1, "final_loss", "tokens_per_second",
-//  "samples_per_second", "bubble_per_stage", "peak_memory_per_stage", "peak_stash_per_stage",
-//  "parameter_checksum", "steps", "config"}.
+// {"format": "minipipe-run-summary", "version": 1, "final_loss", "val_loss" (the last evaluation's,
+//  null without one), "val_losses" ([{"step", "loss"}], [] without validation data),
+//  "tokens_per_second", "samples_per_second", "bubble_per_stage", "peak_memory_per_stage",
+//  "peak_stash_per_stage", "parameter_checksum", "steps", "config"}. The two val fields may be
+//  absent when read (summaries written before them).
 nlohmann::json to_json(const RunSummary& summary);
 // The inverse of to_json (a null loss or rate reads back as NaN). Throws std::invalid_argument
 // naming the first missing or mistyped field.

@@ -1,5 +1,6 @@
 // The trainer: device and precision, the stage × replica layout, data, partition, the engine
-// loop with its logs, checkpoints, the gathered trace and timeline, samples and the summary.
+// loop with its logs and validation loss, checkpoints, the gathered trace and timeline, samples
+// and the summary.
 #include "pipeline/trainer.h"
 
 #include <chrono>
@@ -53,6 +54,12 @@ std::string bytes_str(double bytes) {
     return buffer;
 }
 
+std::string fixed4(double value) {
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%.4f", value);
+    return buffer;
+}
+
 Device choose_device(const TrainConfig& config, int gpu) {
     if (config.device == "cpu") return Device::cpu();
     if (config.device == "cuda") {
@@ -64,7 +71,8 @@ Device choose_device(const TrainConfig& config, int gpu) {
 
 // The training data: token sequences for gpt/realistic, a regression task for mlp.
 struct DataSource {
-    nn::TokenDataset tokens;  // gpt / realistic
+    nn::TokenDataset tokens;      // gpt / realistic
+    nn::TokenDataset validation;  // data.val_path; empty without one
     Tensor teacher;           // mlp: targets = inputs · teacher
     int64_t time = 0;         // tokens per sequence (0 for mlp)
 
@@ -89,11 +97,28 @@ DataSource make_data(const TrainConfig& config) {
         data.teacher = Tensor::randn({in, out}, gen, 0.0, 1.0 / std::sqrt(static_cast<double>(in)));
         return data;
     }
-    if (config.data.kind == "text") data.tokens = nn::load_text_file(config.data.path);
-    else if (config.data.kind == "shard") data.tokens = nn::load_token_shard(config.data.path, config.model.vocab);
+    auto load = [&](const std::string& path) {
+        return config.data.kind == "text" ? nn::load_text_file(path) : nn::load_token_shard(path, config.model.vocab);
+    };
+    if (config.data.kind == "text" || config.data.kind == "shard") data.tokens = load(config.data.path);
     else data.tokens = nn::synthetic_additions(20000, 3, static_cast<uint64_t>(config.seed));
     MP_REQUIRE(data.tokens.vocab <= config.model.vocab, "model.vocab is ", config.model.vocab, " but the data (",
                data.tokens.description, ") needs ", data.tokens.vocab);
+    if (!config.data.vocab_path.empty())
+        nn::use_vocabulary(data.tokens, nn::load_token_vocabulary(config.data.vocab_path));
+    if (!config.data.val_path.empty()) {
+        data.validation = load(config.data.val_path);
+        MP_REQUIRE(data.validation.vocab <= config.model.vocab, "model.vocab is ", config.model.vocab,
+                   " but the validation data (", data.validation.description, ") needs ", data.validation.vocab);
+        // Every evaluation reads eval.batches whole global batches from the start of the file.
+        const int64_t available = nn::eval_batches_available(data.validation, config.train_batch_size,
+                                                             config.model.context);
+        MP_REQUIRE(available >= config.eval.batches, "eval.batches is ", config.eval.batches, " but data.val_path '",
+                   config.data.val_path, "' holds ", data.validation.tokens.size(), " tokens: ", available,
+                   " batches of train_batch_size ", config.train_batch_size, " × model.context ", config.model.context,
+                   " (", config.eval.batches, " need ",
+                   config.eval.batches * config.train_batch_size * config.model.context + 1, " tokens); lower eval.batches or give more validation data");
+    }
     // Checked here, before any model is built: a sequence and its next-token targets need context + 1 tokens.
     MP_REQUIRE(static_cast<int64_t>(data.tokens.tokens.size()) > config.model.context, "model.context is ",
                config.model.context, " but the data (", data.tokens.description, ") holds ", data.tokens.tokens.size(),
@@ -331,6 +356,11 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
              (long long)config.micro_batch_size, config.pipeline.rematerialization.c_str(), device.str().c_str(),
              config.precision.c_str());
     if (config.model.kind != "mlp") log.line("data: %s", data.tokens.description.c_str());
+    if (!config.data.val_path.empty())
+        log.line("validation: %s; %lld batches %s", data.validation.description.c_str(), (long long)config.eval.batches,
+                 config.eval.every > 0 ? str("before steps 0, ", config.eval.every, ", ", 2 * config.eval.every,
+                                                             ", ... and after the last").c_str()
+                                       : "at the end");
     const int64_t shard = config.train_batch_size / replicas;
     std::vector<double> stash_estimates;
     {
@@ -402,10 +432,34 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
 
     const double tokens_per_step = static_cast<double>(config.train_batch_size) * std::max<int64_t>(1, data.time);
     TrainResult result;
+    // The validation loss after `trained` steps: the mean over eval.batches fixed global batches
+    // (each of train_batch_size rows, sharded over the replicas as a training batch is).
+    const bool has_validation = !config.data.val_path.empty();
+    auto evaluate = [&](int64_t trained) {
+        const auto begin = std::chrono::steady_clock::now();
+        double loss_sum = 0;
+        for (int64_t b = 0; b < config.eval.batches; ++b) {
+            const nn::Batch batch =
+                nn::eval_batch(data.validation, b, config.train_batch_size, data.time, Device::cpu());
+            try {
+                loss_sum += engine.evaluate(batch.ids.slice(replica * shard, (replica + 1) * shard),
+                                            batch.targets.slice(replica * shard, (replica + 1) * shard));
+            } catch (const std::exception& e) {
+                throw std::runtime_error(str("evaluation after step ", trained, ": ", e.what()));
+            }
+        }
+        const double loss = loss_sum / static_cast<double>(config.eval.batches);
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+        result.summary.val_losses.emplace_back(trained, loss);
+        log.line("val   %5lld | val loss %.4f | %lld batches of %lld x %lld tokens | %7.1f ms", (long long)trained,
+                 loss, (long long)config.eval.batches, (long long)config.train_batch_size, (long long)data.time,
+                 1000 * seconds);
+    };
     StepResult last;
     double timed_seconds = 0;
     int64_t timed_steps = 0;
     for (int64_t step = start_step; step < config.steps; ++step) {
+        if (has_validation && config.eval.every > 0 && step % config.eval.every == 0) evaluate(step);
         optimizer->set_lr(learning_rate(config, step));
         nn::Batch batch = data.batch(config, step);
         Tensor inputs = batch.ids.slice(replica * shard, (replica + 1) * shard);
@@ -442,6 +496,7 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
             save_checkpoint(step + 1);
     }
     if (!checkpoint_dir.empty() && config.steps > start_step) save_checkpoint(config.steps);
+    if (has_validation) evaluate(config.steps);  // the final validation loss, always
 
     // The summary: every stage's bubble and memory on every rank, the checksum from rank 0.
     RunSummary& summary = result.summary;
@@ -498,9 +553,13 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
 
     std::string bubbles;
     for (double b : summary.bubble_per_stage) bubbles += (bubbles.empty() ? "" : " ") + std::to_string(std::lround(100 * b));
-    final_log.line("final loss %.4f after %lld steps | %.0f tokens/s | %.1f samples/s | bubble %% by %s: %s | checksum %s",
-                   summary.final_loss, (long long)config.steps, summary.tokens_per_second, summary.samples_per_second,
-                   v == 1 ? "stage" : "rank", bubbles.c_str(), summary.parameter_checksum.substr(0, 16).c_str());
+    const std::string val_text =
+        summary.val_losses.empty() ? std::string() : str(" | val loss ", fixed4(summary.val_losses.back().second));
+    final_log.line("final loss %.4f%s after %lld steps | %.0f tokens/s | %.1f samples/s | bubble %% by %s: %s | "
+                   "checksum %s",
+                   summary.final_loss, val_text.c_str(), (long long)config.steps, summary.tokens_per_second,
+                   summary.samples_per_second, v == 1 ? "stage" : "rank", bubbles.c_str(),
+                   summary.parameter_checksum.substr(0, 16).c_str());
     if (world.rank() == 0 && whole && config.model.kind == "gpt")
         for (int i = 0; i < 3; ++i)
             log.line("sample %d: %s", i, sample_text(*whole, data.tokens, config.model.context,

@@ -152,6 +152,74 @@ expect_failure hf_untied "set model.tie_embeddings = true" "${launch[@]}" -np 2 
 expect_failure hf_other_size "model.layers is 3 but model.init_from" "${launch[@]}" -np 2 "$build/examples/train_gpt" \
     "${hf_args[@]}" --set model.tie_embeddings=true --set model.layers=3
 
+# The GPT-2 fine-tune of the lesson (examples/configs/gpt2_finetune.json: 4 stages, GPipe, 4 micro-batches,
+# AdamW at 3e-5, validation loss every few steps) on the committed fixtures: the tiny Hugging Face GPT-2
+# (2 blocks, so 4 layers: balance [1,1,1,1] instead of GPT-2 124M's [4,3,3,4]) and the shards that
+# tools/prepare_data.py --encoding ascii96 made of tests/fixtures/finetune_text/corpus.txt. The
+# validation loss must fall, and the samples are printed as text through the vocabulary file.
+ft=tests/fixtures/finetune_text
+finetune=(--config examples/configs/gpt2_finetune.json --set model.init_from=tests/fixtures/hf_gpt2_tiny
+          --set pipeline.balance=[1,1,1,1] --set data.path=$ft/train.bin --set data.val_path=$ft/val.bin
+          --set data.vocab_path=$ft/tokenizer.bin --set eval.batches=2 --set export.hf="$out/ft_export")
+run gpt2_finetune_fixture "${launch[@]}" -np 4 "$build/examples/train_gpt" "${finetune[@]}" --set steps=60 \
+    --set eval.every=20 --summary "$out/finetune.json"
+if python3 - "$out/finetune.json" <<'PY'
+import json, sys
+val = [e["loss"] for e in json.load(open(sys.argv[1]))["val_losses"]]
+print("fine-tune validation losses:", " ".join(f"{v:.4f}" for v in val))
+sys.exit(0 if len(val) == 4 and all(b < a for a, b in zip(val, val[1:])) else 1)
+PY
+then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("finetune_val_loss_falls"); fi
+if grep -q '^sample 0: \[[ -~]*\] -> \[[ -~]*\]$' "$out/gpt2_finetune_fixture.log"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1)); failures+=("finetune_samples_are_text"); echo "---- no sample printed as text:"
+    grep '^sample' "$out/gpt2_finetune_fixture.log"
+fi
+# GPT-2 124M's shapes, randomly initialised: full width, heads, vocabulary and context (768, 12, 50257,
+# 1024; random token ids below 50257), 2 blocks instead of 12 so that one step fits the 2-core CI
+# machine (about 45 s for 4 ranks here; 12 blocks would take minutes), over the fine-tune's 4 stages.
+python3 -c "import random,struct,sys; r = random.Random(3); t = [r.randrange(50257) for _ in range(5000)]; \
+open(sys.argv[1],'wb').write(struct.pack('<256i',20240520,1,len(t),*[0]*253) + struct.pack(f'<{len(t)}H',*t))" \
+    "$out/gpt2_random.bin"
+run gpt2_124m_shapes "${launch[@]}" -np 4 "$build/examples/train_gpt" --config examples/configs/gpt2_finetune.json \
+    --set model.init_from= --set model.vocab=50257 --set model.context=1024 --set model.layers=2 --set model.heads=12 \
+    --set model.channels=768 --set pipeline.balance=[1,1,1,1] --set micro_batch_size=1 --set steps=1 \
+    --set data.path="$out/gpt2_random.bin" --set data.val_path="$out/gpt2_random.bin" --set data.vocab_path= \
+    --set eval.batches=1 --set export.hf=
+# The validation loss through every schedule (1 process; 2 ranks under gpipe, 1f1b, interleaved-1f1b
+# and zbv): the same numbers bit for bit, before training and after (the training itself is
+# bit-identical across them without clipping, see above).
+eval_args=(--config examples/configs/demo.json "${tiny_gpt[@]}" --set model.vocab=96 --set data.kind=shard
+           --set data.path=$ft/train.bin --set data.val_path=$ft/val.bin --set eval.every=2 --set eval.batches=2
+           --set steps=3 --set grad_clip=0 --set trace.path= --set trace.svg= --set checkpoint.dir=)
+run eval_one_process "${launch[@]}" -np 1 "$build/examples/train_gpt" "${eval_args[@]}" --set pipeline.stages=1 \
+    --summary "$out/eval_one.json"
+for schedule in gpipe 1f1b interleaved-1f1b zbv; do
+    run "eval_$schedule" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${eval_args[@]}" --set pipeline.stages=2 \
+        --set pipeline.schedule=$schedule --summary "$out/eval_$schedule.json"
+    if python3 -c "import json,sys; a, b = (json.load(open(f))['val_losses'] for f in sys.argv[1:]); \
+sys.exit(0 if a == b and len(a) == 3 else 1)" "$out/eval_one.json" "$out/eval_$schedule.json"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1)); failures+=("eval_${schedule}_equals_one_process")
+    fi
+done
+# Bad validation inputs are refused at start-up on every rank, naming the file and the values.
+head -c 1500 $ft/val.bin >"$out/val_truncated.bin"
+python3 -c "import struct,sys; open(sys.argv[1],'wb').write(struct.pack('<256i',20240520,1,4,*[0]*253) + \
+struct.pack('<4H',1,2,200,3))" "$out/val_bad_token.bin"
+expect_failure val_missing "$out/no_val.bin" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${eval_args[@]}" \
+    --set pipeline.stages=2 --set data.val_path="$out/no_val.bin"
+expect_failure val_truncated "is truncated: the header declares 652 tokens" "${launch[@]}" -np 2 \
+    "$build/examples/train_gpt" "${eval_args[@]}" --set pipeline.stages=2 --set data.val_path="$out/val_truncated.bin"
+expect_failure val_token_beyond_vocab "holds token 200, outside the vocabulary of 96" "${launch[@]}" -np 2 \
+    "$build/examples/train_gpt" "${eval_args[@]}" --set pipeline.stages=2 --set data.val_path="$out/val_bad_token.bin"
+expect_failure eval_every_negative "eval.every" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${eval_args[@]}" \
+    --set pipeline.stages=2 --set eval.every=-1
+expect_failure eval_batches_too_many "eval.batches is 50 but data.val_path" "${launch[@]}" -np 2 \
+    "$build/examples/train_gpt" "${eval_args[@]}" --set pipeline.stages=2 --set eval.batches=50
+
 # Bad configs are refused on every rank, naming the key.
 expect_failure bad_key "pipeline.shedule" "${launch[@]}" -np 2 "$build/examples/train_gpt" --set pipeline.shedule=gpipe
 expect_failure bad_stages "world size" "${launch[@]}" -np 2 "$build/examples/train_gpt" --set pipeline.stages=3

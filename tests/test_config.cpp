@@ -132,7 +132,7 @@ TEST(Config, ToJsonNestsByPath) {
     EXPECT_EQ(j["model"]["channels"], 48);
     EXPECT_EQ(j["checkpoint"]["every"], 6);
     EXPECT_EQ(j["grad_clip"], 0.5);
-    EXPECT_EQ(j.size(), 19u);  // the top-level keys and sections (export included), nothing else
+    EXPECT_EQ(j.size(), 20u);  // the top-level keys and sections (eval and export included), nothing else
 }
 
 TEST(Config, OverridesOfEveryType) {
@@ -353,6 +353,30 @@ TEST(Config, OtherCrossKeyRules) {
                     {"lr_schedule.min_lr 0.01 exceeds optimizer.lr 0.001"});
     expect_rejected(R"({"checkpoint": {"every": 10}})", {"checkpoint.dir is required", "checkpoint.every is 10"});
     expect_rejected(R"({"checkpoint": {"resume": true}})", {"checkpoint.dir is required", "resume is true"});
+}
+
+// Validation data and the vocabulary file: read like data.path, so only for text and shard data;
+// eval.every needs validation data and is never negative.
+TEST(Config, ValidationAndVocabularyKeys) {
+    const TrainConfig plain = parse("{}");
+    EXPECT_EQ(plain.data.val_path, "");
+    EXPECT_EQ(plain.eval.every, 0);
+    EXPECT_EQ(plain.eval.batches, 4);
+    const TrainConfig shard = parse(R"({"data": {"kind": "shard", "path": "t.bin", "val_path": "v.bin",
+                                       "vocab_path": "tok.bin"}, "eval": {"every": 20, "batches": 2}})");
+    EXPECT_EQ(shard.data.val_path, "v.bin");
+    EXPECT_EQ(shard.data.vocab_path, "tok.bin");
+    EXPECT_EQ(shard.eval.every, 20);
+    EXPECT_EQ(shard.eval.batches, 2);
+    EXPECT_EQ(parse(R"({"data": {"kind": "text", "path": "a.txt", "val_path": "b.txt"}})").data.val_path, "b.txt");
+    expect_rejected(R"({"data": {"val_path": "v.bin"}})", {"data.val_path 'v.bin'", "text or shard", "\"synthetic\""});
+    expect_rejected(R"({"data": {"kind": "shard", "path": "t.bin"}, "eval": {"every": 5}})",
+                    {"eval.every is 5", "set data.val_path"});
+    expect_rejected(R"({"data": {"kind": "text", "path": "a.txt", "vocab_path": "tok.bin"}})",
+                    {"data.vocab_path 'tok.bin'", "data.kind is \"text\""});
+    expect_rejected(R"({"eval": {"every": -1}})", {"eval.every", "-1"});
+    expect_rejected(R"({"eval": {"batches": 0}})", {"eval.batches", "0"});
+    expect_rejected("{}", {"eval.every", "-3"}, {"eval.every=-3"});
 }
 
 TEST(Config, MalformedJsonNamesTheFileAndLine) {

@@ -1,12 +1,12 @@
-// Datasets: byte-level text, llm.c uint16 shards (good and bad headers, truncation), the
-// synthetic additions corpus, and batch sampling (targets are ids shifted by one).
+// Datasets: byte-level text, llm.c uint16 shards (good and bad headers, truncation), llm.c's
+// tokenizer file and decoding, the synthetic additions corpus, batch sampling (targets are ids
+// shifted by one), the fixed evaluation batches, and the committed fine-tune fixture shards.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <cstdio>
-
-#include <cstdio>
 #include <fstream>
+#include <sstream>
 
 #include "nn/data.h"
 #include "tests/support/test_util.h"
@@ -24,6 +24,27 @@ void write_shard(const std::string& path, int32_t magic, int32_t version, int32_
     std::ofstream out(path, std::ios::binary);
     out.write(reinterpret_cast<const char*>(header.data()), header.size() * 4);
     out.write(reinterpret_cast<const char*>(tokens.data()), tokens.size() * 2);
+}
+// llm.c's tokenizer file: header (magic, version, size, end-of-text), then length-prefixed tokens.
+void write_vocabulary(const std::string& path, const std::vector<std::string>& tokens, uint32_t version = 2,
+                      uint32_t end_of_text = 0xFFFFFFFFu, uint32_t magic = 20240328, int64_t declared = -1) {
+    std::vector<uint32_t> header(256, 0);
+    header[0] = magic, header[1] = version;
+    header[2] = declared >= 0 ? static_cast<uint32_t>(declared) : static_cast<uint32_t>(tokens.size());
+    header[3] = end_of_text;
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(header.data()), header.size() * 4);
+    for (const std::string& token : tokens) {
+        out.put(static_cast<char>(token.size()));
+        out << token;
+    }
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
 }
 }  // namespace
 
@@ -131,4 +152,99 @@ TEST(Data, BatchTargetsAreIdsShiftedByOne) {
     tiny.tokens = {1, 2, 3};
     tiny.description = "tiny";
     expect_invalid_argument([&] { nn::sample_batch(tiny, 1, 3, gen, Device::cpu()); }, {"tiny", "3 tokens", "windows of 4"});
+}
+
+// GPT-2-style tokens: several bytes each, a space inside, a character split over two tokens.
+TEST(Data, VocabularyDecodesTokensToTheirBytes) {
+    const std::string path = temp_path("vocab.bin");
+    // "é" is C3 A9 in UTF-8: tokens 3 and 4 hold one byte of it each.
+    write_vocabulary(path, {"Hello", " world", "\n", "\xC3", "\xA9", "<|endoftext|>"}, 2, 5);
+    const nn::TokenVocabulary vocabulary = nn::load_token_vocabulary(path);
+    EXPECT_EQ(vocabulary.token_bytes.size(), 6u);
+    EXPECT_EQ(vocabulary.end_of_text, 5);
+    std::string shard = temp_path("vocab_tokens.bin");
+    write_shard(shard, 20240520, 1, 6, {0, 1, 2, 3, 4, 5});
+    nn::TokenDataset data = nn::load_token_shard(shard, 8);
+    EXPECT_EQ(data.decode({0, 1}), "<0><1>");  // ids until a vocabulary is given
+    nn::use_vocabulary(data, vocabulary);
+    EXPECT_EQ(data.decode({0, 1, 2, 0}), "Hello world\nHello");
+    EXPECT_EQ(data.decode({3, 4}), "\xC3\xA9");         // the two halves make one valid character
+    EXPECT_EQ(data.decode({3, 0}), "?Hello");             // half a character is not printed as such
+    EXPECT_EQ(data.decode({7}), "<7>");                   // a model id beyond the vocabulary
+    // No end-of-text token (0xFFFFFFFF), and version 1 (GPT-2's: 50256 only for 50257 tokens).
+    write_vocabulary(path, {"a", "b"});
+    EXPECT_EQ(nn::load_token_vocabulary(path).end_of_text, -1);
+    write_vocabulary(path, {"a", "b"}, 1);
+    EXPECT_EQ(nn::load_token_vocabulary(path).end_of_text, -1);
+}
+
+TEST(Data, ControlBytesDecodeAsQuestionMarks) {
+    nn::TokenDataset data;
+    data.token_text = {"a", std::string(1, '\x01'), "\t", "\xFF", std::string(1, '\x7F')};
+    EXPECT_EQ(data.decode({0, 1, 2, 3, 4}), "a?\t??");
+}
+
+TEST(Data, BadVocabularyFilesAreRefusedNamingTheValues) {
+    const std::string path = temp_path("bad_vocab.bin");
+    write_vocabulary(path, {"a"}, 2, 0, 12345);
+    expect_invalid_argument([&] { nn::load_token_vocabulary(path); }, {path, "magic 12345", "20240328"});
+    write_vocabulary(path, {"a"}, 3);
+    expect_invalid_argument([&] { nn::load_token_vocabulary(path); }, {path, "version 3", "1 or 2"});
+    write_vocabulary(path, {}, 2);
+    expect_invalid_argument([&] { nn::load_token_vocabulary(path); }, {path, "declares 0 tokens"});
+    write_vocabulary(path, {"a", "b"}, 2, 0xFFFFFFFFu, 20240328, 3);
+    expect_invalid_argument([&] { nn::load_token_vocabulary(path); }, {path, "truncated", "declares 3", "after 2"});
+    write_vocabulary(path, {"a", "b"}, 2, 0xFFFFFFFFu, 20240328, 1);
+    expect_invalid_argument([&] { nn::load_token_vocabulary(path); }, {path, "2 bytes after its last token"});
+    write_vocabulary(path, {"a", ""});
+    expect_invalid_argument([&] { nn::load_token_vocabulary(path); }, {path, "token 1 has length 0"});
+    write_vocabulary(path, {"a"}, 2, 7);
+    expect_invalid_argument([&] { nn::load_token_vocabulary(path); }, {path, "end-of-text token 7", "1 tokens"});
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << "short";
+    expect_invalid_argument([&] { nn::load_token_vocabulary(path); }, {path, "shorter than the 1024-byte header"});
+    expect_invalid_argument([] { nn::load_token_vocabulary("/nonexistent/tok.bin"); }, {"cannot open", "/nonexistent"});
+    // A shard holding a token the vocabulary does not have: both named.
+    write_vocabulary(path, {"a", "b"});
+    const std::string shard = temp_path("beyond_vocab.bin");
+    write_shard(shard, 20240520, 1, 3, {0, 1, 5});
+    nn::TokenDataset data = nn::load_token_shard(shard, 8);
+    expect_invalid_argument([&] { nn::use_vocabulary(data, nn::load_token_vocabulary(path)); },
+                            {"token 5", path, "only 2 tokens", shard});
+}
+
+// Evaluation batches tile the data from its start: row r of batch b starts at (b · batch + r) · time.
+TEST(Data, EvalBatchesTileTheDataInOrder) {
+    nn::TokenDataset data;
+    data.description = "counting";
+    for (int i = 0; i < 50; ++i) data.tokens.push_back(i);
+    EXPECT_EQ(nn::eval_batches_available(data, 2, 4), 6);  // (50 - 1) / 8
+    for (int64_t b = 0; b < 6; ++b) {
+        const nn::Batch batch = nn::eval_batch(data, b, 2, 4, Device::cpu());
+        const std::vector<int32_t> ids = batch.ids.to_vector<int32_t>(), targets = batch.targets.to_vector<int32_t>();
+        for (int64_t i = 0; i < 8; ++i) {
+            EXPECT_EQ(ids[i], b * 8 + i);
+            EXPECT_EQ(targets[i], b * 8 + i + 1);
+        }
+    }
+    // The same batch every time it is asked for (no generator involved).
+    EXPECT_EQ(nn::eval_batch(data, 3, 2, 4, Device::cpu()).ids.to_vector<int32_t>(),
+              nn::eval_batch(data, 3, 2, 4, Device::cpu()).ids.to_vector<int32_t>());
+    expect_invalid_argument([&] { nn::eval_batch(data, 6, 2, 4, Device::cpu()); },
+                            {"batch 6 of counting", "needs 57 tokens", "holds 50", "6 whole batches"});
+    data.tokens.resize(8);
+    EXPECT_EQ(nn::eval_batches_available(data, 2, 4), 0);  // 8 tokens: one short of a batch's 9
+}
+
+// The fine-tune fixture, written by tools/prepare_data.py --encoding ascii96 from corpus.txt
+// (--val-fraction 0.15): the two splits decode through its tokenizer.bin back to the text.
+TEST(Data, FineTuneFixtureDecodesToItsCorpus) {
+    const std::string dir = std::string(MP_SOURCE_DIR) + "/tests/fixtures/finetune_text/";
+    nn::TokenDataset train = nn::load_token_shard(dir + "train.bin", 96);
+    nn::TokenDataset val = nn::load_token_shard(dir + "val.bin", 96);
+    const nn::TokenVocabulary vocabulary = nn::load_token_vocabulary(dir + "tokenizer.bin");
+    EXPECT_EQ(vocabulary.token_bytes.size(), 96u);
+    nn::use_vocabulary(train, vocabulary);
+    nn::use_vocabulary(val, vocabulary);
+    EXPECT_EQ(train.decode(train.tokens) + val.decode(val.tokens), read_file(dir + "corpus.txt"));
+    EXPECT_EQ(val.tokens.size(), 652u);
 }
