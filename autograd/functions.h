@@ -50,8 +50,9 @@ Tensor causal_attention_composed(const Tensor& qkv, int64_t heads);
 Tensor causal_attention_fused(const Tensor& qkv, int64_t heads);
 
 // ---- losses (autograd/functions/losses.cpp): scalar (shape {}) means
-// Mean cross-entropy over the rows whose target is not ignore_index.
-Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index = -100);
+// Mean cross-entropy over the rows whose target is not ignore_index. vocab < the logits' last dim:
+// the columns past vocab are padding (e.g. 50257 padded to 50304): no loss, zero gradient.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index = -100, int64_t vocab = -1);
 // The same mean loss with its backward done in the forward (one pass over the logits, the gradient
 // written over them — so nothing may read `logits` afterwards), for a loss whose backward seed is
 // known in advance: `seed`, as a pipeline's last stage knows its micro-batch weight. Backward then

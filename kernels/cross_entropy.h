@@ -52,12 +52,12 @@ void cross_entropy_forward(const T* logits, const int32_t* targets, float* losse
 template <typename T>
 void cross_entropy_backward(const T* logits, const int32_t* targets, const float* logsumexp, const float* dlosses,
                             T* dlogits, int64_t rows, int64_t vocab, int ignore_index, cudaStream_t stream);
-// The fused forward + backward (see cpu::cross_entropy_fused), dloss = seed * mean_weight[0] with
-// mean_weight on the device (so the host never waits), one block per row, logits overwritten.
+// The fused forward + backward (see cpu::cross_entropy_fused) with dloss read from device memory
+// (dloss[0], so the host never waits; null when !write_gradient), one block per row, logits
+// overwritten.
 template <typename T>
 void cross_entropy_fused(T* logits, const int32_t* targets, float* losses, int64_t rows, int64_t vocab, int64_t stride,
-                         int ignore_index, float seed, const float* mean_weight, bool write_gradient,
-                         cudaStream_t stream);
+                         int ignore_index, const float* dloss, bool write_gradient, cudaStream_t stream);
 // Same result as the CPU reference, bitwise (an integer count, then one double division). `out` is
 // device memory.
 void cross_entropy_mean_weight(const int32_t* targets, int64_t rows, int ignore_index, float* out,

@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nn/layers.h"
+
 namespace mp::nn {
 
 namespace {
@@ -242,6 +244,10 @@ void load_hf_gpt2(const HfGpt2Config& hf, Module& module) {
         const HfKey where = hf_key_of(name);
         const std::string& stored = keys.at(where.key);
         Tensor value = as_float32(read_safetensors_tensor(index, stored), where.transposed);
+        // A padded vocabulary table (GPTConfig::padded_vocab): GPT-2's rows, then zeros.
+        if (where.key == "wte.weight" && value.dim() == 2 && parameter.dim() == 2 && parameter.size(0) > value.size(0) &&
+            parameter.size(1) == value.size(1))
+            value = pad_rows(value, parameter.size(0));
         MP_REQUIRE(value.shape() == parameter.shape(), "GPT-2 checkpoint '", index.path, "': key '", stored, "' gives ",
                    shape_str(value.shape()), where.transposed ? " (transposed)" : "", " but parameter '", name,
                    "' is ", shape_str(parameter.shape()));
@@ -268,6 +274,9 @@ void export_hf_gpt2(const std::string& dir, const NamedTensors& whole_model, con
         MP_REQUIRE(written.insert(where.key).second, "export.hf: two parameters map to '", where.key, "' (", name,
                    " is the second)");
         Tensor host = parameter.device().is_cpu() ? parameter : parameter.to(Device::cpu());
+        // A padded vocabulary table goes out as GPT-2's: its first vocab rows.
+        if (where.key == "wte.weight" && host.dim() == 2 && host.size(0) > config.vocab)
+            host = host.slice(0, config.vocab).clone();
         tensors.emplace_back(kPrefix + where.key, as_float32(host, where.transposed));
     }
     HfGpt2Config shapes;

@@ -2,6 +2,8 @@
 // with the differentiable functions of autograd/ (so backward comes for free).
 #include "nn/layers.h"
 
+#include <algorithm>
+
 #include <cmath>
 
 #include "autograd/functions.h"
@@ -76,12 +78,22 @@ Tensor Embedding::forward(const Tensor& ids) { return fn::embedding(ids, for_com
 std::string Embedding::describe() const { return str("Embedding(", weight.size(0), ", ", weight.size(1), ")"); }
 
 // ---- TokenPositionEmbedding
+Tensor pad_rows(const Tensor& t, int64_t rows) {
+    MP_REQUIRE(t.dim() == 2 && rows >= t.size(0), "pad_rows: ", t.describe(), " cannot be padded to ", rows, " rows");
+    if (rows == t.size(0)) return t;
+    Tensor padded = Tensor::zeros({rows, t.size(1)}, t.dtype(), t.device());
+    Tensor head = padded.slice(0, t.size(0));  // a view of the first rows
+    head.copy_from(t);
+    return padded;
+}
+
 TokenPositionEmbedding::TokenPositionEmbedding(int64_t vocab, int64_t context, int64_t channels, Generator& gen,
-                                               double init_std)
+                                               double init_std, int64_t table_rows)
     : context_(context) {
     MP_REQUIRE(vocab > 0 && context > 0 && channels > 0, "TokenPositionEmbedding: sizes must be positive, got vocab ",
                vocab, ", context ", context, ", channels ", channels);
-    wte = Tensor::randn({vocab, channels}, gen, 0.0, init_std);
+    // The first vocab rows are drawn as for an unpadded table, so padding changes no real weight.
+    wte = pad_rows(Tensor::randn({vocab, channels}, gen, 0.0, init_std), std::max(vocab, table_rows));
     wpe = Tensor::randn({context, channels}, gen, 0.0, init_std);
     register_parameter("wte", &wte);
     register_parameter("wpe", &wpe);

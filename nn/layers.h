@@ -52,7 +52,9 @@ class Embedding : public Module {
 // GPT-2 input layer: ids (B, T) -> wte[ids] + wpe[0..T) of shape (B, T, C).
 class TokenPositionEmbedding : public Module {
   public:
-    TokenPositionEmbedding(int64_t vocab, int64_t context, int64_t channels, Generator& gen, double init_std = 0.02);
+    // table_rows > vocab: wte gets zero rows past vocab (padding, see GPTConfig::padded_vocab).
+    TokenPositionEmbedding(int64_t vocab, int64_t context, int64_t channels, Generator& gen, double init_std = 0.02,
+                           int64_t table_rows = 0);
     Tensor forward(const Tensor& ids) override;
     std::string describe() const override;
     Tensor wte, wpe;
@@ -61,6 +63,9 @@ class TokenPositionEmbedding : public Module {
     int64_t context_;
     Tensor position_ids_;  // 0..T-1 per row, for the last (B, T) and device seen
 };
+
+// `rows` (>= t's) rows: t's, then zeros (a padded vocabulary table). t itself when rows == t's.
+Tensor pad_rows(const Tensor& t, int64_t rows);
 
 class LayerNorm : public Module {
   public:

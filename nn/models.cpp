@@ -39,11 +39,16 @@ ModelSpec gpt_spec(const GPTConfig& config) {
     const GPTConfig c = config;
     ModelSpec spec;
     MP_REQUIRE(config.layer_norm_eps > 0, "gpt: layer_norm_eps must be positive, got ", config.layer_norm_eps);
-    spec.description = str("gpt(vocab ", c.vocab, ", context ", c.context, ", layers ", c.layers, ", heads ", c.heads,
-                           ", channels ", c.channels, c.tie_embeddings ? ", tied embeddings" : "", ")");
-    spec.layers.push_back({"embed", (c.vocab + c.context) * c.channels, [c] {
+    MP_REQUIRE(config.padded_vocab == 0 || config.padded_vocab >= config.vocab, "gpt: padded_vocab ",
+               config.padded_vocab, " must be 0 (none) or >= vocab ", config.vocab);
+    const int64_t rows = c.table_rows();
+    spec.description = str("gpt(vocab ", c.vocab, rows > c.vocab ? str(" padded to ", rows) : std::string(),
+                           ", context ", c.context, ", layers ", c.layers, ", heads ", c.heads, ", channels ",
+                           c.channels, c.tie_embeddings ? ", tied embeddings" : "", ")");
+    spec.layers.push_back({"embed", (rows + c.context) * c.channels, [c, rows] {
                                Generator gen(layer_seed(c.seed, 0));
-                               return std::make_shared<TokenPositionEmbedding>(c.vocab, c.context, c.channels, gen);
+                               return std::make_shared<TokenPositionEmbedding>(c.vocab, c.context, c.channels, gen,
+                                                                               0.02, rows);
                            }});
     for (int64_t l = 0; l < c.layers; ++l)
         spec.layers.push_back({"blocks." + std::to_string(l), block_parameters(c.channels), [c, l] {
@@ -52,14 +57,15 @@ ModelSpec gpt_spec(const GPTConfig& config) {
                                                                              layer_seed(c.seed ^ 0xD50ULL, l + 1),
                                                                              c.layer_norm_eps);
                                }});
-    spec.layers.push_back({"head", c.channels * c.vocab + 2 * c.channels, [c] {
+    spec.layers.push_back({"head", c.channels * rows + 2 * c.channels, [c, rows] {
                                // Tied: the embedding's own first draw (its wte), so a head built on
                                // another stage starts equal to embed.wte; untied: its own seed.
                                Generator gen(layer_seed(c.seed, c.tie_embeddings ? 0 : c.layers + 1));
-                               return std::make_shared<LMHead>(Tensor::randn({c.vocab, c.channels}, gen, 0.0, 0.02),
-                                                               c.layer_norm_eps);
+                               return std::make_shared<LMHead>(
+                                   pad_rows(Tensor::randn({c.vocab, c.channels}, gen, 0.0, 0.02), rows),
+                                   c.layer_norm_eps);
                            }});
-    if (c.tie_embeddings) spec.ties.push_back({"embed.wte", "head.weight", c.vocab * c.channels});
+    if (c.tie_embeddings) spec.ties.push_back({"embed.wte", "head.weight", rows * c.channels});
     return spec;
 }
 

@@ -26,6 +26,11 @@ struct GPTConfig {
     uint64_t seed = 1337;
     double layer_norm_eps = 1e-5;
     bool tie_embeddings = false;  // GPT-2's: the head's weight is the token embedding embed.wte
+    // Rows of embed.wte and head.weight, >= vocab (0: vocab): the rows past vocab are padding (e.g.
+    // GPT-2's 50257 padded to 50304 = 64·786, for tensor-core-friendly GEMMs, as llm.c does). They
+    // start at zero, no id reaches them, and their logits never reach the loss or the samples.
+    int64_t padded_vocab = 0;
+    int64_t table_rows() const { return padded_vocab > vocab ? padded_vocab : vocab; }
 };
 // [embed: TokenPositionEmbedding, blocks.0 .. blocks.{L-1}: TransformerBlock, head: LMHead (final
 //  LayerNorm + vocabulary projection)] — L + 2 layers, as the pipeline counts them — with GPT-2

@@ -143,6 +143,9 @@ std::vector<ConfigKey> build_key_table() {
         KEY(model.layer_norm_eps, 1e-5, "LayerNorm epsilon (gpt)").positive(),
         KEY(model.tie_embeddings, false, "the head uses the token embedding's weight, as GPT-2 does; over pipeline "
                                          "stages the first and last hold copies kept equal (gpt)"),
+        KEY(model.pad_vocab_to_multiple_of, 1, "embedding and head rows rounded up to a multiple of this (gpt; "
+                                                "e.g. 64: GPT-2's 50257 -> 50304, tensor-core-friendly); the padded "
+                                                "rows never reach the loss or the samples").positive().at_most(4096),
         KEY(model.init_from, "", "Hugging Face GPT-2 to start from: a directory with config.json and "
                                  "model.safetensors, or that file; sizes come from config.json; needs "
                                  "tie_embeddings (gpt)"),

@@ -29,6 +29,7 @@ struct TrainConfig {
         double dropout = 0;
         double layer_norm_eps = 0;    // gpt
         bool tie_embeddings = false;  // gpt: the head's weight is the token embedding's
+        int64_t pad_vocab_to_multiple_of = 1;  // gpt: table rows rounded up (50257 -> 50304 with 64)
         std::string init_from;        // gpt: a Hugging Face GPT-2 directory or model.safetensors; "" = none
         std::vector<int64_t> widths;  // mlp
         int64_t hidden = 0, blocks = 0;  // realistic

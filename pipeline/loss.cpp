@@ -5,17 +5,19 @@
 
 namespace mp::pipeline {
 
-LossFunction cross_entropy_loss(int ignore_index) {
+LossFunction cross_entropy_loss(int ignore_index, int64_t vocab) {
     return LossFunction{
         "cross_entropy",
-        [ignore_index](const Tensor& logits, const Tensor& targets) { return fn::cross_entropy(logits, targets, ignore_index); },
+        [ignore_index, vocab](const Tensor& logits, const Tensor& targets) {
+            return fn::cross_entropy(logits, targets, ignore_index, vocab);
+        },
         [ignore_index](const Tensor& targets) {
             double counted = 0;
             for (int32_t t : targets.to_vector<int32_t>()) counted += (t != ignore_index);
             return counted;
         },
-        [ignore_index](const Tensor& logits, const Tensor& targets, double seed) {
-            return fn::cross_entropy_seeded(logits, targets, ignore_index, seed);
+        [ignore_index, vocab](const Tensor& logits, const Tensor& targets, double seed) {
+            return fn::cross_entropy_seeded(logits, targets, ignore_index, seed, vocab);
         }};
 }
 

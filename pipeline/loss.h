@@ -20,7 +20,8 @@ struct LossFunction {
     std::function<Tensor(const Tensor& output, const Tensor& targets, double seed)> seeded_mean_loss;
 };
 
-LossFunction cross_entropy_loss(int ignore_index = -100);
+// vocab >= 0 and smaller than the logits' last dimension: the columns past it are padding (no loss).
+LossFunction cross_entropy_loss(int ignore_index = -100, int64_t vocab = -1);
 LossFunction mse_loss();
 
 }  // namespace mp::pipeline

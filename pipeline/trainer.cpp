@@ -127,7 +127,10 @@ DataSource make_data(const TrainConfig& config) {
     return data;
 }
 
-LossFunction make_loss(const TrainConfig& config) { return config.model.kind == "mlp" ? mse_loss() : cross_entropy_loss(); }
+// Cross-entropy over the model's vocabulary: a padded table's extra logits never reach the loss.
+LossFunction make_loss(const TrainConfig& config) {
+    return config.model.kind == "mlp" ? mse_loss() : cross_entropy_loss(-100, config.model.vocab);
+}
 
 std::unique_ptr<nn::Optimizer> make_optimizer(const TrainConfig& config, const std::vector<Tensor>& parameters) {
     const TrainConfig::Optimizer& o = config.optimizer;
@@ -292,6 +295,8 @@ nn::GPTConfig gpt_config(const TrainConfig& config) {
     gpt.dropout = m.dropout;
     gpt.layer_norm_eps = m.layer_norm_eps;
     gpt.tie_embeddings = m.tie_embeddings;
+    const int64_t multiple = m.pad_vocab_to_multiple_of > 0 ? m.pad_vocab_to_multiple_of : 1;
+    gpt.padded_vocab = (m.vocab + multiple - 1) / multiple * multiple;
     gpt.seed = static_cast<uint64_t>(config.seed);
     return gpt;
 }

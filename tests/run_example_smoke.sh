@@ -103,6 +103,17 @@ for variant in 1f1b zb; do
     expect_same_checksum "bf16_${variant}_equals_one_process" "$out/summary_bf16_$variant.json" "$bf16_one"
 done
 
+# A padded vocabulary (the demo's 16 rows padded to 100): one process and two stages train to the
+# same checksum, bit for bit (no clipping: its norm is summed per stage, in another order).
+pad_args=(--config examples/configs/demo.json "${tiny_gpt[@]}" --set model.pad_vocab_to_multiple_of=100
+          --set steps=3 --set grad_clip=0 --set trace.path= --set trace.svg= --set checkpoint.dir=)
+run train_gpt_padded_one_process "${launch[@]}" -np 1 "$build/examples/train_gpt" "${pad_args[@]}" \
+    --set pipeline.stages=1 --summary "$out/summary_padded_one.json"
+run train_gpt_padded_two_stages "${launch[@]}" -np 2 "$build/examples/train_gpt" "${pad_args[@]}" \
+    --set pipeline.stages=2 --summary "$out/summary_padded_two.json"
+expect_same_checksum padded_two_stages_equal_one_process "$out/summary_padded_two.json" \
+    "$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/summary_padded_one.json" 2>/dev/null)"
+
 # Resume: 6 steps straight vs 3 steps, save, resume for 3 more (constant learning rate, so the
 # schedule does not depend on where the run stops): the parameter checksums must agree.
 resume_args=(--config examples/configs/demo.json "${tiny_gpt[@]}" --set pipeline.stages=2 --set lr_schedule.kind=constant

@@ -4,6 +4,9 @@
 # 90 with a message; DEPS=0 keeps `make test` and `make demo` off the network (no `deps` step);
 # cudnn-frontend switches off cleanly.
 set -u
+# Run as the top-level make would be (the probes print at MAKELEVEL 0 only), also when this script
+# itself runs under `make test`.
+unset MAKELEVEL MAKEFLAGS MFLAGS
 problems=()
 expect() {  # description, fragment, then the make arguments
     local description=$1 fragment=$2; shift 2

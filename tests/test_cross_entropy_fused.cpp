@@ -65,11 +65,12 @@ TEST(CrossEntropyFusedCpu, BitForBitTheForwardAndBackwardPair) {
             const DType stats = ops::cross_entropy_statistics_dtype(dtype);
             Tensor buffer = p.logits.clone();
             const Tensor weight = ops::cross_entropy_mean_weight(p.targets, -100, stats);
-            expect_equal(ops::cross_entropy_fused_(buffer, p.targets, -100, 37, 0.375, weight, true), losses, "losses");
+            const Tensor dloss = ops::mul(Tensor::full({}, 0.375, stats), weight);
+            expect_equal(ops::cross_entropy_fused_(buffer, p.targets, -100, 37, dloss), losses, "losses");
             expect_equal(buffer, grads, "gradient over the logits");
             // Without the gradient: the same losses, the logits untouched.
             Tensor kept = p.logits.clone();
-            expect_equal(ops::cross_entropy_fused_(kept, p.targets, -100, 37, 0.375, weight, false), losses, "alone");
+            expect_equal(ops::cross_entropy_fused_(kept, p.targets, -100, 37, Tensor()), losses, "alone");
             expect_equal(kept, p.logits, "logits untouched");
         }
 }
@@ -79,12 +80,12 @@ TEST(CrossEntropyFusedCpu, PaddingNeverReachesTheLoss) {
     Problem p = problem(4, 10, 16, DType::Float32);
     const Tensor weight = ops::cross_entropy_mean_weight(p.targets, -100, DType::Float32);
     Tensor plain = p.logits.clone();
-    const Tensor losses = ops::cross_entropy_fused_(plain, p.targets, -100, 10, 1.0, weight, false);
+    const Tensor losses = ops::cross_entropy_fused_(plain, p.targets, -100, 10, Tensor());
     std::vector<float> values = p.logits.to_vector<float>();
     for (int64_t r = 0; r < 4; ++r)
         for (int64_t j = 10; j < 16; ++j) values[static_cast<size_t>(r * 16 + j)] = 1e30f;
     Tensor spiked = Tensor::from_vector(values, {4, 16});
-    expect_equal(ops::cross_entropy_fused_(spiked, p.targets, -100, 10, 1.0, weight, true), losses, "losses");
+    expect_equal(ops::cross_entropy_fused_(spiked, p.targets, -100, 10, weight), losses, "losses");
     for (int64_t r = 0; r < 4; ++r)
         for (int64_t j = 10; j < 16; ++j) EXPECT_EQ(spiked.to_vector<float>()[static_cast<size_t>(r * 16 + j)], 0.0f);
 }
@@ -123,10 +124,29 @@ TEST(CrossEntropyFusedCpu, SeededFunctionEqualsCrossEntropyAndRefusesAnotherSeed
     expect_invalid_argument(
         [&] {
             Tensor x = p.logits.clone();
-            ops::cross_entropy_fused_(x, p.targets, -100, 24, 1.0,
-                                      ops::cross_entropy_mean_weight(p.targets, -100, DType::Float32), true);
+            ops::cross_entropy_fused_(x, p.targets, -100, 24, Tensor());
         },
         {"cross_entropy_fused_: vocab 24 must be in [1, 23]"});
+}
+
+// fn::cross_entropy on padded rows: the loss and, on the vocabulary's columns, the gradient of the
+// unpadded logits, bit for bit; the padding's gradient is 0.
+TEST(CrossEntropyFusedCpu, PaddedCrossEntropyEqualsTheUnpaddedOne) {
+    Problem p = problem(5, 29, 32, DType::Float32);
+    auto [losses, grads] = unfused(p, 0.75);
+    Tensor padded = p.logits.clone();
+    autograd::make_parameter(padded);
+    autograd::Tape tape;
+    Tensor loss;
+    {
+        autograd::TapeScope scope(tape);
+        loss = fn::cross_entropy(padded, p.targets, -100, 29);
+        tape.backward({loss}, {Tensor::full({}, 0.75)});
+    }
+    const Tensor weight = ops::cross_entropy_mean_weight(p.targets, -100, DType::Float32);
+    expect_equal(loss, ops::mul(ops::sum(losses), weight), "loss");
+    expect_equal(autograd::grad_of(padded), grads, "gradient");
+    expect_equal(padded, p.logits, "the forward leaves the logits alone");
 }
 
 // CUDA against the CPU: float32 within float32 rounding of exp and the row sums; bfloat16 within
@@ -140,11 +160,11 @@ TEST(CrossEntropyFusedCuda, MatchesCpu) {
             Problem p = problem(5, vocab, stride, dtype);
             const DType stats = ops::cross_entropy_statistics_dtype(dtype);
             Tensor cpu = p.logits.clone(), dev = p.logits.to(gpu);
-            const Tensor cpu_losses = ops::cross_entropy_fused_(
-                cpu, p.targets, -100, vocab, 0.5, ops::cross_entropy_mean_weight(p.targets, -100, stats), true);
+            const Tensor dloss =
+                ops::mul(Tensor::full({}, 0.5, stats), ops::cross_entropy_mean_weight(p.targets, -100, stats));
+            const Tensor cpu_losses = ops::cross_entropy_fused_(cpu, p.targets, -100, vocab, dloss);
             const Tensor targets = p.targets.to(gpu);
-            const Tensor dev_losses = ops::cross_entropy_fused_(
-                dev, targets, -100, vocab, 0.5, ops::cross_entropy_mean_weight(targets, -100, stats), true);
+            const Tensor dev_losses = ops::cross_entropy_fused_(dev, targets, -100, vocab, dloss.to(gpu));
             expect_close(dev_losses, cpu_losses, 1e-5, 1e-6, "losses");
             expect_close(dev, cpu, dtype == DType::BFloat16 ? std::ldexp(1.0, -8) : 1e-5, 1e-7, "gradient");
         }

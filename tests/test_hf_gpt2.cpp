@@ -356,3 +356,38 @@ TEST(HfGpt2, ExportRoundTrip) {
                                                      untied); },
                             {"model.tie_embeddings"});
 }
+
+// A padded vocabulary (GPTConfig::padded_vocab, 96 -> 128 here): GPT-2's rows load into the first 96
+// rows of the tied table and the rest stay zero; the logits on the real vocabulary are the
+// unpadded model's (the same dot products; 1e-6 for a BLAS that blocks the wider product
+// differently), the padded columns are exactly 0, the loss over the real vocabulary is the same;
+// the export writes GPT-2's 96 rows, bit for bit the original file.
+TEST(HfGpt2, PaddedVocabularyImportsAndExportsGpt2sRows) {
+    nn::HfGpt2Config hf = nn::read_hf_gpt2_config(fixture_dir());
+    auto plain = imported_model(hf);
+    nn::GPTConfig config = nn::gpt_config_of(hf);
+    config.padded_vocab = 128;
+    auto padded = nn::gpt(config);
+    nn::load_hf_gpt2(hf, *padded);
+    const Tensor wte = padded->named_parameters().front().second;
+    ASSERT_EQ(wte.shape(), (Shape{128, 64}));
+    const std::vector<float> rows = wte.to_vector<float>();
+    for (size_t i = 96 * 64; i < rows.size(); ++i) ASSERT_EQ(rows[i], 0.0f) << i;
+
+    const Tensor ids = mp::testing::random_ids({2, 9}, 96, 3), targets = mp::testing::random_ids({2, 9}, 96, 4);
+    const Tensor small = plain->forward(ids), wide = padded->forward(ids);
+    ASSERT_EQ(wide.shape(), (Shape{2, 9, 128}));
+    const std::vector<float> s = small.to_vector<float>(), w = wide.to_vector<float>();
+    for (size_t r = 0; r < 18; ++r)
+        for (size_t v = 0; v < 128; ++v) {
+            if (v < 96) ASSERT_NEAR(w[r * 128 + v], s[r * 96 + v], 1e-6 * (1 + std::fabs(s[r * 96 + v])));
+            else ASSERT_EQ(w[r * 128 + v], 0.0f);
+        }
+    EXPECT_NEAR(fn::cross_entropy(wide, targets, -100, 96).item(), fn::cross_entropy(small, targets).item(), 1e-6);
+
+    const std::string dir = scratch_dir("padded_export");
+    nn::export_hf_gpt2(dir, padded->named_parameters(), config);
+    nn::SafetensorsContents original = nn::read_safetensors(hf.weights_path);
+    nn::SafetensorsContents exported = nn::read_safetensors(dir + "/model.safetensors");
+    for (const auto& [key, tensor] : original.tensors) mp::testing::expect_equal(exported.tensors.at(key), tensor, key);
+}

@@ -412,3 +412,39 @@ TEST(MixedPrecision, CopyCacheConvertsEachParameterOncePerScope) {
     cache.clear();
     EXPECT_NE(nn::for_compute(master).id(), first.id());
 }
+
+// A padded vocabulary trains as the unpadded model: the padded rows start at zero, get zero
+// gradients (no id looks them up; the loss never sees their logits) and stay zero under AdamW with
+// weight decay; the losses agree to float32 rounding of the wider products (1e-5 relative over 5
+// steps).
+TEST(PaddedVocabulary, TrainsAsTheUnpaddedModelAndThePaddingStaysZero) {
+    nn::GPTConfig config = small_bf16_check_gpt(19, 6, 16, 7);
+    config.tie_embeddings = true;
+    Tensor ids = mp::testing::random_ids({3, 6}, 19, 5), targets = mp::testing::random_ids({3, 6}, 19, 6);
+    auto train = [&](int64_t padded_vocab) {
+        nn::GPTConfig c = config;
+        c.padded_vocab = padded_vocab;
+        auto model = nn::gpt(c);
+        nn::AdamW adamw(model->parameters(), {1e-2, 0.9, 0.95, 1e-8, 0.1});
+        std::vector<double> losses;
+        for (int step = 0; step < 5; ++step) {
+            adamw.zero_grad();
+            autograd::Tape tape;
+            autograd::TapeScope scope(tape);
+            Tensor loss = fn::cross_entropy(model->forward(ids), targets, -100, 19);
+            tape.backward(loss);
+            losses.push_back(loss.item());
+            adamw.step();
+        }
+        return std::make_pair(losses, model);
+    };
+    auto [plain_losses, plain] = train(0);
+    auto [padded_losses, padded] = train(32);
+    for (size_t i = 0; i < plain_losses.size(); ++i)
+        EXPECT_NEAR(padded_losses[i], plain_losses[i], 1e-5 * plain_losses[i]) << "step " << i;
+    const Tensor wte = padded->named_parameters().front().second;
+    ASSERT_EQ(wte.shape(), (Shape{32, 16}));
+    const std::vector<float> rows = wte.to_vector<float>();
+    for (size_t i = 19 * 16; i < rows.size(); ++i) ASSERT_EQ(rows[i], 0.0f) << "padding element " << i;
+    EXPECT_EQ(padded->parameters().size(), plain->parameters().size());  // tied: one table either way
+}

@@ -207,7 +207,7 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     fused_kernel(T* logits, const int32_t* __restrict__ targets, float* __restrict__ losses, int64_t rows,
-                 int64_t vocab, int64_t stride, int ignore_index, float seed, const float* __restrict__ mean_weight,
+                 int64_t vocab, int64_t stride, int ignore_index, const float* __restrict__ dloss_in,
                  bool write_gradient) {
     __shared__ MaxSum warp_partials[kWarps];
     __shared__ float row_lse;
@@ -237,7 +237,7 @@ __global__ void __launch_bounds__(kThreads)
         __syncthreads();  // row_lse is ready, and every read of the row's max/sum pass is done
         if (write_gradient) {
             const float lse = row_lse;
-            const float dloss = (ignored || valid) ? seed * mean_weight[0] : NAN;
+            const float dloss = (ignored || valid) ? dloss_in[0] : NAN;
             for (int64_t j = threadIdx.x; j < stride; j += kThreads) {
                 float g = 0.0f;
                 if (j < vocab && !ignored) {
@@ -301,17 +301,16 @@ template void cross_entropy_backward<bfloat16>(const bfloat16*, const int32_t*, 
 
 template <typename T>
 void cross_entropy_fused(T* logits, const int32_t* targets, float* losses, int64_t rows, int64_t vocab, int64_t stride,
-                         int ignore_index, float seed, const float* mean_weight, bool write_gradient,
-                         cudaStream_t stream) {
+                         int ignore_index, const float* dloss, bool write_gradient, cudaStream_t stream) {
     if (rows == 0 || stride == 0) return;
     fused_kernel<T><<<row_blocks(rows), kThreads, 0, stream>>>(logits, targets, losses, rows, vocab, stride,
-                                                               ignore_index, seed, mean_weight, write_gradient);
+                                                               ignore_index, dloss, write_gradient);
     CUDA_CHECK_LAUNCH();
 }
 
-template void cross_entropy_fused<float>(float*, const int32_t*, float*, int64_t, int64_t, int64_t, int, float,
-                                         const float*, bool, cudaStream_t);
-template void cross_entropy_fused<bfloat16>(bfloat16*, const int32_t*, float*, int64_t, int64_t, int64_t, int, float,
+template void cross_entropy_fused<float>(float*, const int32_t*, float*, int64_t, int64_t, int64_t, int, const float*,
+                                         bool, cudaStream_t);
+template void cross_entropy_fused<bfloat16>(bfloat16*, const int32_t*, float*, int64_t, int64_t, int64_t, int,
                                             const float*, bool, cudaStream_t);
 
 void cross_entropy_mean_weight(const int32_t* targets, int64_t rows, int ignore_index, float* out,

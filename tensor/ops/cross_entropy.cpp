@@ -109,18 +109,20 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const
     return dlogits;
 }
 
-Tensor cross_entropy_fused_(Tensor& logits, const Tensor& targets, int ignore_index, int64_t vocab, double seed,
-                            const Tensor& mean_weight, bool write_gradient) {
+Tensor cross_entropy_fused_(Tensor& logits, const Tensor& targets, int ignore_index, int64_t vocab,
+                            const Tensor& dloss) {
     const char* op = "cross_entropy_fused_";
     check_logits_and_targets(op, logits, targets);
     const int64_t stride = logits.shape().back();
     MP_REQUIRE(vocab >= 1 && vocab <= stride, op, ": vocab ", vocab, " must be in [1, ", stride,
                "] (the logits' last dimension, padding included) for logits ", logits.describe());
     const DType statistics = cross_entropy_statistics_dtype(logits.dtype());
-    detail::require_defined(op, mean_weight, "mean_weight");
-    MP_REQUIRE(mean_weight.numel() == 1 && mean_weight.dtype() == statistics, op, ": mean_weight is ",
-               mean_weight.describe(), ", expected one ", dtype_name(statistics), " (cross_entropy_mean_weight)");
-    detail::require_same_device(op, {&logits, &mean_weight});
+    const bool write_gradient = dloss.defined();
+    if (write_gradient) {
+        MP_REQUIRE(dloss.numel() == 1 && dloss.dtype() == statistics, op, ": dloss is ", dloss.describe(),
+                   ", expected one ", dtype_name(statistics), " for logits ", logits.describe());
+        detail::require_same_device(op, {&logits, &dloss});
+    }
     const int64_t rows = targets.numel();
     Tensor losses = Tensor::empty(targets.shape(), statistics, logits.device());
     if (rows == 0) return losses;
@@ -128,15 +130,14 @@ Tensor cross_entropy_fused_(Tensor& logits, const Tensor& targets, int ignore_in
         using T = typename decltype(tag)::type;
         using S = compute_t<T>;
         if (logits.device().is_cpu()) {
-            // dloss as the unfused backward forms it: the seed in S times the weight, rounded to S.
-            const S dloss = static_cast<S>(static_cast<S>(seed) * mean_weight.data<S>()[0]);
+            const S row_dloss = write_gradient ? dloss.data<S>()[0] : S(0);
             kernels::cpu::cross_entropy_fused(logits.data<T>(), targets.data<int32_t>(), losses.data<S>(), rows, vocab,
-                                              stride, ignore_index, dloss, write_gradient);
+                                              stride, ignore_index, row_dloss, write_gradient);
         } else if constexpr (detail::kHasCudaKernels<T>) {
             check_cuda_targets(op, targets, vocab, ignore_index);
             MP_ON_CUDA(kernels::cuda::cross_entropy_fused(logits.data<T>(), targets.data<int32_t>(),
                                                           losses.data<float>(), rows, vocab, stride, ignore_index,
-                                                          static_cast<float>(seed), mean_weight.data<float>(),
+                                                          write_gradient ? dloss.data<float>() : nullptr,
                                                           write_gradient, detail::stream_of(logits)));
         }
     });

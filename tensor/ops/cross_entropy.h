@@ -29,12 +29,12 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const
 // Forward and backward in one pass, the gradient written over the logits (llm.c's layout): logits
 // (..., S) whose first `vocab` columns are the vocabulary (vocab <= S; the rest padding, e.g. GPT-2's
 // 50257 padded to 50304, which never reaches the loss and gets a zero gradient). Returns the
-// per-row losses (as cross_entropy_forward); when write_gradient, overwrites logits with
-// dlosses * (softmax - onehot), dlosses = seed * mean_weight for every row, bit for bit what
-// cross_entropy_backward would give for those dlosses. mean_weight: cross_entropy_mean_weight's.
-// The caller must not need the logits afterwards.
-Tensor cross_entropy_fused_(Tensor& logits, const Tensor& targets, int ignore_index, int64_t vocab, double seed,
-                            const Tensor& mean_weight, bool write_gradient);
+// per-row losses (as cross_entropy_forward); when `dloss` is defined (one element of the losses'
+// dtype, on the logits' device — e.g. the loss's seed times cross_entropy_mean_weight), overwrites
+// logits with dloss * (softmax - onehot), bit for bit what cross_entropy_backward gives for that
+// dloss on every row; the caller must not need the logits afterwards. Undefined: logits untouched.
+Tensor cross_entropy_fused_(Tensor& logits, const Tensor& targets, int ignore_index, int64_t vocab,
+                            const Tensor& dloss);
 
 // 1 / (the number of targets that are not ignore_index) as a shape-{} tensor of `dtype` (float32, or
 // float64 on the CPU) on the targets' device; 0 when every target is ignored. The weight of the mean
