@@ -7,8 +7,9 @@
 // measured in the same run (bench/torch_ops.py, same row names). Inputs are random (never zeros)
 // and validated before the timed region: the timed work never waits on the host (except
 // clip_grad_norm, which reads the norm back as the trainer does). A row that cannot run (an
-// exception, or cuBLASLt declining a fused linear) is reported as that row's error; the others
-// still run, and the exit status is then 1. --only NAME_SUBSTRING times the matching rows alone.
+// exception while it is timed or while its group is set up, or cuBLASLt declining a fused linear)
+// is reported as that row's error; the others still run, and the exit status is then 1.
+// --only NAME_SUBSTRING times the matching rows alone (and the copy row, the bandwidth ceiling).
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -51,14 +52,14 @@ struct Result {
 };
 
 // The precision whose peak a FLOP-counted row is held against: named by its suffix.
-std::string precision_of(const std::string& name) {
+[[maybe_unused]] std::string precision_of(const std::string& name) {  // unused in a CPU-only build
     if (name.find("_bf16") != std::string::npos) return "bf16";
     if (name.find("_tf32") != std::string::npos) return "tf32";
     return "fp32";
 }
 
-// A JSON string literal: quotes, backslashes and control characters escaped.
-std::string json_string(const std::string& text) {
+// A JSON string literal: quotes and backslashes escaped, control characters (newlines) made spaces.
+[[maybe_unused]] std::string json_string(const std::string& text) {
     std::string out = "\"";
     for (char c : text) {
         if (c == '"' || c == '\\') out += '\\', out += c;
@@ -71,7 +72,8 @@ std::string json_string(const std::string& text) {
 // GPT-2 124M's parameters as the model holds them (tied head: 148 tensors, 124,439,808 values):
 // wte, wpe, then per block ln_1 (weight, bias), attn.c_attn (weight, bias), attn.c_proj, ln_2,
 // mlp.c_fc, mlp.c_proj, then ln_f. bench/torch_ops.py writes out the same list.
-std::vector<Shape> gpt2_parameter_shapes(int64_t vocab, int64_t context, int64_t channels, int64_t layers) {
+[[maybe_unused]] std::vector<Shape> gpt2_parameter_shapes(int64_t vocab, int64_t context, int64_t channels,
+                                                           int64_t layers) {
     const int64_t c = channels;
     std::vector<Shape> shapes{{vocab, c}, {context, c}};
     for (int64_t l = 0; l < layers; ++l) {
@@ -189,7 +191,7 @@ int run_benchmarks(int argc, char** argv) {
     };
     // A group of rows sharing inputs, set up only when one of them is selected. An exception while
     // setting up (out of memory, a CUDA error) becomes the error of each of its rows not yet reported,
-    // and the rows after it still run: the table and the JSON always come out.
+    // and the rows after it still run.
     auto group = [&](const std::vector<std::string>& names, const std::function<void()>& body) {
         if (!any_selected(names)) return;
         const size_t before = results.size();
