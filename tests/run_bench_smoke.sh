@@ -6,7 +6,13 @@
 # non-zero status, never a crash; run_bench_gpt.sh joins fp32 and bf16 rows of minipipe, PyTorch eager and
 # torch.compile (its "eager" backend: tracing only, seconds) into one report with both ratios; a
 # torch.compile that cannot compile says why and exits 0. No speed is checked: only that it all runs.
-# Usage: run_bench_smoke.sh BUILD_DIR   (bench_gpt must be built: make BUILD_DIR/bench/bench_gpt)
+# And of the kernel benchmark (make bench: bench/bench_kernels, bench/torch_ops.py, bench/report.py,
+# bench/run_bench.sh): bench_kernels says "no GPU" and exits 0 here; torch_ops.py --dry runs every row on
+# the CPU, with exactly bench_kernels.cpp's row names (report.py pairs rows by name); report.py and
+# run_bench.sh, fed a stand-in bench_kernels, print every row, PyTorch's alternatives and row errors, and
+# a row error makes the exit status non-zero after the table.
+# Usage: run_bench_smoke.sh BUILD_DIR   (bench_gpt must be built: make BUILD_DIR/bench/bench_gpt; the
+# checks that run bench_kernels itself are skipped when it is not built)
 set -u
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}  # as run_bench_gpt.sh: no spinning threads on shared cores
 build=${1:?usage: run_bench_smoke.sh BUILD_DIR}
@@ -142,8 +148,135 @@ else
     skipped=$((skipped + 6))
 fi
 
+# ---------------------------------------------------------------- the kernel benchmark (make bench)
+kernels=$build/bench/bench_kernels
+if [ -x "$kernels" ]; then
+    # Without a GPU (or in a CPU-only build): a message, exit 0, no JSON. With one it would run the
+    # whole benchmark, which is make bench's job, not this test's.
+    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+        skipped=$((skipped + 1))
+    else
+        "$kernels" --json "$out/kernels.json" >"$out/bench_kernels_no_gpu.log" 2>&1
+        status=$?
+        if [ $status -ne 0 ]; then fail bench_kernels_no_gpu "exited with $status"
+        elif [ -s "$out/kernels.json" ]; then fail bench_kernels_no_gpu "wrote JSON without a GPU"
+        elif ! grep -q -e "no GPU visible" -e "built without CUDA" "$out/bench_kernels_no_gpu.log"; then
+            fail bench_kernels_no_gpu "no 'no GPU' message"
+        else pass; fi
+    fi
+    expect_failure bench_kernels_unknown_option "usage:" "$kernels" --bogus
+else
+    echo "  ($kernels is not built: its own checks are skipped)"
+    skipped=$((skipped + 2))
+fi
+
+# The row names bench_kernels.cpp times: the string literals of its run(...), fail_row(...) and
+# group({...}) calls and of the fused-linear table (each name is written out once as a literal, so
+# that report.py's pairing by name can be checked here).
+python3 - "$here/bench/bench_kernels.cpp" >"$out/kernel_rows.txt" <<'PYTHON'
+import re, sys
+source = open(sys.argv[1]).read()
+names = set()
+for call in re.finditer(r'\b(?:run|fail_row)\(\s*((?:[^;"]|"[^"]*")*?)[,)]', source):
+    names.update(re.findall(r'"([A-Za-z][A-Za-z0-9_]*)"', call.group(1)))
+for group in re.finditer(r'\bgroup\(\{([^}]*)\}', source):
+    names.update(re.findall(r'"([A-Za-z][A-Za-z0-9_]*)"', group.group(1)))
+for pair in re.finditer(r'\{"([A-Za-z][A-Za-z0-9_]*)", kernels::LinearEpilogue', source):
+    names.add(pair.group(1))
+print("\n".join(sorted(names)))
+PYTHON
+
+if python3 -c "import torch" 2>/dev/null; then
+    # Every row once on the CPU at a tiny shape: exit 0, and the same row names as bench_kernels (a
+    # ':variant' row is PyTorch's alternative for one of them; index_check_targets has no PyTorch twin).
+    python3 "$here/bench/torch_ops.py" "$out/torch_ops.json" --dry >"$out/torch_ops_dry.log" 2>&1
+    status=$?
+    if [ $status -ne 0 ]; then fail torch_ops_dry "exited with $status"
+    elif ! python3 - "$out/torch_ops.json" "$out/kernel_rows.txt" >"$out/torch_ops_dry.check" 2>&1 <<'PYTHON'
+import json, sys
+torch_rows = json.load(open(sys.argv[1]))
+ours = set(open(sys.argv[2]).read().split())
+assert len(ours) >= 35, f"only {len(ours)} row names found in bench_kernels.cpp: {sorted(ours)}"
+minipipe_only = {"index_check_targets"}
+bases = {name.split(":")[0] for name in torch_rows}
+assert not bases - ours, f"torch_ops rows that bench_kernels does not time: {sorted(bases - ours)}"
+missing = ours - minipipe_only - bases
+assert not missing, f"bench_kernels rows that torch_ops does not time: {sorted(missing)}"
+# On the CPU only the mixed-dtype addmm (an overload PyTorch has on CUDA only) may fail; its
+# alternative must run.
+errors = {name: row["error"] for name, row in torch_rows.items() if "error" in row}
+assert not set(errors) - {"gemm_wgrad_accum_bf16"}, f"rows failed: {errors}"
+assert "ms" in torch_rows.get("gemm_wgrad_accum_bf16:mm_cast_add", {}), "gemm_wgrad_accum_bf16:mm_cast_add did not run"
+print(f"{len(torch_rows)} rows; names match bench_kernels.cpp's {len(ours)}")
+PYTHON
+    then fail torch_ops_dry "$(cat "$out/torch_ops_dry.check")"
+    else pass; fi
+else
+    echo "  (PyTorch is not importable: torch_ops.py --dry is not checked)"
+    skipped=$((skipped + 1))
+fi
+
+# report.py and run_bench.sh with a stand-in bench_kernels writing what a GPU run would: every row
+# of bench_kernels.cpp, one of them an error (cuBLASLt declining the fused GELU linear), then exit 1.
+mkdir -p "$out/kbench" "$out/kbench_no_gpu"
+python3 - "$out/kernel_rows.txt" "$out/fake_kernels.json" <<'PYTHON'
+import json, sys
+rows = {"_meta": {"device": "NVIDIA H100 80GB HBM3"}}
+for name in open(sys.argv[1]).read().split():
+    flops = 1e11 if name.startswith(("gemm", "linear", "attention")) else 0
+    rows[name] = {"ms": 0.5, "bytes": 0 if flops else 1e9, "flops": flops,
+                  "precision": "bf16" if "_bf16" in name else "tf32" if "_tf32" in name else "fp32"}
+rows["linear_bias_gelu_fwd_bf16"] = {"ms": None, "error": "cuBLASLt has no algorithm for this epilogue",
+                                     "bytes": 0, "flops": 0, "precision": "bf16"}
+json.dump(rows, open(sys.argv[2], "w"))
+PYTHON
+cat >"$out/kbench/bench_kernels" <<STANDIN
+#!/usr/bin/env bash
+[ "\$1" = --json ] && cp "$out/fake_kernels.json" "\$2"
+echo "bench_kernels: 1 row(s) did not run: linear_bias_gelu_fwd_bf16" >&2
+exit 1
+STANDIN
+printf '#!/usr/bin/env bash\necho "bench_kernels: no GPU visible; the kernel benchmarks need one"\n' \
+    >"$out/kbench_no_gpu/bench_kernels"
+chmod +x "$out/kbench/bench_kernels" "$out/kbench_no_gpu/bench_kernels"
+if [ -s "$out/torch_ops.json" ]; then
+    # The dry run's PyTorch rows stand in for the GPU's: a ratio on every paired row, the alternatives,
+    # PyTorch's own row error.
+    python3 "$here/bench/report.py" "$out/fake_kernels.json" "$out/torch_ops.json" >"$out/report.log" 2>&1
+    status=$?
+    report_ok=1
+    for line in "^device: NVIDIA H100" "^| copy_1GiB | 0.500 | 2000 GB/s | 100% of copy | [0-9.]* | [0-9.]*x |$" \
+                "^| gemm_fc_bf16 | 0.500 | 200.0 TFLOP/s | 20% of bf16 peak | [0-9.]* | [0-9.]*x |$" \
+                "^| linear_bias_gelu_fwd_bf16 | not run: cuBLASLt has no algorithm" \
+                "^| adamw_gpt2_148_tensors vs PyTorch foreach | | | | [0-9.]* | [0-9.]*x |$" \
+                "^| gemm_wgrad_accum_bf16 | 0.500 | .* | not run: NotImplementedError" \
+                "^| index_check_targets | 0.500 | 2000 GB/s | 100% of copy | n/a | n/a |$"; do
+        if ! grep -q -- "$line" "$out/report.log"; then report_ok=0; echo "---- report: no line matching '$line'"; fi
+    done
+    if [ $status -ne 0 ] || [ $report_ok = 0 ]; then
+        failed=$((failed + 1)); failures+=(report_kernels); echo "---- report.py exit $status"; cat "$out/report.log"
+    else pass; fi
+else
+    skipped=$((skipped + 1))
+fi
+# run_bench.sh (PyTorch without CUDA here: our figures alone): the table with the error row, then
+# exit 1; with a bench_kernels that finds no GPU: exit 0 and no table.
+(cd "$here" && bash bench/run_bench.sh "$out/kbench") >"$out/run_bench.log" 2>&1
+status=$?
+if [ $status -ne 1 ]; then
+    fail run_bench_row_error "exit status $status, expected 1 (a row did not run)"; cat "$out/run_bench.log"
+elif ! grep -q "^| linear_bias_gelu_fwd_bf16 | not run: cuBLASLt" "$out/run_bench.log" \
+     || ! grep -q "^| layernorm_bwd_bf16 | 0.500 |" "$out/run_bench.log"; then
+    fail run_bench_row_error "the table is missing rows"; cat "$out/run_bench.log"
+else pass; fi
+(cd "$here" && bash bench/run_bench.sh "$out/kbench_no_gpu") >"$out/run_bench_no_gpu.log" 2>&1
+status=$?
+if [ $status -ne 0 ]; then fail run_bench_no_gpu "exit status $status"; cat "$out/run_bench_no_gpu.log"
+elif grep -q "^| " "$out/run_bench_no_gpu.log"; then fail run_bench_no_gpu "printed a table without results"
+else pass; fi
+
 echo "==== bench smoke test (CPU)"
 printf '  %-28s ran %4d  passed %4d  skipped %4d  failed %4d\n' \
-    "bench_gpt" $((passed + failed)) "$passed" "$skipped" "$failed"
+    "bench_gpt, kernel bench" $((passed + failed)) "$passed" "$skipped" "$failed"
 rm -rf "$out"
 if [ "$failed" -gt 0 ]; then echo "FAILED: ${failures[*]}"; exit 1; fi

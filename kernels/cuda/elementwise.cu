@@ -21,7 +21,9 @@
 // - Multi-tensor (multi_tensor.cuh): sum_squares_multi_tensor gives one partial per chunk of
 //   every tensor (pass 1, one launch per 192 tensors) and sums the partials in double in one
 //   block (pass 2): the global gradient norm in two launches whatever the parameter count.
-//   scale_multi_tensor scales every tensor in place (clipping), one launch.
+//   scale_multi_tensor scales every tensor in place (clipping), one launch. Floors for GPT-2
+//   124M's 148 gradients (124.4M floats): the norm reads 498 MB (~170 us), scaling reads and
+//   writes them (995 MB, ~330 us).
 // - sum_rows: each thread owns one column and walks its rows in order (adjacent threads read
 //   adjacent columns, so loads coalesce). With few columns the rows are cut into chunks
 //   (blockIdx.y), each chunk's column sums go to the workspace, and the same kernel then sums

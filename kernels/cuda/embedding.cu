@@ -5,7 +5,11 @@
 // Floor (H100, ~3 TB/s): the forward reads a weight row and writes an output row per id, 8 B per
 // output element (GPT-2: 8192 ids x 768 = 50 MB, ~17 us). The backward reads dout once (4 B per
 // element, 25 MB) and writes all of dweight, since ids that never occur get 0 (50257 x 768 =
-// 154 MB, ~52 us): the zeroing dominates, the sort of 8192 keys is a few microseconds.
+// 154 MB, ~52 us): the zeroing dominates, the sort of 8192 keys is a few microseconds. bfloat16
+// halves the forward (4 B per output element, 25 MB, ~8 us) and, into a bfloat16 dweight, the
+// backward (13 + 77 MB, ~30 us). Accumulating bfloat16 dout into a float32 master gradient zeroes
+// nothing: it reads dout (13 MB) and reads and writes only the rows whose ids occur (random ids:
+// ~7.6k of 50257 rows x 768 x 8 B = 46 MB), ~20 us.
 //
 // Design:
 //  - forward: a grid-stride loop over output elements, float4 when cols % 4 == 0 and weight and
