@@ -384,16 +384,18 @@ int run_benchmarks(int argc, char** argv) {
             }, 10);
             run("crossentropy_fused_bf16", 2.0 * N * V * 2, 0, [&] {
                 kernels::cuda::cross_entropy_fused(logits.data<bfloat16>(), targets.data<int32_t>(),
-                                                   losses.data<float>(), N, V, V, -100, 1.0f,
-                                                   mean_weight.data<float>(), /*write_gradient=*/true, stream);
+                                                   losses.data<float>(), N, V, V, -100,
+                                                   /*dloss=*/mean_weight.data<float>(), /*write_gradient=*/true,
+                                                   stream);
             }, 10);
         }
         if (selected("crossentropy_fused_bf16_pad50304")) {
             Tensor logits = randn_bf16({N, padded});
             run("crossentropy_fused_bf16_pad50304", 2.0 * N * (V + padded), 0, [&] {
                 kernels::cuda::cross_entropy_fused(logits.data<bfloat16>(), targets.data<int32_t>(),
-                                                   losses.data<float>(), N, V, padded, -100, 1.0f,
-                                                   mean_weight.data<float>(), /*write_gradient=*/true, stream);
+                                                   losses.data<float>(), N, V, padded, -100,
+                                                   /*dloss=*/mean_weight.data<float>(), /*write_gradient=*/true,
+                                                   stream);
             }, 10);
         }
     });
