@@ -118,7 +118,26 @@ __device__ __forceinline__ RowSplit split_row(int64_t head, int64_t vocab) {
     return {head, (vocab - head) / 4};
 }
 
-// T float: the float4 body; T bfloat16: a scalar loop (each value widened to float32).
+// Every thread's partial (max, sum) over the row's first `vocab` elements, merged into thread 0's:
+// float rows take a float4 body when the row start allows; bfloat16 a scalar loop widened to float32.
+template <typename T>
+__device__ MaxSum row_max_sum(const T* row_logits, int64_t vocab, MaxSum* warp_partials) {
+    MaxSum state{-INFINITY, 0.0f};
+    if constexpr (std::is_same_v<T, float>) {
+        const RowSplit split = split_row(elements_to_alignment(row_logits), vocab);
+        const float4* body = reinterpret_cast<const float4*>(row_logits + split.head);
+        const int64_t tail_start = split.head + 4 * split.vecs;
+        for (int64_t j = threadIdx.x; j < split.head; j += kThreads) absorb(state, row_logits[j]);
+        // Unrolled so that several independent float4 loads are in flight per thread.
+#pragma unroll 4
+        for (int64_t i = threadIdx.x; i < split.vecs; i += kThreads) absorb4(state, body[i]);
+        for (int64_t j = tail_start + threadIdx.x; j < vocab; j += kThreads) absorb(state, row_logits[j]);
+    } else {
+        for (int64_t j = threadIdx.x; j < vocab; j += kThreads) absorb(state, static_cast<float>(row_logits[j]));
+    }
+    return block_reduce(state, warp_partials);
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(const T* __restrict__ logits, const int32_t* __restrict__ targets, float* __restrict__ losses,
@@ -126,20 +145,7 @@ __global__ void __launch_bounds__(kThreads)
     __shared__ MaxSum warp_partials[kWarps];
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
         const T* row_logits = logits + row * vocab;
-        MaxSum state{-INFINITY, 0.0f};
-        if constexpr (std::is_same_v<T, float>) {
-            const RowSplit split = split_row(elements_to_alignment(row_logits), vocab);
-            const float4* body = reinterpret_cast<const float4*>(row_logits + split.head);
-            const int64_t tail_start = split.head + 4 * split.vecs;
-            for (int64_t j = threadIdx.x; j < split.head; j += kThreads) absorb(state, row_logits[j]);
-            // Unrolled so that several independent float4 loads are in flight per thread.
-#pragma unroll 4
-            for (int64_t i = threadIdx.x; i < split.vecs; i += kThreads) absorb4(state, body[i]);
-            for (int64_t j = tail_start + threadIdx.x; j < vocab; j += kThreads) absorb(state, row_logits[j]);
-        } else {
-            for (int64_t j = threadIdx.x; j < vocab; j += kThreads) absorb(state, static_cast<float>(row_logits[j]));
-        }
-        state = block_reduce(state, warp_partials);
+        const MaxSum state = row_max_sum(row_logits, vocab, warp_partials);
 
         if (threadIdx.x == 0) {
             const float lse = state.max + logf(state.sum);
@@ -204,8 +210,8 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-// Forward and backward of one row per block, in place: the row's (max, sum) as in forward_kernel
-// (float rows take the float4 body when the row start allows), then every thread rewrites its own
+// Forward and backward of one row per block, in place: the row's (max, sum) as in forward_kernel,
+// then every thread rewrites its own
 // elements j = tid, tid + kThreads, ... with the backward's formula (padding and ignored rows: 0).
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
@@ -216,19 +222,7 @@ __global__ void __launch_bounds__(kThreads)
     __shared__ float row_lse;
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
         T* row_logits = logits + row * stride;
-        MaxSum state{-INFINITY, 0.0f};
-        if constexpr (std::is_same_v<T, float>) {
-            const RowSplit split = split_row(elements_to_alignment(row_logits), vocab);
-            const float4* body = reinterpret_cast<const float4*>(row_logits + split.head);
-            const int64_t tail_start = split.head + 4 * split.vecs;
-            for (int64_t j = threadIdx.x; j < split.head; j += kThreads) absorb(state, row_logits[j]);
-#pragma unroll 4
-            for (int64_t i = threadIdx.x; i < split.vecs; i += kThreads) absorb4(state, body[i]);
-            for (int64_t j = tail_start + threadIdx.x; j < vocab; j += kThreads) absorb(state, row_logits[j]);
-        } else {
-            for (int64_t j = threadIdx.x; j < vocab; j += kThreads) absorb(state, static_cast<float>(row_logits[j]));
-        }
-        state = block_reduce(state, warp_partials);
+        const MaxSum state = row_max_sum<T>(row_logits, vocab, warp_partials);
         const int32_t target = targets[row];
         const bool ignored = target == ignore_index;
         const bool valid = target >= 0 && target < vocab;

@@ -207,10 +207,7 @@ __global__ void reduce_kernel(float* partials, const float* x, int64_t n, int64_
 // partials[first_block + b] = the sum of squares of block b's chunk (multi_tensor.cuh).
 __global__ void sum_squares_chunks_kernel(const __grid_constant__ multi_tensor::Table<1> table, float* partials,
                                           int first_block) {
-    const int t = multi_tensor::tensor_of_block(table, blockIdx.x);
-    const int64_t n = table.sizes[t];
-    const int64_t begin = (blockIdx.x - table.block_start[t]) * multi_tensor::kChunk;
-    const int64_t end = begin + multi_tensor::kChunk < n ? begin + multi_tensor::kChunk : n;
+    const auto [t, begin, end] = multi_tensor::chunk_of_block(table, blockIdx.x);
     const float* x = table.pointers[0][t];
     float acc = 0.0f;
     int64_t scalar_begin = begin;
@@ -245,10 +242,7 @@ __global__ void sum_partials_in_double_kernel(float* out, const float* partials,
 }
 
 __global__ void scale_chunks_kernel(const __grid_constant__ multi_tensor::Table<1> table, float s) {
-    const int t = multi_tensor::tensor_of_block(table, blockIdx.x);
-    const int64_t n = table.sizes[t];
-    const int64_t begin = (blockIdx.x - table.block_start[t]) * multi_tensor::kChunk;
-    const int64_t end = begin + multi_tensor::kChunk < n ? begin + multi_tensor::kChunk : n;
+    const auto [t, begin, end] = multi_tensor::chunk_of_block(table, blockIdx.x);
     float* x = table.pointers[0][t];
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) x[i] = __fmul_rn(s, x[i]);
 }

@@ -37,6 +37,20 @@ __device__ inline int tensor_of_block(const Table<Lists>& table, int block) {
     return low;
 }
 
+// The chunk a block owns: tensor t, elements [begin, end).
+struct Chunk {
+    int t;
+    int64_t begin, end;
+};
+
+template <int Lists>
+__device__ inline Chunk chunk_of_block(const Table<Lists>& table, int block) {
+    const int t = tensor_of_block(table, block);
+    const int64_t begin = (block - table.block_start[t]) * kChunk;
+    const int64_t end = begin + kChunk < table.sizes[t] ? begin + kChunk : table.sizes[t];
+    return {t, begin, end};
+}
+
 inline bool aligned16(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer) % 16 == 0; }
 
 inline int chunks_of(int64_t n) { return static_cast<int>((n + kChunk - 1) / kChunk); }

@@ -135,10 +135,7 @@ __global__ void adamw_vec4_kernel(float4* param, const float4* grad, float4* exp
 // time when the tensor's four buffers are aligned, with the same adamw_element (same bits as the
 // per-tensor kernels).
 __global__ void adamw_multi_tensor_kernel(const __grid_constant__ multi_tensor::Table<4> table, AdamWScalars s) {
-    const int t = multi_tensor::tensor_of_block(table, blockIdx.x);
-    const int64_t n = table.sizes[t];
-    const int64_t begin = (blockIdx.x - table.block_start[t]) * multi_tensor::kChunk;
-    const int64_t end = begin + multi_tensor::kChunk < n ? begin + multi_tensor::kChunk : n;
+    const auto [t, begin, end] = multi_tensor::chunk_of_block(table, blockIdx.x);
     float* param = table.pointers[0][t];
     const float* grad = table.pointers[1][t];
     float* exp_avg = table.pointers[2][t];
