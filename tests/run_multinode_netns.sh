@@ -86,7 +86,7 @@ export MINIPIPE_NETNS_AGENT_LOG="$out/agent.log"
 # mpirun runs on the first node (as on a cluster's first host): the hostfile's 10.77.0.1 is local to it,
 # 10.77.0.2 is reached through the agent. Its daemons and the ranks talk TCP on the veth subnet only.
 multinode=("$MPIRUN" "${as_root[@]}" --hostfile "$out/hosts" -np 2 --mca plm_rsh_agent "$agent"
-           --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24
+           --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24
            -x OMP_WAIT_POLICY -x MINIPIPE_COMM_TIMEOUT_S)
 # Each rank writes where it runs (host name, network namespace) before becoming train_gpt.
 mark_rank='echo "$(hostname) $(readlink /proc/self/ns/net)" >"$0/rank$OMPI_COMM_WORLD_RANK"; exec "$@"'
