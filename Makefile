@@ -197,7 +197,9 @@ ifndef ONLY
   MPI_TEST_BIN := $(MPI_TEST_SRC:tests/mpi/%.cpp=$(BUILD)/tests/mpi/%)
   MPI_PROBE_BIN := $(MPI_PROBE_SRC:tests/mpi/%.cpp=$(BUILD)/tests/mpi/%)
   MPI_TEST_OBJ := $(MPI_TEST_SRC:%.cpp=$(BUILD)/obj/%.o) $(MPI_PROBE_SRC:%.cpp=$(BUILD)/obj/%.o)
-  MPI_TEST_CMD := @bash tests/run_mpi_tests.sh $(BUILD)/tests/mpi && bash tests/run_example_smoke.sh $(BUILD)
+  # ... then every example, then a 2-stage run across two network namespaces as two hosts (mpirun --hostfile).
+  MPI_TEST_CMD := @bash tests/run_mpi_tests.sh $(BUILD)/tests/mpi && bash tests/run_example_smoke.sh $(BUILD) \
+                  && bash tests/run_multinode_netns.sh $(BUILD)
   .PRECIOUS: $(MPI_TEST_OBJ)
   # Rules below must not become the default goal (that is `all`, defined further down).
   .DEFAULT_GOAL := all
