@@ -54,9 +54,10 @@ TokenVocabulary load_token_vocabulary(const std::string& path);
 // vocabulary that a model may still generate decode to "<id>".
 void use_vocabulary(TokenDataset& data, const TokenVocabulary& vocabulary);
 
-// Lines "a+b=c\n" with a and b uniform in [0, 10^max_digits), from `seed`; the vocabulary is
-// the 13 characters "0123456789+=\n". The structure is learnable, so the loss falls well below
-// the uniform guess ln 13 ≈ 2.565.
+// Lines "a+b=c\n" with a and b uniform in [0, 10^max_digits), from `seed`, leaving out the
+// held-out pairs (nn/additions.h: is_held_out); the vocabulary is the 13 characters
+// "0123456789+=\n". The structure is learnable, so the loss falls well below the uniform guess
+// ln 13 ≈ 2.565.
 TokenDataset synthetic_additions(int64_t lines, int max_digits, uint64_t seed);
 
 // A batch of `batch` windows of `time + 1` consecutive tokens starting at positions drawn from
