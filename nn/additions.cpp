@@ -14,8 +14,15 @@
 
 namespace mp::nn {
 
-std::string AdditionProblem::prompt() const { return str(a, "+", b, "="); }
-std::string AdditionProblem::answer() const { return str(a + b); }
+namespace {
+std::string zero_padded(int64_t value, int width) {
+    std::string digits = std::to_string(value);
+    return std::string(static_cast<size_t>(std::max<int>(0, width - static_cast<int>(digits.size()))), '0') + digits;
+}
+}  // namespace
+
+std::string AdditionProblem::prompt() const { return zero_padded(a, digits) + "+" + zero_padded(b, digits) + "="; }
+std::string AdditionProblem::answer() const { return zero_padded(a + b, digits + 1); }
 
 bool is_held_out(int64_t a, int64_t b) {
     const uint64_t low = static_cast<uint64_t>(std::min(a, b)), high = static_cast<uint64_t>(std::max(a, b));
@@ -36,10 +43,15 @@ std::vector<AdditionProblem> held_out_additions(int64_t count, int max_digits, u
     const uint64_t stream = rng::mix64(seed ^ 0x48454C444F5554ULL);  // "HELDOUT"
     std::vector<AdditionProblem> problems;
     std::set<std::pair<int64_t, int64_t>> seen;
+    // Every pair is drawn many times over long before this bound; reaching it means the range holds
+    // fewer distinct held-out problems than asked for (the estimate above can err for tiny ranges).
+    const uint64_t max_draws = 2 * (64 * static_cast<uint64_t>(limit * limit) + 1024);
     for (uint64_t draw = 0; static_cast<int64_t>(problems.size()) < count; draw += 2) {
+        MP_REQUIRE(draw < max_draws, "held_out_additions: found only ", problems.size(),
+                   " distinct held-out sums of up to ", max_digits, "-digit numbers, ", count, " asked for");
         const int64_t a = static_cast<int64_t>(rng::uniform01(stream, draw) * static_cast<double>(limit));
         const int64_t b = static_cast<int64_t>(rng::uniform01(stream, draw + 1) * static_cast<double>(limit));
-        if (is_held_out(a, b) && seen.insert({a, b}).second) problems.push_back({a, b});
+        if (is_held_out(a, b) && seen.insert({a, b}).second) problems.push_back({a, b, max_digits});
     }
     return problems;
 }
@@ -126,12 +138,15 @@ std::vector<std::string> complete_greedy(Sequential& model, const TokenDataset& 
 }
 
 std::vector<std::string> answer_additions(Sequential& model, const TokenDataset& data,
-                                          const std::vector<AdditionProblem>& problems, int max_digits,
-                                          int64_t window) {
+                                          const std::vector<AdditionProblem>& problems, int64_t window) {
     std::vector<std::string> prompts;
     prompts.reserve(problems.size());
-    for (const AdditionProblem& problem : problems) prompts.push_back("\n" + problem.prompt());
-    return complete_greedy(model, data, prompts, max_digits + 2, '\n', window);
+    int digits = 1;
+    for (const AdditionProblem& problem : problems) {
+        prompts.push_back(problem.prompt());
+        digits = std::max(digits, problem.digits);
+    }
+    return complete_greedy(model, data, prompts, digits + 2, '\n', window);
 }
 
 }  // namespace mp::nn

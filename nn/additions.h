@@ -12,10 +12,15 @@
 
 namespace mp::nn {
 
+// Written at fixed width, zero-padded: operands of `digits` digits, the sum of digits + 1 ("07+25=032"
+// for 2 digits). Every line of the corpus then has the same length and every digit a fixed position,
+// which a small transformer learns far sooner than variable-width numbers.
 struct AdditionProblem {
     int64_t a = 0, b = 0;
-    std::string prompt() const;  // "a+b="
-    std::string answer() const;  // the digits of a + b
+    int digits = 1;
+    std::string prompt() const;  // "07+25="
+    std::string answer() const;  // "032"
+    std::string line() const { return prompt() + answer() + "\n"; }
 };
 
 // Whether the sum of a and b belongs to the held-out split: a hash of the unordered pair, so a+b
@@ -40,7 +45,7 @@ bool is_exact(const AdditionProblem& problem, const std::string& completion);
 // Refused when the two lists differ in length (both sizes named).
 ExactMatch score_additions(const std::vector<AdditionProblem>& problems, const std::vector<std::string>& completions);
 
-// One line for a person: "  17+25= 42 ✓", or "  9+83= 91 ✗ (92)" with the right answer.
+// One line for a person: "  17+25= 042 ✓", or "  09+83= 091 ✗ (092)" with the right answer.
 std::string answer_line(const AdditionProblem& problem, const std::string& completion);
 
 // Greedy completions by `model` (the whole model, logits over at least data.vocab): for each
@@ -52,10 +57,10 @@ std::vector<std::string> complete_greedy(Sequential& model, const TokenDataset& 
                                          const std::vector<std::string>& prompts, int64_t max_new_tokens,
                                          char stop, int64_t window);
 
-// The held-out problems answered by `model`: each prompted as "\na+b=" (a line start, as in the
-// corpus) and given max_digits + 2 tokens, enough for every answer digit and the newline.
+// The held-out problems answered by `model`: each prompted as "a+b=" at the window's start, where
+// training windows start too (TokenDataset::record_tokens), and given digits + 2 tokens, enough for
+// every answer digit and the newline.
 std::vector<std::string> answer_additions(Sequential& model, const TokenDataset& data,
-                                          const std::vector<AdditionProblem>& problems, int max_digits,
-                                          int64_t window);
+                                          const std::vector<AdditionProblem>& problems, int64_t window);
 
 }  // namespace mp::nn

@@ -209,10 +209,12 @@ TokenDataset synthetic_additions(int64_t lines, int max_digits, uint64_t seed) {
             a = static_cast<int64_t>(rng::uniform01(seed, draw++) * limit);
             b = static_cast<int64_t>(rng::uniform01(seed, draw++) * limit);
         } while (is_held_out(a, b));
-        text += str(a, "+", b, "=", a + b, "\n");
+        text += AdditionProblem{a, b, max_digits}.line();
     }
     data.tokens = data.encode(text);
-    data.description = str("synthetic additions (", lines, " lines of up to ", max_digits, "-digit sums, vocab 13)");
+    data.record_tokens = static_cast<int64_t>(AdditionProblem{0, 0, max_digits}.line().size());
+    data.description =
+        str("synthetic additions (", lines, " lines of ", max_digits, "-digit sums, zero-padded, vocab 13)");
     return data;
 }
 
@@ -224,7 +226,12 @@ Batch sample_batch(const TokenDataset& data, int64_t batch, int64_t time, Genera
     uint64_t offset = gen.advance(static_cast<uint64_t>(batch));
     std::vector<int32_t> ids(static_cast<size_t>(batch * time)), targets(ids.size());
     for (int64_t b = 0; b < batch; ++b) {
-        int64_t start = std::min(windows - 1, static_cast<int64_t>(rng::uniform01(gen.seed(), offset + b) * windows));
+        const double u = rng::uniform01(gen.seed(), offset + b);
+        int64_t start = std::min(windows - 1, static_cast<int64_t>(u * windows));
+        if (data.record_tokens > 0) {
+            const int64_t records = (windows - 1) / data.record_tokens + 1;  // record starts that fit a window
+            start = std::min(records - 1, static_cast<int64_t>(u * records)) * data.record_tokens;
+        }
         for (int64_t t = 0; t < time; ++t) {
             ids[b * time + t] = data.tokens[start + t];
             targets[b * time + t] = data.tokens[start + t + 1];

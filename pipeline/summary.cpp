@@ -160,7 +160,8 @@ nlohmann::json to_json(const RunSummary& summary) {
     json["val_losses"] = nlohmann::json::array();
     for (const auto& [step, loss] : summary.val_losses)
         json["val_losses"].push_back({{"step", step}, {"loss", loss}});
-    json["accuracy"] = summary.accuracies.empty() ? nlohmann::json() : nlohmann::json(summary.accuracies.back().accuracy());
+    json["accuracy"] =
+        summary.accuracies.empty() ? nlohmann::json() : nlohmann::json(summary.accuracies.back().accuracy());
     json["accuracies"] = nlohmann::json::array();
     for (const HeldOutAccuracy& a : summary.accuracies)
         json["accuracies"].push_back({{"step", a.step}, {"correct", a.correct}, {"total", a.total},

@@ -110,7 +110,9 @@ DataSource make_data(const TrainConfig& config) {
         return config.data.kind == "text" ? nn::load_text_file(path) : nn::load_token_shard(path, config.model.vocab);
     };
     if (config.data.kind == "text" || config.data.kind == "shard") data.tokens = load(config.data.path);
-    else data.tokens = nn::synthetic_additions(20000, static_cast<int>(config.data.digits), static_cast<uint64_t>(config.seed));
+    else
+        data.tokens =
+            nn::synthetic_additions(20000, static_cast<int>(config.data.digits), static_cast<uint64_t>(config.seed));
     MP_REQUIRE(data.tokens.vocab <= config.model.vocab, "model.vocab is ", config.model.vocab, " but the data (",
                data.tokens.description, ") needs ", data.tokens.vocab);
     if (!config.data.vocab_path.empty())
@@ -488,7 +490,9 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
         if (slowest >= 1.0)
             for (int r = 0; r < K; ++r)
                 log.line("  %s: %s in %.2f s (%s/s)",
-                         std::filesystem::path(nn::stage_checkpoint_path(checkpoint_dir, r, K, step)).filename().c_str(),
+                         std::filesystem::path(nn::stage_checkpoint_path(checkpoint_dir, r, K, step))
+                             .filename()
+                             .c_str(),
                          bytes_str(all_bytes[r]).c_str(), all_seconds[r],
                          bytes_str(all_bytes[r] / std::max(all_seconds[r], 1e-9)).c_str());
     };
@@ -525,8 +529,9 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
     // compares the checksums). Returns rank 0's answers (empty elsewhere).
     const int digits = static_cast<int>(config.data.digits);
     const std::vector<nn::AdditionProblem> held_out =
-        config.eval.accuracy > 0 ? nn::held_out_additions(config.eval.accuracy, digits, static_cast<uint64_t>(config.seed))
-                                 : std::vector<nn::AdditionProblem>{};
+        config.eval.accuracy > 0
+            ? nn::held_out_additions(config.eval.accuracy, digits, static_cast<uint64_t>(config.seed))
+            : std::vector<nn::AdditionProblem>{};
     auto score_held_out = [&](int64_t trained) {
         const auto begin = std::chrono::steady_clock::now();
         std::shared_ptr<nn::Sequential> whole_now;
@@ -534,7 +539,7 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
         std::vector<std::string> answers;
         std::vector<int32_t> counts(2, 0);
         if (world.rank() == 0) {
-            answers = nn::answer_additions(*whole_now, data.tokens, held_out, digits, config.model.context);
+            answers = nn::answer_additions(*whole_now, data.tokens, held_out, config.model.context);
             const nn::ExactMatch match = nn::score_additions(held_out, answers);
             counts = {static_cast<int32_t>(match.correct), static_cast<int32_t>(match.total)};
         }
@@ -573,11 +578,10 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
             std::string bubble_text;
             for (double b : bubbles) bubble_text += (bubble_text.empty() ? "" : " ") + std::to_string(static_cast<int>(std::lround(100 * b)));
             // MFU on GPUs only (a GPT on a GPU of the peak table); the CPU has no peak to divide by.
-            const std::string mfu_text =
-                mfu.known() ? str(" | MFU ", fixed1(100 * mfu.flops_per_token * tokens_per_step / seconds / mfu.peak_flops),
-                                  "%")
-                            : std::string();
-            log.line("step %5lld | loss %.4f | lr %.2e | norm %6.3f | %8.0f tokens/s | %7.1f ms%s | bubble %% by %s: %s",
+            const double mfu_fraction = mfu.flops_per_token * tokens_per_step / seconds / mfu.peak_flops;
+            const std::string mfu_text = mfu.known() ? str(" | MFU ", fixed1(100 * mfu_fraction), "%") : std::string();
+            log.line("step %5lld | loss %.4f | lr %.2e | norm %6.3f | %8.0f tokens/s | %7.1f ms%s | "
+                     "bubble %% by %s: %s",
                      (long long)step, last.loss, optimizer->lr(), last.grad_norm, tokens_per_step / seconds,
                      1000 * seconds, mfu_text.c_str(), v == 1 ? "stage" : "rank", bubble_text.c_str());
             if (config.log.memory) {
@@ -660,7 +664,8 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
                                    : str(" | held-out exact ", fixed1(100 * summary.accuracies.back().accuracy()), "%");
     final_log.line("final loss %.4f%s%s after %lld steps | %.0f tokens/s | %.1f samples/s | bubble %% by %s: %s | "
                    "checksum %s",
-                   summary.final_loss, val_text.c_str(), accuracy_text.c_str(), (long long)config.steps, summary.tokens_per_second,
+                   summary.final_loss, val_text.c_str(), accuracy_text.c_str(), (long long)config.steps,
+                   summary.tokens_per_second,
                    summary.samples_per_second, v == 1 ? "stage" : "rank", bubbles.c_str(),
                    summary.parameter_checksum.substr(0, 16).c_str());
     if (world.rank() == 0 && !held_out_answers.empty()) {
