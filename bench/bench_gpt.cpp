@@ -12,7 +12,7 @@
 // N = parameters outside the token/position embedding tables (those are lookups, not matmuls;
 // the untied head is counted), L layers, C channels, T context; 6·L·C·T is the attention score
 // and weighted-sum matmuls (forward + backward) over the causal lower triangle only (half of
-// the full 12·L·C·T). Peaks are datasheet figures (see kPeakTable); unknown device: MFU "n/a".
+// the full 12·L·C·T). Peaks are datasheet figures (tensor/peak_flops.h); unknown device: MFU "n/a".
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -34,6 +34,7 @@
 #include "nn/optim.h"
 #include "tensor/allocator.h"
 #include "tensor/device_context.h"
+#include "tensor/peak_flops.h"
 
 #if MP_CUDA
 #include <cuda_runtime.h>
@@ -199,37 +200,7 @@ bool parse_options(int argc, char** argv, Options& options) {
 }
 
 // ---------------------------------------------------------------- peak FLOP/s
-// Datasheet peaks (NVIDIA H100 and H200 Tensor Core GPU datasheets, SXM form factor, dense, i.e.
-// without structured sparsity), chosen by the name cudaGetDeviceProperties reports. PCIe and NVL
-// parts have lower clocks and power and are not listed: their MFU prints as "n/a".
-// bench/torch_gpt.py holds the same table: keep the two in step. bf16 is the dense BF16 Tensor
-// Core figure (the datasheet's 1979 TFLOP/s is with sparsity).
-struct PeakEntry {
-    const char* label;  // what the figure is for, printed beside it
-    const char* name_contains;
-    double fp32, tf32, bf16;  // FLOP/s
-
-    // The peak MFU is measured against for `precision` (fp32 | tf32 | bf16), and how it is named.
-    double for_precision(const std::string& precision) const {
-        return precision == "bf16" ? bf16 : precision == "tf32" ? tf32 : fp32;
-    }
-    static const char* precision_label(const std::string& precision) {
-        return precision == "bf16" ? "BF16 dense" : precision == "tf32" ? "TF32 dense" : "FP32";
-    }
-};
-const PeakEntry kPeakTable[] = {
-    {"H100 SXM (datasheet)", "H100", 67e12, 495e12, 990e12},
-    {"H200 SXM (datasheet)", "H200", 67e12, 495e12, 990e12},
-};
-
-// The table's row for `device_name`, or nullptr when unknown (PCIe/NVL/Grace parts included).
-[[maybe_unused]] const PeakEntry* find_peak(const std::string& device_name) {  // unused in a CPU-only build
-    for (const char* other_form : {"PCIe", "NVL", "GH200"})
-        if (device_name.find(other_form) != std::string::npos) return nullptr;
-    for (const PeakEntry& entry : kPeakTable)
-        if (device_name.find(entry.name_contains) != std::string::npos) return &entry;
-    return nullptr;
-}
+// The datasheet peaks and find_peak live in tensor/peak_flops.h, shared with the trainer's step log.
 
 // ---------------------------------------------------------------- the benchmark
 struct BatchResult {
@@ -459,9 +430,7 @@ int run_benchmark(int argc, char** argv) {
     info.parameters = spec.total_parameters();
     const int64_t embedding_parameters = (m.vocab + m.context) * m.channels;  // wte and wpe
     info.matmul_parameters = info.parameters - embedding_parameters;
-    info.flops_per_token = 6.0 * static_cast<double>(info.matmul_parameters) +
-                           6.0 * static_cast<double>(m.layers) * static_cast<double>(m.channels) *
-                               static_cast<double>(m.context);
+    info.flops_per_token = gpt_flops_per_token(info.matmul_parameters, m.layers, m.channels, m.context);
 
     std::printf("bench_gpt: minipipe, GPT training steps on random tokens, one process\n");
     std::printf("model: %s%s, %lld parameters (N = %lld outside the embedding tables)\n", spec.description.c_str(),

@@ -9,7 +9,7 @@ import json
 import sys
 
 # Dense datasheet peaks (FLOP/s), SXM parts, by a substring of the device name: the same figures as
-# bench/bench_gpt.cpp's kPeakTable and bench/torch_gpt.py (keep them in step). PCIe/NVL parts are
+# tensor/peak_flops.cpp's kPeakTable and bench/torch_gpt.py (keep them in step). PCIe/NVL parts are
 # not listed: their FLOP rows show no percentage.
 PEAK_FLOPS = {"H100": {"fp32": 67e12, "tf32": 495e12, "bf16": 990e12},
               "H200": {"fp32": 67e12, "tf32": 495e12, "bf16": 990e12}}

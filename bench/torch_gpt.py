@@ -38,7 +38,7 @@ LEARNING_RATE, BETAS, EPS, WEIGHT_DECAY = 3e-4, (0.9, 0.95), 1e-8, 0.1
 GRAD_CLIP = 1.0
 
 # Datasheet peaks (NVIDIA H100/H200 Tensor Core GPU datasheets, SXM, dense: bf16 990, not the sparse
-# 1979), FLOP/s, chosen by the device name; the same table as kPeakTable in bench/bench_gpt.cpp: keep
+# 1979), FLOP/s, chosen by the device name; the same table as kPeakTable in tensor/peak_flops.cpp: keep
 # the two in step.
 PEAK_TABLE = [
     ("H100 SXM (datasheet)", "H100", {"fp32": 67e12, "tf32": 495e12, "bf16": 990e12}),

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "kernels/common/counter_rng.h"
+#include "nn/additions.h"
 
 namespace mp::nn {
 
@@ -200,13 +201,20 @@ TokenDataset synthetic_additions(int64_t lines, int max_digits, uint64_t seed) {
     int64_t limit = 1;
     for (int d = 0; d < max_digits; ++d) limit *= 10;
     std::string text;
+    // A held-out pair is drawn again: the demo's accuracy is measured on sums never trained on.
+    uint64_t draw = 0;
     for (int64_t i = 0; i < lines; ++i) {
-        int64_t a = static_cast<int64_t>(rng::uniform01(seed, 2 * i) * limit);
-        int64_t b = static_cast<int64_t>(rng::uniform01(seed, 2 * i + 1) * limit);
-        text += str(a, "+", b, "=", a + b, "\n");
+        int64_t a = 0, b = 0;
+        do {
+            a = static_cast<int64_t>(rng::uniform01(seed, draw++) * limit);
+            b = static_cast<int64_t>(rng::uniform01(seed, draw++) * limit);
+        } while (is_held_out(a, b));
+        text += AdditionProblem{a, b, max_digits}.line();
     }
     data.tokens = data.encode(text);
-    data.description = str("synthetic additions (", lines, " lines of up to ", max_digits, "-digit sums, vocab 13)");
+    data.record_tokens = static_cast<int64_t>(AdditionProblem{0, 0, max_digits}.line().size());
+    data.description =
+        str("synthetic additions (", lines, " lines of ", max_digits, "-digit sums, zero-padded, vocab 13)");
     return data;
 }
 
@@ -218,7 +226,12 @@ Batch sample_batch(const TokenDataset& data, int64_t batch, int64_t time, Genera
     uint64_t offset = gen.advance(static_cast<uint64_t>(batch));
     std::vector<int32_t> ids(static_cast<size_t>(batch * time)), targets(ids.size());
     for (int64_t b = 0; b < batch; ++b) {
-        int64_t start = std::min(windows - 1, static_cast<int64_t>(rng::uniform01(gen.seed(), offset + b) * windows));
+        const double u = rng::uniform01(gen.seed(), offset + b);
+        int64_t start = std::min(windows - 1, static_cast<int64_t>(u * windows));
+        if (data.record_tokens > 0) {
+            const int64_t records = (windows - 1) / data.record_tokens + 1;  // record starts that fit a window
+            start = std::min(records - 1, static_cast<int64_t>(u * records)) * data.record_tokens;
+        }
         for (int64_t t = 0; t < time; ++t) {
             ids[b * time + t] = data.tokens[start + t];
             targets[b * time + t] = data.tokens[start + t + 1];

@@ -19,6 +19,9 @@ struct TokenDataset {
     // tokens (GPT-2 BPE ids) to "<id>", or to their bytes once a vocabulary is given (use_vocabulary).
     std::vector<std::string> token_text;
     std::string description;
+    // Records of a fixed length (the zero-padded additions' lines): sample_batch's windows then start
+    // at a record, so each digit keeps its position within the window. 0 = any start.
+    int64_t record_tokens = 0;
 
     // The tokens' texts joined, made printable: bytes that are not valid UTF-8 (a BPE token may
     // end inside a character) and control characters other than newline and tab become '?'.
@@ -54,13 +57,16 @@ TokenVocabulary load_token_vocabulary(const std::string& path);
 // vocabulary that a model may still generate decode to "<id>".
 void use_vocabulary(TokenDataset& data, const TokenVocabulary& vocabulary);
 
-// Lines "a+b=c\n" with a and b uniform in [0, 10^max_digits), from `seed`; the vocabulary is
-// the 13 characters "0123456789+=\n". The structure is learnable, so the loss falls well below
-// the uniform guess ln 13 ≈ 2.565.
+// Lines "a+b=c\n" with a and b uniform in [0, 10^max_digits), zero-padded to a fixed width
+// ("07+25=032\n", nn/additions.h: AdditionProblem), from `seed`, leaving out the
+// held-out pairs (nn/additions.h: is_held_out); the vocabulary is the 13 characters
+// "0123456789+=\n". The structure is learnable, so the loss falls well below the uniform guess
+// ln 13 ≈ 2.565.
 TokenDataset synthetic_additions(int64_t lines, int max_digits, uint64_t seed);
 
 // A batch of `batch` windows of `time + 1` consecutive tokens starting at positions drawn from
-// `gen`: ids = window[0..T), targets = window[1..T]. Both int32 (batch, time) on `device`.
+// `gen` (at record starts when data.record_tokens > 0): ids = window[0..T),
+// targets = window[1..T]. Both int32 (batch, time) on `device`.
 struct Batch {
     Tensor ids, targets;
 };

@@ -194,6 +194,7 @@ std::vector<ConfigKey> build_key_table() {
 
         KEY(data.kind, "synthetic", "training data").one_of({"synthetic", "text", "shard"}),
         KEY(data.path, "", "text file or token shard; required for text and shard"),
+        KEY(data.digits, 3, "synthetic: operands have up to this many digits").positive().at_most(9),
         KEY(data.val_path, "", "validation data of the same kind (text or shard): its loss is evaluated at the end "
                                "and every eval.every steps; \"\" = none"),
         KEY(data.vocab_path, "", "llm.c tokenizer file (tools/prepare_data.py writes one) to print the samples of "
@@ -202,6 +203,8 @@ std::vector<ConfigKey> build_key_table() {
                            "end only (needs data.val_path)").non_negative(),
         KEY(eval.batches, 4, "global batches of the validation data per evaluation, read in order from its start")
             .positive(),
+        KEY(eval.accuracy, 0, "synthetic: held-out sums the model completes (greedy) at every step line and at the "
+                              "end, scored by exact match; 0 = none").non_negative().at_most(100000),
         KEY(device, "auto", "where to train (auto: the GPU when one is visible)").one_of({"auto", "cpu", "cuda"}),
 
         KEY(log.every, 10, "print a step line every N steps").positive(),
@@ -637,6 +640,10 @@ void validate_cross_keys(TrainConfig& config, int world_size) {
     if (config.eval.every > 0)
         MP_REQUIRE(!config.data.val_path.empty(), "eval.every is ", config.eval.every,
                    " but there is no validation data: set data.val_path, or eval.every = 0");
+    if (config.eval.accuracy > 0)
+        MP_REQUIRE(config.data.kind == "synthetic" && model.kind == "gpt", "eval.accuracy is ", config.eval.accuracy,
+                   " but held-out sums exist for the synthetic additions only (data.kind is \"", config.data.kind,
+                   "\", model.kind \"", model.kind, "\"): use data.kind = synthetic with a gpt, or eval.accuracy = 0");
     if (!config.data.vocab_path.empty())
         MP_REQUIRE(config.data.kind == "shard", "data.vocab_path '", config.data.vocab_path,
                    "' decodes token shards, but data.kind is \"", config.data.kind, "\" (use data.kind = shard)");

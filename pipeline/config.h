@@ -69,6 +69,7 @@ struct TrainConfig {
     struct Data {
         std::string kind;  // "synthetic" | "text" | "shard"
         std::string path;
+        int64_t digits = 0;      // synthetic: operands of up to this many digits
         std::string val_path;    // validation data, read like path; "" = none
         std::string vocab_path;  // llm.c tokenizer file decoding shard tokens for samples; "" = none
     } data;
@@ -76,6 +77,7 @@ struct TrainConfig {
     struct Eval {
         int64_t every = 0;    // evaluate before every N-th step (and at the end); 0 = at the end only
         int64_t batches = 0;  // global batches of the validation data per evaluation
+        int64_t accuracy = 0; // synthetic: held-out sums scored by exact match at each step line; 0 = none
     } eval;
 
     std::string device;  // "auto" | "cpu" | "cuda"

@@ -509,7 +509,7 @@ void Engine::set_grad_clip(double max_norm) {
     grad_clip_ = max_norm;
 }
 
-double Engine::clip_gradients() {
+double Engine::norm_and_clip_gradients() {
     // Each stage holds a disjoint part of the model (and replicas hold equal sums after the
     // all-reduce), so the squared norm is summed over the pipeline group only.
     // A tied copy's gradient equals its source's (summed across the embedding group): counted once.
@@ -525,8 +525,10 @@ double Engine::clip_gradients() {
     if (!std::isfinite(norm))
         throw std::runtime_error(str("pipeline: training diverged: the global gradient norm is ", norm,
                                      " (lower optimizer.lr, or check the data); no stage applied this step's update"));
-    double coefficient = grad_clip_ / (norm + 1e-6);
-    if (coefficient < 1.0) ops::scale_(grads, coefficient);  // one launch on a GPU
+    if (grad_clip_ > 0) {
+        double coefficient = grad_clip_ / (norm + 1e-6);
+        if (coefficient < 1.0) ops::scale_(grads, coefficient);  // one launch on a GPU
+    }
     return norm;
 }
 
@@ -657,7 +659,11 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
                 if (data_parallel_ != nullptr && data_parallel_->size() > 1) all_reduce_gradients();
                 compute_copies.clear();
                 if (embedding_group_ != nullptr) all_reduce_tied_gradients();
-                if (grad_clip_ > 0) result.grad_norm = clip_gradients();
+                // The norm on every step, clipping or not: the step log shows it and a non-finite
+                // one stops every rank before any update. Its cost is one read of the gradients
+                // (fewer bytes than the optimizer's own pass, which also reads weights and state) and
+                // one scalar all-reduce; it changes no gradient when grad_clip is 0, so no result.
+                result.grad_norm = norm_and_clip_gradients();
                 optimizer_.step();
                 agree_parameters_are_finite();
                 if (ties_across_ranks_) check_tied_copies_agree(str("after the update of step ", steps_run_));

@@ -36,7 +36,7 @@ struct StageMemory {
 
 struct StepResult {
     double loss = 0;     // mean loss over the global batch, on every rank
-    double grad_norm = 0;  // global gradient norm before clipping (when clipping is on)
+    double grad_norm = 0;  // global gradient norm (every stage) before any clipping; the same on every rank
     StageTrace trace;    // this rank's measured actions
     StageMemory memory;  // this rank's accounting
 };
@@ -133,7 +133,9 @@ class Engine {
     void all_reduce_tied_gradients();
     void check_tied_copies_agree(const std::string& when);
     bool is_tied_copy(const Tensor& parameter) const;
-    double clip_gradients();
+    // The global gradient norm over every stage (all-reduced: the same on every rank); scales the
+    // gradients down to grad_clip when that is on and exceeded. Throws on a non-finite norm.
+    double norm_and_clip_gradients();
     bool holds_last_stage() const { return schedule_.rank_of(schedule_.stages - 1) == rank_; }
     bool is_first(int stage) const { return stage == 0; }
     bool is_last(int stage) const { return stage == schedule_.stages - 1; }

@@ -160,6 +160,12 @@ nlohmann::json to_json(const RunSummary& summary) {
     json["val_losses"] = nlohmann::json::array();
     for (const auto& [step, loss] : summary.val_losses)
         json["val_losses"].push_back({{"step", step}, {"loss", loss}});
+    json["accuracy"] =
+        summary.accuracies.empty() ? nlohmann::json() : nlohmann::json(summary.accuracies.back().accuracy());
+    json["accuracies"] = nlohmann::json::array();
+    for (const HeldOutAccuracy& a : summary.accuracies)
+        json["accuracies"].push_back({{"step", a.step}, {"correct", a.correct}, {"total", a.total},
+                                      {"accuracy", a.accuracy()}});
     json["tokens_per_second"] = summary.tokens_per_second;
     json["samples_per_second"] = summary.samples_per_second;
     json["bubble_per_stage"] = summary.bubble_per_stage;
@@ -184,6 +190,20 @@ RunSummary run_summary_from_json(const nlohmann::json& json) {
                        "run_summary_from_json: field 'val_losses' holds ", evaluation.dump(),
                        ", not {\"step\": integer, \"loss\": number}");
             summary.val_losses.emplace_back(evaluation.at("step").get<int64_t>(), read_double(evaluation, "loss"));
+        }
+    }
+    if (json.contains("accuracies")) {
+        const nlohmann::json& scores = json.at("accuracies");
+        MP_REQUIRE(scores.is_array(), "run_summary_from_json: field 'accuracies' is ", scores.type_name(),
+                   ", not an array");
+        for (const nlohmann::json& score : scores) {
+            bool integers = score.is_object();
+            for (const char* key : {"step", "correct", "total"})
+                integers = integers && score.contains(key) && score.at(key).is_number_integer();
+            MP_REQUIRE(integers, "run_summary_from_json: field 'accuracies' holds ", score.dump(),
+                       ", not {\"step\", \"correct\", \"total\": integers}");
+            summary.accuracies.push_back({score.at("step").get<int64_t>(), score.at("correct").get<int64_t>(),
+                                          score.at("total").get<int64_t>()});
         }
     }
     summary.tokens_per_second = read_double(json, "tokens_per_second");

@@ -8,10 +8,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <optional>
+#include <set>
 
 #include <unistd.h>
 
 #include "autograd/tape.h"
+#include "nn/additions.h"
 #include "nn/checkpoint.h"
 #include "nn/data.h"
 #include "nn/hf_gpt2.h"
@@ -28,6 +30,7 @@
 #include "tensor/device_context.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/gemm.h"
+#include "tensor/peak_flops.h"
 
 namespace mp::pipeline {
 
@@ -51,6 +54,12 @@ std::string bytes_str(double bytes) {
     while (bytes >= 1024 && unit < 4) bytes /= 1024, ++unit;
     char buffer[32];
     std::snprintf(buffer, sizeof buffer, unit == 0 ? "%.0f %s" : "%.1f %s", bytes, units[unit]);
+    return buffer;
+}
+
+std::string fixed1(double value) {
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%.1f", value);
     return buffer;
 }
 
@@ -101,7 +110,9 @@ DataSource make_data(const TrainConfig& config) {
         return config.data.kind == "text" ? nn::load_text_file(path) : nn::load_token_shard(path, config.model.vocab);
     };
     if (config.data.kind == "text" || config.data.kind == "shard") data.tokens = load(config.data.path);
-    else data.tokens = nn::synthetic_additions(20000, 3, static_cast<uint64_t>(config.seed));
+    else
+        data.tokens =
+            nn::synthetic_additions(20000, static_cast<int>(config.data.digits), static_cast<uint64_t>(config.seed));
     MP_REQUIRE(data.tokens.vocab <= config.model.vocab, "model.vocab is ", config.model.vocab, " but the data (",
                data.tokens.description, ") needs ", data.tokens.vocab);
     if (!config.data.vocab_path.empty())
@@ -242,6 +253,38 @@ std::string sample_text(nn::Sequential& model, const nn::TokenDataset& data, int
     return "[" + printable(prompt_text) + "] -> [" + printable(data.decode(generated)) + "]";
 }
 
+// Model flops per second at 100% of the GPUs' datasheet peak, for the step log's MFU: a GPT's
+// flops per token (tensor/peak_flops.h) over the peak of every distinct GPU the ranks use (ranks
+// sharing one GPU, as `make demo` does on a one-GPU machine, count it once). 0 when unknown: the
+// CPU, a GPU not in the peak table, or a model other than a GPT (no flops formula).
+struct MfuBasis {
+    double flops_per_token = 0;
+    double peak_flops = 0;  // all the distinct GPUs together
+    bool known() const { return flops_per_token > 0 && peak_flops > 0; }
+};
+
+MfuBasis mfu_basis(const TrainConfig& config, const nn::ModelSpec& spec, comm::Communicator& world, Device device) {
+    MfuBasis basis;
+    // Collective (every rank calls it alike): which GPU of which host each rank uses.
+    char host[256] = {0};
+    ::gethostname(host, sizeof host - 1);
+    const double key = device.is_cuda()
+                           ? static_cast<double>(std::hash<std::string>{}(host) % (1u << 24)) * 64 + device.index
+                           : -1;
+    const std::vector<double> keys =
+        all_gather_values(world, key, world.device_index() >= 0 ? device : Device::cpu());
+    if (!device.is_cuda() || config.model.kind != "gpt") return basis;
+    const PeakEntry* peak = find_peak(device_name(device));
+    if (peak == nullptr) return basis;
+    const std::set<double> gpus(keys.begin(), keys.end());
+    const nn::GPTConfig gpt = gpt_config(config);
+    const int64_t embedding_parameters = (gpt.padded_vocab + gpt.context) * gpt.channels;  // wte and wpe
+    basis.flops_per_token = gpt_flops_per_token(spec.total_parameters() - embedding_parameters, gpt.layers,
+                                                gpt.channels, gpt.context);
+    basis.peak_flops = peak->for_precision(config.precision) * static_cast<double>(gpus.size());
+    return basis;
+}
+
 }  // namespace
 
 void check_output_paths(const TrainConfig& config) {
@@ -351,6 +394,7 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
                   parse_rematerialization(config.pipeline.rematerialization), device, replica_group.get());
     engine.set_grad_clip(config.grad_clip);
     engine.tie_parameters(spec.ties);  // collective: the embedding group of the first and last stages
+    const MfuBasis mfu = mfu_basis(config, spec, world, device);  // collective
 
     log.line("minipipe: %s, %lld parameters", spec.description.c_str(), (long long)spec.total_parameters());
     if (hf) log.line("init_from: %s (config %s)", hf->weights_path.c_str(), hf->config_path.c_str());
@@ -427,12 +471,30 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
         // The index's layer ranges are one per file: with several stages per rank they are in the
         // placement and the partition, which a resume reproduces.
         const std::vector<nn::LayerRange> file_ranges = v == 1 ? layer_ranges : std::vector<nn::LayerRange>{};
+        const auto begin = std::chrono::steady_clock::now();
         nn::save_stage_checkpoint(checkpoint_dir, pipeline_rank, K, *module, *optimizer, step, file_ranges,
                                   {{"lr_curve", lr_curve(config)}, {"stage_placement", placement_text}});
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+        const std::string file = nn::stage_checkpoint_path(checkpoint_dir, pipeline_rank, K, step);
+        const double bytes = static_cast<double>(std::filesystem::file_size(file));
         pipeline->barrier();  // every stage's file is in place before the step is published
         if (pipeline_rank == 0 && K > 1) nn::write_checkpoint_index(checkpoint_dir, K, step, file_ranges);
         pipeline->barrier();
-        log.line("checkpoint: step %lld saved to %s", (long long)step, checkpoint_dir.c_str());
+        // How long each stage's file took: a line per file once a save is slow enough to wait for.
+        const std::vector<double> all_bytes = all_gather_values(*pipeline, bytes, device);
+        const std::vector<double> all_seconds = all_gather_values(*pipeline, seconds, device);
+        double total_bytes = 0, slowest = 0;
+        for (int r = 0; r < K; ++r) total_bytes += all_bytes[r], slowest = std::max(slowest, all_seconds[r]);
+        log.line("checkpoint: step %lld saved to %s (%d files, %s in %.2f s)", (long long)step, checkpoint_dir.c_str(),
+                 K, bytes_str(total_bytes).c_str(), slowest);
+        if (slowest >= 1.0)
+            for (int r = 0; r < K; ++r)
+                log.line("  %s: %s in %.2f s (%s/s)",
+                         std::filesystem::path(nn::stage_checkpoint_path(checkpoint_dir, r, K, step))
+                             .filename()
+                             .c_str(),
+                         bytes_str(all_bytes[r]).c_str(), all_seconds[r],
+                         bytes_str(all_bytes[r] / std::max(all_seconds[r], 1e-9)).c_str());
     };
 
     const double tokens_per_step = static_cast<double>(config.train_batch_size) * std::max<int64_t>(1, data.time);
@@ -460,6 +522,38 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
                  loss, (long long)config.eval.batches, (long long)config.train_batch_size, (long long)data.time,
                  1000 * seconds);
     };
+    // Held-out exact match (eval.accuracy): the stages gathered into one model on world rank 0, which
+    // greedily answers the held-out sums (the same list every time, on every schedule). A collective:
+    // every rank calls it at the same steps. It reads copies of the parameters and touches no
+    // generator the training draws from, so training is the same with it or without (the smoke test
+    // compares the checksums). Returns rank 0's answers (empty elsewhere).
+    const int digits = static_cast<int>(config.data.digits);
+    const std::vector<nn::AdditionProblem> held_out =
+        config.eval.accuracy > 0
+            ? nn::held_out_additions(config.eval.accuracy, digits, static_cast<uint64_t>(config.seed))
+            : std::vector<nn::AdditionProblem>{};
+    auto score_held_out = [&](int64_t trained) {
+        const auto begin = std::chrono::steady_clock::now();
+        std::shared_ptr<nn::Sequential> whole_now;
+        if (replica == 0) whole_now = gather_model(*pipeline, spec, ranges, schedule.placement, modules);
+        std::vector<std::string> answers;
+        std::vector<int32_t> counts(2, 0);
+        if (world.rank() == 0) {
+            answers = nn::answer_additions(*whole_now, data.tokens, held_out, config.model.context);
+            const nn::ExactMatch match = nn::score_additions(held_out, answers);
+            counts = {static_cast<int32_t>(match.correct), static_cast<int32_t>(match.total)};
+        }
+        Tensor shared = Tensor::from_vector(counts, {2}, world.device_index() >= 0 ? device : Device::cpu());
+        world.broadcast(shared, 0);  // every rank's summary holds the same figures
+        counts = shared.to_vector<int32_t>();
+        const HeldOutAccuracy accuracy{trained, counts[0], counts[1]};
+        result.summary.accuracies.push_back(accuracy);
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+        log.line("        held-out sums: %lld of %lld exact (%.1f%%) | %7.1f ms", (long long)accuracy.correct,
+                 (long long)accuracy.total, 100 * accuracy.accuracy(), 1000 * seconds);
+        return answers;
+    };
+    std::vector<std::string> held_out_answers;
     StepResult last;
     double timed_seconds = 0;
     int64_t timed_steps = 0;
@@ -483,9 +577,13 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
             std::vector<double> bubbles = all_gather_values(*pipeline, last.trace.bubble_fraction(), device);
             std::string bubble_text;
             for (double b : bubbles) bubble_text += (bubble_text.empty() ? "" : " ") + std::to_string(static_cast<int>(std::lround(100 * b)));
-            log.line("step %5lld | loss %.4f | lr %.2e | %8.0f tokens/s | %7.1f ms | bubble %% by %s: %s", (long long)step,
-                     last.loss, optimizer->lr(), tokens_per_step / seconds, 1000 * seconds, v == 1 ? "stage" : "rank",
-                     bubble_text.c_str());
+            // MFU on GPUs only (a GPT on a GPU of the peak table); the CPU has no peak to divide by.
+            const double mfu_fraction = mfu.flops_per_token * tokens_per_step / seconds / mfu.peak_flops;
+            const std::string mfu_text = mfu.known() ? str(" | MFU ", fixed1(100 * mfu_fraction), "%") : std::string();
+            log.line("step %5lld | loss %.4f | lr %.2e | norm %6.3f | %8.0f tokens/s | %7.1f ms%s | "
+                     "bubble %% by %s: %s",
+                     (long long)step, last.loss, optimizer->lr(), last.grad_norm, tokens_per_step / seconds,
+                     1000 * seconds, mfu_text.c_str(), v == 1 ? "stage" : "rank", bubble_text.c_str());
             if (config.log.memory) {
                 std::vector<double> stash = all_gather_values(*pipeline, static_cast<double>(last.memory.peak_stash_bytes), device);
                 std::vector<double> peak = all_gather_values(*pipeline, static_cast<double>(last.memory.peak_allocator_bytes), device);
@@ -496,6 +594,7 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
                              bytes_str(per_mb[s]).c_str(), bytes_str(stash[s]).c_str(), bytes_str(peak[s]).c_str());
             }
         }
+        if (log_now && !held_out.empty()) held_out_answers = score_held_out(step + 1);
         if (!checkpoint_dir.empty() && config.checkpoint.every > 0 && (step + 1) % config.checkpoint.every == 0 &&
             step + 1 < config.steps)
             save_checkpoint(step + 1);
@@ -560,12 +659,23 @@ TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu,
     for (double b : summary.bubble_per_stage) bubbles += (bubbles.empty() ? "" : " ") + std::to_string(std::lround(100 * b));
     const std::string val_text =
         summary.val_losses.empty() ? std::string() : str(" | val loss ", fixed4(summary.val_losses.back().second));
-    final_log.line("final loss %.4f%s after %lld steps | %.0f tokens/s | %.1f samples/s | bubble %% by %s: %s | "
+    const std::string accuracy_text =
+        summary.accuracies.empty() ? std::string()
+                                   : str(" | held-out exact ", fixed1(100 * summary.accuracies.back().accuracy()), "%");
+    final_log.line("final loss %.4f%s%s after %lld steps | %.0f tokens/s | %.1f samples/s | bubble %% by %s: %s | "
                    "checksum %s",
-                   summary.final_loss, val_text.c_str(), (long long)config.steps, summary.tokens_per_second,
+                   summary.final_loss, val_text.c_str(), accuracy_text.c_str(), (long long)config.steps,
+                   summary.tokens_per_second,
                    summary.samples_per_second, v == 1 ? "stage" : "rank", bubbles.c_str(),
                    summary.parameter_checksum.substr(0, 16).c_str());
-    if (world.rank() == 0 && whole && config.model.kind == "gpt")
+    if (world.rank() == 0 && !held_out_answers.empty()) {
+        // The additions: problems never trained on, the model's answer, and the right one.
+        const HeldOutAccuracy& final_accuracy = summary.accuracies.back();
+        log.line("held-out sums after %lld steps: %lld of %lld exact (%.1f%%); the first few:", (long long)config.steps,
+                 (long long)final_accuracy.correct, (long long)final_accuracy.total, 100 * final_accuracy.accuracy());
+        for (size_t i = 0; i < std::min<size_t>(8, held_out.size()); ++i)
+            log.line("%s", nn::answer_line(held_out[i], held_out_answers[i]).c_str());
+    } else if (world.rank() == 0 && whole && config.model.kind == "gpt")
         for (int i = 0; i < 3; ++i)
             log.line("sample %d: %s", i, sample_text(*whole, data.tokens, config.model.context,
                                                      static_cast<uint64_t>(config.seed) + 100 + i).c_str());

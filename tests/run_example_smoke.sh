@@ -39,11 +39,24 @@ expect_failure() {  # name, fragment, then the command: must fail, on every rank
 }
 
 tiny_gpt=(--set model.layers=2 --set model.channels=32 --set model.context=16 --set micro_batch_size=2
-          --set micro_batches=4 --set log.every=5)
+          --set micro_batches=4 --set log.every=5 --set eval.accuracy=20)
 run train_gpt "${launch[@]}" -np 2 "$build/examples/train_gpt" --config examples/configs/demo.json "${tiny_gpt[@]}" \
     --set pipeline.stages=2 --set steps=6 --set trace.path="$out/trace.json" --set trace.svg="$out/timeline.svg" \
     --set checkpoint.dir="$out/ckpt" --summary "$out/summary.json"
-run train_gpt_outputs "$check" --summary "$out/summary.json" --stages 2 --trace "$out/trace.json" --svg "$out/timeline.svg"
+run train_gpt_outputs "$check" --summary "$out/summary.json" --stages 2 --accuracy 1 --trace "$out/trace.json" \
+    --svg "$out/timeline.svg"
+# The step line: loss, learning rate, the global gradient norm, throughput, time, bubbles (MFU only
+# on a GPU: this CPU run has none); the demo config scores held-out sums after each one.
+step_line='^step +[0-9]+ \| loss [0-9.]+ \| lr [0-9.e+-]+ \| norm +[0-9.]+ \| +[0-9]+ tokens/s \| +[0-9.]+ ms \| bubble'
+if [ "$(grep -cE "$step_line" "$out/train_gpt.log")" -ge 2 ] && ! grep -q 'MFU' "$out/train_gpt.log" &&
+   grep -qE '^ +held-out sums: [0-9]+ of 20 exact' "$out/train_gpt.log" &&
+   grep -qE '^  [0-9]{2}\+[0-9]{2}= [0-9]+ (✓|✗ \([0-9]{3}\))$' "$out/train_gpt.log"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1)); failures+=("train_gpt_log_lines")
+    echo "---- step / held-out / answer lines not as expected:"
+    grep -E '^step|held-out|^  [0-9]' "$out/train_gpt.log" | head -n 12
+fi
 run train_gpt_data_parallel "${launch[@]}" -np 4 "$build/examples/train_gpt" --config examples/configs/demo.json \
     "${tiny_gpt[@]}" --set pipeline.stages=2 --set steps=3 --set trace.path= --set trace.svg= --set checkpoint.dir= \
     --summary "$out/summary_dp.json"
@@ -54,9 +67,12 @@ run train_gpt_interleaved "${launch[@]}" -np 2 "$build/examples/train_gpt" --con
     "${tiny_gpt[@]}" --set pipeline.stages=2 --set pipeline.schedule=interleaved-1f1b --set pipeline.virtual_stages=2 \
     --set steps=3 --set grad_clip=0 --set trace.path="$out/trace_interleaved.json" \
     --set trace.svg="$out/timeline_interleaved.svg" --set checkpoint.dir= --summary "$out/summary_interleaved.json"
+# The reference scores no held-out sums (eval.accuracy=0), the others do: the same checksum shows
+# that scoring changes nothing in training; the same accuracies, that it is deterministic on every schedule.
 run train_gpt_1f1b_reference "${launch[@]}" -np 2 "$build/examples/train_gpt" --config examples/configs/demo.json \
     "${tiny_gpt[@]}" --set pipeline.stages=2 --set pipeline.schedule=1f1b --set steps=3 --set grad_clip=0 \
-    --set trace.path= --set trace.svg= --set checkpoint.dir= --summary "$out/summary_1f1b_reference.json"
+    --set trace.path= --set trace.svg= --set checkpoint.dir= --set eval.accuracy=0 \
+    --summary "$out/summary_1f1b_reference.json"
 reference=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/summary_1f1b_reference.json" 2>/dev/null)
 # So do the zero-bubble schedules: split backwards, Ws deferred, and for zbv two stages per rank in a V.
 for schedule in zb-h1 zb-h2 zbv; do
@@ -76,6 +92,12 @@ expect_same_checksum() {
 }
 for variant in interleaved zb-h1 zb-h2 zbv; do
     expect_same_checksum "${variant}_equals_1f1b" "$out/summary_$variant.json" "$reference"
+    if python3 -c "import json,sys; a, b = (json.load(open(f))['accuracies'] for f in sys.argv[1:]); \
+sys.exit(0 if a == b and len(a) == 2 else 1)" "$out/summary_interleaved.json" "$out/summary_$variant.json"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1)); failures+=("${variant}_same_accuracy")
+    fi
 done
 run pipeline_mlp "${launch[@]}" -np 2 "$build/examples/pipeline_mlp" --set steps=5 --set trace.path= --set trace.svg=
 run microbatch_sweep "${launch[@]}" -np 2 "$build/examples/microbatch_sweep" --set model.hidden=32 --set model.blocks=3 \
@@ -209,7 +231,7 @@ sys.exit(0 if header[:2] == (20240520, 1) and tokens[:3] == (50256, 15496, 995) 
 PY
     then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("prepare_data_gpt2_ids"); fi
     run train_on_gpt2_tokens "${launch[@]}" -np 2 "$build/examples/train_gpt" --config examples/configs/demo.json \
-        "${tiny_gpt[@]}" --set pipeline.stages=2 --set model.vocab=50257 --set data.kind=shard \
+        "${tiny_gpt[@]}" --set pipeline.stages=2 --set model.vocab=50257 --set data.kind=shard --set eval.accuracy=0 \
         --set data.path="$out/gpt2_tokens/train.bin" --set data.val_path="$out/gpt2_tokens/val.bin" \
         --set data.vocab_path="$out/gpt2_tokens/tokenizer.bin" --set steps=2 --set eval.batches=1 \
         --set trace.path= --set trace.svg= --set checkpoint.dir=
@@ -232,6 +254,7 @@ run gpt2_124m_shapes "${launch[@]}" -np 4 "$build/examples/train_gpt" --config e
 # and zbv): the same numbers bit for bit, before training and after (the training itself is
 # bit-identical across them without clipping, see above).
 eval_args=(--config examples/configs/demo.json "${tiny_gpt[@]}" --set model.vocab=96 --set data.kind=shard
+           --set eval.accuracy=0
            --set data.path=$ft/train.bin --set data.val_path=$ft/val.bin --set eval.every=2 --set eval.batches=2
            --set steps=3 --set grad_clip=0 --set trace.path= --set trace.svg= --set checkpoint.dir=)
 run eval_one_process "${launch[@]}" -np 1 "$build/examples/train_gpt" "${eval_args[@]}" --set pipeline.stages=1 \

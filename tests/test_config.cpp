@@ -370,6 +370,9 @@ TEST(Config, ValidationAndVocabularyKeys) {
     EXPECT_EQ(shard.eval.batches, 2);
     EXPECT_EQ(parse(R"({"data": {"kind": "text", "path": "a.txt", "val_path": "b.txt"}})").data.val_path, "b.txt");
     expect_rejected(R"({"data": {"val_path": "v.bin"}})", {"data.val_path 'v.bin'", "text or shard", "\"synthetic\""});
+    expect_rejected(R"({"data": {"kind": "text", "path": "t.txt"}, "eval": {"accuracy": 20}})",
+                    {"eval.accuracy is 20", "synthetic additions only", "data.kind is \"text\""});
+    expect_rejected(R"({"data": {"digits": 10}})", {"data.digits"});
     expect_rejected(R"({"data": {"kind": "shard", "path": "t.bin"}, "eval": {"every": 5}})",
                     {"eval.every is 5", "set data.val_path"});
     expect_rejected(R"({"data": {"kind": "text", "path": "a.txt", "vocab_path": "tok.bin"}})",

@@ -131,6 +131,7 @@ TEST(Data, SyntheticAdditionsAreCorrectAndDeterministic) {
         ASSERT_EQ(std::sscanf(line.c_str(), "%ld+%ld=%ld", &a, &b, &c), 3) << line;
         EXPECT_EQ(a + b, c) << line;
         EXPECT_LT(a, 1000);
+        EXPECT_EQ(line.size(), 12u) << line;  // zero-padded: 3 + 1 + 3 + 1 + 4 characters
         ++lines;
         pos = end + 1;
     }
