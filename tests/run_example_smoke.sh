@@ -320,7 +320,7 @@ expect_failure resume_nothing_there "holds no checkpoint" "${launch[@]}" -np 2 "
     --set checkpoint.dir="$out/no_such_dir" --set checkpoint.resume=true
 expect_failure resume_other_curve "resuming would change the curve" "${launch[@]}" -np 2 "$build/examples/train_gpt" \
     "${resume_args[@]}" --set steps=9 --set checkpoint.dir="$out/resumed" --set checkpoint.resume=true \
-    --set optimizer.lr=0.01
+    --set optimizer.lr=0.0123
 expect_failure resume_other_placement 'stage_placement "0,1" but this run has "0,1,1,0"' "${launch[@]}" -np 2 \
     "$build/examples/train_gpt" "${resume_args[@]}" --set steps=9 --set checkpoint.dir="$out/resumed" \
     --set checkpoint.resume=true --set pipeline.schedule=zbv
