@@ -13,6 +13,7 @@
 #include <mpi.h>
 
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -251,6 +252,33 @@ TEST_F(Pipeline, GradientClippingAcrossStagesEqualsOneProcess) {
         for (auto& [name, p] : run.stage->named_parameters())
             mp::testing::expect_close(p, ref.parameters.at(name), 1e-5, 1e-7, problem.name + " clipped " + name);
     }
+}
+
+// The step's gradient norm is reported without clipping too: the global norm over every stage,
+// the same bits on every rank, and the one-process model's norm to float32 reassociation (1e-5).
+TEST_F(Pipeline, GradientNormIsGlobalAndTheSameOnEveryRankWithoutClipping) {
+    const int stages = std::min(g_world->size(), 4);
+    std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < stages ? 0 : -1);
+    double lowest = std::numeric_limits<double>::infinity(), highest = -lowest;  // ranks sitting out
+    if (group) {
+        const Problem problem = gpt_problem();
+        auto model = problem.spec.build_all();
+        {
+            autograd::Tape tape;
+            autograd::TapeScope scope(tape);
+            tape.backward(problem.loss.mean_loss(model->forward(problem.inputs), problem.targets));
+        }
+        const double one_process = nn::clip_grad_norm(model->parameters(), 1e30);  // the norm, nothing clipped
+        RunResult run = train_pipeline(*group, problem, uniform_partition(problem.spec.size(), stages), "1f1b", 4,
+                                       Rematerialization::Never, /*grad_clip=*/0);
+        const double norm = run.steps[0].grad_norm;
+        EXPECT_NEAR(norm, one_process, 1e-5 * one_process);
+        lowest = highest = norm;
+    }
+    // Every rank of the job takes part here, in or out of the pipeline.
+    ASSERT_EQ(MPI_Allreduce(MPI_IN_PLACE, &lowest, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD), MPI_SUCCESS);
+    ASSERT_EQ(MPI_Allreduce(MPI_IN_PLACE, &highest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD), MPI_SUCCESS);
+    EXPECT_EQ(lowest, highest) << "ranks reported different gradient norms";
 }
 
 // Pipeline × data parallel: 2 stages × 2 replicas on 4 ranks (rank = replica · K + stage), each
