@@ -28,8 +28,9 @@ namespace mp::kernels::cpu {
 template <typename T>
 void linear_forward(const T* x, const T* w, const T* b, T* y, T* pre, int64_t rows, int64_t in, int64_t out,
                     LinearEpilogue epilogue);
-// grad[j] = (accumulate ? grad[j] : 0) + Σ_r dy[r][j]: the sum in double, rounded to G once, then
-// added to the old value in G (float32 masters: exactly sum_rows followed by axpy).
+// grad[j] = (accumulate ? grad[j] : 0) + Σ_r dy[r][j]: the sum in double, rounded to float32 (double
+// for double), added to the old value there and rounded to G once (float32 masters: exactly
+// sum_rows followed by axpy).
 template <typename T, typename G>
 void bias_grad(const T* dy, G* grad, int64_t rows, int64_t cols, bool accumulate);
 }  // namespace mp::kernels::cpu

@@ -48,9 +48,12 @@ void bias_grad(const T* dy, G* grad, int64_t rows, int64_t cols, bool accumulate
     std::vector<double> sums(static_cast<size_t>(cols), 0.0);
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < cols; ++j) sums[static_cast<size_t>(j)] += element_to_double(dy[r * cols + j]);
+    // As the CUDA kernel: the sum in the accumulator type A (float32; double for double), added to
+    // the old value in A, then one rounding to G (bfloat16 gradients are not rounded twice).
+    using A = std::conditional_t<std::is_same_v<G, double>, double, float>;
     for (int64_t j = 0; j < cols; ++j) {
-        const G sum = element_from_double<G>(sums[static_cast<size_t>(j)]);
-        grad[j] = accumulate ? element_from_double<G>(element_to_double(grad[j]) + element_to_double(sum)) : sum;
+        const A sum = static_cast<A>(sums[static_cast<size_t>(j)]);
+        grad[j] = static_cast<G>(accumulate ? static_cast<A>(grad[j]) + sum : sum);
     }
 }
 

@@ -24,7 +24,9 @@
 //    the results are bitwise equal. A very frequent id leaves one block a long run to walk
 //    alone; at GPT-2 batch sizes that costs less than the zeroing.
 //  - bad ids: the ops queue the range check (kernels/index_check.h) and report a bad id later, so
-//    these kernels still run on one: the forward writes NaN for its row, the backward skips it.
+//    these kernels still run on one: the forward writes NaN for its row, the backward skips it —
+//    though a bad id whose low key bits equal a valid id's sorts into that id's run and splits it,
+//    so the gradient of that row is then wrong (the step is refused anyway, before any update).
 #include <cub/device/device_radix_sort.cuh>
 
 #include <algorithm>

@@ -17,7 +17,9 @@
 //    function of the shape only; pass 2 sums the chunks in order and adds to the gradient.
 #include <cublasLt.h>
 
+#include <type_traits>
 #include <unordered_map>
+#include <utility>
 
 #include "kernels/common/bfloat16.h"
 #include "kernels/cuda/check.cuh"
@@ -61,7 +63,11 @@ class ThreadLt {
         if (found == devices_.end()) {
             PerDevice created;
             CUBLASLT_CHECK(cublasLtCreate(&created.handle));
-            CUDA_CHECK(cudaMalloc(&created.workspace, kWorkspaceBytes));
+            const cudaError_t allocated = cudaMalloc(&created.workspace, kWorkspaceBytes);
+            if (allocated != cudaSuccess) {
+                cublasLtDestroy(created.handle);  // not leaked when the workspace cannot be had
+                CUDA_CHECK(allocated);
+            }
             found = devices_.emplace(device, created).first;
         }
         return found->second;
@@ -121,6 +127,13 @@ __global__ void add_chunk_sums_kernel(const float* workspace, G* grad, int64_t c
     grad[col] = G(accumulate ? static_cast<float>(grad[col]) + sum : sum);
 }
 
+// The largest power of two up to 256 that divides the address.
+uint32_t alignment_of(const void* pointer) {
+    uint32_t alignment = 256;
+    while (alignment > 1 && reinterpret_cast<uintptr_t>(pointer) % alignment != 0) alignment /= 2;
+    return alignment;
+}
+
 int64_t column_blocks(int64_t cols) { return (cols + kBlock - 1) / kBlock; }
 
 // Rows per chunk: about 1024 blocks in pass 1, at least 32 rows each. Depends on the shape only.
@@ -132,8 +145,9 @@ int64_t rows_per_chunk(int64_t rows, int64_t cols) {
 }
 
 int64_t chunk_count(int64_t rows, int64_t cols) {
+    if (rows == 0 || cols == 0) return 0;
     const int64_t per_chunk = rows_per_chunk(rows, cols);
-    return rows == 0 ? 0 : (rows + per_chunk - 1) / per_chunk;
+    return (rows + per_chunk - 1) / per_chunk;
 }
 
 }  // namespace
@@ -142,6 +156,7 @@ template <typename T>
 bool linear_forward(const T* x, const T* w, const T* b, T* y, T* pre, int64_t rows, int64_t in, int64_t out,
                     LinearEpilogue epilogue, bool allow_tf32, cudaStream_t stream) {
     if (rows == 0 || out == 0 || in == 0) return false;  // the composed path handles empty products
+    if (epilogue == LinearEpilogue::BiasGelu && out % 8 != 0) return false;  // GELU_AUX's leading dim: 8k
     const ThreadLt::PerDevice& lt = lt_for_current_device();
     const bool tf32 = allow_tf32 && std::is_same_v<T, float>;
     MatmulDesc op;
@@ -160,7 +175,6 @@ bool linear_forward(const T* x, const T* w, const T* b, T* y, T* pre, int64_t ro
     if (epilogue == LinearEpilogue::BiasGelu) {
         set_attribute(op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, static_cast<void*>(pre));
         set_attribute(op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, out);
-        set_attribute(op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, kCudaType<T>);
     }
     Layout a, bl, d;
     CUBLASLT_CHECK(cublasLtMatrixLayoutCreate(&a.layout, kCudaType<T>, in, out, in));    // W as (in x out)
@@ -172,12 +186,26 @@ bool linear_forward(const T* x, const T* w, const T* b, T* y, T* pre, int64_t ro
     CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(preference.preference,
                                                         CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
                                                         sizeof(workspace_bytes)));
+    // The pointers' real alignment (the default assumes 256 bytes, which a micro-batch slice of an
+    // odd-width tensor does not have), so that only algorithms that can read them are offered.
+    const uint32_t align_a = alignment_of(w), align_b = alignment_of(x), align_cd = alignment_of(y);
+    for (auto [attribute, value] : {std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a},
+                                    std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b},
+                                    std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_cd},
+                                    std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_cd}})
+        CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(preference.preference, attribute, &value, sizeof(value)));
+    // Split-K partial sums in float32 only, never in the output type (bfloat16): one rounding, as
+    // gemm.cu's CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION.
+    const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(preference.preference,
+                                                        CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes,
+                                                        sizeof(schemes)));
     cublasLtMatmulHeuristicResult_t heuristic{};
     int found = 0;
     const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(lt.handle, op.desc, a.layout, bl.layout, d.layout,
                                                                  d.layout, preference.preference, 1, &heuristic,
                                                                  &found);
-    if (status == CUBLAS_STATUS_NOT_SUPPORTED || found == 0) return false;
+    if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) return false;
     CUBLASLT_CHECK(status);
     const float alpha = 1.0f, beta = 0.0f;
     CUBLASLT_CHECK(cublasLtMatmul(lt.handle, op.desc, &alpha, w, a.layout, x, bl.layout, &beta, y, d.layout, y,

@@ -25,6 +25,12 @@ struct Table {
     int count;
 };
 
+// An AdamW table (4 lists) is 8.6 KB of kernel parameters: CUDA 12.1+ allows up to 32764 bytes.
+static_assert(sizeof(Table<4>) + 256 <= 32764, "a multi-tensor table must fit the kernel parameter space");
+#if defined(CUDART_VERSION) && CUDART_VERSION < 12010
+#error "kernels/cuda/multi_tensor.cuh needs CUDA 12.1 or newer (kernel parameters over 4 KB)"
+#endif
+
 // The tensor that `block` works on (count >= 1; block < block_start[count]).
 template <int Lists>
 __device__ inline int tensor_of_block(const Table<Lists>& table, int block) {
