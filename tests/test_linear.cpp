@@ -192,3 +192,25 @@ TEST(LinearCuda, InPlaceGradientsMatchCpu) {
         expect_close(bias_gpu.to(Device::cpu()), bias_cpu, 1e-5, tolerance, str("bias gradient, rows ", rows));
     }
 }
+
+// Misaligned operands (a micro-batch slice at row offset 1 of an odd-width activation, as the
+// pipeline hands out): cuBLASLt must be offered only algorithms that can read them, or decline
+// and leave it to the composed path — never fault. bf16, K = 3072 too (where split-K is likely:
+// its partial sums must stay float32, so one bfloat16 rounding from the CPU's).
+TEST(LinearCuda, MisalignedSlicesAndLongSumsMatchCpu) {
+    MP_REQUIRE_GPU();
+    const Device gpu = Device::cuda(0);
+    for (int64_t in : {int64_t{13}, int64_t{3072}}) {
+        SCOPED_TRACE(::testing::Message() << "in " << in);
+        const Tensor all = random_tensor({9, in}, 31).to(DType::BFloat16);
+        const Tensor x_cpu = all.slice(1, 9);
+        const Tensor x_gpu = all.to(gpu).slice(1, 9);  // starts 2·in bytes into its allocation
+        const Tensor w = random_tensor({40, in}, 32, 0.05).to(DType::BFloat16), b = random_tensor({40}, 33)
+                                                                                        .to(DType::BFloat16);
+        expect_close(ops::linear(x_gpu, w.to(gpu), b.to(gpu)).to(Device::cpu()), ops::linear(x_cpu, w, b),
+                     1.0 / 128, 1e-3, "bias");
+        auto [g_gpu, pre_gpu] = ops::linear_gelu(x_gpu, w.to(gpu), b.to(gpu));
+        auto [g_cpu, pre_cpu] = ops::linear_gelu(x_cpu, w, b);
+        expect_close(g_gpu.to(Device::cpu()), g_cpu, 1.0 / 128, 1e-3, "gelu");
+    }
+}
