@@ -107,12 +107,12 @@ void cross_entropy_fused(T* logits, const int32_t* targets, compute_t<T>* losses
         for (int64_t j = 1; j < vocab; ++j) row_max = std::max(row_max, element_to_double(row[j]));
         double sum = 0.0;
         for (int64_t j = 0; j < vocab; ++j) sum += std::exp(element_to_double(row[j]) - row_max);
-        const S lse = static_cast<S>(row_max + std::log(sum));  // as the forward stores it
+        const double exact_lse = row_max + std::log(sum);
+        const S lse = static_cast<S>(exact_lse);  // as the forward stores it
         const int32_t target = targets[r];
         const bool ignored = target == ignore_index, valid = target_is_valid(target, vocab, ignore_index);
         if (ignored) losses[r] = S(0);
-        else if (valid) losses[r] = static_cast<S>(static_cast<double>(row_max + std::log(sum)) -
-                                                   element_to_double(row[target]));
+        else if (valid) losses[r] = static_cast<S>(exact_lse - element_to_double(row[target]));
         else losses[r] = std::numeric_limits<S>::quiet_NaN(), first_bad_row = std::min(first_bad_row, r);
         if (!write_gradient) continue;
         for (int64_t j = 0; j < stride; ++j) {

@@ -34,19 +34,26 @@ template <typename T, typename G>
 void embedding_backward_into(const int32_t* ids, const T* dout, G* dweight, int64_t n, int64_t num_embeddings,
                              int64_t cols, bool accumulate) {
     using C = compute_t<T>;
-    std::vector<C> sums(static_cast<size_t>(num_embeddings * cols), C(0));
-    std::vector<char> occurs(static_cast<size_t>(num_embeddings), 0);
+    // Sums only for the ids that occur (a compact row each, in order of first occurrence), so a
+    // step touches the rows its ids use and not the whole table.
+    std::vector<int64_t> compact(static_cast<size_t>(num_embeddings), -1);
+    std::vector<int64_t> occurring;
+    for (int64_t p = 0; p < n; ++p)
+        if (compact[static_cast<size_t>(ids[p])] < 0) {
+            compact[static_cast<size_t>(ids[p])] = static_cast<int64_t>(occurring.size());
+            occurring.push_back(ids[p]);
+        }
+    std::vector<C> sums(occurring.size() * static_cast<size_t>(cols), C(0));
     for (int64_t p = 0; p < n; ++p) {
-        occurs[static_cast<size_t>(ids[p])] = 1;
-        C* row = sums.data() + static_cast<int64_t>(ids[p]) * cols;
+        C* row = sums.data() + compact[static_cast<size_t>(ids[p])] * cols;
         for (int64_t c = 0; c < cols; ++c) row[c] += static_cast<C>(dout[p * cols + c]);
     }
-    for (int64_t v = 0; v < num_embeddings; ++v)
+    if (!accumulate)
+        for (int64_t i = 0; i < num_embeddings * cols; ++i) dweight[i] = static_cast<G>(C(0));
+    for (size_t k = 0; k < occurring.size(); ++k)
         for (int64_t c = 0; c < cols; ++c) {
-            G& out = dweight[v * cols + c];
-            const C old = accumulate ? static_cast<C>(out) : C(0);
-            if (occurs[static_cast<size_t>(v)]) out = static_cast<G>(old + sums[static_cast<size_t>(v * cols + c)]);
-            else if (!accumulate) out = static_cast<G>(C(0));
+            G& out = dweight[occurring[k] * cols + c];
+            out = static_cast<G>(static_cast<C>(out) + sums[k * static_cast<size_t>(cols) + static_cast<size_t>(c)]);
         }
 }
 
