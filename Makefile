@@ -135,7 +135,7 @@ ifeq ($(HAVE_CUDNN_FRONTEND),1)
 endif
 
 # ---------------------------------------------------------------- sources
-LIB_DIRS := tensor tensor/ops kernels/cpu autograd autograd/functions nn pipeline
+LIB_DIRS := base tensor tensor/ops kernels/cpu autograd autograd/functions nn pipeline
 LIB_CPP := $(wildcard $(addsuffix /*.cpp,$(LIB_DIRS)))
 # The parts of pipeline/ that talk to other ranks need comm/, which needs MPI.
 PIPELINE_COMM_CPP := pipeline/engine.cpp pipeline/gather.cpp pipeline/trainer.cpp
@@ -148,7 +148,7 @@ LIB_CPP += $(if $(filter 1,$(HAVE_CUDNN_FRONTEND)),$(wildcard kernels/cudnn/*.cp
 # ONLY=<family ...>: build just the core plus those kernel families (and run their tests with
 # `make ONLY=... check-only`) — for working on one family while others are mid-edit.
 ifdef ONLY
-  CORE_CPP := $(wildcard tensor/*.cpp) kernels/cpu/init.cpp kernels/cpu/index_check.cpp
+  CORE_CPP := $(wildcard base/*.cpp tensor/*.cpp) kernels/cpu/init.cpp kernels/cpu/index_check.cpp
   CORE_CU := kernels/cuda/init.cu kernels/cuda/index_check.cu
   LIB_CPP := $(CORE_CPP) $(wildcard $(foreach f,$(ONLY),kernels/cpu/$(f).cpp tensor/ops/$(f).cpp))
   LIB_CPP += $(if $(filter 1,$(HAVE_CUDNN_FRONTEND)),$(wildcard $(foreach f,$(ONLY),kernels/cudnn/$(f).cpp)),)

@@ -5,7 +5,7 @@
 
 #include <mpi.h>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 
 #if MP_NCCL && MP_CUDA
 #include <nccl.h>

@@ -13,7 +13,7 @@
 #include <string>
 
 #include "kernels/common/bfloat16.h"
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/common/stream.h"
 
 namespace mp::kernels {

@@ -8,7 +8,7 @@
 
 #include "autograd/tape.h"
 #include "kernels/common/counter_rng.h"
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "nn/layers.h"
 #include "tensor/ops/elementwise.h"
 

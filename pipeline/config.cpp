@@ -18,7 +18,7 @@
 #include <type_traits>
 
 #include "comm/deadline.h"
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "nn/hf_gpt2.h"
 #include "nn/json_limits.h"
 #include "pipeline/schedule.h"

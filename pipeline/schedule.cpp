@@ -10,7 +10,7 @@
 #include <optional>
 #include <sstream>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "pipeline/validate.h"
 #include "pipeline/zero_bubble.h"
 

@@ -63,7 +63,4 @@ void write_summary(const RunSummary& summary, const std::string& path);
 // costs a second or two. Throws std::invalid_argument for an undefined tensor or a repeated name.
 std::string parameter_checksum(const std::vector<std::pair<std::string, Tensor>>& named);
 
-// SHA-256 of `size` bytes as 64 lowercase hex digits (the primitive behind parameter_checksum).
-std::string sha256_hex(const void* data, size_t size);
-
 }  // namespace mp::pipeline

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 
 namespace mp::pipeline {
 

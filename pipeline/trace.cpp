@@ -1,7 +1,7 @@
 // Trace bookkeeping, the names derived from typed actions, and the Chrome trace writer.
 #include "pipeline/trace.h"
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 
 #include <cstdio>
 #include <fstream>

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <map>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 
 namespace mp::pipeline {
 

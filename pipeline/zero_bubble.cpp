@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <deque>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 
 namespace mp::pipeline {
 

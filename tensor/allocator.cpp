@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <new>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 
 namespace mp {
 

@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "tensor/device_context.h"
 
 #if MP_CUDA

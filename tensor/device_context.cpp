@@ -10,7 +10,7 @@
 #include <mutex>
 #include <vector>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "tensor/allocator.h"
 #include "tensor/device_checks.h"
 

@@ -2,7 +2,7 @@
 // clock readings for the CPU.
 #include "tensor/device_timeline.h"
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "tensor/device_context.h"
 
 #if MP_CUDA

@@ -8,7 +8,7 @@
 #include <string>
 #include <utility>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "tensor/dtype.h"
 
 namespace mp {

@@ -2,7 +2,7 @@
 // bench/bench_gpt.cpp and the trainer's step log.
 #include "tensor/peak_flops.h"
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 
 #if MP_CUDA
 #include <cuda_runtime.h>

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "tensor/device.h"
 #include "tensor/dtype.h"
 

@@ -7,7 +7,7 @@
 #include <limits>
 
 #include "kernels/common/bfloat16.h"
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/cross_entropy.h"
 
 namespace mp::kernels::cpu {

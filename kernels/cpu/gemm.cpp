@@ -9,7 +9,7 @@
 #endif
 
 #include "kernels/common/bfloat16.h"
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/gemm.h"
 
 namespace mp::kernels::cpu {

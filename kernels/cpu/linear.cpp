@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "kernels/activations.h"
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "kernels/gemm.h"
 #include "kernels/linear.h"
 

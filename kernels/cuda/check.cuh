@@ -6,7 +6,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 
 namespace mp::cuda_detail {
 

@@ -6,7 +6,7 @@
 #include <initializer_list>
 #include <type_traits>
 
-#include "kernels/common/error.h"
+#include "base/error.h"
 #include "tensor/device_context.h"
 #include "tensor/dispatch.h"
 #include "tensor/tensor.h"
