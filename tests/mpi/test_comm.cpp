@@ -152,7 +152,7 @@ void reversed_tag_order(Communicator& comm, int sender, int receiver, Device dev
     if (batch.empty()) return;
     comm.exchange(batch);
     if (comm.rank() == receiver) {
-        std::string how = str(" (", backend_name(comm.backend()), ", ", device.str(), ", rank ", sender, " to rank ",
+        std::string how = str(" (", name_of(comm.backend()), ", ", device.str(), ", rank ", sender, " to rank ",
                               receiver, ", received in reverse tag order)");
         expect_equal(a_in, values({3, 5}, DType::Float32, 61), "tag 1" + how);
         expect_equal(b_in, values({7}, DType::Int32, 62), "tag 2" + how);
@@ -300,8 +300,8 @@ TEST_F(Comm, ArgumentErrorsNameTheValues) {
                     {"already has a send to rank 0 with tag 7"});
     expect_mismatch([&] { world().broadcast(t, size()); }, {"root " + std::to_string(size())});
     expect_mismatch([&] { world().set_timeout_seconds(-1); }, {"-1"});
-    expect_mismatch([] { parse_backend("gloo"); }, {"gloo", "auto, nccl or mpi"});
-    EXPECT_EQ(parse_backend("nccl"), Backend::Nccl);
+    expect_mismatch([] { parse_enum<Backend>("gloo", "comm backend"); }, {"gloo", "auto | nccl | mpi"});
+    EXPECT_EQ(parse_enum<Backend>("nccl", "comm backend"), Backend::Nccl);
 }
 
 TEST_F(Comm, TimeoutDefaultComesFromTheEnvironment) {

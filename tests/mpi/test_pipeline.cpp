@@ -171,7 +171,7 @@ TEST_F(Pipeline, EquivalentToOneProcessTraining) {
                             ++configurations;
                             several_stages_per_rank += v > 1 ? 1 : 0;
                             std::string what = str(problem.name, " K=", ranks, " v=", v, " M=", micro_batches, " ",
-                                                   info.name, " ", rematerialization_name(remat), " ", partitioning);
+                                                   info.name, " ", name_of(remat), " ", partitioning);
                             expect_matches(train_pipeline(*group, problem, ranges, info.name, micro_batches, remat, 0,
                                                           Device::cpu(), v),
                                            ref, what);
@@ -217,7 +217,7 @@ TEST_F(Pipeline, Bf16EverySchedulesEqualsOneProcessBf16BitForBit) {
                 for (Rematerialization remat : {Rematerialization::Never, Rematerialization::Always}) {
                     ++configurations;
                     const std::string what = str("bf16 K=", ranks, " v=", v, " M=", micro_batches, " ", info.name, " ",
-                                                 rematerialization_name(remat));
+                                                 name_of(remat));
                     RunResult run = train_pipeline(*group, problem, uniform_partition(problem.spec.size(), stages),
                                                    info.name, micro_batches, remat, 0, Device::cpu(), v);
                     for (int step = 0; step < kSteps; ++step)
@@ -355,7 +355,7 @@ TEST_F(Pipeline, RematerializationReplaysDropoutMasks) {
         auto actual = recomputed.stage->named_parameters();
         for (size_t i = 0; i < actual.size(); ++i)
             mp::testing::expect_equal(actual[i].second, expected[i].second,
-                                      str("dropout 0.3, ", rematerialization_name(remat), ": ", actual[i].first));
+                                      str("dropout 0.3, ", name_of(remat), ": ", actual[i].first));
         EXPECT_EQ(recomputed.losses, stashed.losses);
     }
 }
@@ -376,7 +376,7 @@ TEST_F(Pipeline, StashAccounting) {
             Engine engine(*group, module, make_schedule("gpipe", stages, M), sgd, problem.loss, remat, Device::cpu());
             size_t estimate = engine.estimate_stash_bytes(problem.inputs, problem.targets);
             size_t measured = engine.step(problem.inputs, problem.targets).memory.stash_bytes_per_micro_batch;
-            EXPECT_EQ(estimate, measured) << "stage " << s << " M=" << M << " " << rematerialization_name(remat);
+            EXPECT_EQ(estimate, measured) << "stage " << s << " M=" << M << " " << name_of(remat);
         }
         StageMemory onef1b = train_pipeline(*group, problem, ranges, "1f1b", M, Rematerialization::Never).steps.back().memory;
         StageMemory gpipe_always = train_pipeline(*group, problem, ranges, "gpipe", M, Rematerialization::Always).steps.back().memory;

@@ -234,7 +234,7 @@ TEST_F(TiedEmbeddings, HfFixtureSplitOverStagesMatchesTransformers) {
     const nn::HfGpt2Config hf = nn::read_hf_gpt2_config(dir);
     nn::HfGpt2Config grads_file = hf;
     grads_file.weights_path = dir + "/expected_grads.safetensors";
-    const nn::ModelSpec spec = nn::gpt_spec(nn::gpt_config_of(hf));
+    const nn::ModelSpec spec = nn::gpt_spec(hf.gpt);
     const int64_t B = f.at("batch"), T = f.at("time");
     Tensor ids = Tensor::from_vector(f.at("ids").get<std::vector<int32_t>>(), {B, T});
     Tensor targets = Tensor::from_vector(f.at("targets").get<std::vector<int32_t>>(), {B, T});

@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace mp::nn {
+namespace mp {
 
 // Deeper than any minipipe document needs (a config is 3 levels, a safetensors header 3).
 constexpr int kMaxJsonDepth = 32;
@@ -21,4 +21,4 @@ inline std::string abbreviated(const nlohmann::json& value, size_t max_chars = 8
     return text.substr(0, max_chars) + "… (" + std::to_string(text.size()) + " characters)";
 }
 
-}  // namespace mp::nn
+}  // namespace mp
