@@ -4,7 +4,7 @@
 // bench/torch_gpt.py runs the same model in PyTorch (eager and torch.compile), and
 // bench/run_bench_gpt.sh joins both into one table (same run).
 //
-// --precision bf16 is the trainer's mixed precision (pipeline/trainer.cpp, pipeline/engine.cpp):
+// --precision bf16 is the trainer's mixed precision (train/build.cpp, pipeline/engine.cpp):
 // float32 master weights, gradients and AdamW state; layers compute with bfloat16 copies of the
 // weights, converted once per step, so activations are bfloat16; the loss is float32.
 //

@@ -40,11 +40,11 @@ void require_field(const json& config, const char* field, const json& default_va
 }
 
 // Every tensor of the file, by key without the "transformer." prefix, with the shape GPT-2 stores.
-std::map<std::string, Shape> expected_shapes(const HfGpt2Config& hf) {
-    const int64_t C = hf.gpt.channels;
-    std::map<std::string, Shape> shapes = {{"wte.weight", {hf.gpt.vocab, C}}, {"wpe.weight", {hf.gpt.context, C}},
+std::map<std::string, Shape> expected_shapes(const GPTConfig& gpt) {
+    const int64_t C = gpt.channels;
+    std::map<std::string, Shape> shapes = {{"wte.weight", {gpt.vocab, C}}, {"wpe.weight", {gpt.context, C}},
                                            {"ln_f.weight", {C}},          {"ln_f.bias", {C}}};
-    for (int64_t l = 0; l < hf.gpt.layers; ++l) {
+    for (int64_t l = 0; l < gpt.layers; ++l) {
         const std::string h = "h." + std::to_string(l) + ".";
         shapes[h + "ln_1.weight"] = {C};
         shapes[h + "ln_1.bias"] = {C};
@@ -91,7 +91,7 @@ void check_header(const HfGpt2Config& hf, const SafetensorsIndex& index,
     const std::string where = "GPT-2 checkpoint '" + index.path + "'";
     const std::string sizes = str(" (config.json: n_layer ", hf.gpt.layers, ", n_embd ", hf.gpt.channels,
                                   ", vocab_size ", hf.gpt.vocab, ", n_positions ", hf.gpt.context, ")");
-    for (const auto& [key, shape] : expected_shapes(hf)) {
+    for (const auto& [key, shape] : expected_shapes(hf.gpt)) {
         auto found = keys.find(key);
         MP_REQUIRE(found != keys.end(), where, ": missing key '", key, "' (or '", kPrefix, key, "'), expected shape ",
                    shape_str(shape), sizes);
@@ -101,7 +101,7 @@ void check_header(const HfGpt2Config& hf, const SafetensorsIndex& index,
         MP_REQUIRE(entry.dtype == DType::Float32 || entry.dtype == DType::Float64 || entry.dtype == DType::BFloat16,
                    where, ": key '", found->second, "' is ", dtype_name(entry.dtype), ", not a floating-point tensor");
     }
-    const std::map<std::string, Shape> expected = expected_shapes(hf);
+    const std::map<std::string, Shape> expected = expected_shapes(hf.gpt);
     for (const auto& [key, stored] : keys) {
         if (expected.count(key) || is_dropped_buffer(key)) continue;
         if (key == "lm_head.weight") {  // tied: allowed when it is wte (checked where the head loads)
@@ -268,10 +268,7 @@ void export_hf_gpt2(const std::string& dir, const NamedTensors& whole_model, con
             host = host.slice(0, config.vocab).clone();
         tensors.emplace_back(kPrefix + where.key, as_float32(host, where.transposed));
     }
-    HfGpt2Config shapes;
-    shapes.vocab = config.vocab, shapes.context = config.context, shapes.layers = config.layers;
-    shapes.heads = config.heads, shapes.channels = config.channels;
-    for (const auto& [key, shape] : expected_shapes(shapes))
+    for (const auto& [key, shape] : expected_shapes(config))
         MP_REQUIRE(written.count(key), "export.hf: the model has no parameter for '", key, "' (shape ",
                    shape_str(shape), "): export the whole model");
     fs::create_directories(dir);
