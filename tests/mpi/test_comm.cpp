@@ -38,22 +38,11 @@ void expect_mismatch(Fn&& fn, const std::vector<std::string>& fragments) {
     mp::testing::expect_invalid_argument(std::forward<Fn>(fn), fragments);
 }
 
-class Comm : public ::testing::Test {
+class Comm : public mp::testing::AllRanksTest {
   protected:
     Communicator& world() { return *g_world; }
     int rank() { return g_world->rank(); }
     int size() { return g_world->size(); }
-
-    // A test fails on every rank when it failed on any: rank 0's report then counts it.
-    void TearDown() override {
-        int failed_here = HasFailure() ? 1 : 0;
-        std::vector<int> failed(static_cast<size_t>(size()), 0);
-        ASSERT_EQ(MPI_Allgather(&failed_here, 1, MPI_INT, failed.data(), 1, MPI_INT, MPI_COMM_WORLD), MPI_SUCCESS);
-        std::string others;
-        for (int r = 0; r < size(); ++r)
-            if (failed[static_cast<size_t>(r)] && r != rank()) others += (others.empty() ? "" : ", ") + std::to_string(r);
-        if (!others.empty()) ADD_FAILURE() << "this test failed on rank(s) " << others << " (see their [rank r] lines)";
-    }
 };
 
 const std::vector<Shape> kShapes = {{}, {1}, {7}, {3, 5}, {2, 3, 4}, {0, 4}, {257, 33}};

@@ -20,6 +20,7 @@
 #include "pipeline/partition.h"
 #include "pipeline/summary.h"
 #include "tests/mpi/multi_rank_main.h"
+#include "tests/mpi/pipeline_reference.h"
 #include "tests/support/test_util.h"
 
 namespace mp::pipeline {
@@ -67,14 +68,7 @@ double one_process_eval(const Problem& problem, int micro_batches) {
     return static_cast<float>(sum);
 }
 
-std::vector<std::shared_ptr<nn::Sequential>> build_stages(const nn::ModelSpec& spec, const Schedule& schedule,
-                                                          const std::vector<StageRange>& ranges, int rank) {
-    std::vector<std::shared_ptr<nn::Sequential>> modules;
-    for (int stage : schedule.stages_of(rank))
-        modules.push_back(spec.build(ranges[static_cast<size_t>(stage)].begin, ranges[static_cast<size_t>(stage)].end));
-    nn::tie_across(spec, modules);
-    return modules;
-}
+using mp::testing::build_rank_stages;
 
 std::string checksum(const std::vector<std::shared_ptr<nn::Sequential>>& modules) {
     std::vector<std::pair<std::string, Tensor>> named;
@@ -83,15 +77,7 @@ std::string checksum(const std::vector<std::shared_ptr<nn::Sequential>>& modules
     return parameter_checksum(named);
 }
 
-class Evaluation : public ::testing::Test {
-  protected:
-    void TearDown() override {  // a failure on any rank fails the test on rank 0's report
-        int failed_here = HasFailure() ? 1 : 0, failed_anywhere = 0;
-        ASSERT_EQ(MPI_Allreduce(&failed_here, &failed_anywhere, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), MPI_SUCCESS);
-        if (failed_anywhere && !failed_here)
-            ADD_FAILURE() << "this test failed on another rank (see its [rank r] lines)";
-    }
-};
+class Evaluation : public mp::testing::AllRanksTest {};
 
 TEST_F(Evaluation, EveryScheduleEqualsOneProcessBitForBit) {
     const Problem problem = gpt_problem(0.3);
@@ -106,7 +92,7 @@ TEST_F(Evaluation, EveryScheduleEqualsOneProcessBitForBit) {
                 if (!info.rule(ranks, micro_batches, v).empty()) continue;
                 const double want = one_process_eval(problem, micro_batches);
                 const Schedule schedule = make_schedule(info.name, ranks, micro_batches, v);
-                auto modules = build_stages(problem.spec, schedule, uniform_partition(problem.spec.size(), stages),
+                auto modules = build_rank_stages(problem.spec, schedule, uniform_partition(problem.spec.size(), stages),
                                             group->rank());
                 nn::SGD sgd(nn::unique_parameters(modules), {0.1, 0.0, 0.0});
                 Engine engine(*group, modules, schedule, sgd, cross_entropy_loss(), Rematerialization::Never,
@@ -145,7 +131,7 @@ TEST_F(Evaluation, ChangesNeitherParametersNorLaterDropout) {
         std::vector<double> losses[2];
         std::string checksums[2];
         for (int with_eval = 0; with_eval < 2; ++with_eval) {
-            auto modules = build_stages(problem.spec, schedule, ranges, group->rank());
+            auto modules = build_rank_stages(problem.spec, schedule, ranges, group->rank());
             nn::AdamW adamw(nn::unique_parameters(modules), {1e-2, 0.9, 0.999, 1e-8, 0.01});
             Engine engine(*group, modules, schedule, adamw, cross_entropy_loss(), Rematerialization::Never,
                           Device::cpu());
@@ -174,7 +160,7 @@ TEST_F(Evaluation, DataParallelReplicasEqualOneProcess) {
     std::unique_ptr<comm::Communicator> replica_group = g_world->split(stage);
     const Problem problem = gpt_problem(0.0);
     const Schedule schedule = make_schedule("gpipe", stages, M);
-    auto modules = build_stages(problem.spec, schedule, uniform_partition(problem.spec.size(), stages), stage);
+    auto modules = build_rank_stages(problem.spec, schedule, uniform_partition(problem.spec.size(), stages), stage);
     nn::SGD sgd(nn::unique_parameters(modules), {0.1, 0.0, 0.0});
     Engine engine(*pipeline_group, modules, schedule, sgd, cross_entropy_loss(), Rematerialization::Never,
                   Device::cpu(), replica_group.get());

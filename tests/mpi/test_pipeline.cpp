@@ -29,6 +29,7 @@
 #include "pipeline/partition.h"
 #include "pipeline/simulate.h"
 #include "tests/mpi/multi_rank_main.h"
+#include "tests/mpi/pipeline_reference.h"
 #include "tests/support/test_util.h"
 
 namespace mp::pipeline {
@@ -67,30 +68,12 @@ Problem mlp_problem() {
 constexpr int kSteps = 3;
 const nn::SGDOptions kSgd{0.1, 0.9, 0.0};
 
-// One-process training: the reference. Returns every parameter by name and the losses.
-struct Reference {
-    std::map<std::string, Tensor> parameters;
-    std::vector<double> losses;
-};
+// One-process training: the reference. Every parameter by name and the losses.
+using Reference = mp::testing::OneProcessTraining;
 
 Reference train_one_process(const Problem& problem, double grad_clip = 0, Device device = Device::cpu()) {
-    auto model = problem.spec.build_all();
-    model->to(device);
-    nn::SGD sgd(model->parameters(), kSgd);
-    Reference ref;
-    for (int step = 0; step < kSteps; ++step) {
-        sgd.zero_grad();
-        autograd::Tape tape;
-        autograd::TapeScope scope(tape);
-        nn::DropoutReplayScope masks(static_cast<uint64_t>(step), 0);  // keyed as the engine keys them
-        Tensor loss = problem.loss.mean_loss(model->forward(problem.inputs.to(device)), problem.targets.to(device));
-        tape.backward(loss);
-        ref.losses.push_back(loss.item());
-        if (grad_clip > 0) nn::clip_grad_norm(model->parameters(), grad_clip);
-        sgd.step();
-    }
-    for (auto& [name, p] : model->named_parameters()) ref.parameters[name] = p;
-    return ref;
+    return mp::testing::train_one_process(problem.spec, problem.loss, problem.inputs, problem.targets, kSgd, kSteps,
+                                          grad_clip, device);
 }
 
 std::vector<StageRange> uneven(int64_t layers, int stages) {
@@ -141,14 +124,7 @@ void expect_matches(const RunResult& run, const Reference& ref, const std::strin
             mp::testing::expect_close(p, ref.parameters.at(name), 1e-5, 1e-7, what + " parameter " + name);
 }
 
-class Pipeline : public ::testing::Test {
-  protected:
-    void TearDown() override {  // a failure on any rank fails the test on rank 0's report
-        int failed_here = HasFailure() ? 1 : 0, failed_anywhere = 0;
-        ASSERT_EQ(MPI_Allreduce(&failed_here, &failed_anywhere, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), MPI_SUCCESS);
-        if (failed_anywhere && !failed_here) ADD_FAILURE() << "this test failed on another rank (see its [rank r] lines)";
-    }
-};
+class Pipeline : public mp::testing::AllRanksTest {};
 
 TEST_F(Pipeline, EquivalentToOneProcessTraining) {
     const int world = g_world->size();
