@@ -1,5 +1,5 @@
 // Config to parts: each function reads the keys it needs and builds one thing, so a fact such as
-// "a GPT's layers are its blocks + 2" or "adamw means nn::AdamW" is written here and nowhere else.
+// "adamw means nn::AdamW" or "a gpt partitions into nn::gpt_layer_count layers" is used here only.
 #include "train/build.h"
 
 #include "pipeline/validate.h"
