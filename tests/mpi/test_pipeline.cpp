@@ -29,7 +29,7 @@
 #include "pipeline/partition.h"
 #include "pipeline/simulate.h"
 #include "tests/mpi/multi_rank_main.h"
-#include "tests/mpi/pipeline_reference.h"
+#include "tests/mpi/pipeline_support.h"
 #include "tests/support/test_util.h"
 
 namespace mp::pipeline {
@@ -127,34 +127,27 @@ void expect_matches(const RunResult& run, const Reference& ref, const std::strin
 class Pipeline : public mp::testing::AllRanksTest {};
 
 TEST_F(Pipeline, EquivalentToOneProcessTraining) {
-    const int world = g_world->size();
     int configurations = 0, several_stages_per_rank = 0;
     for (const Problem& problem : {gpt_problem(), mlp_problem()}) {
         Reference ref = train_one_process(problem);
-        for (int ranks = 1; ranks <= std::min(world, 4); ++ranks) {
-            std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < ranks ? 0 : -1);
-            if (!group) continue;  // this rank sits out a pipeline smaller than the job
-            for (const ScheduleInfo& info : schedule_registry()) {
-                const int v = info.default_virtual_stages;
-                const int stages = ranks * v;
-                if (stages > problem.spec.size()) continue;  // every stage needs a layer
-                for (const std::string partitioning : {"uniform", "uneven"}) {
-                    std::vector<StageRange> ranges = partitioning == "uniform" ? uniform_partition(problem.spec.size(), stages)
-                                                                               : uneven(problem.spec.size(), stages);
-                    for (Rematerialization remat : {Rematerialization::Never, Rematerialization::Always, Rematerialization::ExceptLast})
-                        for (int micro_batches : {1, 2, 3, 4, 8}) {
-                            if (!info.rule(ranks, micro_batches, v).empty()) continue;
-                            ++configurations;
-                            several_stages_per_rank += v > 1 ? 1 : 0;
-                            std::string what = str(problem.name, " K=", ranks, " v=", v, " M=", micro_batches, " ",
-                                                   info.name, " ", name_of(remat), " ", partitioning);
-                            expect_matches(train_pipeline(*group, problem, ranges, info.name, micro_batches, remat, 0,
-                                                          Device::cpu(), v),
-                                           ref, what);
-                        }
+        mp::testing::for_each_pipeline_size(*g_world, 1, problem.spec.size(), {1, 2, 3, 4, 8}, [&](const auto& size) {
+            const int stages = size.stages(), v = size.virtual_stages;
+            for (const std::string partitioning : {"uniform", "uneven"}) {
+                const std::vector<StageRange> ranges = partitioning == "uniform"
+                                                           ? uniform_partition(problem.spec.size(), stages)
+                                                           : uneven(problem.spec.size(), stages);
+                for (Rematerialization remat :
+                     {Rematerialization::Never, Rematerialization::Always, Rematerialization::ExceptLast}) {
+                    ++configurations;
+                    several_stages_per_rank += v > 1 ? 1 : 0;
+                    std::string what = str(problem.name, " K=", size.ranks, " v=", v, " M=", size.micro_batches, " ",
+                                           size.schedule.name, " ", name_of(remat), " ", partitioning);
+                    expect_matches(train_pipeline(size.group, problem, ranges, size.schedule.name, size.micro_batches,
+                                                  remat, 0, Device::cpu(), v),
+                                   ref, what);
                 }
             }
-        }
+        });
     }
     EXPECT_GT(configurations, 0);
     if (g_world->rank() == 0) {  // rank 0 takes part in every pipeline
@@ -288,31 +281,22 @@ TEST_F(Pipeline, DataParallelReplicasEqualOneProcessTraining) {
 // Dropout masks are keyed by each layer's identity, the step and the global row, so with dropout
 // on, every partition, micro-batch count and schedule trains exactly as one process does.
 TEST_F(Pipeline, WithDropoutEveryLayoutEqualsOneProcessTraining) {
-    const int world = g_world->size();
     Problem problem = gpt_problem(0.3);
     Reference ref = train_one_process(problem);
     int configurations = 0;
-    for (int ranks = 1; ranks <= std::min(world, 4); ++ranks) {
-        std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < ranks ? 0 : -1);
-        if (!group) continue;
-        for (const ScheduleInfo& info : schedule_registry()) {
-            const int v = info.default_virtual_stages;
-            const int stages = ranks * v;
-            if (stages > problem.spec.size()) continue;
-            for (const std::string partitioning : {"uniform", "uneven"})
-                for (int micro_batches : {1, 3, 4}) {
-                    if (!info.rule(ranks, micro_batches, v).empty()) continue;
-                    std::vector<StageRange> ranges = partitioning == "uniform" ? uniform_partition(problem.spec.size(), stages)
-                                                                               : uneven(problem.spec.size(), stages);
-                    std::string what = str("dropout 0.3 K=", ranks, " v=", v, " M=", micro_batches, " ", info.name, " ",
-                                           partitioning);
-                    ++configurations;
-                    expect_matches(train_pipeline(*group, problem, ranges, info.name, micro_batches,
-                                                  Rematerialization::ExceptLast, 0, Device::cpu(), v),
-                                   ref, what);
-                }
+    mp::testing::for_each_pipeline_size(*g_world, 1, problem.spec.size(), {1, 3, 4}, [&](const auto& size) {
+        const int stages = size.stages(), v = size.virtual_stages;
+        for (const std::string partitioning : {"uniform", "uneven"}) {
+            std::vector<StageRange> ranges = partitioning == "uniform" ? uniform_partition(problem.spec.size(), stages)
+                                                                       : uneven(problem.spec.size(), stages);
+            std::string what = str("dropout 0.3 K=", size.ranks, " v=", v, " M=", size.micro_batches, " ",
+                                   size.schedule.name, " ", partitioning);
+            ++configurations;
+            expect_matches(train_pipeline(size.group, problem, ranges, size.schedule.name, size.micro_batches,
+                                          Rematerialization::ExceptLast, 0, Device::cpu(), v),
+                           ref, what);
         }
-    }
+    });
     EXPECT_GT(configurations, 0);
 }
 

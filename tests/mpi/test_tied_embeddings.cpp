@@ -23,7 +23,7 @@
 #include "pipeline/engine.h"
 #include "pipeline/partition.h"
 #include "tests/mpi/multi_rank_main.h"
-#include "tests/mpi/pipeline_reference.h"
+#include "tests/mpi/pipeline_support.h"
 #include "tests/support/test_util.h"
 
 namespace mp::pipeline {
@@ -85,47 +85,40 @@ TEST_F(TiedEmbeddings, EveryScheduleEqualsOneProcessTiedTraining) {
     const Reference ref = train_one_process(problem), clipped_ref = train_one_process(problem, 0.05);
     int configurations = 0;
     double worst = 0;
-    for (int ranks = 2; ranks <= std::min(g_world->size(), 4); ++ranks) {
-        std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < ranks ? 0 : -1);
-        if (!group) continue;
-        for (const ScheduleInfo& info : schedule_registry()) {
-            const int v = info.default_virtual_stages, stages = ranks * v;
-            if (stages > problem.spec.size()) continue;
-            for (int micro_batches : {1, 4}) {
-                if (!info.rule(ranks, micro_batches, v).empty()) continue;
-                for (const std::string partitioning : {"uniform", "uneven"}) {
-                    std::vector<int64_t> balance(static_cast<size_t>(stages), 1);
-                    balance.back() = problem.spec.size() - (stages - 1);
-                    const std::vector<StageRange> ranges = partitioning == "uniform"
-                                                               ? uniform_partition(problem.spec.size(), stages)
-                                                               : explicit_partition(balance, problem.spec.size());
-                    for (double clip : {0.0, 0.05}) {
-                        const Schedule schedule = make_schedule(info.name, ranks, micro_batches, v);
-                        auto modules = build_rank_stages(problem.spec, schedule, ranges, group->rank());
-                        nn::SGD sgd(nn::unique_parameters(modules), kSgd);
-                        Engine engine(*group, modules, schedule, sgd, cross_entropy_loss(),
-                                      clip > 0 ? Rematerialization::Always : Rematerialization::Never, Device::cpu());
-                        engine.set_grad_clip(clip);
-                        engine.tie_parameters(problem.spec.ties);
-                        std::vector<double> losses;
-                        for (int step = 0; step < kSteps; ++step)
-                            losses.push_back(engine.step(problem.inputs, problem.targets).loss);
-                        const std::string what = str("K=", ranks, " v=", v, " M=", micro_batches, " ", info.name, " ",
-                                                     partitioning, clip > 0 ? " clipped" : "");
-                        expect_matches(modules, losses, clip > 0 ? clipped_ref : ref, problem.spec, what);
-                        for (const auto& module : modules)
-                            for (auto& [name, p] : module->named_parameters()) {
-                                const Tensor& want = (clip > 0 ? clipped_ref : ref).parameters.at(
-                                    one_process_name(problem.spec, name));
-                                std::vector<double> a = mp::testing::to_doubles(p), b = mp::testing::to_doubles(want);
-                                for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
-                            }
-                        ++configurations;
+    mp::testing::for_each_pipeline_size(*g_world, 2, problem.spec.size(), {1, 4}, [&](const auto& size) {
+        const int stages = size.stages();
+        for (const std::string partitioning : {"uniform", "uneven"}) {
+            std::vector<int64_t> balance(static_cast<size_t>(stages), 1);
+            balance.back() = problem.spec.size() - (stages - 1);
+            const std::vector<StageRange> ranges = partitioning == "uniform"
+                                                       ? uniform_partition(problem.spec.size(), stages)
+                                                       : explicit_partition(balance, problem.spec.size());
+            for (double clip : {0.0, 0.05}) {
+                const Schedule schedule =
+                    make_schedule(size.schedule.name, size.ranks, size.micro_batches, size.virtual_stages);
+                auto modules = build_rank_stages(problem.spec, schedule, ranges, size.group.rank());
+                nn::SGD sgd(nn::unique_parameters(modules), kSgd);
+                Engine engine(size.group, modules, schedule, sgd, cross_entropy_loss(),
+                              clip > 0 ? Rematerialization::Always : Rematerialization::Never, Device::cpu());
+                engine.set_grad_clip(clip);
+                engine.tie_parameters(problem.spec.ties);
+                std::vector<double> losses;
+                for (int step = 0; step < kSteps; ++step)
+                    losses.push_back(engine.step(problem.inputs, problem.targets).loss);
+                const std::string what = str("K=", size.ranks, " v=", size.virtual_stages, " M=", size.micro_batches,
+                                             " ", size.schedule.name, " ", partitioning, clip > 0 ? " clipped" : "");
+                expect_matches(modules, losses, clip > 0 ? clipped_ref : ref, problem.spec, what);
+                for (const auto& module : modules)
+                    for (auto& [name, p] : module->named_parameters()) {
+                        const Tensor& want =
+                            (clip > 0 ? clipped_ref : ref).parameters.at(one_process_name(problem.spec, name));
+                        std::vector<double> a = mp::testing::to_doubles(p), b = mp::testing::to_doubles(want);
+                        for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
                     }
-                }
+                ++configurations;
             }
         }
-    }
+    });
     if (g_world->rank() == 0) {
         EXPECT_GT(configurations, 0);
         std::printf("[ measured ] tied pipeline vs one process: %d configurations, parameters max abs error %.3g\n",

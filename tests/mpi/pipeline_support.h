@@ -1,14 +1,17 @@
-// What the multi-rank pipeline tests compare against and build from: one-process SGD training of
-// a whole model (the reference every schedule must equal), and a rank's stages built and tied as
-// the trainer builds them.
+// What the multi-rank pipeline tests share: one-process SGD training of a whole model (the
+// reference every schedule must equal), a rank's stages built and tied as the trainer builds them,
+// and the walk over pipeline sizes (ranks × schedule × micro-batches) that the tests sweep.
 #pragma once
 
+#include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "autograd/tape.h"
+#include "comm/communicator.h"
 #include "nn/layers.h"
 #include "nn/model_spec.h"
 #include "nn/optim.h"
@@ -62,6 +65,34 @@ inline std::vector<std::shared_ptr<nn::Sequential>> build_rank_stages(const nn::
     }
     nn::tie_across(spec, modules);
     return modules;
+}
+
+// One pipeline size of a sweep: a group of K ranks, a registered schedule with its own stages per
+// rank (v), and M micro-batches that the schedule's rule allows.
+struct PipelineSize {
+    comm::Communicator& group;
+    const pipeline::ScheduleInfo& schedule;
+    int ranks = 0, virtual_stages = 0, micro_batches = 0;
+    int stages() const { return ranks * virtual_stages; }
+};
+
+// Calls `body` for every K from `min_ranks` to min(world size, 4) (the group of world ranks 0..K-1),
+// every registered schedule whose K · v stages each get a layer of the `layers`, and every M of
+// `micro_batch_counts` its rule allows. Collective: every world rank calls it, and a rank outside
+// the group sits that K out.
+inline void for_each_pipeline_size(comm::Communicator& world, int min_ranks, int64_t layers,
+                                   const std::vector<int>& micro_batch_counts,
+                                   const std::function<void(const PipelineSize&)>& body) {
+    for (int ranks = min_ranks; ranks <= std::min(world.size(), 4); ++ranks) {
+        std::unique_ptr<comm::Communicator> group = world.split(world.rank() < ranks ? 0 : -1);
+        if (!group) continue;  // this rank sits out a pipeline smaller than the job
+        for (const pipeline::ScheduleInfo& info : pipeline::schedule_registry()) {
+            const int v = info.default_virtual_stages;
+            if (ranks * v > layers) continue;  // every stage needs a layer
+            for (int micro_batches : micro_batch_counts)
+                if (info.rule(ranks, micro_batches, v).empty()) body({*group, info, ranks, v, micro_batches});
+        }
+    }
 }
 
 }  // namespace mp::testing
