@@ -38,10 +38,10 @@ class EnumNames {
         return all;
     }
 
-    // "a | b | c".
-    std::string joined() const {
+    // "a | b | c" (or with another separator: "a|b|c").
+    std::string joined(const std::string& separator = " | ") const {
         std::string text;
-        for (const auto& entry : entries_) text += (text.empty() ? "" : " | ") + std::string(entry.second);
+        for (const auto& entry : entries_) text += (text.empty() ? "" : separator) + std::string(entry.second);
         return text;
     }
 

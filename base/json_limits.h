@@ -1,7 +1,6 @@
-// Limits on JSON that comes from users and files (configs, safetensors headers): how deep it may
-// nest, and how much of a value an error message may quote. A config of 10^5 nested brackets must
-// be refused, not overflow the stack of a recursive walk or dump; a message names a value, it
-// does not copy a megabyte of it.
+// Limits on JSON from users and files (configs, safetensors headers): how deep it may nest (10^5
+// brackets are refused, not a stack overflow in a recursive walk), and how much of a value an error
+// message may quote (a name, not a megabyte).
 #pragma once
 
 #include <cstddef>

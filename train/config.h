@@ -1,7 +1,6 @@
-// The training-run configuration: one JSON file (DeepSpeed-style) plus `--set path=value`
-// overrides, read through ONE table of keys (config_keys(), on the engine of base/config_keys.h)
-// that drives parsing, defaults, the `--help` text and the typed TrainConfig. Every check runs
-// before load_config returns, so every rank reaches the same verdict from the same inputs.
+// The training-run configuration: one JSON file plus `--set path=value` overrides, read through ONE
+// table of keys (config_keys(), on base/config_keys.h) that drives parsing, defaults, --help and the
+// typed TrainConfig. Every check runs before load_config returns: every rank reaches one verdict.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,5 @@
-// Number formats for the trainer's log lines.
+// Number formats for the trainer's log lines: binary byte units and fixed decimals, printed with
+// snprintf so that every rank and every run formats alike.
 #include "train/log.h"
 
 namespace mp::train {

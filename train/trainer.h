@@ -1,7 +1,6 @@
-// The trainer: runs a whole training job described by a TrainConfig on the ranks of a
-// communicator — pipeline stages × data-parallel replicas — and prints what a person wants to
-// see: the per-stage report, the schedule, step / loss / tokens/s / bubble / memory lines, where
-// the trace, timeline and checkpoints went, and samples. The examples are thin mains around it.
+// The trainer: runs a whole training job described by a TrainConfig on the ranks of a communicator
+// (pipeline stages × data-parallel replicas), printing the stage report, step lines, outputs and
+// samples (train/report.h, train/finish.h). The examples are thin mains around it.
 #pragma once
 
 #include <vector>

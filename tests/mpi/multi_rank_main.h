@@ -1,7 +1,6 @@
-// The shared main of the multi-rank GoogleTest binaries (run under mpirun): MPI start-up, the
-// MPI-backend world communicator the tests use, rank 0 printing the GoogleTest report, every
-// other rank printing only its own failures (prefixed with its rank), and a fixture that fails a
-// test on every rank when it failed on any.
+// The shared main of the multi-rank GoogleTest binaries (under mpirun): MPI start-up, the MPI world
+// communicator, rank 0 printing the report and the others only their failures (with their rank),
+// and the fixture that fails a test on every rank when it failed on any.
 #pragma once
 
 #include <gtest/gtest.h>
