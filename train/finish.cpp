@@ -90,10 +90,11 @@ void print_final_line(Run& run) {
     for (double b : summary.bubble_per_stage)
         bubbles += (bubbles.empty() ? "" : " ") + std::to_string(std::lround(100 * b));
     const std::string val_text =
-        summary.val_losses.empty() ? std::string() : str(" | val loss ", fixed4(summary.val_losses.back().second));
+        summary.val_losses.empty() ? std::string() : str(" | val loss ", fixed(summary.val_losses.back().second, 4));
     const std::string accuracy_text =
-        summary.accuracies.empty() ? std::string()
-                                   : str(" | held-out exact ", fixed1(100 * summary.accuracies.back().accuracy()), "%");
+        summary.accuracies.empty()
+            ? std::string()
+            : str(" | held-out exact ", fixed(100 * summary.accuracies.back().accuracy(), 1), "%");
     run.final_log.line("final loss %.4f%s%s after %lld steps | %.0f tokens/s | %.1f samples/s | bubble %% by %s: %s | "
                        "checksum %s",
                        summary.final_loss, val_text.c_str(), accuracy_text.c_str(), (long long)run.config.steps,

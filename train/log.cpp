@@ -13,15 +13,9 @@ std::string bytes_str(double bytes) {
     return buffer;
 }
 
-std::string fixed1(double value) {
-    char buffer[32];
-    std::snprintf(buffer, sizeof buffer, "%.1f", value);
-    return buffer;
-}
-
-std::string fixed4(double value) {
-    char buffer[32];
-    std::snprintf(buffer, sizeof buffer, "%.4f", value);
+std::string fixed(double value, int decimals) {
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
     return buffer;
 }
 

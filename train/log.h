@@ -19,8 +19,7 @@ struct RunLog {
     }
 };
 
-std::string bytes_str(double bytes);  // "512 B", "1.5 KiB", "3.0 GiB"
-std::string fixed1(double value);     // "%.1f"
-std::string fixed4(double value);     // "%.4f"
+std::string bytes_str(double bytes);              // "512 B", "1.5 KiB", "3.0 GiB"
+std::string fixed(double value, int decimals);  // fixed(0.12345, 4) is "0.1235"
 
 }  // namespace mp::train

@@ -82,7 +82,7 @@ void report_step(Run& run, int64_t step, const pipeline::StepResult& last, doubl
     // MFU on GPUs only (a GPT on a GPU of the peak table); the CPU has no peak to divide by.
     const double tokens = run.tokens_per_step();
     const std::string mfu_text =
-        run.mfu.known() ? str(" | MFU ", fixed1(100 * run.mfu.fraction(tokens, seconds)), "%") : std::string();
+        run.mfu.known() ? str(" | MFU ", fixed(100 * run.mfu.fraction(tokens, seconds), 1), "%") : std::string();
     run.log.line("step %5lld | loss %.4f | lr %.2e | norm %6.3f | %8.0f tokens/s | %7.1f ms%s | bubble %% by %s: %s",
                  (long long)step, last.loss, run.optimizer->lr(), last.grad_norm, tokens / seconds, 1000 * seconds,
                  mfu_text.c_str(), run.stage_word(), bubble_text.c_str());
