@@ -67,18 +67,16 @@ ifneq ($(CUDA)$(HAVE_CUDNN),11)
   override HAVE_CUDNN_FRONTEND := 0
 endif
 
-# Default architecture: the visible GPU's compute capability (asked once, and only for a CUDA
-# build), else Hopper (sm_90). Anything but digits (an nvidia-smi error, "sm_90") falls back.
-ifeq ($(CUDA),1)
-  ifeq ($(origin CUDA_ARCH),undefined)
-    CUDA_ARCH := $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d '. ')
-  endif
-  ifeq ($(shell [[ '$(CUDA_ARCH)' =~ ^[0-9]+$$ ]] && echo ok),)
-    ifneq ($(CUDA_ARCH),)
-      $(info CUDA_ARCH='$(CUDA_ARCH)' is not a compute capability in digits (e.g. 90): using 90)
-    endif
-    override CUDA_ARCH := 90
-  endif
+# Default architecture: the visible GPU's compute capability, else Hopper (sm_90). nvidia-smi is asked
+# lazily — only when a CUDA compile or the probe lines need CUDA_ARCH, so `make clean`, `make help` and
+# CPU-only builds never run it — and at most once. Anything but digits (an nvidia-smi error, "sm_90")
+# falls back to 90, saying so when a value was given.
+strip_digits = $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst 8,,$(subst 9,,$(1)))))))))))
+arch_or_default = $(if $(and $(strip $(1)),$(if $(call strip_digits,$(strip $(1))),,ok)),$(strip $(1)),$(if $(strip $(1)),$(info CUDA_ARCH='$(strip $(1))' is not a compute capability in digits (e.g. 90): using 90))90)
+ifeq ($(origin CUDA_ARCH),undefined)
+  CUDA_ARCH = $(eval CUDA_ARCH := $(call arch_or_default,$(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d '. ')))$(CUDA_ARCH)
+else
+  override CUDA_ARCH := $(call arch_or_default,$(CUDA_ARCH))
 endif
 
 mark = $(if $(filter 1,$(1)),✓,✗)
@@ -89,7 +87,7 @@ ifneq ($(filter-out clean deps deps-cudnn-frontend help,$(or $(MAKECMDGOALS),all
 $(info minipipe build probes (override with NAME=0/1 on the command line):)
 $(info $(indent)$(call mark,$(CUDA)) nvcc         $(if $(filter 1,$(CUDA)),$(NVCC) sm_$(CUDA_ARCH),not used: CPU-only build $(CUDA_NOTE)))
 $(info $(indent)$(call mark,$(HAVE_CUBLAS)) cuBLAS)
-$(info $(indent)$(call mark,$(HAVE_CUDNN)) cuDNN)
+$(info $(indent)$(call mark,$(HAVE_CUDNN)) cuDNN        $(if $(filter 1,$(HAVE_CUDNN_FRONTEND)),through cudnn-frontend (below),$(if $(filter 1,$(HAVE_CUDNN)),not used without cudnn-frontend,not found)))
 $(info $(indent)$(call mark,$(HAVE_CUDNN_FRONTEND)) cudnn-frontend $(if $(filter 1,$(HAVE_CUDNN_FRONTEND)),$(CUDNN_FRONTEND_VERSION_FOUND) $(CUDNN_FRONTEND_HEADER): fused attention,$(if $(CUDNN_FRONTEND_HEADER),not used (HAVE_CUDNN_FRONTEND=0$(comma) or no CUDA / cuDNN / libnvrtc),missing: make deps puts it in $(DEPS_DIR)/include): attention uses the composed path))
 $(info $(indent)$(call mark,$(HAVE_NCCL)) NCCL)
 $(info $(indent)$(call mark,$(HAVE_MPI)) MPI          $(MPICXX))
@@ -111,7 +109,7 @@ endif
 OPT := $(if $(filter 1,$(DEBUG)),-O0 -g3,-O2 -g)
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
 SAN := $(if $(filter 1,$(SANITIZE)),$(SANITIZE_FLAGS))
-DEFINES := -DMP_SOURCE_DIR=\"$(CURDIR)\" -DMP_CUDA=$(CUDA) -DMP_OPENBLAS=$(HAVE_OPENBLAS) -DMP_CUDNN=$(HAVE_CUDNN) -DMP_NCCL=$(HAVE_NCCL) \
+DEFINES := -DMP_SOURCE_DIR=\"$(CURDIR)\" -DMP_CUDA=$(CUDA) -DMP_OPENBLAS=$(HAVE_OPENBLAS) -DMP_NCCL=$(HAVE_NCCL) \
            -DMP_CUDNN_FRONTEND=$(HAVE_CUDNN_FRONTEND)
 CXXFLAGS := -std=c++17 $(OPT) $(SAN) -Wall -Wextra -fopenmp -I. $(DEFINES) -MMD -MP $(OPENBLAS_FLAGS) $(JSON_FLAGS)
 LDFLAGS := -fopenmp $(SAN)
@@ -120,7 +118,7 @@ LDLIBS := $(OPENBLAS_LIBS) -lpthread
 ifeq ($(CUDA),1)
   CUDA_INC := $(addprefix -I,$(wildcard $(CUDA_HOME)/include))
   CXXFLAGS += $(CUDA_INC)
-  NVCCFLAGS := -std=c++17 $(if $(filter 1,$(DEBUG)),-O0 -g -G,-O3 -lineinfo) -I. $(DEFINES) -MMD -MP \
+  NVCCFLAGS = -std=c++17 $(if $(filter 1,$(DEBUG)),-O0 -g -G,-O3 -lineinfo) -I. $(DEFINES) -MMD -MP \
                -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) -Xcompiler -Wall \
                --expt-relaxed-constexpr
   CUDA_LINK_DIRS := $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/targets/x86_64-linux/lib)
@@ -143,6 +141,10 @@ TRAIN_NO_COMM_CPP := train/config.cpp train/config_rules.cpp train/build.cpp tra
 RANKS_CPP := pipeline/engine.cpp pipeline/gather.cpp $(filter-out $(TRAIN_NO_COMM_CPP),$(wildcard train/*.cpp))
 ifneq ($(HAVE_MPI),1)
   LIB_CPP := $(filter-out $(RANKS_CPP),$(LIB_CPP))
+endif
+# comm/ is built only with MPI (HAVE_MPI=1); NcclCommunicator only with NCCL and CUDA too.
+ifeq ($(HAVE_MPI),1)
+  LIB_CPP += $(if $(filter 11,$(HAVE_NCCL)$(CUDA)),$(wildcard comm/*.cpp),$(filter-out comm/nccl_%.cpp,$(wildcard comm/*.cpp)))
 endif
 LIB_CU := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu),)
 # kernels/cudnn/: host C++ over cuDNN's graph API (compiled by $(CXX): no device code of ours).
@@ -171,8 +173,8 @@ EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.cpp=$(BUILD)/examples/%)
 EXAMPLE_OBJ := $(EXAMPLE_SRC:%.cpp=$(BUILD)/obj/%.o)
 
 # ---- comm (MPI / NCCL): sources, flags, multi-rank tests. BEGIN comm section
-# comm/ is built only with MPI (HAVE_MPI=1); NcclCommunicator only with NCCL and CUDA too.
-# LIB_OBJ was computed above, so it is recomputed here once comm's sources are added.
+# comm/'s sources join the library in the sources section above; here: MPI's flags, NCCL's library,
+# and the multi-rank tests.
 # Multi-rank tests: tests/mpi/test_*.cpp (GoogleTest, own main) and tests/mpi/probe_*.cpp (plain
 # main, exit status checked by the script), run under mpirun by tests/run_mpi_tests.sh.
 MPI_TEST_BIN :=
@@ -182,14 +184,9 @@ ifeq ($(HAVE_MPI),1)
 ifndef ONLY
   MPI_CFLAGS := $(shell $(MPICXX) --showme:compile)
   MPI_LIBS := $(shell $(MPICXX) --showme:link)
-  COMM_CPP := $(wildcard comm/*.cpp)
   ifeq ($(HAVE_NCCL)$(CUDA),11)
     LDLIBS += -lnccl
-  else
-    COMM_CPP := $(filter-out comm/nccl_%.cpp,$(COMM_CPP))
   endif
-  LIB_CPP += $(COMM_CPP)
-  LIB_OBJ := $(LIB_CPP:%.cpp=$(BUILD)/obj/%.o) $(LIB_CU:%.cu=$(BUILD)/obj/%.cu.o)
   # OMPI/MPICH_SKIP_MPICXX: the C API only (the deprecated C++ bindings warn under -Wextra).
   CXXFLAGS += $(MPI_CFLAGS) -DMP_MPI=1 -DOMPI_SKIP_MPICXX=1 -DMPICH_SKIP_MPICXX=1
   LDLIBS += $(MPI_LIBS)

@@ -1,4 +1,4 @@
-// SHA-256 (FIPS 180-4), streaming: the digest behind run checksums and checkpoint integrity.
+// SHA-256 (FIPS 180-4), streaming: the digest behind the run summary's parameter checksum.
 // Generic and dependency-free, so it lives in base/: every layer may use it, it uses nothing.
 #pragma once
 

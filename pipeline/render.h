@@ -1,4 +1,4 @@
-// Text rendering of a schedule for the README, the examples and test failures: one row per
+// Text rendering of a schedule for the docs, the examples and test failures: one row per
 // rank, one fixed-width column per time slot of the unit-cost simulation (every compute action
 // takes 1, transfers are free), so the warm-up, steady state, cool-down and the bubble are
 // visible at a glance.

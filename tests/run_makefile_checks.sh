@@ -2,7 +2,7 @@
 # Checks of the build's own promises (make -n: nothing is built): a missing nlohmann/json stops
 # the build up front with a message naming the fix; a CUDA_ARCH that is not digits falls back to
 # 90 with a message; DEPS=0 keeps `make test` and `make demo` off the network (no `deps` step);
-# cudnn-frontend switches off cleanly.
+# cudnn-frontend switches off cleanly; nvidia-smi is asked only by goals that compile CUDA, once.
 set -u
 # Run as the top-level make would be (the probes print at MAKELEVEL 0 only), also when this script
 # itself runs under `make test`.
@@ -38,6 +38,32 @@ fi
 expect_not "DEPS=0 test" "apt-get" test DEPS=0
 expect_not "DEPS=0 demo" "apt-get" demo DEPS=0
 expect "DEPS=1 test" "apt-get" test DEPS=1
+
+# nvidia-smi (for the default CUDA_ARCH) is run only when CUDA_ARCH is needed, and at most once: a fake
+# one on PATH counts its calls.
+fake_bin=$(mktemp -d)
+cat >"$fake_bin/nvidia-smi" <<FAKE
+#!/bin/sh
+echo called >>"$fake_bin/calls"
+echo 9.0
+FAKE
+chmod +x "$fake_bin/nvidia-smi"
+smi_calls() {  # the make arguments; prints how many times nvidia-smi ran
+    rm -f "$fake_bin/calls"
+    PATH="$fake_bin:$PATH" make -n --no-print-directory "$@" >/dev/null 2>&1
+    if [ -f "$fake_bin/calls" ]; then wc -l <"$fake_bin/calls"; else echo 0; fi
+}
+for goal in clean help "lib CUDA=0"; do
+    calls=$(smi_calls $goal)
+    [ "$calls" = 0 ] || problems+=("make -n $goal ran nvidia-smi $calls times (expected none)")
+done
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+    calls=$(smi_calls -B build/obj/kernels/cuda/init.cu.o build/obj/kernels/cuda/softmax.cu.o)
+    [ "$calls" = 1 ] || problems+=("two CUDA compiles ran nvidia-smi $calls times (expected once)")
+    calls=$(smi_calls -B build/obj/kernels/cuda/init.cu.o CUDA_ARCH=80)
+    [ "$calls" = 0 ] || problems+=("CUDA_ARCH=80 given, yet nvidia-smi ran $calls times")
+fi
+rm -rf "$fake_bin"
 
 echo "==== Makefile checks"
 if [ ${#problems[@]} -eq 0 ]; then

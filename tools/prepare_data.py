@@ -20,13 +20,19 @@ Each input file is one document: its tokens follow an end-of-text token (gpt2; a
 as llm.c does. The last --val-fraction of the whole token stream is the validation split (at least
 --min-val-tokens of it), the rest the training split; the split is deterministic.
 
+Progress goes to stderr (each file as it is encoded, with its size and the running token count and
+rate, at most a line a second for many small files, and each file written); the last line on stdout
+is a JSON summary. --quiet keeps stderr for errors only.
+
     python3 tools/prepare_data.py corpus.txt --out data/corpus --bpe-dir ~/gpt2
 """
 import argparse
 import json
 import os
+import array
 import struct
 import sys
+import time
 
 SHARD_MAGIC, SHARD_VERSION = 20240520, 1
 TOKENIZER_MAGIC, TOKENIZER_VERSION = 20240328, 2
@@ -109,14 +115,31 @@ class Gpt2:
 
 # ---------------------------------------------------------------- files
 
+class Progress:
+    """Lines on stderr, throttled to one a second except those marked `always`."""
+
+    def __init__(self, quiet):
+        self.quiet, self.start, self.last = quiet, time.monotonic(), 0.0
+
+    def say(self, message, always=False):
+        now = time.monotonic()
+        if self.quiet or (not always and now - self.last < 1.0):
+            return
+        self.last = now
+        print(f"prepare_data: [{now - self.start:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
 def write_shard(path, tokens):
     if any(not 0 <= t < 65536 for t in tokens):
         raise PrepareError(f"{path}: a token outside uint16")
     header = [0] * 256
     header[0], header[1], header[2] = SHARD_MAGIC, SHARD_VERSION, len(tokens)
+    values = array.array("H", tokens)
+    if sys.byteorder != "little":
+        values.byteswap()
     with open(path, "wb") as out:
         out.write(struct.pack("<256i", *header))
-        out.write(struct.pack(f"<{len(tokens)}H", *tokens))
+        out.write(values.tobytes())
 
 
 def write_tokenizer(path, encoding):
@@ -154,24 +177,33 @@ def main(argv=None):
                                           "(a Hugging Face gpt2 snapshot) or encoder.json + vocab.bpe")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of the tokens for validation")
     parser.add_argument("--min-val-tokens", type=int, default=0, help="at least this many validation tokens")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
     try:
         if not 0 <= args.val_fraction < 1:
             raise PrepareError(f"--val-fraction {args.val_fraction} is not in [0, 1)")
         encoding = Ascii96() if args.encoding == "ascii96" else Gpt2(args.bpe_dir)
-        tokens = []
-        for path in args.inputs:
+        progress = Progress(args.quiet)
+        tokens, text_bytes = [], 0
+        for number, path in enumerate(args.inputs, start=1):
             try:
                 with open(path, encoding="utf-8") as f:
                     text = f.read()
             except (OSError, UnicodeDecodeError) as error:
                 raise PrepareError(f"{path}: {error}")
             tokens += encoding.encode_document(text, path)
+            text_bytes += len(text.encode("utf-8"))
+            elapsed = max(time.monotonic() - progress.start, 1e-9)
+            progress.say(f"encoded {number}/{len(args.inputs)} {path}: {text_bytes / 1e6:.1f} MB of text so far, "
+                         f"{len(tokens):,} tokens ({len(tokens) / elapsed:,.0f} tokens/s)",
+                         always=number == len(args.inputs))
         train, val = split(tokens, args.val_fraction, args.min_val_tokens)
         os.makedirs(args.out, exist_ok=True)
-        write_shard(os.path.join(args.out, "train.bin"), train)
-        write_shard(os.path.join(args.out, "val.bin"), val)
+        for name, part in (("train.bin", train), ("val.bin", val)):
+            write_shard(os.path.join(args.out, name), part)
+            progress.say(f"wrote {os.path.join(args.out, name)}: {len(part):,} tokens", always=True)
         write_tokenizer(os.path.join(args.out, "tokenizer.bin"), encoding)
+        progress.say(f"wrote {os.path.join(args.out, 'tokenizer.bin')}: {encoding.vocab} tokens", always=True)
     except PrepareError as error:
         print(f"prepare_data: {error}", file=sys.stderr)
         return 1
