@@ -133,12 +133,14 @@ ifeq ($(HAVE_CUDNN_FRONTEND),1)
 endif
 
 # ---------------------------------------------------------------- sources
-LIB_DIRS := base tensor tensor/ops kernels/cpu autograd autograd/functions nn pipeline
+LIB_DIRS := base tensor tensor/ops kernels/cpu autograd autograd/functions nn pipeline train
 LIB_CPP := $(wildcard $(addsuffix /*.cpp,$(LIB_DIRS)))
-# The parts of pipeline/ that talk to other ranks need comm/, which needs MPI.
-PIPELINE_COMM_CPP := pipeline/engine.cpp pipeline/gather.cpp pipeline/trainer.cpp
+# The parts of pipeline/ and train/ that talk to other ranks need comm/, which needs MPI. Without
+# it, train/ is its config and its builders (what test_config and the other unit tests use).
+TRAIN_NO_COMM_CPP := train/config.cpp train/config_rules.cpp train/build.cpp train/data.cpp
+RANKS_CPP := pipeline/engine.cpp pipeline/gather.cpp $(filter-out $(TRAIN_NO_COMM_CPP),$(wildcard train/*.cpp))
 ifneq ($(HAVE_MPI),1)
-  LIB_CPP := $(filter-out $(PIPELINE_COMM_CPP),$(LIB_CPP))
+  LIB_CPP := $(filter-out $(RANKS_CPP),$(LIB_CPP))
 endif
 # comm/ is built only with MPI (HAVE_MPI=1); NcclCommunicator only with NCCL and CUDA too.
 ifeq ($(HAVE_MPI),1)

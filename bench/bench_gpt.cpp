@@ -4,7 +4,7 @@
 // bench/torch_gpt.py runs the same model in PyTorch (eager and torch.compile), and
 // bench/run_bench_gpt.sh joins both into one table (same run).
 //
-// --precision bf16 is the trainer's mixed precision (pipeline/trainer.cpp, pipeline/engine.cpp):
+// --precision bf16 is the trainer's mixed precision (train/build.cpp, pipeline/engine.cpp):
 // float32 master weights, gradients and AdamW state; layers compute with bfloat16 copies of the
 // weights, converted once per step, so activations are bfloat16; the loss is float32.
 //
@@ -35,6 +35,7 @@
 #include "tensor/allocator.h"
 #include "tensor/device_context.h"
 #include "tensor/peak_flops.h"
+#include "train/build.h"
 
 #if MP_CUDA
 #include <cuda_runtime.h>
@@ -51,7 +52,7 @@ struct Options {
     std::vector<int64_t> batches{8, 16};
     int64_t timed_steps = 10;
     int64_t warmup_steps = 3;
-    std::string precision = "fp32";  // fp32 | tf32 | bf16
+    train::Precision precision = train::Precision::Fp32;
     std::string device = "cuda";     // cuda | cpu
     std::string json_path;
     int threads = 0;  // CPU threads; 0 leaves OpenMP's default
@@ -117,6 +118,7 @@ struct OptionSpec {
 };
 
 const std::vector<OptionSpec>& option_table() {
+    static const std::string precision_names = enum_names(train::Precision{}).joined("|");  // "fp32|tf32|bf16"
     static const std::vector<OptionSpec> table = {
         {"--batch", "B[,B...]", "batch sizes, each run in turn (default 8,16)",
          [](Options& o, const std::string& v) { o.batches = parse_int_list("--batch", v); }},
@@ -124,10 +126,10 @@ const std::vector<OptionSpec>& option_table() {
          [](Options& o, const std::string& v) { o.timed_steps = parse_int("--steps", v); }},
         {"--warmup", "N", "untimed steps before them (default 3)",
          [](Options& o, const std::string& v) { o.warmup_steps = parse_int("--warmup", v); }},
-        {"--precision", "fp32|tf32|bf16",
+        {"--precision", precision_names.c_str(),
          "fp32: exact float32 GEMMs; tf32: float32 GEMMs on TF32 tensor cores (GPU only, the CPU stays exact); "
          "bf16: mixed precision, float32 masters and bfloat16 compute copies (default fp32)",
-         [](Options& o, const std::string& v) { o.precision = v; }},
+         [](Options& o, const std::string& v) { o.precision = parse_enum<train::Precision>(v, "--precision"); }},
         {"--device", "cuda|cpu", "where to train (default cuda; without a GPU: says so and exits 0)",
          [](Options& o, const std::string& v) { o.device = v; }},
         {"--json", "FILE", "write the results as JSON (for bench/report_gpt.py)",
@@ -184,8 +186,6 @@ bool parse_options(int argc, char** argv, Options& options) {
             found->apply(options, argv[++i]);
         }
     }
-    if (options.precision != "fp32" && options.precision != "tf32" && options.precision != "bf16")
-        throw std::invalid_argument("--precision must be fp32, tf32 or bf16, got '" + options.precision + "'");
     if (options.device != "cuda" && options.device != "cpu")
         throw std::invalid_argument("--device must be cuda or cpu, got '" + options.device + "'");
     if (options.timed_steps < 1 || options.warmup_steps < 0)
@@ -215,7 +215,7 @@ struct BatchResult {
 
 struct RunInfo {
     std::string device_label;  // "cpu (2 threads)" / "NVIDIA H200"
-    std::string precision;
+    train::Precision precision = train::Precision::Fp32;
     double peak_flops = NAN;
     std::string peak_label;
     int64_t parameters = 0;         // every parameter
@@ -287,9 +287,9 @@ BatchResult run_batch(const Options& options, int64_t batch, Device device, cons
     model->train();
     const std::vector<Tensor> parameters = model->parameters();  // float32 masters in every precision
     nn::AdamW optimizer(parameters, nn::AdamWOptions{kLearningRate, kBeta1, kBeta2, kEps, kWeightDecay});
-    // Mixed precision for this batch's steps, as the trainer holds it for a whole run.
-    nn::ComputeDTypeScope compute_dtype(options.precision == "bf16" ? std::optional<DType>(DType::BFloat16)
-                                                                     : std::nullopt);
+    // The precision for this batch's steps, as the trainer holds it for a whole run (on the CPU, tf32
+    // was turned into fp32 before: its GEMMs are exact).
+    const train::PrecisionScope precision(info.precision);
 
     const double tokens_per_step = static_cast<double>(batch * options.model.context);
     std::vector<double> step_ms;
@@ -350,7 +350,7 @@ bool write_json(const std::string& path, const Options& options, const RunInfo& 
     out << "{\n";
     out << "  \"system\": \"minipipe\",\n";
     out << "  \"device\": " << json_string(info.device_label) << ",\n";
-    out << "  \"precision\": " << json_string(info.precision) << ",\n";
+    out << "  \"precision\": " << json_string(name_of(info.precision)) << ",\n";
     out << "  \"model\": {\"layers\": " << m.layers << ", \"heads\": " << m.heads << ", \"channels\": " << m.channels
         << ", \"context\": " << m.context << ", \"vocab\": " << m.vocab << "},\n";
     out << "  \"parameters\": " << info.parameters << ",\n";
@@ -407,8 +407,8 @@ int run_benchmark(int argc, char** argv) {
         CUDA_CHECK(cudaGetDeviceProperties(&properties, 0));
         info.device_label = properties.name;
         if (const PeakEntry* entry = find_peak(info.device_label)) {
-            info.peak_flops = entry->for_precision(options.precision);
-            info.peak_label = std::string(entry->label) + ", " + PeakEntry::precision_label(options.precision);
+            info.peak_flops = entry->for_precision(name_of(options.precision));
+            info.peak_label = std::string(entry->label) + ", " + PeakEntry::precision_label(name_of(options.precision));
         } else {
             info.peak_label = "unknown device: not in the peak table";
         }
@@ -417,13 +417,12 @@ int run_benchmark(int argc, char** argv) {
         if (options.threads > 0) set_cpu_threads(options.threads);
         info.device_label = "cpu (" + std::to_string(cpu_threads()) + " threads)";
         info.peak_label = "CPU: no peak known";
-        if (options.precision == "tf32") {
+        if (options.precision == train::Precision::Tf32) {
             std::printf("bench_gpt: TF32 does not apply on the CPU: GEMMs run in exact fp32\n");
-            info.precision = "fp32";
+            info.precision = train::Precision::Fp32;
         }
         // bf16 stays bf16 on the CPU: its kernels compute in float32 and round to bfloat16 on store.
     }
-    set_matmul_precision(info.precision == "tf32" ? MatmulPrecision::TF32 : MatmulPrecision::Exact);
 
     const nn::GPTConfig& m = options.model;
     const nn::ModelSpec spec = nn::gpt_spec(m);  // checks the shape before anything is allocated
@@ -438,7 +437,7 @@ int run_benchmark(int argc, char** argv) {
     const std::string peak_text = std::isfinite(info.peak_flops)
                                       ? std::to_string(static_cast<int>(info.peak_flops / 1e12)) + " TFLOP/s"
                                       : "n/a";
-    std::printf("device: %s, precision %s, peak %s (%s)\n", info.device_label.c_str(), info.precision.c_str(),
+    std::printf("device: %s, precision %s, peak %s (%s)\n", info.device_label.c_str(), name_of(info.precision),
                 peak_text.c_str(), info.peak_label.c_str());
     std::printf("flops per token = 6*N + 6*L*C*T = %.4g (attention over the causal lower triangle)\n",
                 info.flops_per_token);

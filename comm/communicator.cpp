@@ -10,22 +10,6 @@
 
 namespace mp::comm {
 
-const char* backend_name(Backend backend) {
-    switch (backend) {
-        case Backend::Auto: return "auto";
-        case Backend::Nccl: return "nccl";
-        case Backend::Mpi: return "mpi";
-    }
-    return "?";
-}
-
-Backend parse_backend(const std::string& name) {
-    if (name == "auto") return Backend::Auto;
-    if (name == "nccl") return Backend::Nccl;
-    if (name == "mpi") return Backend::Mpi;
-    throw std::invalid_argument(str("comm backend '", name, "': expected auto, nccl or mpi"));
-}
-
 const char* reduce_op_name(ReduceOp op) { return op == ReduceOp::Sum ? "sum" : "max"; }
 
 std::string describe(const Transfer& transfer) {

@@ -8,13 +8,18 @@
 #include <string>
 #include <vector>
 
+#include "base/enum_names.h"
 #include "tensor/tensor.h"
 
 namespace mp::comm {
 
 enum class Backend { Auto, Nccl, Mpi };
-const char* backend_name(Backend backend);  // "auto", "nccl", "mpi"
-Backend parse_backend(const std::string& name);  // throws std::invalid_argument naming the choices
+
+// Header-only, so that a config can name a backend in a build without MPI (no comm/ library).
+inline const EnumNames<Backend>& enum_names(Backend) {
+    static const EnumNames<Backend> names{{Backend::Auto, "auto"}, {Backend::Nccl, "nccl"}, {Backend::Mpi, "mpi"}};
+    return names;
+}
 
 enum class ReduceOp { Sum, Max };
 const char* reduce_op_name(ReduceOp op);

@@ -112,7 +112,7 @@ std::unique_ptr<Communicator> make_communicator(const CommOptions& options) {
     CommOptions world_options = options;
     const char* from_env = std::getenv("MINIPIPE_COMM_BACKEND");
     if (options.backend == Backend::Auto && from_env != nullptr && *from_env != '\0')
-        world_options.backend = parse_backend(from_env);
+        world_options.backend = parse_enum<Backend>(from_env, "MINIPIPE_COMM_BACKEND");
     return make_communicator(MPI_COMM_WORLD, world_options);
 }
 
@@ -142,7 +142,7 @@ std::unique_ptr<Communicator> make_communicator(MPI_Comm comm, const CommOptions
 
     BackendChoice choice = decide_backend(options.backend, ranks, MP_NCCL && MP_CUDA);
     if (options.log_choice && rank == 0) {
-        std::printf("minipipe comm: backend %s for %d rank%s (%s%s)\n", backend_name(choice.backend), size,
+        std::printf("minipipe comm: backend %s for %d rank%s (%s%s)\n", name_of(choice.backend), size,
                     size == 1 ? "" : "s", options.backend == Backend::Auto ? "auto: " : "", choice.reason.c_str());
         std::fflush(stdout);
     }

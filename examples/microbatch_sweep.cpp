@@ -14,10 +14,12 @@
 #include "examples/support/trainer_main.h"
 #include "pipeline/schedule.h"
 #include "pipeline/simulate.h"
-#include "pipeline/trainer.h"
+#include "train/build.h"
+#include "train/trainer.h"
 
 using namespace mp;
 using namespace mp::pipeline;
+using namespace mp::train;
 
 namespace {
 
@@ -102,13 +104,13 @@ int main(int argc, char** argv) {
             const int64_t global_batch = config.train_batch_size;
             const std::vector<std::string> schedules = parse_schedules(command_line.extra.at("--schedules"));
             // What the sweep will run, checked before the baseline spends any time.
-            MP_REQUIRE(config.model.kind == "realistic", "microbatch_sweep runs the seed's RealisticModel: model.kind must be "
-                       "\"realistic\", got \"", config.model.kind, "\"");
+            MP_REQUIRE(config.model.kind == ModelKind::Realistic, "microbatch_sweep runs the seed's RealisticModel: "
+                       "model.kind must be \"realistic\", got \"", name_of(config.model.kind), "\"");
             for (const std::string& schedule : schedules) {
                 const int v = schedule_info(schedule).default_virtual_stages;
                 MP_REQUIRE(K * v <= model_layer_count(config), "microbatch_sweep: ", K, " ranks make ", K * v,
                            " pipeline stages for ", schedule, " but the model has only ", model_layer_count(config),
-                           " layers (model.blocks + 2): use fewer ranks or more blocks");
+                           " layers (the embedding, the blocks and the head): use fewer ranks or more blocks");
             }
             std::vector<int64_t> micro_batch_sizes;
             for (int64_t micro_batch_size : {4, 8, 16, 32})
@@ -142,8 +144,8 @@ int main(int argc, char** argv) {
                 baseline.micro_batches = 1;
                 baseline.micro_batch_size = global_batch;
                 baseline.train_batch_size = global_batch;
-                baseline.pipeline.partition = "uniform";
-                TrainResult r = train(baseline, *solo, gpu, false);
+                baseline.pipeline.partition = PartitionMethod::Uniform;
+                TrainResult r = train::train(baseline, *solo, gpu, false);
                 rows.push_back({"one rank", 1, 1, r.summary.samples_per_second, 0, 0, 0, 0, 1,
                                 r.summary.peak_stash_per_stage.empty() ? 0.0 : r.summary.peak_stash_per_stage[0] / 1048576.0, ""});
             }
@@ -173,7 +175,7 @@ int main(int argc, char** argv) {
                     run.micro_batch_size = micro_batch_size;
                     run.micro_batches = M;
                     run.train_batch_size = global_batch;
-                    TrainResult r = train(run, world, gpu, false);
+                    TrainResult r = train::train(run, world, gpu, false);
                     if (world.rank() != 0) continue;
                     Schedule plan = make_schedule(schedule, K, M, v);
                     const Costs costs = measured_costs(r.last_traces, plan.stages);

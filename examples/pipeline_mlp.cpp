@@ -4,15 +4,15 @@
 #include <cstdio>
 
 #include "examples/support/trainer_main.h"
-#include "pipeline/trainer.h"
+#include "train/trainer.h"
 
 int main(int argc, char** argv) {
     return mp::examples::trainer_main(
         argc, argv, "pipeline_mlp", "An MLP split into pipeline stages, one per rank: the classic demo.",
         "examples/configs/pipeline_mlp.json",
-        [](const mp::pipeline::TrainConfig& config, mp::comm::Communicator& world, int gpu,
+        [](const mp::train::TrainConfig& config, mp::comm::Communicator& world, int gpu,
            const mp::examples::TrainerCommandLine&) {
-            mp::pipeline::TrainResult result = mp::pipeline::train(config, world, gpu);
+            mp::train::TrainResult result = mp::train::train(config, world, gpu);
             if (world.rank() == 0) {
                 std::printf("the last step, stage by stage (action: start-end in ms):\n");
                 for (const mp::pipeline::StageTrace& trace : result.last_traces) {

@@ -4,15 +4,15 @@
 // writes the trace, the timeline and checkpoints; samples text at the end. Runs without mpirun
 // too (one rank, one stage).
 #include "examples/support/trainer_main.h"
-#include "pipeline/trainer.h"
+#include "train/trainer.h"
 
 int main(int argc, char** argv) {
     return mp::examples::trainer_main(
         argc, argv, "train_gpt", "Trains a GPT with pipeline parallelism (GPipe or 1F1B) under mpirun.",
         "examples/configs/train_gpt.json",
-        [](const mp::pipeline::TrainConfig& config, mp::comm::Communicator& world, int gpu,
+        [](const mp::train::TrainConfig& config, mp::comm::Communicator& world, int gpu,
            const mp::examples::TrainerCommandLine&) {
-            mp::pipeline::train(config, world, gpu);
+            mp::train::train(config, world, gpu);
             return 0;
         });
 }

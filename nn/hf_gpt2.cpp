@@ -40,11 +40,11 @@ void require_field(const json& config, const char* field, const json& default_va
 }
 
 // Every tensor of the file, by key without the "transformer." prefix, with the shape GPT-2 stores.
-std::map<std::string, Shape> expected_shapes(const HfGpt2Config& hf) {
-    const int64_t C = hf.channels;
-    std::map<std::string, Shape> shapes = {{"wte.weight", {hf.vocab, C}}, {"wpe.weight", {hf.context, C}},
+std::map<std::string, Shape> expected_shapes(const GPTConfig& gpt) {
+    const int64_t C = gpt.channels;
+    std::map<std::string, Shape> shapes = {{"wte.weight", {gpt.vocab, C}}, {"wpe.weight", {gpt.context, C}},
                                            {"ln_f.weight", {C}},          {"ln_f.bias", {C}}};
-    for (int64_t l = 0; l < hf.layers; ++l) {
+    for (int64_t l = 0; l < gpt.layers; ++l) {
         const std::string h = "h." + std::to_string(l) + ".";
         shapes[h + "ln_1.weight"] = {C};
         shapes[h + "ln_1.bias"] = {C};
@@ -89,9 +89,9 @@ std::map<std::string, std::string> keys_without_prefix(const SafetensorsIndex& i
 void check_header(const HfGpt2Config& hf, const SafetensorsIndex& index,
                   const std::map<std::string, std::string>& keys) {
     const std::string where = "GPT-2 checkpoint '" + index.path + "'";
-    const std::string sizes = str(" (config.json: n_layer ", hf.layers, ", n_embd ", hf.channels, ", vocab_size ",
-                                  hf.vocab, ", n_positions ", hf.context, ")");
-    for (const auto& [key, shape] : expected_shapes(hf)) {
+    const std::string sizes = str(" (config.json: n_layer ", hf.gpt.layers, ", n_embd ", hf.gpt.channels,
+                                  ", vocab_size ", hf.gpt.vocab, ", n_positions ", hf.gpt.context, ")");
+    for (const auto& [key, shape] : expected_shapes(hf.gpt)) {
         auto found = keys.find(key);
         MP_REQUIRE(found != keys.end(), where, ": missing key '", key, "' (or '", kPrefix, key, "'), expected shape ",
                    shape_str(shape), sizes);
@@ -101,13 +101,14 @@ void check_header(const HfGpt2Config& hf, const SafetensorsIndex& index,
         MP_REQUIRE(entry.dtype == DType::Float32 || entry.dtype == DType::Float64 || entry.dtype == DType::BFloat16,
                    where, ": key '", found->second, "' is ", dtype_name(entry.dtype), ", not a floating-point tensor");
     }
-    const std::map<std::string, Shape> expected = expected_shapes(hf);
+    const std::map<std::string, Shape> expected = expected_shapes(hf.gpt);
     for (const auto& [key, stored] : keys) {
         if (expected.count(key) || is_dropped_buffer(key)) continue;
         if (key == "lm_head.weight") {  // tied: allowed when it is wte (checked where the head loads)
             const SafetensorsEntry& entry = index.entries.at(stored);
-            MP_REQUIRE(entry.shape == Shape({hf.vocab, hf.channels}), where, ": key '", stored, "' has shape ",
-                       shape_str(entry.shape), " but the tied head needs ", shape_str({hf.vocab, hf.channels}));
+            MP_REQUIRE(entry.shape == Shape({hf.gpt.vocab, hf.gpt.channels}), where, ": key '", stored,
+                       "' has shape ", shape_str(entry.shape), " but the tied head needs ",
+                       shape_str({hf.gpt.vocab, hf.gpt.channels}));
             continue;
         }
         throw std::invalid_argument(str(where, ": unexpected key '", stored, "' (shape ",
@@ -176,38 +177,26 @@ HfGpt2Config read_hf_gpt2_config(const std::string& init_from) {
     const json activation = config.value("activation_function", json("gelu_new"));
     MP_REQUIRE(activation == "gelu_new" || activation == "gelu_pytorch_tanh", path, ": activation_function ",
                activation.dump(), " is not the tanh GELU (gelu_new) that minipipe's GPT uses");
-    hf.vocab = positive_int(config, "vocab_size", path);
-    hf.context = positive_int(config, "n_positions", path);
-    hf.layers = positive_int(config, "n_layer", path);
-    hf.heads = positive_int(config, "n_head", path);
-    hf.channels = positive_int(config, "n_embd", path);
-    MP_REQUIRE(hf.channels % hf.heads == 0, path, ": n_embd ", hf.channels, " is not divisible by n_head ", hf.heads);
+    hf.gpt.vocab = positive_int(config, "vocab_size", path);
+    hf.gpt.context = positive_int(config, "n_positions", path);
+    hf.gpt.layers = positive_int(config, "n_layer", path);
+    hf.gpt.heads = positive_int(config, "n_head", path);
+    hf.gpt.channels = positive_int(config, "n_embd", path);
+    MP_REQUIRE(hf.gpt.channels % hf.gpt.heads == 0, path, ": n_embd ", hf.gpt.channels, " is not divisible by n_head ",
+               hf.gpt.heads);
     if (config.contains("n_inner") && !config.at("n_inner").is_null())
-        MP_REQUIRE(config.at("n_inner") == 4 * hf.channels, path, ": n_inner ", config.at("n_inner").dump(),
-                   " is not 4 × n_embd = ", 4 * hf.channels, " (minipipe's MLP is 4 × wide)");
+        MP_REQUIRE(config.at("n_inner") == 4 * hf.gpt.channels, path, ": n_inner ", config.at("n_inner").dump(),
+                   " is not 4 × n_embd = ", 4 * hf.gpt.channels, " (minipipe's MLP is 4 × wide)");
     require_field(config, "tie_word_embeddings", true, true, path, "the head is the token embedding");
+    hf.gpt.tie_embeddings = true;
     require_field(config, "add_cross_attention", false, false, path, "no cross-attention");
     require_field(config, "scale_attn_weights", true, true, path, "attention scaled by 1/sqrt(head size)");
     require_field(config, "scale_attn_by_inverse_layer_idx", false, false, path, "no per-layer attention scaling");
     const json eps = config.value("layer_norm_epsilon", json(1e-5));
     MP_REQUIRE(eps.is_number() && eps.get<double>() > 0, path, ": layer_norm_epsilon must be a positive number, got ",
                eps.dump());
-    hf.layer_norm_eps = eps.get<double>();
+    hf.gpt.layer_norm_eps = eps.get<double>();
     return hf;
-}
-
-GPTConfig gpt_config_of(const HfGpt2Config& hf, uint64_t seed, double dropout) {
-    GPTConfig config;
-    config.vocab = hf.vocab;
-    config.context = hf.context;
-    config.layers = hf.layers;
-    config.heads = hf.heads;
-    config.channels = hf.channels;
-    config.layer_norm_eps = hf.layer_norm_eps;
-    config.tie_embeddings = true;
-    config.seed = seed;
-    config.dropout = dropout;
-    return config;
 }
 
 HfKey hf_key_of(const std::string& name) {
@@ -279,10 +268,7 @@ void export_hf_gpt2(const std::string& dir, const NamedTensors& whole_model, con
             host = host.slice(0, config.vocab).clone();
         tensors.emplace_back(kPrefix + where.key, as_float32(host, where.transposed));
     }
-    HfGpt2Config shapes;
-    shapes.vocab = config.vocab, shapes.context = config.context, shapes.layers = config.layers;
-    shapes.heads = config.heads, shapes.channels = config.channels;
-    for (const auto& [key, shape] : expected_shapes(shapes))
+    for (const auto& [key, shape] : expected_shapes(config))
         MP_REQUIRE(written.count(key), "export.hf: the model has no parameter for '", key, "' (shape ",
                    shape_str(shape), "): export the whole model");
     fs::create_directories(dir);

@@ -12,10 +12,11 @@
 
 namespace mp::nn {
 
-// What a GPT-2 config.json says, with where it and the weights are.
+// What a GPT-2 config.json says — the GPT it describes — with where it and the weights are.
 struct HfGpt2Config {
-    int64_t vocab = 0, context = 0, layers = 0, heads = 0, channels = 0;  // vocab_size, n_positions, n_layer, ...
-    double layer_norm_eps = 1e-5;                                         // layer_norm_epsilon
+    // vocab_size, n_positions, n_layer, n_head, n_embd and layer_norm_epsilon; tied embeddings;
+    // GPTConfig's own seed and dropout (a trainer sets its own).
+    GPTConfig gpt;
     std::string config_path, weights_path;
 };
 
@@ -26,9 +27,6 @@ struct HfGpt2Config {
 // other than the tanh GELU (gelu_new, gelu_pytorch_tanh), n_inner other than 4·n_embd, an untied
 // head, cross-attention, attention scaled by the layer index, and sizes that are not positive.
 HfGpt2Config read_hf_gpt2_config(const std::string& init_from);
-
-// The GPTConfig of that checkpoint (tied embeddings), with minipipe's `seed` and `dropout`.
-GPTConfig gpt_config_of(const HfGpt2Config& hf, uint64_t seed = 1337, double dropout = 0.0);
 
 // Where minipipe's parameter `name` (e.g. "blocks.1.attn.qkv.weight") lives in a GPT-2 file:
 // its key without the "transformer." prefix ("h.1.attn.c_attn.weight") and whether it is stored

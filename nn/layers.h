@@ -186,9 +186,9 @@ class TransformerBlock : public Module {
     std::shared_ptr<Dropout> dropout_;
 };
 
-// GPT's last layer: logits = ln_f(x) · weightᵀ, weight (vocab, C), no bias. One pipeline layer, so
-// a GPT of L blocks is L + 2 layers (embedding, blocks, this). `weight` is initialised by the
-// caller: with tied embeddings it is the token embedding's table (or a copy of it on another stage).
+// GPT's last layer: logits = ln_f(x) · weightᵀ, weight (vocab, C), no bias. One pipeline layer (see
+// nn::gpt_layer_count). `weight` is initialised by the caller: with tied embeddings it is the token
+// embedding's table (or a copy of it on another stage).
 class LMHead : public Module {
   public:
     LMHead(Tensor weight, double layer_norm_eps = 1e-5);

@@ -11,6 +11,14 @@
 
 namespace mp::nn {
 
+// How many layers each model has: the units a pipeline partitions (what its spec's size() is).
+// An MLP of n widths: n - 1 Linears and the n - 2 ReLUs between them.
+constexpr int64_t mlp_layer_count(int64_t widths) { return 2 * widths - 3; }
+// A GPT of L blocks: the embedding, the blocks, and the head (final LayerNorm + projection) as one.
+constexpr int64_t gpt_layer_count(int64_t blocks) { return blocks + 2; }
+// The RealisticModel: the embedding, the blocks, the head.
+constexpr int64_t realistic_layer_count(int64_t blocks) { return blocks + 2; }
+
 // Linear(w0, w1) -> ReLU -> Linear(w1, w2) -> ... -> Linear(w_{n-2}, w_{n-1}); no ReLU after the last.
 // Layers are named "0", "1", ...
 ModelSpec mlp_spec(const std::vector<int64_t>& widths, uint64_t seed);
@@ -33,7 +41,7 @@ struct GPTConfig {
     int64_t table_rows() const { return padded_vocab > vocab ? padded_vocab : vocab; }
 };
 // [embed: TokenPositionEmbedding, blocks.0 .. blocks.{L-1}: TransformerBlock, head: LMHead (final
-//  LayerNorm + vocabulary projection)] — L + 2 layers, as the pipeline counts them — with GPT-2
+//  LayerNorm + vocabulary projection)] — gpt_layer_count(L) layers, as the pipeline counts them — with GPT-2
 // initialisation. Parameters: embed.wte, embed.wpe, blocks.<l>.…, head.ln_f.weight, head.ln_f.bias,
 // head.weight. With tie_embeddings, head.weight is tied to embed.wte (spec.ties): built together
 // they are one parameter; the head built alone holds a copy with embed.wte's initial values.

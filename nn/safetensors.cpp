@@ -2,7 +2,7 @@
 // checkpoint reader needs before it trusts any offset, and the atomic file write (temporary
 // file, fsync, rename, fsync of the directory) that every checkpoint file goes through.
 #include "nn/safetensors.h"
-#include "nn/json_limits.h"
+#include "base/json_limits.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -26,24 +26,6 @@ std::string list_str(const std::vector<int64_t>& values) {
 }
 }  // namespace
 
-PartitionMethod parse_partition_method(const std::string& name) {
-    if (name == "uniform") return PartitionMethod::Uniform;
-    if (name == "parameters") return PartitionMethod::Parameters;
-    if (name == "time") return PartitionMethod::Time;
-    if (name == "balance") return PartitionMethod::Balance;
-    throw std::invalid_argument("partition: unknown method '" + name + "' (uniform, parameters, time or balance)");
-}
-
-const char* partition_method_name(PartitionMethod method) {
-    switch (method) {
-        case PartitionMethod::Uniform: return "uniform";
-        case PartitionMethod::Parameters: return "parameters";
-        case PartitionMethod::Time: return "time";
-        case PartitionMethod::Balance: return "balance";
-    }
-    return "?";
-}
-
 std::vector<StageRange> uniform_partition(int64_t layers, int stages) {
     require_enough_layers(layers, stages);
     std::vector<StageRange> ranges;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "base/enum_names.h"
 #include "nn/model_spec.h"
 
 namespace mp::pipeline {
@@ -21,8 +22,14 @@ struct StageRange {
 };
 
 enum class PartitionMethod { Uniform, Parameters, Time, Balance };
-PartitionMethod parse_partition_method(const std::string& name);  // "uniform" | "parameters" | "time" | "balance"
-const char* partition_method_name(PartitionMethod method);
+
+inline const EnumNames<PartitionMethod>& enum_names(PartitionMethod) {
+    static const EnumNames<PartitionMethod> names{{PartitionMethod::Uniform, "uniform"},
+                                                  {PartitionMethod::Parameters, "parameters"},
+                                                  {PartitionMethod::Time, "time"},
+                                                  {PartitionMethod::Balance, "balance"}};
+    return names;
+}
 
 // Sizes differ by at most one; the earlier stages take the extra layers.
 std::vector<StageRange> uniform_partition(int64_t layers, int stages);

@@ -1,9 +1,9 @@
 // The re-materialization modes of a pipeline stage (what it keeps between a micro-batch's forward
-// and backward), with their config names. Apart from the engine so configs can name them
+// and backward), with their one name table. Apart from the engine so configs can name them
 // without pulling in communication.
 #pragma once
 
-#include <string>
+#include "base/enum_names.h"
 
 namespace mp::pipeline {
 
@@ -11,7 +11,12 @@ namespace mp::pipeline {
 // each micro-batch's stage input and recompute the forward under a fresh tape right before its
 // backward), except_last (always, but not for the last micro-batch, whose backward comes first).
 enum class Rematerialization { Never, Always, ExceptLast };
-Rematerialization parse_rematerialization(const std::string& name);
-const char* rematerialization_name(Rematerialization mode);
+
+inline const EnumNames<Rematerialization>& enum_names(Rematerialization) {
+    static const EnumNames<Rematerialization> names{{Rematerialization::Never, "never"},
+                                                    {Rematerialization::Always, "always"},
+                                                    {Rematerialization::ExceptLast, "except_last"}};
+    return names;
+}
 
 }  // namespace mp::pipeline

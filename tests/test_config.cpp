@@ -7,16 +7,22 @@
 #include <fstream>
 #include <set>
 
-#include "pipeline/config.h"
-#include "pipeline/rematerialization.h"
-#include "pipeline/partition.h"
+#include "nn/models.h"
 #include "pipeline/schedule.h"
 #include "tests/support/test_util.h"
-#if MP_MPI
-#include "comm/communicator.h"
-#endif
+#include "train/build.h"
+#include "train/config.h"
+#include "train/config_rules.h"
 
-using namespace mp::pipeline;
+using namespace mp::train;
+using mp::config::KeySpec;
+using mp::config::KeyType;
+using mp::config::key_type_name;
+using mp::pipeline::PartitionMethod;
+using mp::pipeline::Rematerialization;
+using mp::pipeline::schedule_kinds;
+using mp::pipeline::schedule_registry;
+using mp::pipeline::ScheduleInfo;
 using mp::testing::expect_invalid_argument;
 using nlohmann::json;
 
@@ -67,21 +73,21 @@ TEST(Config, DefaultsFillIn) {
     EXPECT_EQ(c.micro_batch_size, 4);
     EXPECT_EQ(c.micro_batches, 4);
     EXPECT_EQ(c.train_batch_size, 16);  // 0 in the table: resolved to 4 × 4 × 1
-    EXPECT_EQ(c.model.kind, "gpt");
+    EXPECT_EQ(c.model.kind, ModelKind::Gpt);
     EXPECT_EQ(c.model.widths, (std::vector<int64_t>{64, 128, 128, 10}));
-    EXPECT_EQ(c.optimizer.type, "adamw");
+    EXPECT_EQ(c.optimizer.type, OptimizerKind::AdamW);
     EXPECT_DOUBLE_EQ(c.optimizer.lr, 1e-3);
-    EXPECT_EQ(c.lr_schedule.kind, "cosine");
-    EXPECT_EQ(c.precision, "fp32");
+    EXPECT_EQ(c.lr_schedule.kind, LrScheduleKind::Cosine);
+    EXPECT_EQ(c.precision, Precision::Fp32);
     EXPECT_EQ(c.pipeline.stages, 1);
-    EXPECT_EQ(c.pipeline.partition, "uniform");
+    EXPECT_EQ(c.pipeline.partition, PartitionMethod::Uniform);
     EXPECT_TRUE(c.pipeline.balance.empty());
     EXPECT_EQ(c.pipeline.schedule, "1f1b");
-    EXPECT_EQ(c.pipeline.rematerialization, "never");
-    EXPECT_EQ(c.comm.backend, "auto");
+    EXPECT_EQ(c.pipeline.rematerialization, Rematerialization::Never);
+    EXPECT_EQ(c.comm.backend, mp::comm::Backend::Auto);
     EXPECT_DOUBLE_EQ(c.comm.timeout_s, 300.0);
-    EXPECT_EQ(c.data.kind, "synthetic");
-    EXPECT_EQ(c.device, "auto");
+    EXPECT_EQ(c.data.kind, DataKind::Synthetic);
+    EXPECT_EQ(c.device, DeviceChoice::Auto);
     EXPECT_FALSE(c.log.memory);
     EXPECT_EQ(c.trace.path, "");
     EXPECT_EQ(c.checkpoint.every, 0);
@@ -91,14 +97,14 @@ TEST(Config, DefaultsFillIn) {
     // resolved, the latter to the schedule's own).
     EXPECT_EQ(c.pipeline.virtual_stages, 1);
     json resolved = to_json(c);
-    for (const ConfigKey& key : config_keys()) {
+    for (const KeySpec& key : config_keys()) {
         if (key.path == "train_batch_size" || key.path == "pipeline.virtual_stages") continue;
         EXPECT_EQ(resolved.at(pointer_of(key.path)), key.default_value) << key.path;
     }
     // A partial section keeps the defaults of its other keys.
     TrainConfig partial = parse(R"({"pipeline": {"schedule": "naive"}})");
     EXPECT_EQ(partial.pipeline.schedule, "naive");
-    EXPECT_EQ(partial.pipeline.partition, "uniform");
+    EXPECT_EQ(partial.pipeline.partition, PartitionMethod::Uniform);
 }
 
 TEST(Config, FullConfigIsReadAndRoundTrips) {
@@ -109,7 +115,7 @@ TEST(Config, FullConfigIsReadAndRoundTrips) {
     EXPECT_DOUBLE_EQ(c.optimizer.eps, 1e-6);
     EXPECT_DOUBLE_EQ(c.comm.timeout_s, 30.0);  // an int where a float is expected is accepted
     EXPECT_EQ(c.pipeline.balance, (std::vector<int64_t>{4, 3}));
-    EXPECT_EQ(c.pipeline.rematerialization, "except_last");
+    EXPECT_EQ(c.pipeline.rematerialization, Rematerialization::ExceptLast);
     EXPECT_EQ(c.data.path, "corpus.txt");
     EXPECT_TRUE(c.log.memory);
     EXPECT_EQ(c.trace.svg, "timeline.svg");
@@ -245,7 +251,7 @@ TEST(Config, EnumeratedValues) {
     expect_rejected(R"({"optimizer": {"type": "adam"}})", {"optimizer.type", "adamw | sgd"});
     expect_rejected(R"({"lr_schedule": {"kind": "linear"}})", {"lr_schedule.kind", "cosine | constant"});
     expect_rejected(R"({"precision": "fp16"})", {"precision", "fp32 | tf32 | bf16"});
-    EXPECT_EQ(parse(R"({"precision": "bf16"})").precision, "bf16");
+    EXPECT_EQ(parse(R"({"precision": "bf16"})").precision, Precision::Bf16);
     expect_rejected(R"({"precision": "bf16", "model": {"kind": "mlp"}, "data": {"kind": "synthetic"}})",
                     {"precision bf16 needs a model whose input is token ids", "mlp"});
     expect_rejected(R"({"comm": {"backend": "gloo"}})", {"comm.backend", "auto | nccl | mpi"});
@@ -253,23 +259,38 @@ TEST(Config, EnumeratedValues) {
     expect_rejected(R"({"device": "tpu"})", {"device", "auto | cpu | cuda"});
 }
 
-// The choices in the table are the names the rest of the library parses.
-TEST(Config, ChoicesAgreeWithTheLibraryParsers) {
+// The choices of an enumerated key are its enum's name table (the schedule's: the registry), and
+// every name reads back as the value that prints as it.
+TEST(Config, ChoicesAreTheEnumNameTables) {
     auto choices_of = [](const std::string& path) {
-        for (const ConfigKey& key : config_keys())
+        for (const KeySpec& key : config_keys())
             if (key.path == path) return key.choices;
         ADD_FAILURE() << "no key " << path;
         return std::vector<std::string>{};
     };
     EXPECT_EQ(choices_of("pipeline.schedule"), schedule_kinds());
+    EXPECT_EQ(choices_of("model.kind"), enum_names(ModelKind{}).names());
+    EXPECT_EQ(choices_of("optimizer.type"), enum_names(OptimizerKind{}).names());
+    EXPECT_EQ(choices_of("lr_schedule.kind"), enum_names(LrScheduleKind{}).names());
+    EXPECT_EQ(choices_of("precision"), enum_names(Precision{}).names());
+    EXPECT_EQ(choices_of("pipeline.partition"), enum_names(PartitionMethod{}).names());
+    EXPECT_EQ(choices_of("pipeline.rematerialization"), enum_names(Rematerialization{}).names());
+    EXPECT_EQ(choices_of("comm.backend"), enum_names(mp::comm::Backend{}).names());
+    EXPECT_EQ(choices_of("data.kind"), enum_names(DataKind{}).names());
+    EXPECT_EQ(choices_of("device"), enum_names(DeviceChoice{}).names());
     for (const std::string& name : choices_of("pipeline.partition"))
-        EXPECT_EQ(partition_method_name(parse_partition_method(name)), name);
-    for (const std::string& name : choices_of("pipeline.rematerialization"))
-        EXPECT_EQ(rematerialization_name(parse_rematerialization(name)), name);
-#if MP_MPI
+        EXPECT_EQ(mp::name_of(mp::parse_enum<PartitionMethod>(name, "partition")), name);
     for (const std::string& name : choices_of("comm.backend"))
-        EXPECT_EQ(mp::comm::backend_name(mp::comm::parse_backend(name)), name);
-#endif
+        EXPECT_EQ(mp::name_of(mp::parse_enum<mp::comm::Backend>(name, "backend")), name);
+    // A config echoes (and a summary records) the names, not the enum values.
+    const json echoed = to_json(parse(kFullConfig, {}, 4));
+    EXPECT_EQ(echoed["pipeline"]["rematerialization"], "except_last");
+    EXPECT_EQ(echoed["lr_schedule"]["kind"], "constant");
+    EXPECT_EQ(echoed["comm"]["backend"], "mpi");
+    EXPECT_EQ(echoed["device"], "cpu");
+    // The generic parse error names the value and every choice.
+    expect_invalid_argument([] { mp::parse_enum<DataKind>("images", "data.kind"); },
+                            {"data.kind: \"images\" is not one of synthetic | text | shard"});
 }
 
 TEST(Config, Bounds) {
@@ -460,7 +481,7 @@ TEST(Config, HelpListsEveryKeyWithTypeAndDefault) {
         fields >> path;
         listed.insert(path);
     }
-    for (const ConfigKey& key : config_keys()) {
+    for (const KeySpec& key : config_keys()) {
         EXPECT_TRUE(listed.count(key.path)) << key.path << " missing from --help";
         std::string type = key_type_name(key.type);
         size_t at = help.find("\n" + key.path + " ");
@@ -482,11 +503,13 @@ TEST(Config, HelpListsEveryKeyWithTypeAndDefault) {
     EXPECT_NE(line_of("micro_batches").find("(> 0)"), std::string::npos);
     EXPECT_NE(line_of("log.memory").find("false"), std::string::npos);
     EXPECT_NE(help.find("--set"), std::string::npos);
+    // The rules' example is the models' own count: GPT-2's 12 blocks are 14 layers.
+    EXPECT_NE(help.find("blocks are " + std::to_string(mp::nn::gpt_layer_count(12)) + " layers"), std::string::npos);
 }
 
 TEST(Config, TableIsWellFormed) {
     std::set<std::string> paths;
-    for (const ConfigKey& key : config_keys()) {
+    for (const KeySpec& key : config_keys()) {
         EXPECT_TRUE(paths.insert(key.path).second) << "duplicate table row " << key.path;
         EXPECT_FALSE(key.help.empty()) << key.path;
         EXPECT_TRUE(key.choices.empty() || key.type == KeyType::String) << key.path;

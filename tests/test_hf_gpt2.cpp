@@ -54,7 +54,7 @@ std::string scratch_dir(const std::string& name) {
 
 // The fixture's model, imported.
 std::shared_ptr<nn::Sequential> imported_model(const nn::HfGpt2Config& hf) {
-    auto model = nn::gpt(nn::gpt_config_of(hf));
+    auto model = nn::gpt(hf.gpt);
     nn::load_hf_gpt2(hf, *model);
     return model;
 }
@@ -94,12 +94,12 @@ std::string edited_fixture(const std::string& name, const std::function<void(nn:
 
 TEST(HfGpt2, ConfigOfTheFixture) {
     nn::HfGpt2Config hf = nn::read_hf_gpt2_config(fixture_dir());
-    EXPECT_EQ(hf.layers, 2);
-    EXPECT_EQ(hf.heads, 4);
-    EXPECT_EQ(hf.channels, 64);
-    EXPECT_EQ(hf.vocab, 96);
-    EXPECT_EQ(hf.context, 32);
-    EXPECT_EQ(hf.layer_norm_eps, 1e-5);
+    EXPECT_EQ(hf.gpt.layers, 2);
+    EXPECT_EQ(hf.gpt.heads, 4);
+    EXPECT_EQ(hf.gpt.channels, 64);
+    EXPECT_EQ(hf.gpt.vocab, 96);
+    EXPECT_EQ(hf.gpt.context, 32);
+    EXPECT_EQ(hf.gpt.layer_norm_eps, 1e-5);
     // The weights file itself works as well as its directory.
     EXPECT_EQ(nn::read_hf_gpt2_config(fixture_dir() + "/model.safetensors").config_path, hf.config_path);
     // What transformers wrote: float32 tensors, metadata {"format": "pt"}, the "transformer." prefix.
@@ -223,8 +223,8 @@ TEST(HfGpt2, TiedEmbeddingIsOneParameterInOneProcess) {
 // wte and wpe, each equal to the whole model's.
 TEST(HfGpt2, StagesImportTheirOwnLayers) {
     nn::HfGpt2Config hf = nn::read_hf_gpt2_config(fixture_dir());
-    nn::ModelSpec spec = nn::gpt_spec(nn::gpt_config_of(hf));
-    ASSERT_EQ(spec.size(), hf.layers + 2);  // embed, blocks, head: what the pipeline partitions
+    nn::ModelSpec spec = nn::gpt_spec(hf.gpt);
+    ASSERT_EQ(spec.size(), nn::gpt_layer_count(hf.gpt.layers));  // what the pipeline partitions
     auto whole = imported_model(hf);
     std::map<std::string, Tensor> by_name;
     for (auto& [name, p] : whole->named_parameters()) by_name[name] = p;
@@ -321,7 +321,7 @@ TEST(HfGpt2, ExportRoundTrip) {
     auto model = imported_model(hf);
     const char* requested = std::getenv("MINIPIPE_HF_EXPORT");
     const std::string dir = requested ? std::string(requested) : scratch_dir("export");
-    nn::export_hf_gpt2(dir, model->named_parameters(), nn::gpt_config_of(hf));
+    nn::export_hf_gpt2(dir, model->named_parameters(), hf.gpt);
 
     auto again = imported_model(nn::read_hf_gpt2_config(dir));
     auto a = again->named_parameters(), b = model->named_parameters();
@@ -350,7 +350,7 @@ TEST(HfGpt2, ExportRoundTrip) {
     EXPECT_EQ(config.at("tie_word_embeddings"), true);
 
     // An untied GPT is not a GPT-2: refused, naming the key to set.
-    nn::GPTConfig untied = nn::gpt_config_of(hf);
+    nn::GPTConfig untied = hf.gpt;
     untied.tie_embeddings = false;
     expect_invalid_argument([&] { nn::export_hf_gpt2(scratch_dir("untied_export"), nn::gpt(untied)->named_parameters(),
                                                      untied); },
@@ -365,7 +365,7 @@ TEST(HfGpt2, ExportRoundTrip) {
 TEST(HfGpt2, PaddedVocabularyImportsAndExportsGpt2sRows) {
     nn::HfGpt2Config hf = nn::read_hf_gpt2_config(fixture_dir());
     auto plain = imported_model(hf);
-    nn::GPTConfig config = nn::gpt_config_of(hf);
+    nn::GPTConfig config = hf.gpt;
     config.padded_vocab = 128;
     auto padded = nn::gpt(config);
     nn::load_hf_gpt2(hf, *padded);

@@ -215,6 +215,7 @@ TEST(ModelSpec, AStageBuiltAloneEqualsTheSameLayersOfTheWholeModel) {
     config.layers = 3;
     nn::ModelSpec spec = nn::gpt_spec(config);
     EXPECT_EQ(spec.size(), 5);  // embed, 3 blocks, head (final layer norm + projection)
+    EXPECT_EQ(spec.size(), nn::gpt_layer_count(3));
     auto whole = spec.build_all();
     EXPECT_EQ(spec.total_parameters(), whole->num_parameters());
     auto stage = spec.build(2, 4);  // blocks.1, blocks.2
@@ -227,6 +228,9 @@ TEST(ModelSpec, AStageBuiltAloneEqualsTheSameLayersOfTheWholeModel) {
     mp::testing::expect_invalid_argument([&] { spec.build(4, 7); }, {"ModelSpec::build", "[4, 7)", "5 layers"});
     EXPECT_EQ(nn::realistic_spec(50, 16, 3, 0).total_parameters(), nn::realistic_model(50, 16, 3, 0)->num_parameters());
     EXPECT_EQ(nn::mlp_spec({4, 8, 2}, 0).total_parameters(), nn::mlp({4, 8, 2}, 0)->num_parameters());
+    // The layer counts the trainer's checks use are the specs' sizes.
+    EXPECT_EQ(nn::realistic_spec(50, 16, 3, 0).size(), nn::realistic_layer_count(3));
+    EXPECT_EQ(nn::mlp_spec({4, 8, 8, 2}, 0).size(), nn::mlp_layer_count(4));
 }
 
 // The training hot path on a GPU: after a first step (which builds the position ids), a GPT's

@@ -81,7 +81,8 @@ TEST(Partition, ImpossibleRequestsNameTheNumbers) {
     expect_invalid_argument([] { uniform_partition(4, 5); }, {"5 stages", "only 4 layers"});
     expect_invalid_argument([] { balanced_partition({1, 2}, 3); }, {"3 stages", "only 2 layers"});
     expect_invalid_argument([] { uniform_partition(4, 0); }, {"stages must be >= 1", "0"});
-    expect_invalid_argument([] { parse_partition_method("random"); }, {"unknown method 'random'"});
+    expect_invalid_argument([] { parse_enum<PartitionMethod>("random", "partition"); },
+                            {"partition: \"random\" is not one of uniform | parameters | time | balance"});
     nn::ModelSpec spec = nn::mlp_spec({4, 4}, 0);
     expect_invalid_argument([&] { partition(spec, 1, PartitionMethod::Time, {}, {1.0, 2.0}); }, {"2 layer times", "1 layers"});
 }

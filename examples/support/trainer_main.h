@@ -19,8 +19,9 @@
 #include "comm/agreement.h"
 #include "comm/make_communicator.h"
 #include "comm/mpi_runtime.h"
-#include "pipeline/config.h"
-#include "pipeline/trainer.h"
+#include "train/config.h"
+#include "train/output_paths.h"
+#include "train/trainer.h"
 #include "tensor/device_context.h"
 
 namespace mp::examples {
@@ -43,7 +44,7 @@ struct TrainerCommandLine {
 };
 
 // The body: gets the validated config, the world communicator and this rank's GPU (-1: none).
-using TrainerBody = std::function<int(const pipeline::TrainConfig&, comm::Communicator&, int gpu,
+using TrainerBody = std::function<int(const train::TrainConfig&, comm::Communicator&, int gpu,
                                       const TrainerCommandLine&)>;
 
 inline void print_trainer_usage(const char* program, const char* summary, const char* default_config,
@@ -62,14 +63,14 @@ inline void print_trainer_usage(const char* program, const char* summary, const 
         "  --summary FILE    write a JSON summary of the run (same as --set summary.path=FILE)\n"
         "%s"
         "  --help            this text\n\nconfig keys:\n%s",
-        program, extra_usage.c_str(), summary, default_config, extra_lines.c_str(), pipeline::config_help().c_str());
+        program, extra_usage.c_str(), summary, default_config, extra_lines.c_str(), train::config_help().c_str());
 }
 
 // Start-up: the command line, the environment and the config file, into a validated config.
 // Returns false for --help (printed by rank 0). Throws on any error.
 inline bool load_trainer_config(int argc, char** argv, const char* program, const char* summary,
                                 const char* default_config, int world_rank, int world_size,
-                                TrainerCommandLine& command_line, pipeline::TrainConfig& config,
+                                TrainerCommandLine& command_line, train::TrainConfig& config,
                                 const std::vector<ExtraFlag>& extra_flags = {}) {
     command_line = TrainerCommandLine{default_config, {}, {}};
     for (const ExtraFlag& flag : extra_flags) command_line.extra[flag.name] = flag.default_value;
@@ -98,9 +99,9 @@ inline bool load_trainer_config(int argc, char** argv, const char* program, cons
     }
     for (const ExtraFlag& flag : extra_flags)
         if (flag.check) flag.check(command_line.extra.at(flag.name));
-    config = pipeline::load_config(command_line.config_path, pipeline::with_environment_overrides(command_line.overrides),
+    config = train::load_config(command_line.config_path, train::with_environment_overrides(command_line.overrides),
                                    world_size);
-    if (world_rank == 0) pipeline::check_output_paths(config);  // rank 0 writes them
+    if (world_rank == 0) train::check_output_paths(config);  // rank 0 writes them
     return true;
 }
 
@@ -110,7 +111,7 @@ inline bool load_trainer_config(int argc, char** argv, const char* program, cons
 // The start-up verdict of a rank that was given --help: it prints the usage instead of running.
 constexpr const char* kAskedForHelp = "--help";
 
-inline void agree_on_start(const std::string& local_error, const pipeline::TrainConfig& config, double timeout_s,
+inline void agree_on_start(const std::string& local_error, const train::TrainConfig& config, double timeout_s,
                            const std::map<std::string, std::string>& extra = {}) {
     std::vector<std::string> errors = comm::gather_texts(local_error, "the start-up check of every rank", timeout_s);
     int failed = -1, asked_for_help = -1;  // the first rank of each kind
@@ -128,16 +129,16 @@ inline void agree_on_start(const std::string& local_error, const pipeline::Train
                                         "rank the same arguments"));
     }
     std::vector<std::string> configs =
-        comm::gather_texts(pipeline::to_json(config).dump(), "the configuration check of every rank", timeout_s);
+        comm::gather_texts(train::to_json(config).dump(), "the configuration check of every rank", timeout_s);
     for (size_t r = 0; r < configs.size(); ++r) {
         if (configs[r] == configs[0]) continue;
         // Every rank compares rank r with rank 0, so all name the same keys.
-        pipeline::TrainConfig rank_zero = pipeline::parse_config_text(configs[0], "rank 0's config", {},
+        train::TrainConfig rank_zero = train::parse_config_text(configs[0], "rank 0's config", {},
                                                                       static_cast<int>(configs.size()));
-        pipeline::TrainConfig rank_r = pipeline::parse_config_text(configs[r], str("rank ", r, "'s config"), {},
+        train::TrainConfig rank_r = train::parse_config_text(configs[r], str("rank ", r, "'s config"), {},
                                                                    static_cast<int>(configs.size()));
         std::string keys;
-        for (const std::string& difference : pipeline::config_differences(rank_r, str("rank ", r), rank_zero, "rank 0"))
+        for (const std::string& difference : train::config_differences(rank_r, str("rank ", r), rank_zero, "rank 0"))
             keys += (keys.empty() ? "" : ", ") + difference;
         throw std::invalid_argument(str("the ranks run different configurations: rank ", r, " differs from rank 0 in ",
                                         keys, "; every rank must get the same config file, --set overrides and "
@@ -162,7 +163,7 @@ inline int trainer_main(int argc, char** argv, const char* program, const char* 
     // Start-up: every rank reaches the agreement whether its own start failed or not, so an error
     // on one rank stops every rank at once with that rank's cause.
     TrainerCommandLine command_line;
-    pipeline::TrainConfig config;
+    train::TrainConfig config;
     std::string local_error;
     double timeout_s = 300.0;
     bool run = true;
@@ -188,16 +189,17 @@ inline int trainer_main(int argc, char** argv, const char* program, const char* 
         int cores = static_cast<int>(std::thread::hardware_concurrency());
         set_cpu_threads(std::max(1, cores / std::max(1, mpi.local_size())));
         comm::CommOptions options;
-        options.backend = comm::parse_backend(config.comm.backend);
+        options.backend = config.comm.backend;
         options.timeout_seconds = config.comm.timeout_s;
         std::unique_ptr<comm::Communicator> world = comm::make_communicator(options);
         return body(config, *world, mpi.gpu(), command_line);
     } catch (const std::exception& e) {
         std::string message = e.what();
         if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr)  // say which sizes, not just "std::bad_alloc"
-            message = str("out of host memory (std::bad_alloc) with model.kind ", config.model.kind, ", vocab ",
-                          config.model.vocab, ", context ", config.model.context, ", channels ", config.model.channels,
-                          ", layers ", config.model.layers, ", micro_batch_size ", config.micro_batch_size,
+            message = str("out of host memory (std::bad_alloc) with model.kind ", name_of(config.model.kind),
+                          ", vocab ", config.model.vocab, ", context ", config.model.context, ", channels ",
+                          config.model.channels, ", layers ", config.model.layers, ", micro_batch_size ",
+                          config.micro_batch_size,
                           ": use a smaller model or batch, or more stages");
         if (mpi.world_size() == 1) {
             print_error(message);

@@ -1,14 +1,17 @@
-// The shared main of the multi-rank GoogleTest binaries (run under mpirun): MPI start-up, the
-// MPI-backend world communicator the tests use, rank 0 printing the GoogleTest report, and
-// every other rank printing only its own failures, prefixed with its rank.
+// The shared main of the multi-rank GoogleTest binaries (under mpirun): MPI start-up, the MPI world
+// communicator, rank 0 printing the report and the others only their failures (with their rank),
+// and the fixture that fails a test on every rank when it failed on any.
 #pragma once
 
 #include <gtest/gtest.h>
+#include <mpi.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "comm/make_communicator.h"
 #include "comm/mpi_runtime.h"
@@ -29,8 +32,27 @@ class RankFailurePrinter : public ::testing::EmptyTestEventListener {
     int rank_;
 };
 
+// The fixture of every multi-rank test: a test fails on every rank when it failed on any, so rank
+// 0's report counts it, naming the ranks where it failed.
+class AllRanksTest : public ::testing::Test {
+  protected:
+    void TearDown() override {
+        int rank = 0, size = 1;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+        int failed_here = HasFailure() ? 1 : 0;
+        std::vector<int> failed(static_cast<size_t>(size), 0);
+        ASSERT_EQ(MPI_Allgather(&failed_here, 1, MPI_INT, failed.data(), 1, MPI_INT, MPI_COMM_WORLD), MPI_SUCCESS);
+        std::string others;
+        for (int r = 0; r < size; ++r)
+            if (failed[static_cast<size_t>(r)] && r != rank) others += (others.empty() ? "" : ", ") + std::to_string(r);
+        if (!others.empty()) ADD_FAILURE() << "this test failed on rank(s) " << others << " (see their [rank r] lines)";
+    }
+};
+
 // Runs every test with `world` set to an MPI-backend communicator over all ranks.
-inline int run_multi_rank_tests(int argc, char** argv, const char* program, std::unique_ptr<comm::Communicator>& world) {
+inline int run_multi_rank_tests(int argc, char** argv, const char* program,
+                                std::unique_ptr<comm::Communicator>& world) {
     comm::MpiRuntime mpi(&argc, &argv);
     ::testing::InitGoogleTest(&argc, argv);
     // Ranks sharing this machine share its cores (oversubscribed OpenMP threads spin and crawl).

@@ -38,22 +38,11 @@ void expect_mismatch(Fn&& fn, const std::vector<std::string>& fragments) {
     mp::testing::expect_invalid_argument(std::forward<Fn>(fn), fragments);
 }
 
-class Comm : public ::testing::Test {
+class Comm : public mp::testing::AllRanksTest {
   protected:
     Communicator& world() { return *g_world; }
     int rank() { return g_world->rank(); }
     int size() { return g_world->size(); }
-
-    // A test fails on every rank when it failed on any: rank 0's report then counts it.
-    void TearDown() override {
-        int failed_here = HasFailure() ? 1 : 0;
-        std::vector<int> failed(static_cast<size_t>(size()), 0);
-        ASSERT_EQ(MPI_Allgather(&failed_here, 1, MPI_INT, failed.data(), 1, MPI_INT, MPI_COMM_WORLD), MPI_SUCCESS);
-        std::string others;
-        for (int r = 0; r < size(); ++r)
-            if (failed[static_cast<size_t>(r)] && r != rank()) others += (others.empty() ? "" : ", ") + std::to_string(r);
-        if (!others.empty()) ADD_FAILURE() << "this test failed on rank(s) " << others << " (see their [rank r] lines)";
-    }
 };
 
 const std::vector<Shape> kShapes = {{}, {1}, {7}, {3, 5}, {2, 3, 4}, {0, 4}, {257, 33}};
@@ -152,7 +141,7 @@ void reversed_tag_order(Communicator& comm, int sender, int receiver, Device dev
     if (batch.empty()) return;
     comm.exchange(batch);
     if (comm.rank() == receiver) {
-        std::string how = str(" (", backend_name(comm.backend()), ", ", device.str(), ", rank ", sender, " to rank ",
+        std::string how = str(" (", name_of(comm.backend()), ", ", device.str(), ", rank ", sender, " to rank ",
                               receiver, ", received in reverse tag order)");
         expect_equal(a_in, values({3, 5}, DType::Float32, 61), "tag 1" + how);
         expect_equal(b_in, values({7}, DType::Int32, 62), "tag 2" + how);
@@ -300,8 +289,8 @@ TEST_F(Comm, ArgumentErrorsNameTheValues) {
                     {"already has a send to rank 0 with tag 7"});
     expect_mismatch([&] { world().broadcast(t, size()); }, {"root " + std::to_string(size())});
     expect_mismatch([&] { world().set_timeout_seconds(-1); }, {"-1"});
-    expect_mismatch([] { parse_backend("gloo"); }, {"gloo", "auto, nccl or mpi"});
-    EXPECT_EQ(parse_backend("nccl"), Backend::Nccl);
+    expect_mismatch([] { parse_enum<Backend>("gloo", "comm backend"); }, {"gloo", "auto | nccl | mpi"});
+    EXPECT_EQ(parse_enum<Backend>("nccl", "comm backend"), Backend::Nccl);
 }
 
 TEST_F(Comm, TimeoutDefaultComesFromTheEnvironment) {

@@ -20,6 +20,7 @@
 #include "pipeline/partition.h"
 #include "pipeline/summary.h"
 #include "tests/mpi/multi_rank_main.h"
+#include "tests/mpi/pipeline_support.h"
 #include "tests/support/test_util.h"
 
 namespace mp::pipeline {
@@ -67,14 +68,7 @@ double one_process_eval(const Problem& problem, int micro_batches) {
     return static_cast<float>(sum);
 }
 
-std::vector<std::shared_ptr<nn::Sequential>> build_stages(const nn::ModelSpec& spec, const Schedule& schedule,
-                                                          const std::vector<StageRange>& ranges, int rank) {
-    std::vector<std::shared_ptr<nn::Sequential>> modules;
-    for (int stage : schedule.stages_of(rank))
-        modules.push_back(spec.build(ranges[static_cast<size_t>(stage)].begin, ranges[static_cast<size_t>(stage)].end));
-    nn::tie_across(spec, modules);
-    return modules;
-}
+using mp::testing::build_rank_stages;
 
 std::string checksum(const std::vector<std::shared_ptr<nn::Sequential>>& modules) {
     std::vector<std::pair<std::string, Tensor>> named;
@@ -83,44 +77,29 @@ std::string checksum(const std::vector<std::shared_ptr<nn::Sequential>>& modules
     return parameter_checksum(named);
 }
 
-class Evaluation : public ::testing::Test {
-  protected:
-    void TearDown() override {  // a failure on any rank fails the test on rank 0's report
-        int failed_here = HasFailure() ? 1 : 0, failed_anywhere = 0;
-        ASSERT_EQ(MPI_Allreduce(&failed_here, &failed_anywhere, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), MPI_SUCCESS);
-        if (failed_anywhere && !failed_here)
-            ADD_FAILURE() << "this test failed on another rank (see its [rank r] lines)";
-    }
-};
+class Evaluation : public mp::testing::AllRanksTest {};
 
 TEST_F(Evaluation, EveryScheduleEqualsOneProcessBitForBit) {
     const Problem problem = gpt_problem(0.3);
     int configurations = 0;
-    for (int ranks = 2; ranks <= std::min(g_world->size(), 4); ++ranks) {
-        std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < ranks ? 0 : -1);
-        if (!group) continue;
-        for (const ScheduleInfo& info : schedule_registry()) {
-            const int v = info.default_virtual_stages, stages = ranks * v;
-            if (stages > problem.spec.size()) continue;
-            for (int micro_batches : {1, 4}) {
-                if (!info.rule(ranks, micro_batches, v).empty()) continue;
-                const double want = one_process_eval(problem, micro_batches);
-                const Schedule schedule = make_schedule(info.name, ranks, micro_batches, v);
-                auto modules = build_stages(problem.spec, schedule, uniform_partition(problem.spec.size(), stages),
-                                            group->rank());
-                nn::SGD sgd(nn::unique_parameters(modules), {0.1, 0.0, 0.0});
-                Engine engine(*group, modules, schedule, sgd, cross_entropy_loss(), Rematerialization::Never,
-                              Device::cpu());
-                engine.tie_parameters(problem.spec.ties);
-                const double got = engine.evaluate(problem.inputs, problem.targets);
-                EXPECT_EQ(got, want) << "K=" << ranks << " v=" << v << " M=" << micro_batches << " " << info.name;
-                // Again: the same value (nothing was consumed), and the stages back in training mode.
-                EXPECT_EQ(engine.evaluate(problem.inputs, problem.targets), want) << info.name << " again";
-                for (const auto& module : modules) EXPECT_TRUE(module->is_training()) << info.name;
-                ++configurations;
-            }
-        }
-    }
+    mp::testing::for_each_pipeline_size(*g_world, 2, problem.spec.size(), {1, 4}, [&](const auto& size) {
+        const std::string& name = size.schedule.name;
+        const double want = one_process_eval(problem, size.micro_batches);
+        const Schedule schedule = make_schedule(name, size.ranks, size.micro_batches, size.virtual_stages);
+        auto modules = build_rank_stages(problem.spec, schedule, uniform_partition(problem.spec.size(), size.stages()),
+                                         size.group.rank());
+        nn::SGD sgd(nn::unique_parameters(modules), {0.1, 0.0, 0.0});
+        Engine engine(size.group, modules, schedule, sgd, cross_entropy_loss(), Rematerialization::Never,
+                      Device::cpu());
+        engine.tie_parameters(problem.spec.ties);
+        const double got = engine.evaluate(problem.inputs, problem.targets);
+        EXPECT_EQ(got, want) << "K=" << size.ranks << " v=" << size.virtual_stages << " M=" << size.micro_batches
+                             << " " << name;
+        // Again: the same value (nothing was consumed), and the stages back in training mode.
+        EXPECT_EQ(engine.evaluate(problem.inputs, problem.targets), want) << name << " again";
+        for (const auto& module : modules) EXPECT_TRUE(module->is_training()) << name;
+        ++configurations;
+    });
     if (g_world->rank() == 0) {
         EXPECT_GT(configurations, 0);
         std::printf("[ measured ] pipeline evaluation equals one process bit for bit in %d configurations\n",
@@ -145,7 +124,7 @@ TEST_F(Evaluation, ChangesNeitherParametersNorLaterDropout) {
         std::vector<double> losses[2];
         std::string checksums[2];
         for (int with_eval = 0; with_eval < 2; ++with_eval) {
-            auto modules = build_stages(problem.spec, schedule, ranges, group->rank());
+            auto modules = build_rank_stages(problem.spec, schedule, ranges, group->rank());
             nn::AdamW adamw(nn::unique_parameters(modules), {1e-2, 0.9, 0.999, 1e-8, 0.01});
             Engine engine(*group, modules, schedule, adamw, cross_entropy_loss(), Rematerialization::Never,
                           Device::cpu());
@@ -174,7 +153,7 @@ TEST_F(Evaluation, DataParallelReplicasEqualOneProcess) {
     std::unique_ptr<comm::Communicator> replica_group = g_world->split(stage);
     const Problem problem = gpt_problem(0.0);
     const Schedule schedule = make_schedule("gpipe", stages, M);
-    auto modules = build_stages(problem.spec, schedule, uniform_partition(problem.spec.size(), stages), stage);
+    auto modules = build_rank_stages(problem.spec, schedule, uniform_partition(problem.spec.size(), stages), stage);
     nn::SGD sgd(nn::unique_parameters(modules), {0.1, 0.0, 0.0});
     Engine engine(*pipeline_group, modules, schedule, sgd, cross_entropy_loss(), Rematerialization::Never,
                   Device::cpu(), replica_group.get());

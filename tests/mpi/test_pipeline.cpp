@@ -29,6 +29,7 @@
 #include "pipeline/partition.h"
 #include "pipeline/simulate.h"
 #include "tests/mpi/multi_rank_main.h"
+#include "tests/mpi/pipeline_support.h"
 #include "tests/support/test_util.h"
 
 namespace mp::pipeline {
@@ -67,30 +68,12 @@ Problem mlp_problem() {
 constexpr int kSteps = 3;
 const nn::SGDOptions kSgd{0.1, 0.9, 0.0};
 
-// One-process training: the reference. Returns every parameter by name and the losses.
-struct Reference {
-    std::map<std::string, Tensor> parameters;
-    std::vector<double> losses;
-};
+// One-process training: the reference. Every parameter by name and the losses.
+using Reference = mp::testing::OneProcessTraining;
 
 Reference train_one_process(const Problem& problem, double grad_clip = 0, Device device = Device::cpu()) {
-    auto model = problem.spec.build_all();
-    model->to(device);
-    nn::SGD sgd(model->parameters(), kSgd);
-    Reference ref;
-    for (int step = 0; step < kSteps; ++step) {
-        sgd.zero_grad();
-        autograd::Tape tape;
-        autograd::TapeScope scope(tape);
-        nn::DropoutReplayScope masks(static_cast<uint64_t>(step), 0);  // keyed as the engine keys them
-        Tensor loss = problem.loss.mean_loss(model->forward(problem.inputs.to(device)), problem.targets.to(device));
-        tape.backward(loss);
-        ref.losses.push_back(loss.item());
-        if (grad_clip > 0) nn::clip_grad_norm(model->parameters(), grad_clip);
-        sgd.step();
-    }
-    for (auto& [name, p] : model->named_parameters()) ref.parameters[name] = p;
-    return ref;
+    return mp::testing::train_one_process(problem.spec, problem.loss, problem.inputs, problem.targets, kSgd, kSteps,
+                                          grad_clip, device);
 }
 
 std::vector<StageRange> uneven(int64_t layers, int stages) {
@@ -141,44 +124,30 @@ void expect_matches(const RunResult& run, const Reference& ref, const std::strin
             mp::testing::expect_close(p, ref.parameters.at(name), 1e-5, 1e-7, what + " parameter " + name);
 }
 
-class Pipeline : public ::testing::Test {
-  protected:
-    void TearDown() override {  // a failure on any rank fails the test on rank 0's report
-        int failed_here = HasFailure() ? 1 : 0, failed_anywhere = 0;
-        ASSERT_EQ(MPI_Allreduce(&failed_here, &failed_anywhere, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), MPI_SUCCESS);
-        if (failed_anywhere && !failed_here) ADD_FAILURE() << "this test failed on another rank (see its [rank r] lines)";
-    }
-};
+class Pipeline : public mp::testing::AllRanksTest {};
 
 TEST_F(Pipeline, EquivalentToOneProcessTraining) {
-    const int world = g_world->size();
     int configurations = 0, several_stages_per_rank = 0;
     for (const Problem& problem : {gpt_problem(), mlp_problem()}) {
         Reference ref = train_one_process(problem);
-        for (int ranks = 1; ranks <= std::min(world, 4); ++ranks) {
-            std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < ranks ? 0 : -1);
-            if (!group) continue;  // this rank sits out a pipeline smaller than the job
-            for (const ScheduleInfo& info : schedule_registry()) {
-                const int v = info.default_virtual_stages;
-                const int stages = ranks * v;
-                if (stages > problem.spec.size()) continue;  // every stage needs a layer
-                for (const std::string partitioning : {"uniform", "uneven"}) {
-                    std::vector<StageRange> ranges = partitioning == "uniform" ? uniform_partition(problem.spec.size(), stages)
-                                                                               : uneven(problem.spec.size(), stages);
-                    for (Rematerialization remat : {Rematerialization::Never, Rematerialization::Always, Rematerialization::ExceptLast})
-                        for (int micro_batches : {1, 2, 3, 4, 8}) {
-                            if (!info.rule(ranks, micro_batches, v).empty()) continue;
-                            ++configurations;
-                            several_stages_per_rank += v > 1 ? 1 : 0;
-                            std::string what = str(problem.name, " K=", ranks, " v=", v, " M=", micro_batches, " ",
-                                                   info.name, " ", rematerialization_name(remat), " ", partitioning);
-                            expect_matches(train_pipeline(*group, problem, ranges, info.name, micro_batches, remat, 0,
-                                                          Device::cpu(), v),
-                                           ref, what);
-                        }
+        mp::testing::for_each_pipeline_size(*g_world, 1, problem.spec.size(), {1, 2, 3, 4, 8}, [&](const auto& size) {
+            const int stages = size.stages(), v = size.virtual_stages;
+            for (const std::string partitioning : {"uniform", "uneven"}) {
+                const std::vector<StageRange> ranges = partitioning == "uniform"
+                                                           ? uniform_partition(problem.spec.size(), stages)
+                                                           : uneven(problem.spec.size(), stages);
+                for (Rematerialization remat :
+                     {Rematerialization::Never, Rematerialization::Always, Rematerialization::ExceptLast}) {
+                    ++configurations;
+                    several_stages_per_rank += v > 1 ? 1 : 0;
+                    std::string what = str(problem.name, " K=", size.ranks, " v=", v, " M=", size.micro_batches, " ",
+                                           size.schedule.name, " ", name_of(remat), " ", partitioning);
+                    expect_matches(train_pipeline(size.group, problem, ranges, size.schedule.name, size.micro_batches,
+                                                  remat, 0, Device::cpu(), v),
+                                   ref, what);
                 }
             }
-        }
+        });
     }
     EXPECT_GT(configurations, 0);
     if (g_world->rank() == 0) {  // rank 0 takes part in every pipeline
@@ -217,7 +186,7 @@ TEST_F(Pipeline, Bf16EverySchedulesEqualsOneProcessBf16BitForBit) {
                 for (Rematerialization remat : {Rematerialization::Never, Rematerialization::Always}) {
                     ++configurations;
                     const std::string what = str("bf16 K=", ranks, " v=", v, " M=", micro_batches, " ", info.name, " ",
-                                                 rematerialization_name(remat));
+                                                 name_of(remat));
                     RunResult run = train_pipeline(*group, problem, uniform_partition(problem.spec.size(), stages),
                                                    info.name, micro_batches, remat, 0, Device::cpu(), v);
                     for (int step = 0; step < kSteps; ++step)
@@ -312,31 +281,22 @@ TEST_F(Pipeline, DataParallelReplicasEqualOneProcessTraining) {
 // Dropout masks are keyed by each layer's identity, the step and the global row, so with dropout
 // on, every partition, micro-batch count and schedule trains exactly as one process does.
 TEST_F(Pipeline, WithDropoutEveryLayoutEqualsOneProcessTraining) {
-    const int world = g_world->size();
     Problem problem = gpt_problem(0.3);
     Reference ref = train_one_process(problem);
     int configurations = 0;
-    for (int ranks = 1; ranks <= std::min(world, 4); ++ranks) {
-        std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < ranks ? 0 : -1);
-        if (!group) continue;
-        for (const ScheduleInfo& info : schedule_registry()) {
-            const int v = info.default_virtual_stages;
-            const int stages = ranks * v;
-            if (stages > problem.spec.size()) continue;
-            for (const std::string partitioning : {"uniform", "uneven"})
-                for (int micro_batches : {1, 3, 4}) {
-                    if (!info.rule(ranks, micro_batches, v).empty()) continue;
-                    std::vector<StageRange> ranges = partitioning == "uniform" ? uniform_partition(problem.spec.size(), stages)
-                                                                               : uneven(problem.spec.size(), stages);
-                    std::string what = str("dropout 0.3 K=", ranks, " v=", v, " M=", micro_batches, " ", info.name, " ",
-                                           partitioning);
-                    ++configurations;
-                    expect_matches(train_pipeline(*group, problem, ranges, info.name, micro_batches,
-                                                  Rematerialization::ExceptLast, 0, Device::cpu(), v),
-                                   ref, what);
-                }
+    mp::testing::for_each_pipeline_size(*g_world, 1, problem.spec.size(), {1, 3, 4}, [&](const auto& size) {
+        const int stages = size.stages(), v = size.virtual_stages;
+        for (const std::string partitioning : {"uniform", "uneven"}) {
+            std::vector<StageRange> ranges = partitioning == "uniform" ? uniform_partition(problem.spec.size(), stages)
+                                                                       : uneven(problem.spec.size(), stages);
+            std::string what = str("dropout 0.3 K=", size.ranks, " v=", v, " M=", size.micro_batches, " ",
+                                   size.schedule.name, " ", partitioning);
+            ++configurations;
+            expect_matches(train_pipeline(size.group, problem, ranges, size.schedule.name, size.micro_batches,
+                                          Rematerialization::ExceptLast, 0, Device::cpu(), v),
+                           ref, what);
         }
-    }
+    });
     EXPECT_GT(configurations, 0);
 }
 
@@ -355,7 +315,7 @@ TEST_F(Pipeline, RematerializationReplaysDropoutMasks) {
         auto actual = recomputed.stage->named_parameters();
         for (size_t i = 0; i < actual.size(); ++i)
             mp::testing::expect_equal(actual[i].second, expected[i].second,
-                                      str("dropout 0.3, ", rematerialization_name(remat), ": ", actual[i].first));
+                                      str("dropout 0.3, ", name_of(remat), ": ", actual[i].first));
         EXPECT_EQ(recomputed.losses, stashed.losses);
     }
 }
@@ -376,7 +336,7 @@ TEST_F(Pipeline, StashAccounting) {
             Engine engine(*group, module, make_schedule("gpipe", stages, M), sgd, problem.loss, remat, Device::cpu());
             size_t estimate = engine.estimate_stash_bytes(problem.inputs, problem.targets);
             size_t measured = engine.step(problem.inputs, problem.targets).memory.stash_bytes_per_micro_batch;
-            EXPECT_EQ(estimate, measured) << "stage " << s << " M=" << M << " " << rematerialization_name(remat);
+            EXPECT_EQ(estimate, measured) << "stage " << s << " M=" << M << " " << name_of(remat);
         }
         StageMemory onef1b = train_pipeline(*group, problem, ranges, "1f1b", M, Rematerialization::Never).steps.back().memory;
         StageMemory gpipe_always = train_pipeline(*group, problem, ranges, "gpipe", M, Rematerialization::Always).steps.back().memory;

@@ -23,6 +23,7 @@
 #include "pipeline/engine.h"
 #include "pipeline/partition.h"
 #include "tests/mpi/multi_rank_main.h"
+#include "tests/mpi/pipeline_support.h"
 #include "tests/support/test_util.h"
 
 namespace mp::pipeline {
@@ -57,38 +58,12 @@ std::string one_process_name(const nn::ModelSpec& spec, const std::string& name)
     return name;
 }
 
-struct Reference {
-    std::map<std::string, Tensor> parameters;
-    std::vector<double> losses;
-};
+using Reference = mp::testing::OneProcessTraining;
+using mp::testing::build_rank_stages;
 
 Reference train_one_process(const Problem& problem, double grad_clip = 0) {
-    auto model = problem.spec.build_all();
-    nn::SGD sgd(model->parameters(), kSgd);
-    Reference ref;
-    for (int step = 0; step < kSteps; ++step) {
-        sgd.zero_grad();
-        autograd::Tape tape;
-        autograd::TapeScope scope(tape);
-        nn::DropoutReplayScope masks(static_cast<uint64_t>(step), 0);
-        Tensor loss = cross_entropy_loss().mean_loss(model->forward(problem.inputs), problem.targets);
-        tape.backward(loss);
-        ref.losses.push_back(loss.item());
-        if (grad_clip > 0) nn::clip_grad_norm(model->parameters(), grad_clip);
-        sgd.step();
-    }
-    for (auto& [name, p] : model->named_parameters()) ref.parameters[name] = p;
-    return ref;
-}
-
-// This rank's stages of `ranges` under the schedule, tied as the trainer ties them.
-std::vector<std::shared_ptr<nn::Sequential>> build_stages(const nn::ModelSpec& spec, const Schedule& schedule,
-                                                          const std::vector<StageRange>& ranges, int rank) {
-    std::vector<std::shared_ptr<nn::Sequential>> modules;
-    for (int stage : schedule.stages_of(rank))
-        modules.push_back(spec.build(ranges[static_cast<size_t>(stage)].begin, ranges[static_cast<size_t>(stage)].end));
-    nn::tie_across(spec, modules);
-    return modules;
+    return mp::testing::train_one_process(problem.spec, cross_entropy_loss(), problem.inputs, problem.targets, kSgd,
+                                          kSteps, grad_clip);
 }
 
 void expect_matches(const std::vector<std::shared_ptr<nn::Sequential>>& modules, const std::vector<double>& losses,
@@ -101,15 +76,7 @@ void expect_matches(const std::vector<std::shared_ptr<nn::Sequential>>& modules,
                                       what + " parameter " + name);
 }
 
-class TiedEmbeddings : public ::testing::Test {
-  protected:
-    void TearDown() override {  // a failure on any rank fails the test on rank 0's report
-        int failed_here = HasFailure() ? 1 : 0, failed_anywhere = 0;
-        ASSERT_EQ(MPI_Allreduce(&failed_here, &failed_anywhere, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), MPI_SUCCESS);
-        if (failed_anywhere && !failed_here)
-            ADD_FAILURE() << "this test failed on another rank (see its [rank r] lines)";
-    }
-};
+class TiedEmbeddings : public mp::testing::AllRanksTest {};
 
 // Every schedule (zbv puts the first and the last stage on rank 0: one parameter there), K = 2..4,
 // uniform and uneven partitions, with and without re-materialization, with clipping.
@@ -118,47 +85,40 @@ TEST_F(TiedEmbeddings, EveryScheduleEqualsOneProcessTiedTraining) {
     const Reference ref = train_one_process(problem), clipped_ref = train_one_process(problem, 0.05);
     int configurations = 0;
     double worst = 0;
-    for (int ranks = 2; ranks <= std::min(g_world->size(), 4); ++ranks) {
-        std::unique_ptr<comm::Communicator> group = g_world->split(g_world->rank() < ranks ? 0 : -1);
-        if (!group) continue;
-        for (const ScheduleInfo& info : schedule_registry()) {
-            const int v = info.default_virtual_stages, stages = ranks * v;
-            if (stages > problem.spec.size()) continue;
-            for (int micro_batches : {1, 4}) {
-                if (!info.rule(ranks, micro_batches, v).empty()) continue;
-                for (const std::string partitioning : {"uniform", "uneven"}) {
-                    std::vector<int64_t> balance(static_cast<size_t>(stages), 1);
-                    balance.back() = problem.spec.size() - (stages - 1);
-                    const std::vector<StageRange> ranges = partitioning == "uniform"
-                                                               ? uniform_partition(problem.spec.size(), stages)
-                                                               : explicit_partition(balance, problem.spec.size());
-                    for (double clip : {0.0, 0.05}) {
-                        const Schedule schedule = make_schedule(info.name, ranks, micro_batches, v);
-                        auto modules = build_stages(problem.spec, schedule, ranges, group->rank());
-                        nn::SGD sgd(nn::unique_parameters(modules), kSgd);
-                        Engine engine(*group, modules, schedule, sgd, cross_entropy_loss(),
-                                      clip > 0 ? Rematerialization::Always : Rematerialization::Never, Device::cpu());
-                        engine.set_grad_clip(clip);
-                        engine.tie_parameters(problem.spec.ties);
-                        std::vector<double> losses;
-                        for (int step = 0; step < kSteps; ++step)
-                            losses.push_back(engine.step(problem.inputs, problem.targets).loss);
-                        const std::string what = str("K=", ranks, " v=", v, " M=", micro_batches, " ", info.name, " ",
-                                                     partitioning, clip > 0 ? " clipped" : "");
-                        expect_matches(modules, losses, clip > 0 ? clipped_ref : ref, problem.spec, what);
-                        for (const auto& module : modules)
-                            for (auto& [name, p] : module->named_parameters()) {
-                                const Tensor& want = (clip > 0 ? clipped_ref : ref).parameters.at(
-                                    one_process_name(problem.spec, name));
-                                std::vector<double> a = mp::testing::to_doubles(p), b = mp::testing::to_doubles(want);
-                                for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
-                            }
-                        ++configurations;
+    mp::testing::for_each_pipeline_size(*g_world, 2, problem.spec.size(), {1, 4}, [&](const auto& size) {
+        const int stages = size.stages();
+        for (const std::string partitioning : {"uniform", "uneven"}) {
+            std::vector<int64_t> balance(static_cast<size_t>(stages), 1);
+            balance.back() = problem.spec.size() - (stages - 1);
+            const std::vector<StageRange> ranges = partitioning == "uniform"
+                                                       ? uniform_partition(problem.spec.size(), stages)
+                                                       : explicit_partition(balance, problem.spec.size());
+            for (double clip : {0.0, 0.05}) {
+                const Schedule schedule =
+                    make_schedule(size.schedule.name, size.ranks, size.micro_batches, size.virtual_stages);
+                auto modules = build_rank_stages(problem.spec, schedule, ranges, size.group.rank());
+                nn::SGD sgd(nn::unique_parameters(modules), kSgd);
+                Engine engine(size.group, modules, schedule, sgd, cross_entropy_loss(),
+                              clip > 0 ? Rematerialization::Always : Rematerialization::Never, Device::cpu());
+                engine.set_grad_clip(clip);
+                engine.tie_parameters(problem.spec.ties);
+                std::vector<double> losses;
+                for (int step = 0; step < kSteps; ++step)
+                    losses.push_back(engine.step(problem.inputs, problem.targets).loss);
+                const std::string what = str("K=", size.ranks, " v=", size.virtual_stages, " M=", size.micro_batches,
+                                             " ", size.schedule.name, " ", partitioning, clip > 0 ? " clipped" : "");
+                expect_matches(modules, losses, clip > 0 ? clipped_ref : ref, problem.spec, what);
+                for (const auto& module : modules)
+                    for (auto& [name, p] : module->named_parameters()) {
+                        const Tensor& want =
+                            (clip > 0 ? clipped_ref : ref).parameters.at(one_process_name(problem.spec, name));
+                        std::vector<double> a = mp::testing::to_doubles(p), b = mp::testing::to_doubles(want);
+                        for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
                     }
-                }
+                ++configurations;
             }
         }
-    }
+    });
     if (g_world->rank() == 0) {
         EXPECT_GT(configurations, 0);
         std::printf("[ measured ] tied pipeline vs one process: %d configurations, parameters max abs error %.3g\n",
@@ -178,7 +138,7 @@ TEST_F(TiedEmbeddings, DataParallelReplicasEqualOneProcessTiedTraining) {
         const Problem problem = tied_gpt(dropout);
         const Reference ref = train_one_process(problem);
         const Schedule schedule = make_schedule("1f1b", stages, 3);
-        auto modules = build_stages(problem.spec, schedule, uniform_partition(problem.spec.size(), stages), stage);
+        auto modules = build_rank_stages(problem.spec, schedule, uniform_partition(problem.spec.size(), stages), stage);
         nn::SGD sgd(nn::unique_parameters(modules), kSgd);
         Engine engine(*pipeline_group, modules, schedule, sgd, cross_entropy_loss(), Rematerialization::Never,
                       Device::cpu(), replica_group.get());
@@ -201,7 +161,8 @@ TEST_F(TiedEmbeddings, CopiesThatDifferStopEveryRank) {
     if (!group) return;
     const Problem problem = tied_gpt();
     const Schedule schedule = make_schedule("1f1b", ranks, 2);
-    auto modules = build_stages(problem.spec, schedule, uniform_partition(problem.spec.size(), ranks), group->rank());
+    auto modules =
+        build_rank_stages(problem.spec, schedule, uniform_partition(problem.spec.size(), ranks), group->rank());
     nn::SGD sgd(nn::unique_parameters(modules), kSgd);
     Engine engine(*group, modules, schedule, sgd, cross_entropy_loss(), Rematerialization::Never, Device::cpu());
     engine.tie_parameters(problem.spec.ties);
@@ -234,7 +195,7 @@ TEST_F(TiedEmbeddings, HfFixtureSplitOverStagesMatchesTransformers) {
     const nn::HfGpt2Config hf = nn::read_hf_gpt2_config(dir);
     nn::HfGpt2Config grads_file = hf;
     grads_file.weights_path = dir + "/expected_grads.safetensors";
-    const nn::ModelSpec spec = nn::gpt_spec(nn::gpt_config_of(hf));
+    const nn::ModelSpec spec = nn::gpt_spec(hf.gpt);
     const int64_t B = f.at("batch"), T = f.at("time");
     Tensor ids = Tensor::from_vector(f.at("ids").get<std::vector<int32_t>>(), {B, T});
     Tensor targets = Tensor::from_vector(f.at("targets").get<std::vector<int32_t>>(), {B, T});
@@ -247,7 +208,7 @@ TEST_F(TiedEmbeddings, HfFixtureSplitOverStagesMatchesTransformers) {
         for (const std::vector<int64_t>& balance : balances) {
             const Schedule schedule = make_schedule("1f1b", ranks, 2);
             const std::vector<StageRange> ranges = explicit_partition(balance, spec.size());
-            auto modules = build_stages(spec, schedule, ranges, group->rank());
+            auto modules = build_rank_stages(spec, schedule, ranges, group->rank());
             for (const auto& module : modules) nn::load_hf_gpt2(hf, *module);
             nn::SGD sgd(nn::unique_parameters(modules), {1e-30, 0.0, 0.0});  // the gradients are what is checked
             Engine engine(*group, modules, schedule, sgd, cross_entropy_loss(), Rematerialization::Never,

@@ -1,7 +1,6 @@
-// Limits on JSON that comes from users and files (configs, safetensors headers): how deep it may
-// nest, and how much of a value an error message may quote. A config of 10^5 nested brackets must
-// be refused, not overflow the stack of a recursive walk or dump; a message names a value, it
-// does not copy a megabyte of it.
+// Limits on JSON from users and files (configs, safetensors headers): how deep it may nest (10^5
+// brackets are refused, not a stack overflow in a recursive walk), and how much of a value an error
+// message may quote (a name, not a megabyte).
 #pragma once
 
 #include <cstddef>
@@ -9,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace mp::nn {
+namespace mp {
 
 // Deeper than any minipipe document needs (a config is 3 levels, a safetensors header 3).
 constexpr int kMaxJsonDepth = 32;
@@ -21,4 +20,4 @@ inline std::string abbreviated(const nlohmann::json& value, size_t max_chars = 8
     return text.substr(0, max_chars) + "… (" + std::to_string(text.size()) + " characters)";
 }
 
-}  // namespace mp::nn
+}  // namespace mp
