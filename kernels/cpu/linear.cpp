@@ -1,11 +1,13 @@
 // CPU reference for the fused linear epilogues and the in-place bias gradient: the product from
 // kernels/gemm.h (float32 accumulation for bfloat16), then the epilogue per element before the
-// one rounding; float32 results are bitwise those of GEMM, bias_add and gelu run one by one.
+// one rounding (float32: GELU's fast path); float32 results are bitwise those of GEMM, bias_add and
+// gelu run one by one.
 #include <type_traits>
 #include <vector>
 
 #include "kernels/activations.h"
 #include "kernels/common/error.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/gemm.h"
 #include "kernels/linear.h"
 
@@ -28,7 +30,18 @@ void linear_forward(const T* x, const T* w, const T* b, T* y, T* pre, int64_t ro
         acc = scratch.data();
     }
     gemm(false, true, rows, out, in, C(1), x, in, w, in, C(0), acc, out, false);
-#pragma omp parallel for
+    if constexpr (std::is_same_v<T, float>) {
+        // float32: y holds the product; the bias, then GELU's fast path (kernels/cpu/activations.cpp)
+        // over the whole pre-activation — the same bits as bias_add and gelu run one by one.
+        if (epilogue == LinearEpilogue::None) return;
+        T* biased = epilogue == LinearEpilogue::BiasGelu ? pre : y;
+#pragma omp parallel for if (rows * out >= kMinParallelElements)
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t j = 0; j < out; ++j) biased[r * out + j] = y[r * out + j] + b[j];
+        if (epilogue == LinearEpilogue::BiasGelu) gelu_forward(pre, y, rows * out);
+        return;
+    }
+#pragma omp parallel for if (rows * out >= kMinParallelElements)
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < out; ++j) {
             const int64_t i = r * out + j;
