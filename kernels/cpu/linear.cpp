@@ -2,6 +2,7 @@
 // kernels/gemm.h (float32 accumulation for bfloat16), then the epilogue per element before the
 // one rounding (float32: GELU's fast path); float32 results are bitwise those of GEMM, bias_add and
 // gelu run one by one.
+#include <algorithm>
 #include <type_traits>
 #include <vector>
 
@@ -59,8 +60,15 @@ void linear_forward(const T* x, const T* w, const T* b, T* y, T* pre, int64_t ro
 template <typename T, typename G>
 void bias_grad(const T* dy, G* grad, int64_t rows, int64_t cols, bool accumulate) {
     std::vector<double> sums(static_cast<size_t>(cols), 0.0);
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < cols; ++j) sums[static_cast<size_t>(j)] += element_to_double(dy[r * cols + j]);
+    // Each column summed over rows in order on one thread (columns in blocks of 16 shared out):
+    // the same sums for any thread count.
+    const int64_t column_blocks = (cols + 15) / 16;
+#pragma omp parallel for schedule(static) if (rows * cols >= kMinParallelElements)
+    for (int64_t block = 0; block < column_blocks; ++block) {
+        const int64_t first = block * 16, last = std::min(cols, first + 16);
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t j = first; j < last; ++j) sums[static_cast<size_t>(j)] += element_to_double(dy[r * cols + j]);
+    }
     // As the CUDA kernel: the sum in the accumulator type A (float32; double for double), added to
     // the old value in A, then one rounding to G (bfloat16 gradients are not rounded twice).
     using A = std::conditional_t<std::is_same_v<G, double>, double, float>;
