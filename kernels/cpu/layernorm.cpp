@@ -71,21 +71,21 @@ void layernorm_backward(const T* dy, const T* x, const T* gamma, const compute_t
     }
     std::vector<double> dgamma_sum(static_cast<size_t>(cols), 0.0);
     std::vector<double> dbeta_sum(static_cast<size_t>(cols), 0.0);
-    // Columns in blocks of 16 (two cache lines of sums), the blocks shared out over the threads;
-    // within a block, rows in order.
-    const int64_t column_blocks = (cols + 15) / 16;
-#pragma omp parallel for schedule(static) if (rows * cols >= kMinParallelElements)
-    for (int64_t block = 0; block < column_blocks; ++block) {
-        const int64_t first = block * 16, last = std::min(cols, first + 16);
-        for (int64_t r = 0; r < rows; ++r) {
-            const double row_mean = mean[r], row_rstd = rstd[r];
-            for (int64_t c = first; c < last; ++c) {
-                double xhat = (element_to_double(x[r * cols + c]) - row_mean) * row_rstd;
-                dgamma_sum[c] += element_to_double(dy[r * cols + c]) * xhat;
-                dbeta_sum[c] += element_to_double(dy[r * cols + c]);
+    // Each thread a span of columns, over the rows in order.
+    for_each_span(
+        cols,
+        [&](int64_t first, int64_t last) {
+            for (int64_t r = 0; r < rows; ++r) {
+                const double row_mean = mean[r], row_rstd = rstd[r];
+#pragma omp simd
+                for (int64_t c = first; c < last; ++c) {
+                    double xhat = (element_to_double(x[r * cols + c]) - row_mean) * row_rstd;
+                    dgamma_sum[c] += element_to_double(dy[r * cols + c]) * xhat;
+                    dbeta_sum[c] += element_to_double(dy[r * cols + c]);
+                }
             }
-        }
-    }
+        },
+        kMinParallelElements / std::max<int64_t>(rows, 1));
     for (int64_t c = 0; c < cols; ++c) {
         dgamma[c] = element_from_double<T>(dgamma_sum[c]);
         dbeta[c] = element_from_double<T>(dbeta_sum[c]);

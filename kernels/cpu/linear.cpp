@@ -60,15 +60,16 @@ void linear_forward(const T* x, const T* w, const T* b, T* y, T* pre, int64_t ro
 template <typename T, typename G>
 void bias_grad(const T* dy, G* grad, int64_t rows, int64_t cols, bool accumulate) {
     std::vector<double> sums(static_cast<size_t>(cols), 0.0);
-    // Each column summed over rows in order on one thread (columns in blocks of 16 shared out):
-    // the same sums for any thread count.
-    const int64_t column_blocks = (cols + 15) / 16;
-#pragma omp parallel for schedule(static) if (rows * cols >= kMinParallelElements)
-    for (int64_t block = 0; block < column_blocks; ++block) {
-        const int64_t first = block * 16, last = std::min(cols, first + 16);
-        for (int64_t r = 0; r < rows; ++r)
-            for (int64_t j = first; j < last; ++j) sums[static_cast<size_t>(j)] += element_to_double(dy[r * cols + j]);
-    }
+    // Each column summed over rows in order on one thread (each thread a span of columns): the
+    // same sums for any thread count.
+    for_each_span(
+        cols,
+        [&](int64_t first, int64_t last) {
+            for (int64_t r = 0; r < rows; ++r)
+#pragma omp simd
+                for (int64_t j = first; j < last; ++j) sums[static_cast<size_t>(j)] += element_to_double(dy[r * cols + j]);
+        },
+        kMinParallelElements / std::max<int64_t>(rows, 1));
     // As the CUDA kernel: the sum in the accumulator type A (float32; double for double), added to
     // the old value in A, then one rounding to G (bfloat16 gradients are not rounded twice).
     using A = std::conditional_t<std::is_same_v<G, double>, double, float>;
