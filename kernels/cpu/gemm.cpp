@@ -127,9 +127,13 @@ void configure_openblas() {
         openblas_set_num_threads(1);
         const std::string chosen = openblas_get_corename();
         const char* keep = std::getenv("MINIPIPE_OPENBLAS_CORETYPE");
+#if defined(__x86_64__)
         const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
                             __builtin_cpu_supports("avx512cd");
+#else
+        const bool avx512 = false;
+#endif
         g_blas_description = "OpenBLAS " + chosen;
         if ((chosen == "Haswell" || chosen == "Zen") && avx512 && std::getenv("OPENBLAS_CORETYPE") == nullptr &&
             !(keep && std::string(keep) == "keep") && gotoblas_dynamic_init && gotoblas_dynamic_quit) {
