@@ -48,7 +48,8 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
 // rounding to bfloat16 — a mixed-precision weight gradient accumulated in place in its master.
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a, int64_t lda,
           const bfloat16* b, int64_t ldb, float beta, float* c, int64_t ldc, bool allow_tf32);
-// What runs the CPU products, for logs: "OpenBLAS SkylakeX", or the reference loops.
+// What runs the CPU products, for logs: "OpenBLAS Cooperlake" (the kernels OpenBLAS chose for this
+// CPU, or OPENBLAS_CORETYPE), or the reference loops.
 std::string blas_description();
 }  // namespace mp::kernels::cpu
 

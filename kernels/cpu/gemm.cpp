@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -103,46 +102,17 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
 constexpr int64_t kMinSplitMultiplyAdds = int64_t(1) << 21;
 
 #if MP_OPENBLAS
-// OpenBLAS's run-time kernel choice in a DYNAMIC_ARCH build (Debian's): exported, though not in
-// cblas.h. Weak, so that a build of OpenBLAS for one CPU (without them) still links.
-extern "C" {
-void gotoblas_dynamic_init(void) __attribute__((weak));
-void gotoblas_dynamic_quit(void) __attribute__((weak));
-}
-
 namespace {
 
 std::string g_blas_description = "OpenBLAS (not yet called)";
 
 // Once, before the first product: OpenBLAS single-threaded (OpenMP's threads share the work out),
-// and its AVX-512 kernels on an AVX-512 CPU it does not know. OpenBLAS 0.3.21 (Debian 12) predates
-// AMD Zen 5 and falls back to its Haswell (AVX2) kernels there; newer releases take SkylakeX's on
-// Zen 4 and 5, which run sgemm ~1.9x as fast on one Zen 5 core. So when OpenBLAS chose Haswell or
-// Zen on a CPU with AVX-512 F/BW/DQ/VL/CD (what SkylakeX's kernels use), it is asked again with
-// OPENBLAS_CORETYPE=SkylakeX, as its own environment variable would at load. A user's own
-// OPENBLAS_CORETYPE, or MINIPIPE_OPENBLAS_CORETYPE=keep, leaves its choice alone.
+// and the name of the kernels it chose for this CPU (OPENBLAS_CORETYPE overrides its choice).
 void configure_openblas() {
     static std::once_flag once;
     std::call_once(once, [] {
         openblas_set_num_threads(1);
-        const std::string chosen = openblas_get_corename();
-        const char* keep = std::getenv("MINIPIPE_OPENBLAS_CORETYPE");
-#if defined(__x86_64__)
-        const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-                            __builtin_cpu_supports("avx512cd");
-#else
-        const bool avx512 = false;
-#endif
-        g_blas_description = "OpenBLAS " + chosen;
-        if ((chosen == "Haswell" || chosen == "Zen") && avx512 && std::getenv("OPENBLAS_CORETYPE") == nullptr &&
-            !(keep && std::string(keep) == "keep") && gotoblas_dynamic_init && gotoblas_dynamic_quit) {
-            gotoblas_dynamic_quit();
-            setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
-            gotoblas_dynamic_init();
-            unsetenv("OPENBLAS_CORETYPE");
-            g_blas_description = str("OpenBLAS ", openblas_get_corename(), " (over its ", chosen, ": AVX-512 CPU)");
-        }
+        g_blas_description = str("OpenBLAS ", openblas_get_corename());
     });
 }
 
