@@ -469,7 +469,8 @@ TEST(GemmCpu, BitsDoNotDependOnTheThreadCount) {
         expect_close(one_thread, reference_result(g, x), tol.rtol, tol.atol, describe(g));
         for (int threads : {2, 3}) {
             set_cpu_threads(threads);
-            expect_equal(cpu_gemm<float>(g, x), one_thread, describe(g) + " on " + std::to_string(threads) + " threads");
+            expect_equal(cpu_gemm<float>(g, x), one_thread,
+                         describe(g) + " on " + std::to_string(threads) + " threads");
         }
     }
     GemmCase g{false, true, 128, 128, 32, 1.0, 0.0, 0};

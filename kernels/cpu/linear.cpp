@@ -67,7 +67,8 @@ void bias_grad(const T* dy, G* grad, int64_t rows, int64_t cols, bool accumulate
         [&](int64_t first, int64_t last) {
             for (int64_t r = 0; r < rows; ++r)
 #pragma omp simd
-                for (int64_t j = first; j < last; ++j) sums[static_cast<size_t>(j)] += element_to_double(dy[r * cols + j]);
+                for (int64_t j = first; j < last; ++j)
+                    sums[static_cast<size_t>(j)] += element_to_double(dy[r * cols + j]);
         },
         kMinParallelElements / std::max<int64_t>(rows, 1));
     // As the CUDA kernel: the sum in the accumulator type A (float32; double for double), added to

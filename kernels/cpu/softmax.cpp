@@ -91,7 +91,8 @@ void softmax_forward_reference(const T* x, T* y, int64_t rows, int64_t cols) {
 template <typename T>
 void softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols) {
 #pragma omp parallel for
-    for (int64_t r = 0; r < rows; ++r) softmax_backward_row(y + r * cols, dy + r * cols, dx + r * cols, cols, cols, 1.0);
+    for (int64_t r = 0; r < rows; ++r)
+        softmax_backward_row(y + r * cols, dy + r * cols, dx + r * cols, cols, cols, 1.0);
 }
 
 template <typename T>
