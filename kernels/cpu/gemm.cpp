@@ -2,7 +2,7 @@
 // tested against, and the fast path through OpenBLAS's cblas_sgemm / cblas_dgemm when the build
 // found OpenBLAS (MP_OPENBLAS=1); without it the reference is the CPU GEMM.
 // Threads: one pool, OpenMP's. OpenBLAS runs single-threaded in whichever thread calls it (its own
-// pthread pool and OpenMP's took turns on the same cores, a quarter of a step in sched_yield). A
+// pthread pool, spinning in sched_yield, and OpenMP's took turns on the same cores). A
 // large product is cut into blocks of C rows (or columns) whose sizes depend on the shape alone,
 // never on the thread count, and the blocks are shared out over the threads: OpenBLAS's bits
 // depend on how C is cut (its edge tiles round differently), so a fixed cut keeps them the same
