@@ -29,6 +29,7 @@
 
 #include "autograd/functions.h"
 #include "autograd/tape.h"
+#include "kernels/gemm.h"
 #include "nn/layers.h"
 #include "nn/models.h"
 #include "nn/optim.h"
@@ -415,7 +416,7 @@ int run_benchmark(int argc, char** argv) {
 #endif
     } else {
         if (options.threads > 0) set_cpu_threads(options.threads);
-        info.device_label = "cpu (" + std::to_string(cpu_threads()) + " threads)";
+        info.device_label = "cpu (" + std::to_string(cpu_threads()) + " threads, " + kernels::cpu::blas_description() + ")";
         info.peak_label = "CPU: no peak known";
         if (options.precision == train::Precision::Tf32) {
             std::printf("bench_gpt: TF32 does not apply on the CPU: GEMMs run in exact fp32\n");

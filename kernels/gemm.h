@@ -2,10 +2,12 @@
 // transpose), single and strided-batched: every linear layer and both attention products run here.
 // defines: gemm, gemm_strided_batched, gemm_reference (cpu:: for float, double; gemm and
 //          gemm_strided_batched also for bfloat16; cuda:: for float and bfloat16); gemm with
-//          bfloat16 operands into a float32 C (weight gradients accumulated into float32 masters)
+//          bfloat16 operands into a float32 C (weight gradients accumulated into float32 masters);
+//          blas_description (cpu::)
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "kernels/common/bfloat16.h"
 #include "kernels/common/stream.h"
@@ -25,7 +27,8 @@ namespace mp::kernels::cpu {
 template <typename T>
 void gemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
                     const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
-// OpenBLAS (cblas_sgemm / cblas_dgemm) when the build found it, else gemm_reference.
+// OpenBLAS (cblas_sgemm / cblas_dgemm) when the build found it, else gemm_reference. Threaded over
+// OpenMP's pool in blocks that depend on the shape only: the bits do not depend on the thread count.
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
           int64_t ldb, T beta, T* c, int64_t ldc, bool allow_tf32);
@@ -45,6 +48,9 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
 // rounding to bfloat16 — a mixed-precision weight gradient accumulated in place in its master.
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bfloat16* a, int64_t lda,
           const bfloat16* b, int64_t ldb, float beta, float* c, int64_t ldc, bool allow_tf32);
+// What runs the CPU products, for logs: "OpenBLAS Cooperlake" (the kernels OpenBLAS chose for this
+// CPU, or OPENBLAS_CORETYPE), or the reference loops.
+std::string blas_description();
 }  // namespace mp::kernels::cpu
 
 namespace mp::kernels::cuda {

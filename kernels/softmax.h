@@ -2,7 +2,8 @@
 // causal-masked variant for attention scores: rows come in (seq_len, seq_len) blocks, row i of
 // a block keeps columns j <= i (masked entries of y are exactly 0), and logits are scaled first.
 // defines: softmax_forward, softmax_backward, causal_softmax_forward, causal_softmax_backward
-//          (cpu:: for float, double and bfloat16; cuda:: for float)
+//          (cpu:: for float, double and bfloat16; cuda:: for float), softmax_forward_reference,
+//          causal_softmax_forward_reference (cpu::)
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,12 @@ template <typename T> void causal_softmax_forward(const T* x, T* y, int64_t rows
 // dx[r, j] = scale * y[r, j] (dy[r, j] - sum_{k <= i} dy[r, k] y[r, k]) for j <= i, 0 for j > i.
 template <typename T>
 void causal_softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t seq_len, double scale);
+// The forwards evaluate e^x with std::exp (the references, which double and bfloat16 run); float
+// runs a fast path with a vectorized e^x and the same sums in the same order, equal to the
+// reference within one float32 ulp (tests/test_softmax.cpp).
+template <typename T> void softmax_forward_reference(const T* x, T* y, int64_t rows, int64_t cols);
+template <typename T>
+void causal_softmax_forward_reference(const T* x, T* y, int64_t rows, int64_t seq_len, double scale);
 }  // namespace mp::kernels::cpu
 
 namespace mp::kernels::cuda {

@@ -1,5 +1,5 @@
 // Memory allocators with the counters the pipeline's memory report reads.
-// CPU: aligned host memory. CUDA: a caching allocator that keeps freed blocks in
+// CPU: aligned host memory, freed blocks reused by exact size. CUDA: a caching allocator that keeps freed blocks in
 // per-size-class free lists, so a training loop's steady state never calls cudaMalloc or
 // cudaFree (which would synchronise the device). Blocks are reused in stream order on the
 // device's single compute stream, so reuse needs no synchronisation.
@@ -36,7 +36,9 @@ class Allocator {
     virtual void empty_cache() {}
 };
 
-// Host memory, 64-byte aligned (cache lines, and AVX-512 loads in OpenBLAS).
+// Host memory, 64-byte aligned (cache lines, and AVX-512 loads in OpenBLAS). Freed blocks are
+// kept (up to 1 GiB) and reused for the same size, so a training loop's steady state asks the
+// system for nothing; current_bytes and peak_bytes count the bytes tensors asked for.
 Allocator& cpu_allocator();
 // The caching allocator of GPU `index`; throws in a CPU-only build or for a bad index.
 Allocator& cuda_allocator(int index);

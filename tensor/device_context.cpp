@@ -39,7 +39,8 @@ void set_cpu_threads(int threads) {
     MP_REQUIRE(threads >= 1, "set_cpu_threads: threads must be >= 1, got ", threads);
     omp_set_num_threads(threads);
 #if MP_OPENBLAS
-    openblas_set_num_threads(threads);
+    // One pool: kernels::cpu::gemm spreads products over OpenMP's threads and calls OpenBLAS in each.
+    openblas_set_num_threads(1);
 #endif
 }
 

@@ -27,7 +27,8 @@ void count_host_wait();  // called by each of those places
 // memory for CUDA. For refusing, with numbers, a model that cannot fit before building it.
 size_t device_memory_bytes(Device device);
 
-// Threads the CPU kernels (OpenMP) and OpenBLAS may use in this process. Several ranks on one
+// Threads the CPU kernels may use in this process: OpenMP's pool, which also runs the GEMMs
+// (OpenBLAS itself is kept single-threaded, see kernels/cpu/gemm.cpp). Several ranks on one
 // machine should split its cores between them instead of each taking all of them.
 void set_cpu_threads(int threads);
 int cpu_threads();

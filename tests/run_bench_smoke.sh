@@ -5,7 +5,8 @@
 # (or runs there when there is one); bad options and an out-of-memory model fail with a message and a
 # non-zero status, never a crash; run_bench_gpt.sh joins fp32 and bf16 rows of minipipe, PyTorch eager and
 # torch.compile (its "eager" backend: tracing only, seconds) into one report with both ratios; a
-# torch.compile that cannot compile says why and exits 0. No speed is checked: only that it all runs.
+# torch.compile that cannot compile says why and exits 0; bench/cpu_vs_torch.sh prints its table of
+# alternating rounds. No speed is checked: only that it all runs.
 # And of the kernel benchmark (make bench: bench/bench_kernels, bench/torch_ops.py, bench/report.py,
 # bench/run_bench.sh): bench_kernels says "no GPU" and exits 0 here; torch_ops.py --dry runs every row on
 # the CPU, with exactly bench_kernels.cpp's row names (report.py pairs rows by name); report.py and
@@ -131,6 +132,21 @@ if python3 -c "import torch" 2>/dev/null && [ -x "$bench" ]; then
     if [ $report_ok = 1 ]; then pass
     else failed=$((failed + 1)); failures+=(report_gpt); sed -n '/^machine:/,$p' "$out/run_bench_gpt.log"; fi
 
+    # The side-by-side CPU comparison (bench/cpu_vs_torch.sh) at the tiny shape, two rounds: a row per
+    # round, the medians, the ratio and the machine; a bad --rounds fails with a message.
+    bash "$here/bench/cpu_vs_torch.sh" "$out/build" --tiny --rounds 2 >"$out/cpu_vs_torch.log" 2>&1
+    status=$?
+    missing=""
+    for line in "^machine: .*cores" "^minipipe: cpu (2 threads" "^| 1 | [0-9.]* | [0-9]* | [0-9]* | [0-9.]*x |$" \
+                "^| 2 | " "^| median | | [0-9]* | [0-9]* | [0-9.]*x |$" "^ratio of the medians [0-9.]*x"; do
+        grep -q -- "$line" "$out/cpu_vs_torch.log" || missing="$missing '$line'"
+    done
+    if [ $status -ne 0 ]; then fail cpu_vs_torch "exited with $status"; tail -n 30 "$out/cpu_vs_torch.log"
+    elif [ -n "$missing" ]; then fail cpu_vs_torch "no line matching$missing"; cat "$out/cpu_vs_torch.log"
+    else pass; fi
+    expect_failure cpu_vs_torch_bad_rounds "--rounds needs a positive integer" \
+        bash "$here/bench/cpu_vs_torch.sh" "$out/build" --tiny --rounds 0
+
     # A torch.compile that cannot compile here (an unknown backend stands in for a missing compiler):
     # the reason printed and in the JSON, exit 0, no crash.
     python3 "$here/bench/torch_gpt.py" --tiny --device cpu --compile --compile-backend no_such_backend \
@@ -144,8 +160,8 @@ if python3 -c "import torch" 2>/dev/null && [ -x "$bench" ]; then
     else pass; fi
 else
     echo "  (PyTorch is not importable or bench_gpt is not built:" \
-         "torch_gpt.py, run_bench_gpt.sh and the report are not checked)"
-    skipped=$((skipped + 6))
+         "torch_gpt.py, run_bench_gpt.sh, cpu_vs_torch.sh and the report are not checked)"
+    skipped=$((skipped + 8))
 fi
 
 # ---------------------------------------------------------------- the kernel benchmark (make bench)

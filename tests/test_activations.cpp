@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -124,6 +125,75 @@ TEST(Gelu, BackwardMatchesCentralDifferencesInFloat64) {
     // times |dy| < 5.
     expect_close(ops::gelu_backward(x, dy), Tensor::from_vector(numeric, x.shape()), 0.0, 1e-8,
                  "gelu_backward vs central differences");
+}
+
+// float32 GELU's fast path (vectorized, the sigmoid of e^{-2|u|} in double) against the reference
+// (the definition in double with std::tanh), on odd sizes from unaligned starts, both serial and
+// split over threads. Each evaluates in double and rounds once, so away from cancellation they are
+// the same float but where a double lands within ~1e-15 of a float rounding midpoint: one ulp,
+// rtol 2^-23. Where the reference's 1 + tanh u cancels (u << 0) its absolute error is up to
+// |x| 2^-53 in GELU and (1 + |x| du/dx) 2^-53 in GELU', times |dy|: atol per element, 2^-52 times
+// that. And bitwise: a slice of the input (a micro-batch) gives the slice of the whole's output.
+TEST(Gelu, Float32FastPathMatchesTheReference) {
+    const std::vector<float> extremes = {0.0f, 10.0f, -10.0f, 1e4f, -1e4f, 1e20f, -1e20f, -4.5f, -7.25f};
+    for (int64_t n : {1, 17, 1000, 100003}) {
+        for (int64_t shift : {0, 3}) {
+            SCOPED_TRACE(::testing::Message() << "n = " << n << ", shift = " << shift);
+            std::vector<float> x = random_tensor({n + shift}, 300 + n, 3.0).to_vector<float>();
+            std::vector<float> dy = random_tensor({n + shift}, 400 + n).to_vector<float>();
+            for (size_t i = 0; i < extremes.size() && i + shift < x.size(); ++i) x[i + shift] = extremes[i];
+            std::vector<float> y(n + shift), y_ref(n + shift), dx(n + shift), dx_ref(n + shift);
+            kernels::cpu::gelu_forward(x.data() + shift, y.data() + shift, n);
+            kernels::cpu::gelu_forward_reference(x.data() + shift, y_ref.data() + shift, n);
+            kernels::cpu::gelu_backward(x.data() + shift, dy.data() + shift, dx.data() + shift, n);
+            kernels::cpu::gelu_backward_reference(x.data() + shift, dy.data() + shift, dx_ref.data() + shift, n);
+            int64_t forward_differ = 0, backward_differ = 0;
+            for (int64_t i = shift; i < n + shift; ++i) {
+                const double v = x[i], du_dx = kernels::kGeluSqrt2OverPi * (1.0 + 3.0 * kernels::kGeluCubic * v * v);
+                const double ulp = std::ldexp(1.0, -23), eps = std::ldexp(1.0, -52);
+                if (std::fabs(v) > 1e3) {  // beyond the cubic's double range checks: the closed forms
+                    ASSERT_EQ(y[i], y_ref[i]) << "x = " << v;
+                    continue;
+                }
+                ASSERT_LE(std::fabs(y[i] - y_ref[i]), ulp * std::fabs(y_ref[i]) + eps * std::fabs(v)) << "x = " << v;
+                ASSERT_LE(std::fabs(dx[i] - dx_ref[i]),
+                          ulp * std::fabs(dx_ref[i]) + eps * std::fabs(dy[i]) * (1.0 + std::fabs(v) * du_dx))
+                    << "x = " << v << ", dy = " << dy[i];
+                forward_differ += y[i] != y_ref[i] && v > -4.0;
+                backward_differ += dx[i] != dx_ref[i] && v > -4.0;
+            }
+            // For x > -4 the reference is within ~3e-12 relative, so a differing float is a rare tie.
+            EXPECT_LE(forward_differ, n / 1000) << "forward outputs differing for x > -4";
+            EXPECT_LE(backward_differ, n / 1000) << "backward outputs differing for x > -4";
+
+            const int64_t offset = n / 3;  // a micro-batch: the same bits as in the whole
+            std::vector<float> y_part(n - offset), dx_part(n - offset);
+            kernels::cpu::gelu_forward(x.data() + shift + offset, y_part.data(), n - offset);
+            kernels::cpu::gelu_backward(x.data() + shift + offset, dy.data() + shift + offset, dx_part.data(),
+                                        n - offset);
+            for (int64_t i = 0; i < n - offset; ++i) {
+                ASSERT_EQ(std::memcmp(&y_part[i], &y[shift + offset + i], sizeof(float)), 0) << "y at " << i;
+                ASSERT_EQ(std::memcmp(&dx_part[i], &dx[shift + offset + i], sizeof(float)), 0) << "dx at " << i;
+            }
+        }
+    }
+    // NaN and infinities as the reference has them: NaN in, NaN out; GELU(inf) = inf; 0 * inf
+    // makes GELU(-inf) and both slopes at infinity NaN.
+    const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+    const std::vector<float> specials = {nan, inf, -inf};
+    const std::vector<float> ones(3, 1.0f);
+    std::vector<float> y(3), y_ref(3), dx(3), dx_ref(3);
+    kernels::cpu::gelu_forward(specials.data(), y.data(), 3);
+    kernels::cpu::gelu_forward_reference(specials.data(), y_ref.data(), 3);
+    kernels::cpu::gelu_backward(specials.data(), ones.data(), dx.data(), 3);
+    kernels::cpu::gelu_backward_reference(specials.data(), ones.data(), dx_ref.data(), 3);
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(std::isnan(y[i]), std::isnan(y_ref[i])) << specials[i];
+        if (!std::isnan(y_ref[i])) {
+            EXPECT_EQ(y[i], y_ref[i]) << specials[i];
+        }
+        EXPECT_EQ(std::isnan(dx[i]), std::isnan(dx_ref[i])) << specials[i];
+    }
 }
 
 // The raw CUDA kernels on NaN-poisoned outputs against the CPU reference. Each case runs twice:

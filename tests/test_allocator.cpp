@@ -35,6 +35,30 @@ TEST(CpuAllocator, CountersFollowTensorLifetimes) {
     EXPECT_GE(after.peak_bytes, before.current_bytes + 6000);
 }
 
+// A freed CPU block is handed out again for the same size (no new system allocation: no fresh
+// pages to fault in); other sizes get their own; empty_cache gives the cached ones back.
+TEST(CpuAllocator, ReusesFreedBlocksOfTheSameSize) {
+    Allocator& cpu = cpu_allocator();
+    void* first = cpu.allocate(100000);
+    cpu.deallocate(first, 100000);
+    const MemoryStats before = cpu.stats();
+    void* again = cpu.allocate(99999);  // the same 64-byte rounded size
+    EXPECT_EQ(again, first);
+    EXPECT_EQ(cpu.stats().system_allocs, before.system_allocs);
+    EXPECT_EQ(cpu.stats().cache_hits, before.cache_hits + 1);
+    EXPECT_EQ(cpu.stats().current_bytes, before.current_bytes + 99999);
+    void* other = cpu.allocate(200000);
+    EXPECT_EQ(cpu.stats().system_allocs, before.system_allocs + 1);
+    cpu.deallocate(again, 99999);
+    cpu.deallocate(other, 200000);
+    EXPECT_EQ(cpu.stats().current_bytes, before.current_bytes);
+    const size_t reserved = cpu.stats().reserved_bytes, cached = cpu.stats().cached_bytes;
+    EXPECT_GE(cached, size_t(100032 + 200000));
+    cpu.empty_cache();
+    EXPECT_EQ(cpu.stats().cached_bytes, 0u);
+    EXPECT_EQ(cpu.stats().reserved_bytes, reserved - cached);
+}
+
 TEST(CachingAllocator, SizeClassesRoundUpWithBoundedWaste) {
     EXPECT_EQ(cuda_size_class(0), 0u);
     EXPECT_EQ(cuda_size_class(1), 512u);

@@ -452,6 +452,43 @@ TEST(GemmCpu, StridedBatchedMatchesLoop) {
     }
 }
 
+// Products large enough to be cut into blocks and shared over the threads (a transformer's
+// (B*T, C) x (C, 3C), its weight gradient, a wider-than-tall one cut by columns, and a batch of
+// attention-sized ones) give the same bits on 1, 2 and 3 threads, within the reference's bound.
+TEST(GemmCpu, BitsDoNotDependOnTheThreadCount) {
+    const int threads_before = cpu_threads();
+    const std::vector<GemmCase> cases = {{false, true, 2050, 390, 130, 1.0, 0.0, 0},
+                                         {true, false, 390, 130, 2050, 1.0, 1.0, 0},
+                                         {false, false, 70, 1100, 300, 0.5, 0.0, 3}};
+    uint64_t seed = 650;
+    for (const GemmCase& g : cases) {
+        GemmOperands x = random_operands(g, DType::Float32, seed++);
+        set_cpu_threads(1);
+        const Tensor one_thread = cpu_gemm<float>(g, x);
+        const Tolerance tol = blas_tolerance(g, gemm_scales(g, x), kFloatRoundoff);
+        expect_close(one_thread, reference_result(g, x), tol.rtol, tol.atol, describe(g));
+        for (int threads : {2, 3}) {
+            set_cpu_threads(threads);
+            expect_equal(cpu_gemm<float>(g, x), one_thread,
+                         describe(g) + " on " + std::to_string(threads) + " threads");
+        }
+    }
+    GemmCase g{false, true, 128, 128, 32, 1.0, 0.0, 0};
+    BatchedOperands x = random_batched_operands(g, 13, 660);
+    auto run_batch = [&] {
+        Tensor c = x.c.clone();
+        kernels::cpu::gemm_strided_batched<float>(false, true, g.m, g.n, g.k, 1.0f, x.a.data<float>(), x.layout.lda,
+                                                  x.stride_a, x.b.data<float>(), x.layout.ldb, x.stride_b, 0.0f,
+                                                  c.data<float>(), x.layout.ldc, x.stride_c, x.batch, false);
+        return c;
+    };
+    set_cpu_threads(1);
+    const Tensor one_thread = run_batch();
+    set_cpu_threads(2);
+    expect_equal(run_batch(), one_thread, "batched attention-sized products on 2 threads");
+    set_cpu_threads(threads_before);
+}
+
 TEST(GemmCpu, RejectsBadSizesAndStrides) {
     std::vector<float> a(64), b(64), c(64);
     auto gemm = [&](bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {

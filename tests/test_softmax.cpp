@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <vector>
@@ -163,6 +164,56 @@ TEST(CausalSoftmax, EachRowIsTheSoftmaxOfItsScaledPrefix) {
         // Same double arithmetic up to where the scale is applied (one rounding, 1e-16 relative).
         expect_close(Tensor::from_vector(actual, {seq_len}), Tensor::from_vector(expected, {seq_len}), 1e-14, 0.0,
                      "causal row " + std::to_string(row));
+    }
+}
+
+// float32's fast forward (a vectorized e^x, each once) against the reference (std::exp) on odd
+// shapes, plain and causal: the sums run in the same order over exps within 3e-16 of each other,
+// so y is the same float but where it lands within ~1e-15 of a rounding midpoint: one ulp
+// (rtol 2^-23), and rarely (at most one element in a thousand). Rows given alone (a micro-batch)
+// give the whole's bits. Special rows: -inf logits (weight 0), a huge logit, all -inf (NaN).
+TEST(Softmax, Float32FastPathMatchesTheReference) {
+    const double inf = std::numeric_limits<double>::infinity();
+    struct Case {
+        int64_t rows, cols;
+        bool causal;
+        double scale;
+    };
+    for (const Case& c : {Case{37, 129, false, 1.0}, Case{4 * 67, 67, true, 0.17}, Case{3, 50257, false, 1.0}}) {
+        SCOPED_TRACE(::testing::Message() << "rows " << c.rows << ", cols " << c.cols << (c.causal ? ", causal" : ""));
+        std::vector<float> x = random_tensor({c.rows, c.cols}, 700 + c.cols, 4.0).to_vector<float>();
+        // Rows that keep every column (a causal block's last): one with -inf and a huge logit, one all -inf.
+        const int64_t special = c.causal ? c.cols - 1 : 0, all_minus_inf = c.causal ? 2 * c.cols - 1 : 1;
+        x[special * c.cols + 1] = static_cast<float>(-inf), x[special * c.cols + 2] = 1e4f;
+        for (int64_t j = 0; j < c.cols; ++j) x[all_minus_inf * c.cols + j] = static_cast<float>(-inf);
+        std::vector<float> y(x.size()), y_ref(x.size());
+        auto forward = [&](const float* in, float* out, int64_t rows, bool reference) {
+            if (c.causal && reference) kernels::cpu::causal_softmax_forward_reference(in, out, rows, c.cols, c.scale);
+            if (c.causal && !reference) kernels::cpu::causal_softmax_forward(in, out, rows, c.cols, c.scale);
+            if (!c.causal && reference) kernels::cpu::softmax_forward_reference(in, out, rows, c.cols);
+            if (!c.causal && !reference) kernels::cpu::softmax_forward(in, out, rows, c.cols);
+        };
+        forward(x.data(), y.data(), c.rows, false);
+        forward(x.data(), y_ref.data(), c.rows, true);
+        int64_t differ = 0;
+        for (size_t i = 0; i < y.size(); ++i) {
+            if (std::isnan(y_ref[i])) {
+                ASSERT_TRUE(std::isnan(y[i])) << "element " << i;
+                continue;
+            }
+            ASSERT_LE(std::fabs(y[i] - y_ref[i]), std::ldexp(1.0, -23) * y_ref[i]) << "element " << i;
+            differ += y[i] != y_ref[i];
+        }
+        EXPECT_LE(differ, static_cast<int64_t>(y.size()) / 1000);
+        EXPECT_EQ(y[special * c.cols], 0.0f);  // e^{-1e4 - ...}: the huge logit takes it all
+        EXPECT_EQ(y[special * c.cols + 2], 1.0f);
+        EXPECT_TRUE(std::isnan(y[all_minus_inf * c.cols]));
+        // A micro-batch of whole blocks from the middle: the same bits as in the whole.
+        const int64_t block = c.causal ? c.cols : 1, first = block * (c.rows / block / 2);
+        std::vector<float> part((c.rows - first) * c.cols);
+        forward(x.data() + first * c.cols, part.data(), c.rows - first, false);
+        for (size_t i = 0; i < part.size(); ++i)  // bits, NaN included
+            ASSERT_EQ(std::memcmp(&part[i], &y[first * c.cols + i], sizeof(float)), 0) << "micro-batch element " << i;
     }
 }
 

@@ -1,10 +1,13 @@
 // CPU reference for the elementwise kernels and reductions: plain loops. Each elementwise output
 // is one rounding in C = compute_t<T> (T itself, float for bfloat16; s and alpha are first rounded
 // to C), then, for bfloat16, one rounding to nearest even on store — what the CUDA kernels do, so
-// the two agree bitwise; reductions accumulate in double and round once at the end.
+// the two agree bitwise; reductions accumulate in double and round once at the end. Elementwise
+// loops are vectorized (`omp simd`: the same arithmetic per element) and threaded from
+// kMinParallelElements (kernels/cpu/parallel.h) up.
 #include <vector>
 
 #include "kernels/common/bfloat16.h"
+#include "kernels/cpu/parallel.h"
 
 #include "kernels/elementwise.h"
 
@@ -13,21 +16,21 @@ namespace mp::kernels::cpu {
 template <typename T>
 void add(T* out, const T* a, const T* b, int64_t n) {
     using C = compute_t<T>;
-#pragma omp parallel for
+#pragma omp parallel for simd if (n >= kMinParallelElements)
     for (int64_t i = 0; i < n; ++i) out[i] = T(C(a[i]) + C(b[i]));
 }
 
 template <typename T>
 void sub(T* out, const T* a, const T* b, int64_t n) {
     using C = compute_t<T>;
-#pragma omp parallel for
+#pragma omp parallel for simd if (n >= kMinParallelElements)
     for (int64_t i = 0; i < n; ++i) out[i] = T(C(a[i]) - C(b[i]));
 }
 
 template <typename T>
 void mul(T* out, const T* a, const T* b, int64_t n) {
     using C = compute_t<T>;
-#pragma omp parallel for
+#pragma omp parallel for simd if (n >= kMinParallelElements)
     for (int64_t i = 0; i < n; ++i) out[i] = T(C(a[i]) * C(b[i]));
 }
 
@@ -35,7 +38,7 @@ template <typename T>
 void scale(T* out, const T* x, int64_t n, double s) {
     using C = compute_t<T>;
     const C s_c = static_cast<C>(s);
-#pragma omp parallel for
+#pragma omp parallel for simd if (n >= kMinParallelElements)
     for (int64_t i = 0; i < n; ++i) out[i] = T(s_c * C(x[i]));
 }
 
@@ -43,15 +46,16 @@ template <typename T>
 void axpy(T* y, const T* x, int64_t n, double alpha) {
     using C = compute_t<T>;
     const C alpha_c = static_cast<C>(alpha);
-#pragma omp parallel for
+#pragma omp parallel for simd if (n >= kMinParallelElements)
     for (int64_t i = 0; i < n; ++i) y[i] = T(C(y[i]) + alpha_c * C(x[i]));
 }
 
 template <typename T>
 void bias_add(T* out, const T* x, const T* bias, int64_t rows, int64_t cols) {
     using C = compute_t<T>;
-#pragma omp parallel for
+#pragma omp parallel for if (rows * cols >= kMinParallelElements)
     for (int64_t r = 0; r < rows; ++r)
+#pragma omp simd
         for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = T(C(x[r * cols + c]) + C(bias[c]));
 }
 

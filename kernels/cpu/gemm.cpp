@@ -1,7 +1,19 @@
 // CPU GEMM: the plain triple-loop reference (double accumulation) that every other GEMM is
 // tested against, and the fast path through OpenBLAS's cblas_sgemm / cblas_dgemm when the build
 // found OpenBLAS (MP_OPENBLAS=1); without it the reference is the CPU GEMM.
+// Threads: one pool, OpenMP's. OpenBLAS runs single-threaded in whichever thread calls it (its own
+// pthread pool, spinning in sched_yield, and OpenMP's took turns on the same cores). A
+// large product is cut into blocks of C rows (or columns) whose sizes depend on the shape alone,
+// never on the thread count, and the blocks are shared out over the threads: OpenBLAS's bits
+// depend on how C is cut (its edge tiles round differently), so a fixed cut keeps them the same
+// for any thread count. A batch of small products is shared out whole.
+#include <omp.h>
+
+#include <algorithm>
 #include <climits>
+#include <mutex>
+#include <string>
+#include <utility>
 #include <vector>
 
 #if MP_OPENBLAS
@@ -43,6 +55,13 @@ int blas_int(int64_t value, const char* name) {
     return static_cast<int>(value);
 }
 
+// Every size in int range, checked before a parallel region (an exception must not leave one).
+void check_blas_sizes(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
+    const std::pair<int64_t, const char*> sizes[] = {{m, "m"}, {n, "n"}, {k, "k"}, {lda, "lda"}, {ldb, "ldb"},
+                                                     {ldc, "ldc"}};
+    for (const auto& [value, name] : sizes) blas_int(value, name);
+}
+
 CBLAS_TRANSPOSE blas_op(bool trans) { return trans ? CblasTrans : CblasNoTrans; }
 
 void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
@@ -78,6 +97,72 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
     }
 }
 
+// Products below this many multiply-adds are one OpenBLAS call on the calling thread: waking the
+// pool costs ~10 µs, and OpenBLAS itself threads nothing below 2^18.
+constexpr int64_t kMinSplitMultiplyAdds = int64_t(1) << 21;
+
+#if MP_OPENBLAS
+namespace {
+
+std::string g_blas_description = "OpenBLAS (not yet called)";
+
+// Once, before the first product: OpenBLAS single-threaded (OpenMP's threads share the work out),
+// and the name of the kernels it chose for this CPU (OPENBLAS_CORETYPE overrides its choice).
+void configure_openblas() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        openblas_set_num_threads(1);
+        g_blas_description = str("OpenBLAS ", openblas_get_corename());
+    });
+}
+
+// How C is cut: along its longer side (rows when m >= n), in blocks of 256 when that side has at
+// least 1024 (an OpenBLAS call on 256 rows runs at ~95% of its speed on 2048), else of 64 (so a
+// weight gradient's 128 to 512 rows still make an even number of blocks).
+struct GemmBlocks {
+    bool split_rows = true;
+    int64_t extent = 0;  // the side that is cut
+    int64_t block = 0;
+    int64_t count = 1;
+};
+
+GemmBlocks gemm_blocks(int64_t m, int64_t n, int64_t k) {
+    GemmBlocks blocks;
+    blocks.split_rows = m >= n;
+    blocks.extent = blocks.split_rows ? m : n;
+    blocks.block = blocks.extent;
+    if (m * n * k >= kMinSplitMultiplyAdds) blocks.block = blocks.extent >= 1024 ? 256 : 64;
+    blocks.count = (blocks.extent + blocks.block - 1) / blocks.block;
+    return blocks;
+}
+
+// OpenBLAS over the blocks of C, shared out over OpenMP's threads (serially inside a parallel
+// region or with one thread: the same calls, so the same bits).
+template <typename T>
+void blas_gemm_blocked(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+                       const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+    configure_openblas();
+    const GemmBlocks blocks = gemm_blocks(m, n, k);
+    if (blocks.count == 1) {
+        blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && omp_get_max_threads() > 1)
+    for (int64_t index = 0; index < blocks.count; ++index) {
+        const int64_t begin = index * blocks.block, size = std::min(blocks.block, blocks.extent - begin);
+        if (blocks.split_rows) {  // rows begin.. of op(A) and of C
+            blas_gemm(trans_a, trans_b, size, n, k, alpha, trans_a ? a + begin : a + begin * lda, lda, b, ldb, beta,
+                      c + begin * ldc, ldc);
+        } else {  // columns begin.. of op(B) and of C
+            blas_gemm(trans_a, trans_b, m, size, k, alpha, a, lda, trans_b ? b + begin * ldb : b + begin, ldb, beta,
+                      c + begin, ldc);
+        }
+    }
+}
+
+}  // namespace
+#endif
+
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
           int64_t ldb, T beta, T* c, int64_t ldc, bool allow_tf32) {
@@ -89,18 +174,35 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
         gemm_reference(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    check_blas_sizes(m, n, k, lda, ldb, ldc);
+    blas_gemm_blocked(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #else
     gemm_reference(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #endif
 }
 
-// A plain loop: OpenBLAS already spreads each product over its own threads.
+std::string blas_description() {
+#if MP_OPENBLAS
+    configure_openblas();
+    return g_blas_description;
+#else
+    return "reference loops (built without OpenBLAS)";
+#endif
+}
+
+// The products spread over the OpenMP threads whole (each single-threaded inside): attention's
+// are many and small, too small to split.
 template <typename T>
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                           int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta, T* c,
                           int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32) {
     MP_REQUIRE(batch >= 0, "gemm_strided_batched: negative batch ", batch);
+    // Checked here, so that no product throws inside the parallel loop (every one has these sizes).
+    check_gemm_arguments(trans_a, trans_b, m, n, k, lda, ldb, ldc);
+#if MP_OPENBLAS
+    check_blas_sizes(m, n, k, lda, ldb, ldc);
+#endif
+#pragma omp parallel for schedule(static) if (batch > 1 && batch * m * n * k >= kMinSplitMultiplyAdds / 8)
     for (int64_t i = 0; i < batch; ++i)
         gemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c,
              ldc, allow_tf32);

@@ -1,11 +1,14 @@
 // CPU reference for the fused linear epilogues and the in-place bias gradient: the product from
 // kernels/gemm.h (float32 accumulation for bfloat16), then the epilogue per element before the
-// one rounding; float32 results are bitwise those of GEMM, bias_add and gelu run one by one.
+// one rounding (float32: GELU's fast path); float32 results are bitwise those of GEMM, bias_add and
+// gelu run one by one.
+#include <algorithm>
 #include <type_traits>
 #include <vector>
 
 #include "kernels/activations.h"
 #include "base/error.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/gemm.h"
 #include "kernels/linear.h"
 
@@ -28,7 +31,18 @@ void linear_forward(const T* x, const T* w, const T* b, T* y, T* pre, int64_t ro
         acc = scratch.data();
     }
     gemm(false, true, rows, out, in, C(1), x, in, w, in, C(0), acc, out, false);
-#pragma omp parallel for
+    if constexpr (std::is_same_v<T, float>) {
+        // float32: y holds the product; the bias, then GELU's fast path (kernels/cpu/activations.cpp)
+        // over the whole pre-activation — the same bits as bias_add and gelu run one by one.
+        if (epilogue == LinearEpilogue::None) return;
+        T* biased = epilogue == LinearEpilogue::BiasGelu ? pre : y;
+#pragma omp parallel for if (rows * out >= kMinParallelElements)
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t j = 0; j < out; ++j) biased[r * out + j] = y[r * out + j] + b[j];
+        if (epilogue == LinearEpilogue::BiasGelu) gelu_forward(pre, y, rows * out);
+        return;
+    }
+#pragma omp parallel for if (rows * out >= kMinParallelElements)
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < out; ++j) {
             const int64_t i = r * out + j;
@@ -46,8 +60,17 @@ void linear_forward(const T* x, const T* w, const T* b, T* y, T* pre, int64_t ro
 template <typename T, typename G>
 void bias_grad(const T* dy, G* grad, int64_t rows, int64_t cols, bool accumulate) {
     std::vector<double> sums(static_cast<size_t>(cols), 0.0);
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < cols; ++j) sums[static_cast<size_t>(j)] += element_to_double(dy[r * cols + j]);
+    // Each column summed over rows in order on one thread (each thread a span of columns): the
+    // same sums for any thread count.
+    for_each_span(
+        cols,
+        [&](int64_t first, int64_t last) {
+            for (int64_t r = 0; r < rows; ++r)
+#pragma omp simd
+                for (int64_t j = first; j < last; ++j)
+                    sums[static_cast<size_t>(j)] += element_to_double(dy[r * cols + j]);
+        },
+        kMinParallelElements / std::max<int64_t>(rows, 1));
     // As the CUDA kernel: the sum in the accumulator type A (float32; double for double), added to
     // the old value in A, then one rounding to G (bfloat16 gradients are not rounded twice).
     using A = std::conditional_t<std::is_same_v<G, double>, double, float>;
