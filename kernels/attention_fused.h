@@ -12,8 +12,8 @@
 #include <functional>
 #include <string>
 
-#include "kernels/common/bfloat16.h"
 #include "base/error.h"
+#include "kernels/common/bfloat16.h"
 #include "kernels/common/stream.h"
 
 namespace mp::kernels {

@@ -7,8 +7,8 @@
 #include <set>
 
 #include "autograd/tape.h"
-#include "kernels/common/counter_rng.h"
 #include "base/error.h"
+#include "kernels/common/counter_rng.h"
 #include "nn/layers.h"
 #include "tensor/ops/elementwise.h"
 

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <limits>
 
-#include "kernels/common/bfloat16.h"
 #include "base/error.h"
+#include "kernels/common/bfloat16.h"
 #include "kernels/cross_entropy.h"
 
 namespace mp::kernels::cpu {

@@ -20,8 +20,8 @@
 #include <cblas.h>
 #endif
 
-#include "kernels/common/bfloat16.h"
 #include "base/error.h"
+#include "kernels/common/bfloat16.h"
 #include "kernels/gemm.h"
 
 namespace mp::kernels::cpu {

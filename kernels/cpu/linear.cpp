@@ -6,8 +6,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "kernels/activations.h"
 #include "base/error.h"
+#include "kernels/activations.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/gemm.h"
 #include "kernels/linear.h"
