@@ -20,6 +20,17 @@ if ! nvidia-smi -L >/dev/null 2>&1; then
     [ "$(ls "$out/none" | wc -l)" -le 8 ] || problems+=("no-GPU run left more than 8 files")
 fi
 
+# Every racecheck pattern names at least one test (a renamed suite must not drop out silently).
+racecheck_filter=$(sed -n "s/^RACECHECK_FILTER='\(.*\)'$/\1/p" tools/gpu_check.sh)
+[ -n "$racecheck_filter" ] || problems+=("RACECHECK_FILTER not found in tools/gpu_check.sh")
+all_tests=$(for bin in "$build"/tests/test_*; do [ -x "$bin" ] && "$bin" --gtest_list_tests 2>/dev/null |
+            awk '/^[^ ]/ {suite=$1} /^  / {print suite $1}'; done)
+IFS=: read -r -a racecheck_patterns <<<"$racecheck_filter"
+for pattern in "${racecheck_patterns[@]}"; do
+    regex="^$(sed 's/\./\\./g; s/\*/.*/g' <<<"$pattern")$"
+    grep -q -- "$regex" <<<"$all_tests" || problems+=("racecheck pattern '$pattern' matches no test")
+done
+
 MINIPIPE_GPU_CHECK_FORCE=1 MINIPIPE_GPU_CHECK_TESTS="tests/support/fake_failing_gtest.sh $build/tests/test_partition" \
     bash tools/gpu_check.sh "$out/forced" probe tests >"$out/forced.log" 2>&1
 status=$?

@@ -203,9 +203,12 @@ stage_tests() {
 }
 
 # ---------------------------------------------------------------- 4. compute-sanitizer
-# memcheck over every CUDA test of the kernel families; racecheck (shared-memory hazards) over the
-# kernels that reduce through shared memory.
-RACECHECK_FILTER='ElementwiseCuda.Sum*:ElementwiseCuda.GlobalL2Norm*:LayerNormCuda.*:SoftmaxCuda.*:CrossEntropyCuda.MatchesCpu*:EmbeddingCuda.Backward*:OptimizerCuda.*'
+# memcheck over every CUDA test of the kernel families (a test with "Cuda" in its name); racecheck
+# (shared-memory hazards) over the kernels that reduce through shared memory: elementwise's sums and
+# norms (the multi-tensor norm too), layernorm, softmax, cross-entropy (each also in bfloat16), and
+# embedding's backward. A kernel family that adds a shared-memory reduction adds its tests here; the
+# self-test (tests/run_gpu_check_selftest.sh) checks every pattern still names a test.
+RACECHECK_FILTER='ElementwiseCuda.Sum*:ElementwiseCuda.GlobalL2Norm*:ElementwiseCuda.ListNorm*:LayerNormCuda.*:LayerNormCudaBf16.*:SoftmaxCuda.*:SoftmaxCudaBf16.*:CausalSoftmaxCuda.*:CrossEntropyCuda.MatchesCpu*:CrossEntropyCudaBf16.*:CrossEntropyFusedCuda.*:EmbeddingCuda.Backward*'
 stage_sanitizer() {
     local sanitizer
     sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
