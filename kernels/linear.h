@@ -24,7 +24,8 @@ enum class LinearEpilogue {
 // BiasGelu writes pre (rounded to T once) and y = GELU(the float32 pre, before its rounding).
 namespace mp::kernels::cpu {
 // The reference: the float32 product (the gemm of kernels/gemm.h, float64 for double), then the
-// epilogue per element in compute_t<T>, GELU evaluated in double from its definition.
+// epilogue per element in compute_t<T>: GELU as kernels/activations.h's CPU GELU evaluates it (for float32
+// its vectorized fast path, tested against the std::tanh reference; double and bfloat16 the reference).
 template <typename T>
 void linear_forward(const T* x, const T* w, const T* b, T* y, T* pre, int64_t rows, int64_t in, int64_t out,
                     LinearEpilogue epilogue);

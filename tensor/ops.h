@@ -12,5 +12,6 @@
 #include "tensor/ops/embedding.h"
 #include "tensor/ops/gemm.h"
 #include "tensor/ops/layernorm.h"
+#include "tensor/ops/linear.h"
 #include "tensor/ops/optimizer.h"
 #include "tensor/ops/softmax.h"

@@ -1,8 +1,12 @@
 // Tensor basics: factories, views (reshape, dim-0 slice) sharing storage, copies, item,
-// printing, the counter-based generator (CPU vs CUDA identical), and the argument errors.
+// printing, the counter-based generator (CPU vs CUDA identical), and the argument errors; and
+// tensor/ops.h includes every family's header.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <sstream>
+#include <string>
 
 #include "tensor/allocator.h"
 #include "tensor/device_context.h"
@@ -198,4 +202,23 @@ TEST(DeviceTimeline, CudaMarksTimeTheDeviceWithoutWaiting) {
         EXPECT_GE(copy_us, 0.0);
         EXPECT_GT(total_us, copy_us) << "20 fills of 4 MB with normal draws take some device time";
     }
+}
+
+// tensor/ops.h is the "all ops" header (docs/adding_a_kernel.md: a new family adds its line): it
+// must include every tensor/ops/<family>.h but the shared helpers of common.h.
+TEST(TensorOpsHeader, IncludesEveryFamily) {
+    const std::filesystem::path root(MP_SOURCE_DIR);
+    std::ifstream in(root / "tensor" / "ops.h");
+    ASSERT_TRUE(in.good()) << "cannot read tensor/ops.h";
+    std::stringstream text;
+    text << in.rdbuf();
+    int families = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(root / "tensor" / "ops")) {
+        const std::string name = entry.path().filename().string();
+        if (entry.path().extension() != ".h" || name == "common.h") continue;
+        ++families;
+        EXPECT_NE(text.str().find("#include \"tensor/ops/" + name + "\""), std::string::npos)
+            << "tensor/ops.h does not include tensor/ops/" << name;
+    }
+    EXPECT_GT(families, 10);
 }
