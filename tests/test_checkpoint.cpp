@@ -26,14 +26,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh, empty directory for one test.
-std::string scratch_dir(const std::string& name) {
-    fs::path dir = fs::path(::testing::TempDir()) / ("minipipe_checkpoint_" + name);
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    return dir.string();
-}
-
 void write_bytes(const std::string& path, const std::string& bytes) {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -77,7 +69,7 @@ nn::NamedTensors fixture_tensors() {
 // ---------------------------------------------------------------- safetensors format
 
 TEST(Safetensors, RoundTripKeepsDtypesShapesAndBits) {
-    const std::string path = scratch_dir("round_trip") + "/t.safetensors";
+    const std::string path = mp::testing::fresh_temp_dir("checkpoint_round_trip") + "/t.safetensors";
     nn::NamedTensors tensors = fixture_tensors();
     nn::write_safetensors(path, tensors, {{"note", "round trip"}, {"step", "7"}});
     nn::SafetensorsContents read = nn::read_safetensors(path);
@@ -125,7 +117,7 @@ TEST(Safetensors, WriteRefusesBadNames) {
 }
 
 TEST(Safetensors, MalformedFilesAreRefusedNamingFileAndProblem) {
-    const std::string dir = scratch_dir("malformed");
+    const std::string dir = mp::testing::fresh_temp_dir("checkpoint_malformed");
     const std::string good = nn::encode_safetensors(fixture_tensors());
     auto expect_refused = [&](const std::string& name, const std::string& bytes, const std::vector<std::string>& problem) {
         const std::string path = dir + "/" + name + ".safetensors";
@@ -203,25 +195,25 @@ TEST(Safetensors, MalformedFilesAreRefusedNamingFileAndProblem) {
 }
 
 TEST(Safetensors, ADirectoryInPlaceOfAFileIsNamedAsOne) {
-    const std::string dir = scratch_dir("directory_as_file") + "/stage.safetensors";
+    const std::string dir = mp::testing::fresh_temp_dir("checkpoint_directory_as_file") + "/stage.safetensors";
     fs::create_directories(dir);
     expect_runtime_error([&] { nn::read_safetensors(dir); }, {dir, "it is a directory"});
 }
 
 TEST(Safetensors, MissingFileIsAnIoErrorNamingIt) {
-    const std::string path = scratch_dir("missing") + "/absent.safetensors";
+    const std::string path = mp::testing::fresh_temp_dir("checkpoint_missing") + "/absent.safetensors";
     expect_runtime_error([&] { nn::read_safetensors(path); }, {path, "cannot open"});
 }
 
 TEST(Safetensors, CudaTensorsAreWrittenFromTheDevice) {
     MP_REQUIRE_GPU();
-    const std::string path = scratch_dir("cuda") + "/t.safetensors";
+    const std::string path = mp::testing::fresh_temp_dir("checkpoint_cuda") + "/t.safetensors";
     Tensor host = random_tensor({3, 4}, 5);
     nn::write_safetensors(path, {{"w", host.to(Device::cuda())}});
     expect_equal(nn::read_safetensors(path).tensors.at("w"), host, "tensor written from the GPU");
 
     // A stage checkpoint saved from and loaded into CUDA parameters and optimizer state.
-    const std::string dir = scratch_dir("cuda_stage");
+    const std::string dir = mp::testing::fresh_temp_dir("checkpoint_cuda_stage");
     auto model = nn::mlp({4, 6, 3}, 1);
     model->to(Device::cuda());
     nn::AdamW optimizer(model->parameters(), {});
@@ -239,7 +231,7 @@ TEST(Safetensors, CudaTensorsAreWrittenFromTheDevice) {
 // ---------------------------------------------------------------- atomic writes
 
 TEST(AtomicWrite, FailureMidWriteKeepsThePreviousFileAndLeavesNoTemporary) {
-    const std::string dir = scratch_dir("atomic_failure");
+    const std::string dir = mp::testing::fresh_temp_dir("checkpoint_atomic_failure");
     const std::string path = dir + "/file.bin";
     nn::write_file_atomically(path, std::string("previous contents"));
     EXPECT_THROW(nn::write_file_atomically(path,
@@ -260,7 +252,7 @@ TEST(AtomicWrite, FailureMidWriteKeepsThePreviousFileAndLeavesNoTemporary) {
 }
 
 TEST(AtomicWrite, StaleTemporaryFromACrashedSaveLeavesThePreviousCheckpointLoadable) {
-    const std::string dir = scratch_dir("atomic_crash");
+    const std::string dir = mp::testing::fresh_temp_dir("checkpoint_atomic_crash");
     auto model = nn::mlp({4, 6, 3}, 1);
     nn::AdamW optimizer(model->parameters(), {});
     nn::save_stage_checkpoint(dir, 0, 1, *model, optimizer, 5);
@@ -283,7 +275,7 @@ TEST(AtomicWrite, StaleTemporaryFromACrashedSaveLeavesThePreviousCheckpointLoada
 // Several stages: the index is published only after every stage has saved, so a save that
 // died after some stages wrote their files leaves the previous step loadable on every stage.
 TEST(AtomicWrite, InterruptedMultiStageSaveLeavesThePreviousStepLoadable) {
-    const std::string dir = scratch_dir("multi_stage_crash");
+    const std::string dir = mp::testing::fresh_temp_dir("checkpoint_multi_stage_crash");
     auto whole = nn::mlp({4, 6, 6, 3}, 1);  // 5 layers: stage 0 = layers 0-1, stage 1 = layers 2-4
     auto stage0 = whole->slice(0, 2), stage1 = whole->slice(2, 5);
     nn::SGD sgd0(stage0->parameters(), {0.1, 0.0, 0.0}), sgd1(stage1->parameters(), {0.1, 0.0, 0.0});
@@ -359,7 +351,7 @@ std::vector<Tensor> snapshot(const nn::Module& model, const std::vector<nn::Opti
 }  // namespace
 
 TEST(Resume, TwoStageGptContinuesBitIdentically) {
-    const std::string dir = scratch_dir("resume_gpt");
+    const std::string dir = mp::testing::fresh_temp_dir("checkpoint_resume_gpt");
     nn::GPTConfig config;
     config.vocab = 13;
     config.context = 8;
@@ -420,7 +412,7 @@ TEST(Resume, TwoStageGptContinuesBitIdentically) {
 }
 
 TEST(Resume, SgdMomentumContinuesBitIdentically) {
-    const std::string dir = scratch_dir("resume_sgd");
+    const std::string dir = mp::testing::fresh_temp_dir("checkpoint_resume_sgd");
     Tensor x = random_tensor({5, 4}, 1), y = random_tensor({5, 3}, 2);
     auto run_steps = [&](nn::Module& model, nn::Optimizer& optimizer, int steps) {
         for (int i = 0; i < steps; ++i) {
@@ -451,7 +443,7 @@ TEST(Resume, SgdMomentumContinuesBitIdentically) {
 // ---------------------------------------------------------------- mismatches
 
 TEST(Resume, MismatchesAreRefusedNamingFileAndKey) {
-    const std::string dir = scratch_dir("mismatch");
+    const std::string dir = mp::testing::fresh_temp_dir("checkpoint_mismatch");
     auto model = nn::mlp({4, 6, 3}, 1);
     nn::AdamW optimizer(model->parameters(), {});
     nn::save_stage_checkpoint(dir, 0, 1, *model, optimizer, 3);
@@ -515,7 +507,7 @@ TEST(Resume, MismatchesAreRefusedNamingFileAndKey) {
     expect_invalid_argument([&] { nn::load_stage_checkpoint(dir, 0, 1, *target, target_optimizer); },
                             {misplaced, "step 3", "records step 4"});
     // A different stage count: the index of a 4-stage run, loaded by a 2-stage run.
-    const std::string four = scratch_dir("mismatch_four_stages");
+    const std::string four = mp::testing::fresh_temp_dir("checkpoint_mismatch_four_stages");
     nn::save_stage_checkpoint(four, 0, 4, *model, optimizer, 3);
     nn::write_checkpoint_index(four, 4, 3);  // published as a 4-stage run would after its barrier
     expect_invalid_argument([&] { nn::load_stage_checkpoint(four, 0, 2, *target, target_optimizer); },
@@ -523,7 +515,7 @@ TEST(Resume, MismatchesAreRefusedNamingFileAndKey) {
     // A missing stage file and a missing index are I/O errors naming the file.
     expect_runtime_error([&] { nn::load_stage_checkpoint(four, 1, 4, *target, target_optimizer); },
                          {nn::stage_checkpoint_path(four, 1, 4, 3)});
-    expect_runtime_error([&] { nn::load_stage_checkpoint(scratch_dir("empty"), 0, 1, *target, target_optimizer); },
+    expect_runtime_error([&] { nn::load_stage_checkpoint(mp::testing::fresh_temp_dir("checkpoint_empty"), 0, 1, *target, target_optimizer); },
                          {"index.json", "cannot open"});
     expect_invalid_argument([&] { nn::load_stage_checkpoint(four, 4, 4, *target, target_optimizer); },
                             {"stage 4 of 4"});
@@ -536,7 +528,7 @@ TEST(Resume, MismatchesAreRefusedNamingFileAndKey) {
 // A caller's expected run entry (the trainer's stage placement) is checked before the tensors, so
 // a differently laid-out run is told why; an entry the file lacks (older saves) is not checked.
 TEST(Resume, ExpectedRunEntriesAreCheckedFirst) {
-    const std::string dir = scratch_dir("expected_run");
+    const std::string dir = mp::testing::fresh_temp_dir("checkpoint_expected_run");
     auto model = nn::mlp({4, 6, 3}, 1);
     nn::SGD sgd(model->parameters(), {0.1, 0.0, 0.0});
     nn::save_stage_checkpoint(dir, 0, 1, *model, sgd, 2, {}, {{"stage_placement", "0,1"}});
@@ -555,7 +547,7 @@ TEST(Resume, ExpectedRunEntriesAreCheckedFirst) {
 }
 
 TEST(Export, WholeModelIsOnePlainSafetensorsFile) {
-    const std::string dir = scratch_dir("export");
+    const std::string dir = mp::testing::fresh_temp_dir("checkpoint_export");
     nn::GPTConfig config;
     config.vocab = 13;
     config.context = 8;

@@ -45,13 +45,6 @@ const json& expected() {
     return loaded;
 }
 
-std::string scratch_dir(const std::string& name) {
-    fs::path dir = fs::path(::testing::TempDir()) / ("minipipe_hf_gpt2_" + name);
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    return dir.string();
-}
-
 // The fixture's model, imported.
 std::shared_ptr<nn::Sequential> imported_model(const nn::HfGpt2Config& hf) {
     auto model = nn::gpt(hf.gpt);
@@ -78,7 +71,7 @@ void write_text(const std::string& path, const std::string& text) {
 // A copy of the fixture in `dir` with its tensors changed by `edit` and its config.json by `edit_config`.
 std::string edited_fixture(const std::string& name, const std::function<void(nn::NamedTensors&)>& edit,
                            const std::function<void(json&)>& edit_config = {}) {
-    const std::string dir = scratch_dir(name);
+    const std::string dir = mp::testing::fresh_temp_dir(std::string("hf_gpt2_") + name);
     nn::SafetensorsContents contents = nn::read_safetensors(fixture_dir() + "/model.safetensors");
     nn::NamedTensors tensors(contents.tensors.begin(), contents.tensors.end());
     edit(tensors);
@@ -212,7 +205,7 @@ TEST(HfGpt2, TiedEmbeddingIsOneParameterInOneProcess) {
     // The checkpoint stores it once, under embed.wte.
     auto model = nn::gpt(config);
     nn::SGD optimizer(model->parameters(), {0.1, 0.9, 0.0});
-    const std::string dir = scratch_dir("tied_checkpoint");
+    const std::string dir = mp::testing::fresh_temp_dir("hf_gpt2_tied_checkpoint");
     nn::save_stage_checkpoint(dir, 0, 1, *model, optimizer, 3);
     nn::SafetensorsContents saved = nn::read_safetensors(nn::stage_checkpoint_path(dir, 0, 1, 3));
     EXPECT_TRUE(saved.tensors.count("model.embed.wte"));
@@ -299,11 +292,11 @@ TEST(HfGpt2, RefusesMismatchesNamingKeyAndShapes) {
                             {"n_inner 100", "256"});
     expect_invalid_argument([&] { load(with_config("no_layers", [](json& c) { c.erase("n_layer"); })); },
                             {"no 'n_layer'"});
-    expect_invalid_argument([&] { nn::read_hf_gpt2_config(scratch_dir("empty")); }, {"no weights file"});
+    expect_invalid_argument([&] { nn::read_hf_gpt2_config(mp::testing::fresh_temp_dir("hf_gpt2_empty")); }, {"no weights file"});
 }
 
 TEST(HfGpt2, RefusesATruncatedFile) {
-    const std::string dir = scratch_dir("truncated");
+    const std::string dir = mp::testing::fresh_temp_dir("hf_gpt2_truncated");
     std::string bytes = nn::read_file_bytes(fixture_dir() + "/model.safetensors");
     write_text(dir + "/model.safetensors", bytes.substr(0, bytes.size() - 1000));
     fs::copy_file(fixture_dir() + "/config.json", dir + "/config.json");
@@ -320,7 +313,7 @@ TEST(HfGpt2, ExportRoundTrip) {
     nn::HfGpt2Config hf = nn::read_hf_gpt2_config(fixture_dir());
     auto model = imported_model(hf);
     const char* requested = std::getenv("MINIPIPE_HF_EXPORT");
-    const std::string dir = requested ? std::string(requested) : scratch_dir("export");
+    const std::string dir = requested ? std::string(requested) : mp::testing::fresh_temp_dir("hf_gpt2_export");
     nn::export_hf_gpt2(dir, model->named_parameters(), hf.gpt);
 
     auto again = imported_model(nn::read_hf_gpt2_config(dir));
@@ -352,7 +345,7 @@ TEST(HfGpt2, ExportRoundTrip) {
     // An untied GPT is not a GPT-2: refused, naming the key to set.
     nn::GPTConfig untied = hf.gpt;
     untied.tie_embeddings = false;
-    expect_invalid_argument([&] { nn::export_hf_gpt2(scratch_dir("untied_export"), nn::gpt(untied)->named_parameters(),
+    expect_invalid_argument([&] { nn::export_hf_gpt2(mp::testing::fresh_temp_dir("hf_gpt2_untied_export"), nn::gpt(untied)->named_parameters(),
                                                      untied); },
                             {"model.tie_embeddings"});
 }
@@ -385,7 +378,7 @@ TEST(HfGpt2, PaddedVocabularyImportsAndExportsGpt2sRows) {
         }
     EXPECT_NEAR(fn::cross_entropy(wide, targets, -100, 96).item(), fn::cross_entropy(small, targets).item(), 1e-6);
 
-    const std::string dir = scratch_dir("padded_export");
+    const std::string dir = mp::testing::fresh_temp_dir("hf_gpt2_padded_export");
     nn::export_hf_gpt2(dir, padded->named_parameters(), config);
     nn::SafetensorsContents original = nn::read_safetensors(hf.weights_path);
     nn::SafetensorsContents exported = nn::read_safetensors(dir + "/model.safetensors");

@@ -121,21 +121,6 @@ std::vector<StageTrace> two_stage_traces() {
     return {second, first};  // out of order on purpose: rows come out in stage order
 }
 
-std::string read_text(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    return buffer.str();
-}
-
-std::filesystem::path fresh_temp_dir(const std::string& name) {
-    std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                                ("minipipe_test_timeline_" + name + "_" + std::to_string(::getpid()));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return dir;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------- SVG
@@ -289,10 +274,10 @@ TEST(TimelineSvg, EmptyTraceIsStillAPicture) {
 }
 
 TEST(TimelineSvg, WritesTheFileAndNamesABadPath) {
-    const std::filesystem::path dir = fresh_temp_dir("svg");
+    const std::filesystem::path dir = std::filesystem::path(mp::testing::fresh_temp_dir("timeline_svg"));
     const std::string path = (dir / "timeline.svg").string();
     write_timeline_svg(two_stage_traces(), "t", path);
-    EXPECT_EQ(read_text(path), timeline_svg(two_stage_traces(), "t"));
+    EXPECT_EQ(mp::testing::read_text_file(path), timeline_svg(two_stage_traces(), "t"));
     const std::string bad = (dir / "no_such_dir" / "timeline.svg").string();
     expect_invalid_argument([&] { write_timeline_svg(two_stage_traces(), "t", bad); }, {"write_timeline_svg", bad});
     std::filesystem::remove_all(dir);
@@ -353,5 +338,5 @@ TEST(TimelineSvg, DocumentationPictureIsUpToDate) {
         GTEST_SKIP() << "rewrote " << path;
     }
     ASSERT_TRUE(std::filesystem::exists(path)) << path << " is missing; run with MINIPIPE_UPDATE_DOCS=1";
-    EXPECT_TRUE(read_text(path) == expected) << path << " is out of date; run with MINIPIPE_UPDATE_DOCS=1";
+    EXPECT_TRUE(mp::testing::read_text_file(path) == expected) << path << " is out of date; run with MINIPIPE_UPDATE_DOCS=1";
 }

@@ -1,8 +1,13 @@
 // Implementation of the shared test helpers.
 #include "tests/support/test_util.h"
 
+#include <unistd.h>
+
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <limits>
+#include <sstream>
 
 namespace mp::testing {
 
@@ -56,6 +61,21 @@ void expect_close(const Tensor& actual, const Tensor& expected, double rtol, dou
 
 void expect_equal(const Tensor& actual, const Tensor& expected, const std::string& what) {
     expect_close(actual, expected, 0.0, 0.0, what);
+}
+
+std::string fresh_temp_dir(const std::string& name) {
+    const std::filesystem::path dir =
+        std::filesystem::path(::testing::TempDir()) / ("minipipe_" + name + "_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    return dir.string();
+}
+
+std::string read_text_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    return buffer.str();
 }
 
 }  // namespace mp::testing

@@ -53,4 +53,11 @@ void expect_invalid_argument(Fn&& fn, const std::vector<std::string>& fragments)
 // All elements as doubles (any dtype, any device).
 std::vector<double> to_doubles(const Tensor& t);
 
+// A fresh, empty directory for one test: <gtest's TempDir>/minipipe_<name>_<pid> (the pid keeps
+// concurrent runs of the same binary apart), emptied if it exists.
+std::string fresh_temp_dir(const std::string& name);
+
+// A whole file as a string ("" when it cannot be read).
+std::string read_text_file(const std::string& path);
+
 }  // namespace mp::testing
