@@ -110,7 +110,7 @@ OPT := $(if $(filter 1,$(DEBUG)),-O0 -g3,-O2 -g)
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
 SAN := $(if $(filter 1,$(SANITIZE)),$(SANITIZE_FLAGS))
 DEFINES := -DMP_SOURCE_DIR=\"$(CURDIR)\" -DMP_CUDA=$(CUDA) -DMP_OPENBLAS=$(HAVE_OPENBLAS) -DMP_NCCL=$(HAVE_NCCL) \
-           -DMP_CUDNN_FRONTEND=$(HAVE_CUDNN_FRONTEND)
+           -DMP_CUDNN_FRONTEND=$(HAVE_CUDNN_FRONTEND) -DMP_DEBUG=$(if $(filter 1,$(DEBUG)),1,0)
 CXXFLAGS := -std=c++17 $(OPT) $(SAN) -Wall -Wextra -fopenmp -I. $(DEFINES) -MMD -MP $(OPENBLAS_FLAGS) $(JSON_FLAGS)
 LDFLAGS := -fopenmp $(SAN)
 LDLIBS := $(OPENBLAS_LIBS) -lpthread
