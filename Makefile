@@ -10,8 +10,9 @@
 #                   dependencies (nlohmann/json, cudnn-frontend) go to the git-ignored .deps/ folder
 #
 # Overrides: CUDA=0 (CPU-only), CUDA_ARCH=90, DEBUG=1, SANITIZE=1 (ASan+UBSan on host code),
-# DEPS=0 (test / demo never run `deps`: offline machines), and HAVE_<X>=0 to pretend a probe
-# failed (X: CUBLAS CUDNN CUDNN_FRONTEND NCCL MPI OPENBLAS GTEST JSON).
+# DEPS=0 (test / demo never run `deps`: offline machines), SIMD_CLONES=0 (the CPU kernels' fast
+# paths compiled for baseline x86-64 only, not also AVX2 / AVX-512), and HAVE_<X>=0 to pretend a
+# probe failed (X: CUBLAS CUDNN CUDNN_FRONTEND NCCL MPI OPENBLAS GTEST JSON).
 
 SHELL := /bin/bash
 comma := ,
@@ -110,7 +111,7 @@ OPT := $(if $(filter 1,$(DEBUG)),-O0 -g3,-O2 -g)
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
 SAN := $(if $(filter 1,$(SANITIZE)),$(SANITIZE_FLAGS))
 DEFINES := -DMP_SOURCE_DIR=\"$(CURDIR)\" -DMP_CUDA=$(CUDA) -DMP_OPENBLAS=$(HAVE_OPENBLAS) -DMP_NCCL=$(HAVE_NCCL) \
-           -DMP_CUDNN_FRONTEND=$(HAVE_CUDNN_FRONTEND)
+           -DMP_CUDNN_FRONTEND=$(HAVE_CUDNN_FRONTEND) -DMP_DEBUG=$(if $(filter 1,$(DEBUG)),1,0)
 CXXFLAGS := -std=c++17 $(OPT) $(SAN) -Wall -Wextra -fopenmp -I. $(DEFINES) -MMD -MP $(OPENBLAS_FLAGS) $(JSON_FLAGS)
 LDFLAGS := -fopenmp $(SAN)
 LDLIBS := $(OPENBLAS_LIBS) -lpthread
@@ -129,8 +130,12 @@ endif
 # micro-batch gets the bits of its whole batch; no trapping math, so GCC may turn the selects of
 # those loops into blends (nothing reads the floating-point exception flags); -O3 (not with
 # DEBUG=1): ~3% off a small model's CPU step, the same bits (no fast-math: sums keep their order).
-CPU_KERNEL_FLAGS := -ffp-contract=off -fno-trapping-math $(if $(filter 1,$(DEBUG)),,-O3)
-$(BUILD)/obj/kernels/cpu/%.o: CXXFLAGS += $(CPU_KERNEL_FLAGS)
+# SIMD_CLONES=0: no multi-versioned functions (MP_NO_SIMD_CLONES), baseline x86-64 code only.
+# They reach the compiler through their own rule (below), after CXXFLAGS: a CXXFLAGS given on the
+# command line replaces CXXFLAGS, not these.
+SIMD_CLONES ?= 1
+CPU_KERNEL_FLAGS := -ffp-contract=off -fno-trapping-math $(if $(filter 1,$(DEBUG)),,-O3) \
+                    $(if $(filter 0,$(SIMD_CLONES)),-DMP_NO_SIMD_CLONES)
 ifeq ($(HAVE_CUDNN_FRONTEND),1)
   LDLIBS += -lcudnn -lnvrtc
   # Only the files that include the frontend see its headers: as system headers (their warnings are
@@ -252,6 +257,11 @@ $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
+# The CPU kernels, with their flags (see CPU_KERNEL_FLAGS); the shorter stem makes make pick this rule.
+$(BUILD)/obj/kernels/cpu/%.o: kernels/cpu/%.cpp
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) $(CPU_KERNEL_FLAGS) -c $< -o $@
+
 $(BUILD)/obj/%.cu.o: %.cu
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
@@ -370,7 +380,7 @@ gpu-check:
 clean:
 	rm -rf $(BUILD)
 
-help:
-	@sed -n '1,17p' Makefile
+help:  # the header comment: every line up to the first blank one
+	@sed -n '/^$$/q;p' Makefile
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

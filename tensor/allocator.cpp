@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 #include "base/error.h"
@@ -17,44 +19,57 @@ namespace {
 // and allocates the same tensors every step, and memory fresh from the system costs a page fault
 // per 4 KiB on first touch (glibc returns large blocks to the system on free) — 4% of a small
 // model's CPU step. Counters stay exact: current_bytes counts the bytes asked for, as before.
-// Freed blocks beyond kMaxCachedBytes go back to the system; empty_cache() returns them all.
+// Freed blocks beyond kCpuMaxCachedBytes go back to the system; empty_cache() returns them all.
+// The system is called outside the mutex (a large aligned_alloc or free may take a while).
 class CpuAllocator : public Allocator {
   public:
-    static constexpr size_t kMaxCachedBytes = size_t(1) << 30;
+    // No cache under AddressSanitizer: a freed block must go back to it for a later use to be caught.
+    static constexpr bool kCaches = !MP_ADDRESS_SANITIZER;
+    // DEBUG=1: reused blocks filled with 0xFF bytes (a NaN in every float and double).
+    static constexpr bool kPoisonReused = MP_DEBUG != 0;
 
     void* allocate(size_t bytes) override {
         if (bytes == 0) return nullptr;
+        MP_REQUIRE(bytes <= SIZE_MAX - 63, "cpu_allocator: ", bytes, " bytes requested");
         const size_t rounded = (bytes + 63) / 64 * 64;
-        std::lock_guard<std::mutex> lock(mutex_);
-        void* ptr = nullptr;
-        auto it = free_lists_.find(rounded);
-        if (it != free_lists_.end() && !it->second.empty()) {
-            ptr = it->second.back();
-            it->second.pop_back();
-            stats_.cached_bytes -= rounded;
-            stats_.cache_hits += 1;
-        } else {
-            ptr = std::aligned_alloc(64, rounded);
-            if (ptr == nullptr) throw std::bad_alloc();
-            stats_.reserved_bytes += rounded;
-            stats_.system_allocs += 1;
+        if (void* reused = take_cached(bytes, rounded)) {
+            if (kPoisonReused) std::memset(reused, 0xFF, rounded);
+            return reused;
         }
-        stats_.current_bytes += bytes;
-        stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.current_bytes);
+        void* ptr = std::aligned_alloc(64, rounded);
+        size_t released = 0;
+        if (ptr == nullptr) {  // out of memory: give every cached block back and try once more
+            released = empty_cache_and_count();
+            ptr = std::aligned_alloc(64, rounded);
+        }
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (ptr == nullptr)
+            throw RuntimeError(str("cpu_allocator: out of memory allocating ", bytes, " bytes (", rounded,
+                                   " rounded); ", stats_.current_bytes, " bytes in use, peak ", stats_.peak_bytes,
+                                   ", ", released, " cached bytes released before the retry"));
+        stats_.reserved_bytes += rounded;
+        stats_.system_allocs += 1;
+        count_in_use(bytes);
         return ptr;
     }
+    // Never throws (it runs in destructors): a block the free list has no room for goes back to the system.
     void deallocate(void* ptr, size_t bytes) override {
         if (ptr == nullptr) return;
         const size_t rounded = (bytes + 63) / 64 * 64;
-        std::lock_guard<std::mutex> lock(mutex_);
-        stats_.current_bytes -= bytes;
-        if (stats_.cached_bytes + rounded <= kMaxCachedBytes) {
-            free_lists_[rounded].push_back(ptr);
-            stats_.cached_bytes += rounded;
-        } else {
-            std::free(ptr);
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stats_.current_bytes -= bytes;
+            if (kCaches && stats_.cached_bytes + rounded <= kCpuMaxCachedBytes) {
+                try {
+                    free_lists_[rounded].push_back(ptr);
+                    stats_.cached_bytes += rounded;
+                    return;
+                } catch (const std::bad_alloc&) {  // no memory for the list's entry: free the block below
+                }
+            }
             stats_.reserved_bytes -= rounded;
         }
+        std::free(ptr);
     }
     MemoryStats stats() const override {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -64,16 +79,41 @@ class CpuAllocator : public Allocator {
         std::lock_guard<std::mutex> lock(mutex_);
         stats_.peak_bytes = stats_.current_bytes;
     }
-    void empty_cache() override {
-        std::lock_guard<std::mutex> lock(mutex_);
-        for (auto& [size, blocks] : free_lists_)
-            for (void* block : blocks) std::free(block);
-        free_lists_.clear();
-        stats_.reserved_bytes -= stats_.cached_bytes;
-        stats_.cached_bytes = 0;
-    }
+    void empty_cache() override { empty_cache_and_count(); }
 
   private:
+    // A cached block of `rounded` bytes, counted as in use, or nullptr.
+    void* take_cached(size_t bytes, size_t rounded) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto it = free_lists_.find(rounded);
+        if (it == free_lists_.end() || it->second.empty()) return nullptr;
+        void* ptr = it->second.back();
+        it->second.pop_back();
+        stats_.cached_bytes -= rounded;
+        stats_.cache_hits += 1;
+        count_in_use(bytes);
+        return ptr;
+    }
+    void count_in_use(size_t bytes) {  // under the mutex
+        stats_.current_bytes += bytes;
+        stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.current_bytes);
+    }
+    // Returns every cached block to the system (outside the mutex); the bytes released.
+    size_t empty_cache_and_count() {
+        std::map<size_t, std::vector<void*>> blocks;
+        size_t released = 0;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            blocks.swap(free_lists_);
+            released = stats_.cached_bytes;
+            stats_.reserved_bytes -= released;
+            stats_.cached_bytes = 0;
+        }
+        for (auto& [size, list] : blocks)
+            for (void* block : list) std::free(block);
+        return released;
+    }
+
     mutable std::mutex mutex_;
     std::map<size_t, std::vector<void*>> free_lists_;  // rounded size -> cached blocks
     MemoryStats stats_;
@@ -143,9 +183,15 @@ void CachingAllocator::deallocate(void* ptr, size_t bytes) {
     if (ptr == nullptr) return;
     size_t size_class = cuda_size_class(bytes);
     std::lock_guard<std::mutex> lock(mutex_);
-    free_lists_[size_class].push_back(ptr);
     stats_.current_bytes -= size_class;
-    stats_.cached_bytes += size_class;
+    try {  // deallocate runs in destructors: it must not throw
+        free_lists_[size_class].push_back(ptr);
+        stats_.cached_bytes += size_class;
+        return;
+    } catch (const std::bad_alloc&) {  // no memory for the list's entry: the block goes back to the system
+    }
+    stats_.reserved_bytes -= size_class;
+    raw_free_(ptr);
 }
 
 MemoryStats CachingAllocator::stats() const {

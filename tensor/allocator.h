@@ -14,6 +14,22 @@
 
 #include "tensor/device.h"
 
+// 1 when this translation unit is compiled with AddressSanitizer (GCC's macro, or clang's feature).
+#if defined(__SANITIZE_ADDRESS__)
+#define MP_ADDRESS_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MP_ADDRESS_SANITIZER 1
+#endif
+#endif
+#ifndef MP_ADDRESS_SANITIZER
+#define MP_ADDRESS_SANITIZER 0
+#endif
+// 1 in a DEBUG=1 build (the Makefile defines it), else 0.
+#ifndef MP_DEBUG
+#define MP_DEBUG 0
+#endif
+
 namespace mp {
 
 struct MemoryStats {
@@ -37,9 +53,14 @@ class Allocator {
 };
 
 // Host memory, 64-byte aligned (cache lines, and AVX-512 loads in OpenBLAS). Freed blocks are
-// kept (up to 1 GiB) and reused for the same size, so a training loop's steady state asks the
-// system for nothing; current_bytes and peak_bytes count the bytes tensors asked for.
+// kept (up to kCpuMaxCachedBytes) and reused for the same size, so a training loop's steady state
+// asks the system for nothing; current_bytes and peak_bytes count the bytes tensors asked for.
+// Out of memory empties the cache and retries once, then throws RuntimeError with the numbers.
+// Built with DEBUG=1 (MP_DEBUG) a reused block is handed out filled with 0xFF bytes (NaN as float
+// or double), so a kernel that reads an output before writing it shows; under AddressSanitizer
+// nothing is cached (MP_ADDRESS_SANITIZER), so that a use after free is still reported.
 Allocator& cpu_allocator();
+constexpr size_t kCpuMaxCachedBytes = size_t(1) << 30;
 // The caching allocator of GPU `index`; throws in a CPU-only build or for a bad index.
 Allocator& cuda_allocator(int index);
 // The allocator for a device.

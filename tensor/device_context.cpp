@@ -37,11 +37,14 @@ std::atomic<uint64_t> g_host_waits{0};
 
 void set_cpu_threads(int threads) {
     MP_REQUIRE(threads >= 1, "set_cpu_threads: threads must be >= 1, got ", threads);
-    omp_set_num_threads(threads);
 #if MP_OPENBLAS
-    // One pool: kernels::cpu::gemm spreads products over OpenMP's threads and calls OpenBLAS in each.
+    // One pool: kernels::cpu::gemm spreads products over OpenMP's threads and calls OpenBLAS in each,
+    // single-threaded. First: an OpenMP build of OpenBLAS sets OpenMP's thread count here too (to 1),
+    // and the next line must have the last word. (Why OpenBLAS then stays on the calling thread:
+    // kernels/cpu/gemm.cpp, openblas_configured.)
     openblas_set_num_threads(1);
 #endif
+    omp_set_num_threads(threads);
 }
 
 int cpu_threads() { return omp_get_max_threads(); }

@@ -2,7 +2,8 @@
 # Checks of the build's own promises (make -n: nothing is built): a missing nlohmann/json stops
 # the build up front with a message naming the fix; a CUDA_ARCH that is not digits falls back to
 # 90 with a message; DEPS=0 keeps `make test` and `make demo` off the network (no `deps` step);
-# cudnn-frontend switches off cleanly; nvidia-smi is asked only by goals that compile CUDA, once.
+# cudnn-frontend switches off cleanly; nvidia-smi is asked only by goals that compile CUDA, once;
+# the CPU kernels keep their flags.
 set -u
 # Run as the top-level make would be (the probes print at MAKELEVEL 0 only), also when this script
 # itself runs under `make test`.
@@ -35,6 +36,12 @@ expect "cpu-only: frontend not used" "cudnn-frontend not used" -B build/obj/tens
 if make -n --no-print-directory lib 2>&1 | grep -qF '✓ cudnn-frontend'; then
     expect "frontend on" "-DCUDNN_FRONTEND_SKIP_JSON_LIB" -B build/obj/kernels/cudnn/attention_fused.o
 fi
+# The CPU kernels' own flags (no fused multiply-adds: their bits) survive a CXXFLAGS given on the
+# command line, reach no other file, and SIMD_CLONES=0 turns the multi-versioned functions off.
+expect "cpu kernel flags with CXXFLAGS=-O1" "-ffp-contract=off" -B build/obj/kernels/cpu/gemm.o CXXFLAGS=-O1
+expect_not "cpu kernel flags elsewhere" "-ffp-contract=off" -B build/obj/tensor/tensor.o
+expect "SIMD_CLONES=0" "-DMP_NO_SIMD_CLONES" -B build/obj/kernels/cpu/activations.o SIMD_CLONES=0
+expect_not "SIMD clones by default" "-DMP_NO_SIMD_CLONES" -B build/obj/kernels/cpu/activations.o
 expect_not "DEPS=0 test" "apt-get" test DEPS=0
 expect_not "DEPS=0 demo" "apt-get" demo DEPS=0
 expect "DEPS=1 test" "apt-get" test DEPS=1

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/activations.h"
+#include "kernels/cpu/parallel.h"
 #include "tensor/device_context.h"
 #include "tensor/ops/activations.h"
 #include "tests/support/test_util.h"
@@ -37,6 +38,20 @@ double gelu_slope_formula(double x) {
 
 Tensor doubles(const std::vector<double>& values, DType dtype) {
     return Tensor::from_vector(values, {static_cast<int64_t>(values.size())}).to(dtype);
+}
+
+// The float32 CPU references (the definition in double, rounded once), which the CUDA kernels are
+// tested against: ops::gelu on a float32 CPU tensor takes the fast path instead.
+Tensor gelu_reference(const Tensor& x) {
+    std::vector<float> in = x.to_vector<float>(), out(in.size());
+    kernels::cpu::gelu_forward_reference(in.data(), out.data(), static_cast<int64_t>(in.size()));
+    return Tensor::from_vector(out, x.shape());
+}
+
+Tensor gelu_backward_reference(const Tensor& x, const Tensor& dy) {
+    std::vector<float> in = x.to_vector<float>(), upstream = dy.to_vector<float>(), out(in.size());
+    kernels::cpu::gelu_backward_reference(in.data(), upstream.data(), out.data(), static_cast<int64_t>(in.size()));
+    return Tensor::from_vector(out, x.shape());
 }
 
 // x + delta elementwise, float64 on the CPU.
@@ -196,6 +211,31 @@ TEST(Gelu, Float32FastPathMatchesTheReference) {
     }
 }
 
+// Threads change only where each span runs (kernels/cpu/parallel.h): float32 GELU's fast path gives
+// the same bits on 1, 2 and 3 threads at a size it splits over them.
+TEST(Gelu, Float32BitsDoNotDependOnTheThreadCount) {
+    const int64_t n = 100003;
+    static_assert(100003 > kernels::cpu::kMinParallelElements, "the size must be threaded");
+    const std::vector<float> x = random_tensor({n}, 820, 3.0).to_vector<float>();
+    const std::vector<float> dy = random_tensor({n}, 821).to_vector<float>();
+    const int threads_before = cpu_threads();
+    std::vector<float> y_one, dx_one;
+    for (int threads : {1, 2, 3}) {
+        set_cpu_threads(threads);
+        std::vector<float> y(n), dx(n);
+        kernels::cpu::gelu_forward(x.data(), y.data(), n);
+        kernels::cpu::gelu_backward(x.data(), dy.data(), dx.data(), n);
+        if (threads == 1) {
+            y_one = y, dx_one = dx;
+            continue;
+        }
+        EXPECT_EQ(std::memcmp(y.data(), y_one.data(), n * sizeof(float)), 0) << "gelu on " << threads << " threads";
+        EXPECT_EQ(std::memcmp(dx.data(), dx_one.data(), n * sizeof(float)), 0)
+            << "gelu_backward on " << threads << " threads";
+    }
+    set_cpu_threads(threads_before);
+}
+
 // The raw CUDA kernels on NaN-poisoned outputs against the CPU reference. Each case runs twice:
 // with every pointer 16-byte aligned (the float4 path plus an n % 4 tail), and with every pointer
 // one float past the buffer start (the scalar path).
@@ -236,13 +276,13 @@ TEST(ActivationsCuda, MatchCpuOnOddSizesAlignedAndUnaligned) {
             // into ~2|u| * 3e-7 relative error where GELU is x * exp(-2|u|)-small: at most ~1e-7
             // absolute (largest near x = -1.2); elsewhere a few ulps, < 1e-6 relative. A host
             // emulation of the kernel's float arithmetic over 2e7 inputs stays within a quarter of this.
-            expect_close(out.slice(shift, shift + n), ops::gelu(x_part), 1e-6, 1e-7, "gelu");
+            expect_close(out.slice(shift, shift + n), gelu_reference(x_part), 1e-6, 1e-7, "gelu");
 
             out = poisoned({n + shift}, DType::Float32, gpu);
             kernels::cuda::gelu_backward(x_ptr, dy_ptr, out.data<float>() + shift, n, stream);
             // GELU' in float is within ~2.4e-7 absolute (two ulps of 1, the emulation's worst is 0.12 of
             // this tolerance); it crosses 0 near x = -0.75, so the check needs an absolute part. dy ~ N(0, 1).
-            expect_close(out.slice(shift, shift + n), ops::gelu_backward(x_part, dy_part), 1e-6, 1e-6,
+            expect_close(out.slice(shift, shift + n), gelu_backward_reference(x_part, dy_part), 1e-6, 1e-6,
                          "gelu_backward");
         }
     }
@@ -258,8 +298,8 @@ TEST(ActivationsCuda, OpsDispatchToTheGpu) {
     EXPECT_TRUE(y.device().is_cuda());
     EXPECT_EQ(y.shape(), x.shape());
     // Tolerances as in MatchCpuOnOddSizesAlignedAndUnaligned.
-    expect_close(y, ops::gelu(x), 1e-6, 1e-7, "gelu op");
-    expect_close(ops::gelu_backward(x_gpu, dy_gpu), ops::gelu_backward(x, dy), 1e-6, 1e-6, "gelu_backward op");
+    expect_close(y, gelu_reference(x), 1e-6, 1e-7, "gelu op");
+    expect_close(ops::gelu_backward(x_gpu, dy_gpu), gelu_backward_reference(x, dy), 1e-6, 1e-6, "gelu_backward op");
     expect_equal(ops::relu(x_gpu), ops::relu(x), "relu op");
     expect_equal(ops::relu_backward(x_gpu, dy_gpu), ops::relu_backward(x, dy), "relu_backward op");
 }

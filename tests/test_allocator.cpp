@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <string>
 
 #include "tensor/allocator.h"
 #include "tests/support/test_util.h"
@@ -36,27 +38,100 @@ TEST(CpuAllocator, CountersFollowTensorLifetimes) {
 }
 
 // A freed CPU block is handed out again for the same size (no new system allocation: no fresh
-// pages to fault in); other sizes get their own; empty_cache gives the cached ones back.
+// pages to fault in); other sizes get their own; empty_cache gives the cached ones back. In a
+// DEBUG=1 build the reused block comes back filled with 0xFF bytes; under AddressSanitizer
+// nothing is cached (a use after free must reach it).
 TEST(CpuAllocator, ReusesFreedBlocksOfTheSameSize) {
     Allocator& cpu = cpu_allocator();
-    void* first = cpu.allocate(100000);
+    cpu.empty_cache();  // whatever earlier tests left: this test's blocks are the only ones cached
+    unsigned char* first = static_cast<unsigned char*>(cpu.allocate(100000));
+    std::memset(first, 0x5A, 100000);
     cpu.deallocate(first, 100000);
     const MemoryStats before = cpu.stats();
-    void* again = cpu.allocate(99999);  // the same 64-byte rounded size
+    if (MP_ADDRESS_SANITIZER) {
+        EXPECT_EQ(before.cached_bytes, 0u) << "no cache under AddressSanitizer";
+        return;
+    }
+    EXPECT_EQ(before.cached_bytes, 100032u);
+    unsigned char* again = static_cast<unsigned char*>(cpu.allocate(99999));  // the same 64-byte rounded size
     EXPECT_EQ(again, first);
     EXPECT_EQ(cpu.stats().system_allocs, before.system_allocs);
     EXPECT_EQ(cpu.stats().cache_hits, before.cache_hits + 1);
     EXPECT_EQ(cpu.stats().current_bytes, before.current_bytes + 99999);
+    EXPECT_EQ(cpu.stats().cached_bytes, 0u);
+    const unsigned char expected_byte = MP_DEBUG ? 0xFF : 0x5A;  // DEBUG: poisoned; else what was left there
+    size_t differing = 0;
+    for (size_t i = 0; i < 99999; ++i) differing += again[i] != expected_byte;
+    EXPECT_EQ(differing, 0u) << "reused block's bytes (MP_DEBUG=" << MP_DEBUG << ")";
     void* other = cpu.allocate(200000);
     EXPECT_EQ(cpu.stats().system_allocs, before.system_allocs + 1);
     cpu.deallocate(again, 99999);
     cpu.deallocate(other, 200000);
     EXPECT_EQ(cpu.stats().current_bytes, before.current_bytes);
     const size_t reserved = cpu.stats().reserved_bytes, cached = cpu.stats().cached_bytes;
-    EXPECT_GE(cached, size_t(100032 + 200000));
+    EXPECT_EQ(cached, size_t(100032 + 200000));
     cpu.empty_cache();
     EXPECT_EQ(cpu.stats().cached_bytes, 0u);
     EXPECT_EQ(cpu.stats().reserved_bytes, reserved - cached);
+}
+
+// At most kCpuMaxCachedBytes stay cached: a freed block that would take the cache past it goes back
+// to the system (reserved drops, cached does not move), one that fits is kept. The blocks are
+// address space only: no page of them is touched.
+TEST(CpuAllocator, CachesAtMostItsCapAndGivesTheRestBack) {
+    Allocator& cpu = cpu_allocator();
+    cpu.empty_cache();
+    const MemoryStats start = cpu.stats();
+    void* huge = cpu.allocate(kCpuMaxCachedBytes + 64);
+    EXPECT_EQ(cpu.stats().reserved_bytes, start.reserved_bytes + kCpuMaxCachedBytes + 64);
+    cpu.deallocate(huge, kCpuMaxCachedBytes + 64);
+    EXPECT_EQ(cpu.stats().reserved_bytes, start.reserved_bytes);
+    EXPECT_EQ(cpu.stats().cached_bytes, 0u);
+    if (MP_ADDRESS_SANITIZER) return;  // nothing is cached there at all
+
+    void* small = cpu.allocate(4096);
+    cpu.deallocate(small, 4096);
+    EXPECT_EQ(cpu.stats().cached_bytes, 4096u);
+    const size_t room = kCpuMaxCachedBytes - 4096;
+    void* too_big = cpu.allocate(room + 64);  // 4096 + room + 64 bytes would pass the cap by 64
+    void* fits = cpu.allocate(room);          // exactly up to the cap
+    const MemoryStats held = cpu.stats();
+    cpu.deallocate(too_big, room + 64);
+    EXPECT_EQ(cpu.stats().reserved_bytes, held.reserved_bytes - (room + 64));
+    EXPECT_EQ(cpu.stats().cached_bytes, 4096u);
+    cpu.deallocate(fits, room);
+    EXPECT_EQ(cpu.stats().reserved_bytes, held.reserved_bytes - (room + 64));
+    EXPECT_EQ(cpu.stats().cached_bytes, kCpuMaxCachedBytes);
+    cpu.empty_cache();
+    EXPECT_EQ(cpu.stats().cached_bytes, 0u);
+    EXPECT_EQ(cpu.stats().reserved_bytes, start.reserved_bytes);
+}
+
+// A request the system cannot meet: the cache is given back first, then a RuntimeError names the
+// request and the counters (as CachingAllocator's does), and the counters are as before.
+TEST(CpuAllocator, OutOfMemoryReleasesTheCacheThenThrowsWithNumbers) {
+    if (MP_ADDRESS_SANITIZER) GTEST_SKIP() << "AddressSanitizer reports a huge allocation instead of failing it";
+    Allocator& cpu = cpu_allocator();
+    cpu.empty_cache();
+    cpu.deallocate(cpu.allocate(100000), 100000);
+    ASSERT_EQ(cpu.stats().cached_bytes, 100032u);
+    const MemoryStats before = cpu.stats();
+    const size_t impossible = size_t(1) << 60;  // 1 EiB: more address space than x86-64 gives a process
+    try {
+        cpu.allocate(impossible);
+        ADD_FAILURE() << "expected an out-of-memory error";
+    } catch (const RuntimeError& e) {
+        const std::string message = e.what();
+        for (const std::string& part :
+             {"cpu_allocator: out of memory allocating " + std::to_string(impossible) + " bytes",
+              std::to_string(before.current_bytes) + " bytes in use", "peak " + std::to_string(before.peak_bytes),
+              std::string("100032 cached bytes released before the retry")})
+            EXPECT_NE(message.find(part), std::string::npos) << "missing '" << part << "' in: " << message;
+    }
+    EXPECT_EQ(cpu.stats().cached_bytes, 0u);
+    EXPECT_EQ(cpu.stats().reserved_bytes, before.reserved_bytes - 100032);
+    EXPECT_EQ(cpu.stats().current_bytes, before.current_bytes);
+    EXPECT_EQ(cpu.stats().system_allocs, before.system_allocs);
 }
 
 TEST(CachingAllocator, SizeClassesRoundUpWithBoundedWaste) {

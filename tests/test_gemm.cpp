@@ -2,6 +2,7 @@
 // and cuBLAS (exact fp32 and TF32) against the reference over all transposes, non-round and
 // padded shapes, the ops' shape rules ((B, T, C) read as (B*T, C), bmm batches) and their errors.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -281,6 +282,17 @@ class PrecisionScope {
     MatmulPrecision previous_;
 };
 
+// OpenMP's thread count in a parallel region, as the kernels see it.
+int threads_in_a_region() {
+    int threads = 0;
+#pragma omp parallel
+    {
+#pragma omp single
+        threads = omp_get_num_threads();
+    }
+    return threads;
+}
+
 }  // namespace
 
 // ================================================================ CPU kernels
@@ -318,6 +330,27 @@ void check_hand_computed_2x3_times_3x2() {
         gemm(false, false, 2, 2, 3, 0.5, a.data(), 3, b.data(), 2, -1, c.data(), 2);
         EXPECT_EQ(c, (std::vector<T>{28, 31, 68.5, 76}));
     }
+}
+
+// The thread count of set_cpu_threads survives OpenBLAS's configuration (on the first product:
+// this is the binary's first test to run one) and a later set_cpu_threads. An OpenMP build of
+// OpenBLAS sets OpenMP's count in openblas_set_num_threads(1): unrestored, the whole process would
+// run on one thread. (This machine's OpenBLAS may be the pthreads build, where both pass anyway;
+// LD_LIBRARY_PATH to an OpenMP build's libopenblas.so.0 checks the other.)
+TEST(GemmCpu, ProductsKeepTheThreadCountOfSetCpuThreads) {
+    const int threads_before = cpu_threads();
+    const GemmCase g{false, true, 512, 512, 512, 1.0, 0.0, 0};  // 2^27 multiply-adds: cut into blocks
+    const GemmOperands x = random_operands(g, DType::Float32, 640);
+    set_cpu_threads(3);
+    const Tensor first = cpu_gemm<float>(g, x);
+    EXPECT_EQ(cpu_threads(), 3) << "after the first product (" << kernels::cpu::blas_description() << ")";
+    EXPECT_EQ(threads_in_a_region(), 3);
+    set_cpu_threads(2);
+    set_cpu_threads(3);
+    expect_equal(cpu_gemm<float>(g, x), first, "the same product again");
+    EXPECT_EQ(cpu_threads(), 3) << "after set_cpu_threads and another product";
+    EXPECT_EQ(threads_in_a_region(), 3);
+    set_cpu_threads(threads_before);
 }
 
 TEST(GemmCpu, HandComputed2x3Times3x2) {

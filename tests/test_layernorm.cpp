@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/parallel.h"
 #include "kernels/layernorm.h"
 #include "tensor/device_context.h"
 #include "tensor/ops/layernorm.h"
@@ -200,6 +202,40 @@ TEST(LayerNormCpu, NormalisedRowsHaveZeroMeanAndUnitScaledVariance) {
         EXPECT_NEAR(y_square, var / (var + eps), 1e-14) << "row " << r;
         EXPECT_LT(y_square, 0.99) << "eps should visibly shrink the variance of row " << r;
     }
+}
+
+// Rows are shared over the threads and each column sum of dgamma / dbeta runs over the rows in order
+// on one thread: dx, dgamma and dbeta have the same bits on 1, 2 and 3 threads, at a shape whose
+// column sums are split over them (cols >= kMinParallelElements / rows).
+TEST(LayerNormCpu, BackwardBitsDoNotDependOnTheThreadCount) {
+    const int64_t rows = 64, cols = 1030;
+    static_assert(1030 >= kernels::cpu::kMinParallelElements / 64, "the column sums must be threaded");
+    const std::vector<float> x = normal({rows, cols}, 840, 0.5, 2.0).to_vector<float>();
+    const std::vector<float> dy = normal({rows, cols}, 841, 0.0, 1.0).to_vector<float>();
+    const std::vector<float> gamma = normal({cols}, 842, 1.0, 0.3).to_vector<float>();
+    const std::vector<float> beta = normal({cols}, 843, 0.0, 0.3).to_vector<float>();
+    std::vector<float> y(x.size()), mean(rows), rstd(rows);
+    kernels::cpu::layernorm_forward(x.data(), gamma.data(), beta.data(), y.data(), mean.data(), rstd.data(), rows,
+                                    cols, 1e-5);
+    const int threads_before = cpu_threads();
+    std::vector<float> one_thread;
+    for (int threads : {1, 2, 3}) {
+        set_cpu_threads(threads);
+        std::vector<float> grads(x.size() + 2 * cols);  // dx, dgamma, dbeta one after the other
+        float *dx = grads.data(), *dgamma = dx + x.size(), *dbeta = dgamma + cols;
+        kernels::cpu::layernorm_backward(dy.data(), x.data(), gamma.data(), mean.data(), rstd.data(), dx, dgamma,
+                                         dbeta, rows, cols);
+        if (threads == 1) {
+            one_thread = grads;
+            continue;
+        }
+        EXPECT_EQ(std::memcmp(dx, one_thread.data(), x.size() * sizeof(float)), 0) << "dx, " << threads << " threads";
+        EXPECT_EQ(std::memcmp(dgamma, one_thread.data() + x.size(), cols * sizeof(float)), 0)
+            << "dgamma, " << threads << " threads";
+        EXPECT_EQ(std::memcmp(dbeta, one_thread.data() + x.size() + cols, cols * sizeof(float)), 0)
+            << "dbeta, " << threads << " threads";
+    }
+    set_cpu_threads(threads_before);
 }
 
 TEST(LayerNormCpu, BackwardMatchesFiniteDifferences) {

@@ -5,9 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "kernels/activations.h"
+#include "kernels/cpu/parallel.h"
+#include "kernels/linear.h"
+#include "tensor/device_context.h"
 #include "tensor/ops/activations.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/gemm.h"
@@ -106,6 +110,32 @@ TEST(LinearCpu, WeightAndBiasGradientsAccumulateInPlace) {
     Tensor bias_mixed = Tensor::zeros({kOut});
     ops::bias_grad_(bias_mixed, dy16, true);
     expect_equal(bias_mixed, ops::sum_rows(dy16.to(DType::Float32)), "bf16 dy into a float32 bias gradient");
+}
+
+// The bias gradient's column sums run over the rows in order, each column on one thread: the same
+// bits on 1, 2 and 3 threads, written and accumulated, at a shape whose columns are split over them.
+TEST(LinearCpu, BiasGradBitsDoNotDependOnTheThreadCount) {
+    const int64_t rows = 64, cols = 1030;
+    static_assert(1030 >= kernels::cpu::kMinParallelElements / 64, "the column sums must be threaded");
+    const std::vector<float> dy = random_tensor({rows, cols}, 850).to_vector<float>();
+    const std::vector<float> start = random_tensor({cols}, 851).to_vector<float>();
+    const int threads_before = cpu_threads();
+    std::vector<float> written_one, accumulated_one;
+    for (int threads : {1, 2, 3}) {
+        set_cpu_threads(threads);
+        std::vector<float> written(cols), accumulated = start;
+        kernels::cpu::bias_grad(dy.data(), written.data(), rows, cols, false);
+        kernels::cpu::bias_grad(dy.data(), accumulated.data(), rows, cols, true);
+        if (threads == 1) {
+            written_one = written, accumulated_one = accumulated;
+            continue;
+        }
+        EXPECT_EQ(std::memcmp(written.data(), written_one.data(), cols * sizeof(float)), 0)
+            << "written, " << threads << " threads";
+        EXPECT_EQ(std::memcmp(accumulated.data(), accumulated_one.data(), cols * sizeof(float)), 0)
+            << "accumulated, " << threads << " threads";
+    }
+    set_cpu_threads(threads_before);
 }
 
 TEST(LinearCpu, ArgumentErrorsNameTheTensors) {

@@ -10,6 +10,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/parallel.h"
 #include "kernels/softmax.h"
 #include "tensor/device_context.h"
 #include "tensor/ops/softmax.h"
@@ -67,9 +68,25 @@ double weighted_sum(const Tensor& w, const Tensor& y) {
     return total;
 }
 
+#if MP_CUDA  // calls raw kernels::cuda:: functions, which a CPU-only build does not have
+// The float32 CPU references (sums in double, std::exp, one rounding), which the CUDA kernels are
+// tested against: ops::softmax on a float32 CPU tensor takes the fast path instead.
+Tensor softmax_reference(const Tensor& x) {
+    std::vector<float> in = x.to_vector<float>(), out(in.size());
+    const int64_t cols = x.size(-1), rows = x.numel() / cols;
+    kernels::cpu::softmax_forward_reference(in.data(), out.data(), rows, cols);
+    return Tensor::from_vector(out, x.shape());
+}
+
+Tensor causal_softmax_reference(const Tensor& x, double scale) {
+    std::vector<float> in = x.to_vector<float>(), out(in.size());
+    const int64_t seq_len = x.size(-1), rows = x.numel() / seq_len;
+    kernels::cpu::causal_softmax_forward_reference(in.data(), out.data(), rows, seq_len, scale);
+    return Tensor::from_vector(out, x.shape());
+}
+
 // A CUDA copy of `host` starting `shift` floats into a NaN-poisoned buffer: shift 1 breaks the
 // 16-byte alignment of every row start and forces the scalar kernels.
-#if MP_CUDA  // calls raw kernels::cuda:: functions, which a CPU-only build does not have
 Tensor gpu_buffer_holding(const Tensor& host, int64_t shift) {
     Tensor buffer = poisoned({shift + host.numel()}, DType::Float32, Device::cuda(0));
     buffer.slice(shift, shift + host.numel()).copy_from(host.reshape({host.numel()}));
@@ -217,6 +234,31 @@ TEST(Softmax, Float32FastPathMatchesTheReference) {
     }
 }
 
+// The fast path's rows are shared over the threads whole, each with its own scratch: the same bits
+// on 1, 2 and 3 threads, plain and causal, at sizes past the threading threshold.
+TEST(Softmax, Float32BitsDoNotDependOnTheThreadCount) {
+    const int threads_before = cpu_threads();
+    for (bool causal : {false, true}) {
+        const int64_t cols = causal ? 97 : 1031, rows = causal ? 4 * 97 : 67;
+        ASSERT_GT(rows * cols, kernels::cpu::kMinParallelElements);
+        const std::vector<float> x = random_tensor({rows, cols}, 830 + cols, 4.0).to_vector<float>();
+        std::vector<float> y_one;
+        for (int threads : {1, 2, 3}) {
+            set_cpu_threads(threads);
+            std::vector<float> y(x.size());
+            if (causal) kernels::cpu::causal_softmax_forward(x.data(), y.data(), rows, cols, 0.3);
+            else kernels::cpu::softmax_forward(x.data(), y.data(), rows, cols);
+            if (threads == 1) {
+                y_one = y;
+                continue;
+            }
+            EXPECT_EQ(std::memcmp(y.data(), y_one.data(), y.size() * sizeof(float)), 0)
+                << (causal ? "causal " : "") << "softmax on " << threads << " threads";
+        }
+    }
+    set_cpu_threads(threads_before);
+}
+
 // Loss L = sum(w * softmax(x)); its gradient is softmax_backward(y, w). h = 1e-6: truncation
 // h^2 |L'''| ~ 1e-12 and rounding 1e-16 |L| / h ~ 1e-10, so 1e-8 holds with margin.
 TEST(Softmax, BackwardMatchesCentralDifferencesInFloat64) {
@@ -270,7 +312,7 @@ TEST(SoftmaxCuda, MatchesCpuOnOddShapesAlignedAndUnaligned) {
             values[0] = 1e4f;  // row 0 is dominated by one huge logit (and one hugely negative one)
             if (c.cols > 1) values[1] = -1e4f;
             Tensor x = Tensor::from_vector(values, shape);
-            Tensor y_expected = ops::softmax(x);
+            Tensor y_expected = softmax_reference(x);
             Tensor x_gpu = gpu_buffer_holding(x, shift);
             Tensor y_gpu = poisoned({shift + x.numel()}, DType::Float32, Device::cuda(0));
             kernels::cuda::softmax_forward(x_gpu.data<float>() + shift, y_gpu.data<float>() + shift, c.rows, c.cols,
@@ -301,7 +343,7 @@ TEST(CausalSoftmaxCuda, MatchesCpuWithNaNInTheMaskedHalf) {
             const int64_t rows = blocks * seq_len;
             // The masked half holds NaN in every input, so reading it anywhere would show.
             Tensor x = with_masked_entries(random_tensor(shape, 30 + seq_len, 3.0), kNaN);
-            Tensor y_expected = ops::causal_softmax(x, scale);
+            Tensor y_expected = causal_softmax_reference(x, scale);
             Tensor x_gpu = gpu_buffer_holding(x, shift);
             Tensor y_gpu = poisoned({shift + x.numel()}, DType::Float32, Device::cuda(0));
             kernels::cuda::causal_softmax_forward(x_gpu.data<float>() + shift, y_gpu.data<float>() + shift, rows,
@@ -330,11 +372,11 @@ TEST(SoftmaxCuda, OpsDispatchToTheGpu) {
     Tensor y = ops::softmax(x_gpu);
     EXPECT_TRUE(y.device().is_cuda());
     // Tolerances as in MatchesCpuOnOddShapesAlignedAndUnaligned.
-    expect_close(y, ops::softmax(x), kForwardRtol, kForwardAtol, "softmax op");
-    expect_close(ops::softmax_backward(y, dy_gpu), ops::softmax_backward(ops::softmax(x), dy), kBackwardRtol,
+    expect_close(y, softmax_reference(x), kForwardRtol, kForwardAtol, "softmax op");
+    expect_close(ops::softmax_backward(y, dy_gpu), ops::softmax_backward(softmax_reference(x), dy), kBackwardRtol,
                  kBackwardAtol, "softmax_backward op");
     Tensor causal = ops::causal_softmax(x_gpu, 0.5);
-    Tensor causal_expected = ops::causal_softmax(x, 0.5);
+    Tensor causal_expected = causal_softmax_reference(x, 0.5);
     expect_close(causal, causal_expected, kForwardRtol, kForwardAtol, "causal_softmax op");
     expect_close(ops::causal_softmax_backward(causal_expected.to(gpu), dy_gpu, 0.5),
                  ops::causal_softmax_backward(causal_expected, dy, 0.5), kBackwardRtol, kBackwardAtol,

@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,33 +48,31 @@ void check_gemm_arguments(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
 }
 
 #if MP_OPENBLAS
-// OpenBLAS takes sizes as int (blasint in its LP64 build).
-int blas_int(int64_t value, const char* name) {
-    MP_REQUIRE(value <= INT_MAX, "gemm: ", name, "=", value, " exceeds the int range of the BLAS interface");
-    return static_cast<int>(value);
-}
-
-// Every size in int range, checked before a parallel region (an exception must not leave one).
+// OpenBLAS takes sizes as int (blasint in its LP64 build): every size checked before the first
+// call, outside any parallel region (an exception must not leave one), so that blas_gemm, which
+// runs inside them, only narrows values known to fit.
 void check_blas_sizes(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
     const std::pair<int64_t, const char*> sizes[] = {{m, "m"}, {n, "n"}, {k, "k"}, {lda, "lda"}, {ldb, "ldb"},
                                                      {ldc, "ldc"}};
-    for (const auto& [value, name] : sizes) blas_int(value, name);
+    for (const auto& [value, name] : sizes)
+        MP_REQUIRE(value <= INT_MAX, "gemm: ", name, "=", value, " exceeds the int range of the BLAS interface");
 }
 
 CBLAS_TRANSPOSE blas_op(bool trans) { return trans ? CblasTrans : CblasNoTrans; }
 
+// Sizes checked by check_blas_sizes (a block's sizes are at most its whole product's).
 void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-    cblas_sgemm(CblasRowMajor, blas_op(trans_a), blas_op(trans_b), blas_int(m, "m"), blas_int(n, "n"),
-                blas_int(k, "k"), alpha, a, blas_int(lda, "lda"), b, blas_int(ldb, "ldb"), beta, c,
-                blas_int(ldc, "ldc"));
+    cblas_sgemm(CblasRowMajor, blas_op(trans_a), blas_op(trans_b), static_cast<int>(m), static_cast<int>(n),
+                static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+                static_cast<int>(ldc));
 }
 
 void blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
                int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-    cblas_dgemm(CblasRowMajor, blas_op(trans_a), blas_op(trans_b), blas_int(m, "m"), blas_int(n, "n"),
-                blas_int(k, "k"), alpha, a, blas_int(lda, "lda"), b, blas_int(ldb, "ldb"), beta, c,
-                blas_int(ldc, "ldc"));
+    cblas_dgemm(CblasRowMajor, blas_op(trans_a), blas_op(trans_b), static_cast<int>(m), static_cast<int>(n),
+                static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+                static_cast<int>(ldc));
 }
 #endif
 
@@ -104,16 +101,26 @@ constexpr int64_t kMinSplitMultiplyAdds = int64_t(1) << 21;
 #if MP_OPENBLAS
 namespace {
 
-std::string g_blas_description = "OpenBLAS (not yet called)";
-
-// Once, before the first product: OpenBLAS single-threaded (OpenMP's threads share the work out),
-// and the name of the kernels it chose for this CPU (OPENBLAS_CORETYPE overrides its choice).
-void configure_openblas() {
-    static std::once_flag once;
-    std::call_once(once, [] {
+// Once, before the first product (a function-local static: initialized once, thread-safely):
+// OpenBLAS single-threaded, OpenMP's threads sharing the work out; returns the name of the
+// kernels it chose for this CPU (OPENBLAS_CORETYPE overrides its choice). Called outside our
+// parallel regions only (it may throw: the string).
+//
+// An OpenMP build of OpenBLAS (openblas_get_parallel() == 2) sets OpenMP's thread count to its own
+// in openblas_set_num_threads, which would leave the whole process on one thread: the count is put
+// back. OpenBLAS still runs each call on the calling thread alone: it threads a call only when its
+// own count (blas_cpu_number, which nothing but openblas_set_num_threads changes while it is 1) is
+// above 1 and the call is made outside a parallel region (num_cpu_avail in its common_thread.h), and
+// ours are made either inside our regions or with that count at 1. The pthreads build's count is its
+// own (no OpenMP to restore); the sequential build has none.
+const std::string& openblas_configured() {
+    static const std::string description = [] {
+        const int openmp_threads = omp_get_max_threads();
         openblas_set_num_threads(1);
-        g_blas_description = str("OpenBLAS ", openblas_get_corename());
-    });
+        if (openblas_get_parallel() == 2) omp_set_num_threads(openmp_threads);
+        return str("OpenBLAS ", openblas_get_corename());
+    }();
+    return description;
 }
 
 // How C is cut: along its longer side (rows when m >= n), in blocks of 256 when that side has at
@@ -138,10 +145,10 @@ GemmBlocks gemm_blocks(int64_t m, int64_t n, int64_t k) {
 
 // OpenBLAS over the blocks of C, shared out over OpenMP's threads (serially inside a parallel
 // region or with one thread: the same calls, so the same bits).
+// Nothing here throws: the sizes are checked and OpenBLAS configured before (gemm_checked).
 template <typename T>
 void blas_gemm_blocked(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
                        const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
-    configure_openblas();
     const GemmBlocks blocks = gemm_blocks(m, n, k);
     if (blocks.count == 1) {
         blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -163,28 +170,48 @@ void blas_gemm_blocked(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
 }  // namespace
 #endif
 
-template <typename T>
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
-          int64_t ldb, T beta, T* c, int64_t ldc, bool allow_tf32) {
-    (void)allow_tf32;  // the CPU is always exact
+namespace {
+
+// Everything that can throw, done before any product (and so outside any parallel region): the
+// arguments checked, OpenBLAS configured.
+void prepare_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb,
+                  int64_t ldc) {
     check_gemm_arguments(trans_a, trans_b, m, n, k, lda, ldb, ldc);
+#if MP_OPENBLAS
+    check_blas_sizes(m, n, k, lda, ldb, ldc);
+    openblas_configured();
+#endif
+}
+
+// The product, after prepare_gemm: throws nothing, so it may run inside a parallel region.
+template <typename T>
+void gemm_checked(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+                  const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
 #if MP_OPENBLAS
     // BLAS rejects a row stride of 0, which an empty operand has; then the loops are free anyway.
     if (m == 0 || n == 0 || k == 0) {
         gemm_reference(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    check_blas_sizes(m, n, k, lda, ldb, ldc);
     blas_gemm_blocked(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #else
     gemm_reference(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #endif
 }
 
+}  // namespace
+
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+          int64_t ldb, T beta, T* c, int64_t ldc, bool allow_tf32) {
+    (void)allow_tf32;  // the CPU is always exact
+    prepare_gemm(trans_a, trans_b, m, n, k, lda, ldb, ldc);
+    gemm_checked(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 std::string blas_description() {
 #if MP_OPENBLAS
-    configure_openblas();
-    return g_blas_description;
+    return openblas_configured();
 #else
     return "reference loops (built without OpenBLAS)";
 #endif
@@ -196,16 +223,14 @@ template <typename T>
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                           int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta, T* c,
                           int64_t ldc, int64_t stride_c, int64_t batch, bool allow_tf32) {
+    (void)allow_tf32;  // the CPU is always exact
     MP_REQUIRE(batch >= 0, "gemm_strided_batched: negative batch ", batch);
-    // Checked here, so that no product throws inside the parallel loop (every one has these sizes).
-    check_gemm_arguments(trans_a, trans_b, m, n, k, lda, ldb, ldc);
-#if MP_OPENBLAS
-    check_blas_sizes(m, n, k, lda, ldb, ldc);
-#endif
+    // Prepared here, so that no product throws inside the parallel loop (every one has these sizes).
+    prepare_gemm(trans_a, trans_b, m, n, k, lda, ldb, ldc);
 #pragma omp parallel for schedule(static) if (batch > 1 && batch * m * n * k >= kMinSplitMultiplyAdds / 8)
     for (int64_t i = 0; i < batch; ++i)
-        gemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c,
-             ldc, allow_tf32);
+        gemm_checked(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
+                     c + i * stride_c, ldc);
 }
 
 namespace {

@@ -31,13 +31,15 @@
 
 namespace mp::kernels::cpu::simd {
 
-inline int64_t bits_of(double x) {
-    int64_t bits;
+// Bits as unsigned integers: their sums and shifts wrap (defined), where int64_t's would overflow
+// (undefined) for the NaN bit pattern that exp_vectorizable carries along until its final select.
+inline uint64_t bits_of(double x) {
+    uint64_t bits;
     std::memcpy(&bits, &x, sizeof bits);
     return bits;
 }
 
-inline double double_from_bits(int64_t bits) {
+inline double double_from_bits(uint64_t bits) {
     double x;
     std::memcpy(&x, &bits, sizeof x);
     return x;
@@ -48,7 +50,9 @@ inline double double_from_bits(int64_t bits) {
 // exact in the high part); e^r by its Taylor series to degree 13 (the first term left out is
 // r^14 / 14! < 5e-18); 2^n added to the exponent bits. Below -708 the result is 0 (e^-708 is the
 // smallest normal double's neighbourhood; the bit trick does not make subnormals), above 709 it
-// is +inf, NaN stays NaN.
+// is +inf, NaN stays NaN. 2^n is added to p's exponent in unsigned arithmetic: for |x| <= 709 that is
+// the signed sum (n may be negative: two's complement wraps alike), and a NaN's meaningless n
+// wraps harmlessly instead of overflowing int64_t; the last select returns the NaN.
 inline double exp_vectorizable(double x) {
     constexpr double kLog2e = 1.4426950408889634;
     constexpr double kLn2High = 6.93147180369123816490e-01;  // the upper 32 bits of ln2: n * kLn2High is exact
@@ -74,8 +78,8 @@ inline double exp_vectorizable(double x) {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    const int64_t n_bits = bits_of(shifted) - bits_of(kRoundingShift);  // n as an integer
-    double result = double_from_bits(bits_of(p) + n_bits * (int64_t(1) << 52));
+    const uint64_t n_bits = bits_of(shifted) - bits_of(kRoundingShift);  // n as an integer, modulo 2^64
+    double result = double_from_bits(bits_of(p) + (n_bits << 52));
     result = x < -708.0 ? 0.0 : result;
     result = x > 709.0 ? __builtin_inf() : result;
     return x != x ? x : result;

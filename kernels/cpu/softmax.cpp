@@ -4,6 +4,8 @@
 // kernels/cpu/simd_math.h, once per element instead of twice): the same sums in the same order.
 // The plain softmax is the causal one with every column kept and scale 1, so both share a row
 // helper that takes the number of leading columns to keep.
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -62,12 +64,16 @@ template <typename T, typename Kept>
 void softmax_rows(const T* x, T* y, int64_t rows, int64_t cols, double scale, Kept kept, bool reference) {
     if constexpr (std::is_same_v<T, float>) {
         if (!reference) {
-#pragma omp parallel
+            // A row of doubles per thread, allocated here: nothing may throw inside the region. Its
+            // team has at most `threads` threads (one when this runs inside another region).
+            const int threads = omp_get_max_threads();
+            std::vector<double> exps(static_cast<size_t>(threads) * static_cast<size_t>(cols));
+#pragma omp parallel num_threads(threads)
             {
-                std::vector<double> exps(static_cast<size_t>(cols));
+                double* thread_exps = exps.data() + static_cast<size_t>(omp_get_thread_num()) * cols;
 #pragma omp for
                 for (int64_t r = 0; r < rows; ++r)
-                    softmax_row_fast(x + r * cols, y + r * cols, cols, kept(r), scale, exps.data());
+                    softmax_row_fast(x + r * cols, y + r * cols, cols, kept(r), scale, thread_exps);
             }
             return;
         }
