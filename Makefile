@@ -141,7 +141,6 @@ ifeq ($(HAVE_CUDNN_FRONTEND),1)
   # Only the files that include the frontend see its headers: as system headers (their warnings are
   # not ours), without its bundled JSON library (not needed; the project has its own nlohmann/json).
   CUDNN_FRONTEND_FLAGS := -isystem $(dir $(CUDNN_FRONTEND_HEADER)) -DCUDNN_FRONTEND_SKIP_JSON_LIB
-  $(BUILD)/obj/kernels/cudnn/%.o: CXXFLAGS += $(CUDNN_FRONTEND_FLAGS)
 endif
 
 # ---------------------------------------------------------------- sources
@@ -261,6 +260,11 @@ $(BUILD)/obj/%.o: %.cpp
 $(BUILD)/obj/kernels/cpu/%.o: kernels/cpu/%.cpp
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(CPU_KERNEL_FLAGS) -c $< -o $@
+
+# The cuDNN graphs see cudnn-frontend's headers (CUDNN_FRONTEND_FLAGS; a command-line CXXFLAGS keeps them).
+$(BUILD)/obj/kernels/cudnn/%.o: kernels/cudnn/%.cpp
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) $(CUDNN_FRONTEND_FLAGS) -c $< -o $@
 
 $(BUILD)/obj/%.cu.o: %.cu
 	@mkdir -p $(@D)
