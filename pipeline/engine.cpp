@@ -71,12 +71,12 @@ Engine::Engine(comm::Communicator& comm, std::vector<std::shared_ptr<nn::Sequent
     : comm_(comm), data_parallel_(data_parallel), schedule_(std::move(schedule)), optimizer_(optimizer),
       loss_(std::move(loss)), remat_(remat), device_(device), timeline_(device), rank_(comm.rank()) {
     MP_REQUIRE(comm.size() == schedule_.ranks, "pipeline: the communicator has ", comm.size(), " ranks but schedule '",
-               schedule_.kind, "' runs on ", schedule_.ranks, " ranks (", schedule_.stages, " stages)");
+               schedule_.name, "' runs on ", schedule_.ranks, " ranks (", schedule_.stages, " stages)");
     ValidationResult valid = validate(schedule_);
-    MP_REQUIRE(valid.ok, "pipeline: schedule '", schedule_.kind, "' is invalid: ", valid.error);
+    MP_REQUIRE(valid.ok, "pipeline: schedule '", schedule_.name, "' is invalid: ", valid.error);
     const std::vector<int> held = schedule_.stages_of(rank_);
     MP_REQUIRE(stages.size() == held.size(), "pipeline: rank ", rank_, " runs ", held.size(), " stages of schedule '",
-               schedule_.kind, "' but was given ", stages.size(), " stage modules");
+               schedule_.name, "' but was given ", stages.size(), " stage modules");
     for (size_t i = 0; i < held.size(); ++i) {
         MP_REQUIRE(stages[i] != nullptr, "pipeline: stage ", held[i], " has no layers");
         auto local = std::make_unique<LocalStage>();

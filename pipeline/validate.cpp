@@ -189,7 +189,7 @@ std::string check_shape(const Schedule& schedule, int rank, const std::vector<Ac
 
 // The whole schedule's shape: sizes, the placement, one list per rank.
 std::string check_schedule_shape(const Schedule& schedule) {
-    const std::string name = str("schedule '", schedule.kind, "'");
+    const std::string name = str("schedule '", schedule.name, "'");
     if (schedule.ranks < 1) return str(name, " has ", schedule.ranks, " ranks (need >= 1)");
     if (schedule.micro_batches < 1) return str(name, " has ", schedule.micro_batches, " micro-batches (need >= 1)");
     if (schedule.stages < schedule.ranks)

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/communication.h"
 #include "pipeline/schedule.h"
 #include "pipeline/simulate.h"
 #include "pipeline/validate.h"
@@ -90,18 +91,18 @@ TEST(Action, KindPredicates) {
     EXPECT_FALSE(produces_input_gradient(ActionKind::WeightBackward));
 }
 
-TEST(MakeSchedule, RejectsBadKindAndCounts) {
+TEST(MakeSchedule, RejectsBadNameAndCounts) {
     expect_invalid_argument([] { make_schedule("zigzag", 4, 8); }, {"make_schedule", "'zigzag'"});
     expect_invalid_argument([] { make_schedule("1f1b", 0, 8); }, {"make_schedule", "stages", "0"});
     expect_invalid_argument([] { make_schedule("gpipe", 4, 0); }, {"make_schedule", "micro_batches", "0"});
     expect_invalid_argument([] { make_schedule("naive", -2, 1); }, {"stages", "-2"});
 }
 
-TEST(MakeSchedule, KindAndSizesAreRecorded) {
-    for (const std::string& kind : schedule_kinds()) {
-        const int v = schedule_info(kind).default_virtual_stages;
-        Schedule schedule = make_schedule(kind, 3, 6, v);
-        EXPECT_EQ(schedule.kind, kind);
+TEST(MakeSchedule, NameAndSizesAreRecorded) {
+    for (const std::string& name : schedule_kinds()) {
+        const int v = schedule_info(name).default_virtual_stages;
+        Schedule schedule = make_schedule(name, 3, 6, v);
+        EXPECT_EQ(schedule.name, name);
         EXPECT_EQ(schedule.ranks, 3);
         EXPECT_EQ(schedule.stages, 3 * v);
         EXPECT_EQ(schedule.micro_batches, 6);
@@ -549,7 +550,7 @@ namespace {
 // then every backward in reverse stage order, then the step (compute actions only).
 Schedule gpipe_over(std::vector<int> placement, int ranks, int micro_batches) {
     Schedule schedule;
-    schedule.kind = "test";
+    schedule.name = "test";
     schedule.ranks = ranks;
     schedule.stages = static_cast<int>(placement.size());
     schedule.micro_batches = micro_batches;
@@ -646,7 +647,7 @@ namespace {
 
 Schedule one_rank(std::vector<Action> actions, int micro_batches) {
     Schedule schedule;
-    schedule.kind = "split";
+    schedule.name = "split";
     schedule.ranks = 1;
     schedule.stages = 1;
     schedule.micro_batches = micro_batches;
@@ -664,7 +665,7 @@ TEST(SplitBackward, InputThenWeightIsValid) {
     EXPECT_TRUE(validate(one_rank({{K::Forward, 0, 0}, {K::InputBackward, 0, 0}, {K::WeightBackward, 0, 0}, kStep}, 1)).ok);
     // Two stages: I of stage 0 needs the gradient that stage 1's I sends; W can come at the end.
     Schedule two;
-    two.kind = "split";
+    two.name = "split";
     two.ranks = 2;
     two.stages = 2;
     two.micro_batches = 2;

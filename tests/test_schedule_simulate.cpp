@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/communication.h"
 #include "pipeline/render.h"
 #include "pipeline/schedule.h"
 #include "pipeline/simulate.h"
@@ -179,7 +180,7 @@ TEST(Simulate, RejectsBadCostsAndInvalidSchedules) {
 // weight backwards left to the end (I of stage 0 waits for I of stage 1 only).
 TEST(Simulate, InputAndWeightBackwardArePricedSeparately) {
     Schedule schedule;
-    schedule.kind = "split";
+    schedule.name = "split";
     schedule.ranks = 2;
     schedule.stages = 2;
     schedule.micro_batches = 1;
@@ -212,7 +213,7 @@ TEST(Simulate, InputAndWeightBackwardArePricedSeparately) {
 // sums its stages.
 TEST(Render, SeveralStagesPerRank) {
     Schedule schedule;
-    schedule.kind = "looped";
+    schedule.name = "looped";
     schedule.ranks = 2;
     schedule.stages = 4;
     schedule.micro_batches = 1;
