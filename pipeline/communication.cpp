@@ -21,7 +21,8 @@ std::optional<Action> receive_before(const Schedule& schedule, int rank, const A
     const int s = action.stage;
     switch (action.kind) {
         case ActionKind::Forward:
-            if (s > 0 && schedule.rank_of(s - 1) != rank) return Action{ActionKind::RecvActivation, s, action.micro_batch};
+            if (s > 0 && schedule.rank_of(s - 1) != rank)
+                return Action{ActionKind::RecvActivation, s, action.micro_batch};
             return std::nullopt;
         case ActionKind::Backward:
         case ActionKind::InputBackward:
@@ -49,7 +50,8 @@ std::optional<Action> send_after(const Schedule& schedule, int rank, const Actio
             return std::nullopt;
         case ActionKind::Backward:
         case ActionKind::InputBackward:
-            if (s > 0 && schedule.rank_of(s - 1) != rank) return Action{ActionKind::SendGradient, s, action.micro_batch};
+            if (s > 0 && schedule.rank_of(s - 1) != rank)
+                return Action{ActionKind::SendGradient, s, action.micro_batch};
             return std::nullopt;
         case ActionKind::WeightBackward:
         case ActionKind::SendActivation:
@@ -107,8 +109,8 @@ bool sink_receive(const Schedule& schedule, std::vector<Action>& list, int rank,
     size_t consumer = index + 1;
     while (consumer < list.size()) {
         std::optional<Action> needed = receive_before(schedule, rank, list[consumer]);
-        if (is_compute(list[consumer].kind) && needed && *needed == Action{receive.kind, receive.stage, receive.micro_batch})
-            break;
+        const Action wanted{receive.kind, receive.stage, receive.micro_batch};
+        if (is_compute(list[consumer].kind) && needed && *needed == wanted) break;
         ++consumer;
     }
     bool compute_between = false;
@@ -140,9 +142,11 @@ bool raise_send(std::vector<Action>& list, size_t index) {
         compute_between = compute_between || is_compute(action.kind);
     }
     if (!compute_between) return false;
-    if (index > 0 && list[index - 1].batched_with_next && !send.batched_with_next) list[index - 1].batched_with_next = false;
+    if (index > 0 && list[index - 1].batched_with_next && !send.batched_with_next)
+        list[index - 1].batched_with_next = false;
     list.erase(list.begin() + static_cast<std::ptrdiff_t>(index));
-    list.insert(list.begin() + static_cast<std::ptrdiff_t>(producer) + 1, Action{send.kind, send.stage, send.micro_batch});
+    list.insert(list.begin() + static_cast<std::ptrdiff_t>(producer) + 1,
+                Action{send.kind, send.stage, send.micro_batch});
     return true;
 }
 
@@ -278,7 +282,8 @@ void add_communication(Schedule& schedule, Exchange exchange) {
         add_communication_at_ready_time(schedule);
         ValidationResult result = validate(schedule);
         if (!result.ok)
-            throw std::logic_error(str("add_communication: schedule '", schedule.name, "' at ready time: ", result.error));
+            throw std::logic_error(
+                str("add_communication: schedule '", schedule.name, "' at ready time: ", result.error));
         return;
     }
     for (int rank = 0; rank < static_cast<int>(schedule.actions.size()); ++rank) {
@@ -292,10 +297,12 @@ void add_communication(Schedule& schedule, Exchange exchange) {
                 end < compute.size() && produces_input_gradient(compute[end].kind))
                 ++end;
             for (size_t i = first; i < end; ++i)
-                if (std::optional<Action> receive = receive_before(schedule, rank, compute[i])) with_transfers.push_back(*receive);
+                if (std::optional<Action> receive = receive_before(schedule, rank, compute[i]))
+                    with_transfers.push_back(*receive);
             for (size_t i = first; i < end; ++i) with_transfers.push_back(compute[i]);
             for (size_t i = first; i < end; ++i)
-                if (std::optional<Action> send = send_after(schedule, rank, compute[i])) with_transfers.push_back(*send);
+                if (std::optional<Action> send = send_after(schedule, rank, compute[i]))
+                    with_transfers.push_back(*send);
             first = end;
         }
         schedule.actions[static_cast<size_t>(rank)] = std::move(with_transfers);

@@ -120,7 +120,8 @@ int message_tag(const Action& communication, int micro_batches) {
         case ActionKind::InputBackward:
         case ActionKind::WeightBackward:
         case ActionKind::OptimizerStep:
-            throw std::invalid_argument(str("message_tag: ", to_string(communication), " is not a communication action"));
+            throw std::invalid_argument(
+                str("message_tag: ", to_string(communication), " is not a communication action"));
     }
     return (boundary * micro_batches + communication.micro_batch) * 2 + direction;
 }

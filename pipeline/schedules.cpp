@@ -230,7 +230,8 @@ const ScheduleInfo& schedule_info(const std::string& name) {
         if (info.name == name) return info;
         choices += (choices.empty() ? "" : ", ") + info.name;
     }
-    throw std::invalid_argument(str("make_schedule: unknown schedule kind '", name, "' (expected one of ", choices, ")"));
+    throw std::invalid_argument(
+        str("make_schedule: unknown schedule kind '", name, "' (expected one of ", choices, ")"));
 }
 
 std::string describe_default_virtual_stages() {

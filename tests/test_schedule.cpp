@@ -470,6 +470,40 @@ TEST(Registry, NamesAreUniqueAndDescribed) {
     expect_invalid_argument([] { schedule_info("zigzag"); }, {"'zigzag'", "naive", "gpipe", "1f1b", "interleaved-1f1b"});
 }
 
+// Every entry is complete — a rule, a generator and a peak stash, at least one stage per rank by
+// default — and its rule accepts its default stages per rank for some sizes.
+TEST(Registry, EntriesAreComplete) {
+    for (const ScheduleInfo& info : schedule_registry()) {
+        EXPECT_TRUE(info.rule) << info.name;
+        EXPECT_TRUE(info.generate) << info.name;
+        EXPECT_TRUE(info.peak_stashed) << info.name;
+        EXPECT_TRUE(info.unit_cost_bubble) << info.name;  // no_closed_form where there is none
+        EXPECT_GE(info.default_virtual_stages, 1) << info.name;
+        bool accepted = false;
+        for (int ranks = 1; ranks <= kMaxStages && !accepted; ++ranks)
+            for (int micro_batches = 1; micro_batches <= kMaxMicroBatches && !accepted; ++micro_batches)
+                accepted = info.rule(ranks, micro_batches, info.default_virtual_stages).empty();
+        EXPECT_TRUE(accepted) << info.name << " accepts no size at its default virtual_stages";
+    }
+}
+
+// The --help text of the default stages per rank ("interleaved-1f1b and zbv 2, the others 1") is
+// made from the registry: it ends with the most common default, and names every schedule whose
+// default differs.
+TEST(Registry, DefaultVirtualStagesAreDescribedFromTheRegistry) {
+    const std::string text = describe_default_virtual_stages();
+    std::map<int, int> count;
+    for (const ScheduleInfo& info : schedule_registry()) ++count[info.default_virtual_stages];
+    int most_common = count.begin()->first;
+    for (const auto& [stages, schedules] : count)
+        if (schedules > count[most_common]) most_common = stages;
+    const std::string end = count.size() == 1 ? " for every schedule" : "the others " + std::to_string(most_common);
+    ASSERT_GE(text.size(), end.size()) << text;
+    EXPECT_EQ(text.substr(text.size() - end.size()), end) << text;
+    for (const ScheduleInfo& info : schedule_registry())
+        if (info.default_virtual_stages != most_common) EXPECT_NE(text.find(info.name), std::string::npos) << text;
+}
+
 TEST(Registry, RulesAreChecked) {
     expect_invalid_argument([] { make_schedule("1f1b", 4, 8, 2); }, {"make_schedule(1f1b", "virtual_stages must be 1", "2"});
     expect_invalid_argument([] { make_schedule("gpipe", 4, 8, 0); }, {"virtual_stages must be >= 1"});
