@@ -500,8 +500,11 @@ TEST(Registry, DefaultVirtualStagesAreDescribedFromTheRegistry) {
     const std::string end = count.size() == 1 ? " for every schedule" : "the others " + std::to_string(most_common);
     ASSERT_GE(text.size(), end.size()) << text;
     EXPECT_EQ(text.substr(text.size() - end.size()), end) << text;
-    for (const ScheduleInfo& info : schedule_registry())
-        if (info.default_virtual_stages != most_common) EXPECT_NE(text.find(info.name), std::string::npos) << text;
+    for (const ScheduleInfo& info : schedule_registry()) {
+        if (info.default_virtual_stages != most_common) {
+            EXPECT_NE(text.find(info.name), std::string::npos) << text;
+        }
+    }
 }
 
 TEST(Registry, RulesAreChecked) {
