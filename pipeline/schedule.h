@@ -120,12 +120,12 @@ enum class Exchange {
 // "" when (ranks, micro_batches, virtual_stages) suit a schedule, else the reason they do not.
 using ScheduleRule = std::function<std::string(int ranks, int micro_batches, int virtual_stages)>;
 
-// For the functions that build registry entries:
-// the rule of a schedule that runs one stage per rank (virtual_stages = 1), its message naming it;
+// Helpers for the functions that build registry entries. The rule of a schedule that runs one
+// stage per rank (virtual_stages = 1), its message naming the schedule:
 ScheduleRule one_stage_per_rank_rule(const std::string& name);
-// a bubble fraction from the idle and busy time of a rank per step, idle / (idle + busy) (0 if both are 0);
+// A bubble fraction from a rank's idle and busy time per step: idle / (idle + busy), 0 if both are 0.
 double unit_cost_fraction(double idle, double busy);
-// and ScheduleInfo::unit_cost_bubble where there is no closed form: NaN for every size.
+// ScheduleInfo::unit_cost_bubble where there is no closed form: NaN for every size.
 double no_closed_form(int ranks, int micro_batches, int virtual_stages);
 
 // One registered schedule. Each is built field by field, one per line, by a function next to its
