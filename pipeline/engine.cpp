@@ -71,12 +71,12 @@ Engine::Engine(comm::Communicator& comm, std::vector<std::shared_ptr<nn::Sequent
     : comm_(comm), data_parallel_(data_parallel), schedule_(std::move(schedule)), optimizer_(optimizer),
       loss_(std::move(loss)), remat_(remat), device_(device), timeline_(device), rank_(comm.rank()) {
     MP_REQUIRE(comm.size() == schedule_.ranks, "pipeline: the communicator has ", comm.size(), " ranks but schedule '",
-               schedule_.kind, "' runs on ", schedule_.ranks, " ranks (", schedule_.stages, " stages)");
+               schedule_.name, "' runs on ", schedule_.ranks, " ranks (", schedule_.stages, " stages)");
     ValidationResult valid = validate(schedule_);
-    MP_REQUIRE(valid.ok, "pipeline: schedule '", schedule_.kind, "' is invalid: ", valid.error);
+    MP_REQUIRE(valid.ok, "pipeline: schedule '", schedule_.name, "' is invalid: ", valid.error);
     const std::vector<int> held = schedule_.stages_of(rank_);
     MP_REQUIRE(stages.size() == held.size(), "pipeline: rank ", rank_, " runs ", held.size(), " stages of schedule '",
-               schedule_.kind, "' but was given ", stages.size(), " stage modules");
+               schedule_.name, "' but was given ", stages.size(), " stage modules");
     for (size_t i = 0; i < held.size(); ++i) {
         MP_REQUIRE(stages[i] != nullptr, "pipeline: stage ", held[i], " has no layers");
         auto local = std::make_unique<LocalStage>();
@@ -89,19 +89,6 @@ Engine::Engine(comm::Communicator& comm, std::vector<std::shared_ptr<nn::Sequent
                schedule_.stages, " stages x ", schedule_.micro_batches, " micro-batches x 2 directions need ",
                tags_needed(schedule_.stages, schedule_.micro_batches), " message tags but the communicator allows ",
                comm.max_tag(), "; use fewer micro-batches or stages");
-    for (const Action& action : schedule_.actions[static_cast<size_t>(rank_)]) {
-        switch (action.kind) {
-            case ActionKind::InputBackward:
-            case ActionKind::WeightBackward:
-            case ActionKind::Forward:
-            case ActionKind::Backward:
-            case ActionKind::SendActivation:
-            case ActionKind::RecvActivation:
-            case ActionKind::SendGradient:
-            case ActionKind::RecvGradient:
-            case ActionKind::OptimizerStep: break;
-        }
-    }
 }
 
 namespace {
@@ -171,33 +158,38 @@ Tensor Engine::loss_of(const Tensor& output, const MicroBatch& mb) const {
     return loss_.mean_loss(output, mb.targets);
 }
 
-void Engine::run_forward(LocalStage& stage, MicroBatch& mb, bool last_micro_batch) {
-    const bool first = is_first(stage.index), last = is_last(stage.index);
+Engine::ForwardPass Engine::forward_pass(LocalStage& stage, MicroBatch& mb, bool record) {
     Allocator& allocator = allocator_for(device_);
-    size_t before = allocator.stats().current_bytes;
-    mb.rematerialize = remat_ == Rematerialization::Always || (remat_ == Rematerialization::ExceptLast && !last_micro_batch);
+    const size_t before = allocator.stats().current_bytes;
+    nn::DropoutReplayScope masks(dropout_key(), mb.first_row);  // a recomputation draws the same masks
     Tensor output;
-    nn::DropoutReplayScope masks(dropout_key(), mb.first_row);
-    if (mb.rematerialize) {
-        autograd::NoGradScope no_grad;
-        output = stage.module->forward(mb.input);
-        if (last) output = loss_of(output, mb);
-    } else {
+    if (record) {
         mb.tape = std::make_unique<autograd::Tape>();
         if (is_first(stage.index)) mb.tape->mark_not_differentiable(mb.input);  // the raw batch: no gradient
         autograd::TapeScope scope(*mb.tape);
         output = stage.module->forward(mb.input);
-        if (last) output = loss_of(output, mb);
+        if (is_last(stage.index)) output = loss_of(output, mb);
+    } else {
+        autograd::NoGradScope no_grad;
+        output = stage.module->forward(mb.input);
+        if (is_last(stage.index)) output = loss_of(output, mb);
     }
-    size_t after = allocator.stats().current_bytes;
+    const size_t after = allocator.stats().current_bytes;
+    const size_t produced = after > before ? after - before : 0;
+    const size_t internals = produced > output.nbytes() ? produced - output.nbytes() : 0;
+    return {output, internals};
+}
+
+void Engine::run_forward(LocalStage& stage, MicroBatch& mb, bool last_micro_batch) {
+    mb.rematerialize =
+        remat_ == Rematerialization::Always || (remat_ == Rematerialization::ExceptLast && !last_micro_batch);
+    const ForwardPass pass = forward_pass(stage, mb, /*record=*/!mb.rematerialize);
     // Stash = what the forward left allocated, less the output (sent and dropped; the last
     // stage's output is the loss scalar), plus a received input, which is kept until backward.
-    size_t produced = after > before ? after - before : 0;
-    size_t output_bytes = output.nbytes();
-    mb.stash_bytes = (produced > output_bytes ? produced - output_bytes : 0) + (first ? 0 : mb.input.nbytes());
-    mb.output = output;
-    mb.output_ref = autograd::TensorRef(output);
-    mb.loss_dtype = output.dtype();
+    mb.stash_bytes = pass.internals + (is_first(stage.index) ? 0 : mb.input.nbytes());
+    mb.output = pass.output;
+    mb.output_ref = autograd::TensorRef(pass.output);
+    mb.loss_dtype = pass.output.dtype();
     live_stash_bytes_ += mb.stash_bytes;
     live_micro_batches_ += 1;
     memory_.stash_bytes_per_micro_batch = std::max(memory_.stash_bytes_per_micro_batch, mb.stash_bytes);
@@ -210,26 +202,16 @@ void Engine::run_backward(LocalStage& stage, MicroBatch& mb, bool split) {
     MP_REQUIRE(last || mb.grad_output.defined(), "pipeline: stage ", stage.index, " runs ", split ? "I" : "B", mb.index,
                " before receiving its gradient");
     if (mb.rematerialize) {
-        // Recompute the forward under a fresh tape, right before its backward.
-        Allocator& allocator = allocator_for(device_);
-        size_t before = allocator.stats().current_bytes;
-        mb.tape = std::make_unique<autograd::Tape>();
-        if (is_first(stage.index)) mb.tape->mark_not_differentiable(mb.input);  // the raw batch: no gradient
-        autograd::TapeScope scope(*mb.tape);
-        nn::DropoutReplayScope masks(dropout_key(), mb.first_row);  // the same masks as the first forward
-        Tensor output = stage.module->forward(mb.input);
-        if (last) output = loss_of(output, mb);
-        mb.output_ref = autograd::TensorRef(output);
-        // The recomputed internals, counted like a stash (less the output, as in run_forward).
-        size_t after = allocator.stats().current_bytes;
-        size_t produced = after > before ? after - before : 0;
-        size_t internals = produced > output.nbytes() ? produced - output.nbytes() : 0;
-        memory_.peak_stash_bytes = std::max(memory_.peak_stash_bytes, live_stash_bytes_ + internals);
+        // Recompute the forward under a fresh tape, right before its backward; its internals count
+        // like a stash.
+        const ForwardPass pass = forward_pass(stage, mb, /*record=*/true);
+        mb.output_ref = autograd::TensorRef(pass.output);
+        memory_.peak_stash_bytes = std::max(memory_.peak_stash_bytes, live_stash_bytes_ + pass.internals);
         // With a split backward the recomputed tape lives on until W (what W needs of it): counted,
         // conservatively as all of it, until release_stash.
         if (split) {
-            mb.stash_bytes += internals;
-            live_stash_bytes_ += internals;
+            mb.stash_bytes += pass.internals;
+            live_stash_bytes_ += pass.internals;
         }
     }
     // The last stage seeds its loss with count_m / Σ count; the others use the received gradient.
@@ -320,7 +302,8 @@ void Engine::prepare_shapes(const Tensor& inputs, int64_t micro) {
 size_t Engine::estimate_stash_bytes(const Tensor& inputs, const Tensor& targets) {
     const int M = schedule_.micro_batches;
     MP_REQUIRE(inputs.defined() && inputs.dim() >= 1 && inputs.size(0) % M == 0, "pipeline: the batch of ",
-               inputs.defined() && inputs.dim() ? inputs.size(0) : 0, " does not split into ", M, " equal micro-batches");
+               inputs.defined() && inputs.dim() ? inputs.size(0) : 0, " does not split into ", M,
+               " equal micro-batches");
     const int64_t micro = inputs.size(0) / M;
     prepare_shapes(inputs, micro);
     StageMemory saved = memory_;
@@ -369,7 +352,7 @@ void Engine::agree_before_update(const std::vector<double>& losses, const std::v
         if (non_finite < 0 && !std::isfinite(losses[static_cast<size_t>(m)])) non_finite = m;
     double verdict = !input_error.empty() ? rank_ + 1.0 : non_finite >= 0 ? 0.5 : 0.0;
     verdict = all_reduce_scalar(comm_, verdict, comm::ReduceOp::Max);
-    if (data_parallel_ != nullptr && data_parallel_->size() > 1)
+    if (replicated())
         verdict = all_reduce_scalar(*data_parallel_, verdict, comm::ReduceOp::Max);
     const char* unapplied = "no stage applied this step's update";
     if (!input_error.empty()) throw std::invalid_argument(str(input_error, " (", unapplied, ")"));
@@ -392,18 +375,20 @@ void Engine::agree_parameters_are_finite() {
     const bool finite = std::isfinite(ops::global_l2_norm(parameters()));
     double verdict = finite ? 0.0 : rank_ + 1.0;
     verdict = all_reduce_scalar(comm_, verdict, comm::ReduceOp::Max);
-    if (data_parallel_ != nullptr && data_parallel_->size() > 1)
+    if (replicated())
         verdict = all_reduce_scalar(*data_parallel_, verdict, comm::ReduceOp::Max);
     if (verdict == 0) return;
     std::string culprit;
     if (!finite)
         for (const std::unique_ptr<LocalStage>& held : local_)
             for (const auto& [name, parameter] : held->module->named_parameters())
-                if (culprit.empty() && !std::isfinite(ops::global_l2_norm({parameter}))) culprit = str(" ('", name, "')");
+                if (culprit.empty() && !std::isfinite(ops::global_l2_norm({parameter})))
+                    culprit = str(" ('", name, "')");
     const int rank = finite ? static_cast<int>(verdict) - 1 : rank_;  // this one's own, if it is one
     throw std::runtime_error(str("pipeline: training diverged: this step's update made rank ", rank,
                                  "'s parameters non-finite", culprit,
-                                 " (lower optimizer.lr or weight_decay, raise optimizer.eps); nothing after it is saved"));
+                                 " (lower optimizer.lr or weight_decay, raise optimizer.eps); nothing after it is "
+                                 "saved"));
 }
 
 std::vector<Tensor> Engine::parameters() const {
@@ -483,7 +468,7 @@ void Engine::check_tied_copies_agree(const std::string& when) {
                            "): the first and last stages no longer hold the same embedding");
     }
     double verdict = all_reduce_scalar(comm_, mismatch.empty() ? 0.0 : 1.0, comm::ReduceOp::Max);
-    if (data_parallel_ != nullptr && data_parallel_->size() > 1)
+    if (replicated())
         verdict = all_reduce_scalar(*data_parallel_, verdict, comm::ReduceOp::Max);
     if (verdict == 0) return;
     if (!mismatch.empty()) throw std::runtime_error(mismatch);
@@ -532,26 +517,52 @@ double Engine::norm_and_clip_gradients() {
     return norm;
 }
 
-StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
-    const int M = schedule_.micro_batches;
-    MP_REQUIRE(inputs.defined() && inputs.dim() >= 1, "pipeline: step needs the batch inputs on every rank");
-    MP_REQUIRE(targets.defined() && targets.dim() >= 1, "pipeline: step needs the batch targets on every rank");
-    const int64_t batch = inputs.size(0);
-    MP_REQUIRE(batch % M == 0, "pipeline: the batch of ", batch, " does not split into ", M, " equal micro-batches");
-    MP_REQUIRE(targets.size(0) == batch, "pipeline: inputs have ", batch, " rows but targets have ", targets.size(0));
-    const int64_t micro = batch / M;
+// ---- one training step --------------------------------------------------------------------------
 
+// The last stage's micro-batch losses, from the forwards to the loss of the step.
+struct Engine::StepLosses {
+    // The micro-batches the last stage forwarded, in the order it did: the losses are summed in it.
+    std::vector<int> forward_order;
+    std::vector<double> values;  // [micro-batch], read from the device before the optimizer step
+};
+
+StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
+    const int64_t micro = micro_batch_rows(inputs, targets);
     prepare_shapes(inputs, micro);
     if (!tied_checked_ && ties_across_ranks_) check_tied_copies_agree("before the first step");
     tied_checked_ = true;
     // Mixed precision: each weight is converted to its compute dtype once per step, not once per
     // micro-batch (dropped before the optimizer changes the masters).
     nn::ComputeCopyCache compute_copies;
+    prepare_micro_batches(inputs, targets, micro);
+    start_accounting();
 
+    StepResult result;
+    StepLosses losses;
+    run_actions(compute_copies, losses, result);
+    ++steps_run_;
+    result.loss = reduce_loss(losses);
+    memory_.peak_allocator_bytes = allocator_for(device_).stats().peak_bytes;
+    result.memory = memory_;
+    return result;
+}
+
+int64_t Engine::micro_batch_rows(const Tensor& inputs, const Tensor& targets) const {
+    const int M = schedule_.micro_batches;
+    MP_REQUIRE(inputs.defined() && inputs.dim() >= 1, "pipeline: step needs the batch inputs on every rank");
+    MP_REQUIRE(targets.defined() && targets.dim() >= 1, "pipeline: step needs the batch targets on every rank");
+    const int64_t batch = inputs.size(0);
+    MP_REQUIRE(batch % M == 0, "pipeline: the batch of ", batch, " does not split into ", M, " equal micro-batches");
+    MP_REQUIRE(targets.size(0) == batch, "pipeline: inputs have ", batch, " rows but targets have ", targets.size(0));
+    return batch / M;
+}
+
+void Engine::prepare_micro_batches(const Tensor& inputs, const Tensor& targets, int64_t micro) {
+    const int M = schedule_.micro_batches;
     double total_count = 0;
     // This replica's rows are [replica · batch, (replica + 1) · batch) of the global batch (as the
     // trainer shards it): dropout masks are keyed by global rows, so any layout draws the same.
-    const int64_t replica_first_row = data_parallel_ != nullptr ? data_parallel_->rank() * batch : 0;
+    const int64_t replica_first_row = data_parallel_ != nullptr ? data_parallel_->rank() * inputs.size(0) : 0;
     for (std::unique_ptr<LocalStage>& held : local_) {
         LocalStage& stage = *held;
         stage.mbs.clear();
@@ -570,135 +581,147 @@ StepResult Engine::step(const Tensor& inputs, const Tensor& targets) {
             }
         }
     }
-    LocalStage* last_stage = holds_last_stage() ? &local(schedule_.stages - 1) : nullptr;
-    if (last_stage != nullptr) {
-        if (data_parallel_ != nullptr && data_parallel_->size() > 1) total_count = all_reduce_scalar(*data_parallel_, total_count);
+    // The loss weights: count_m / Σ count over the global batch (every replica's micro-batches).
+    if (LocalStage* last_stage = last_stage_here()) {
+        if (replicated()) total_count = all_reduce_scalar(*data_parallel_, total_count);
         MP_REQUIRE(total_count > 0, "pipeline: the global batch has no counted targets");
         for (MicroBatch& mb : last_stage->mbs) mb.weight /= total_count;
     }
+}
 
+void Engine::start_accounting() {
     optimizer_.zero_grad();
     live_stash_bytes_ = 0;
     live_micro_batches_ = 0;
     memory_ = StageMemory();
-    Allocator& allocator = allocator_for(device_);
-    allocator.reset_peak();
+    allocator_for(device_).reset_peak();
+}
 
-    StepResult result;
+void Engine::run_actions(nn::ComputeCopyCache& compute_copies, StepLosses& losses, StepResult& result) {
     result.trace.stage = rank_;
     result.trace.names_carry_stages = !schedule_.one_stage_per_rank();
     comm_.barrier();  // align the ranks' clocks at the step's start
-    // Each action is timed between two marks on the device's timeline: the host queues the work
-    // and moves on; the marks are read once the step's work is done.
-    DeviceTimeline& timeline = timeline_;
-    timeline.clear();
-    const size_t origin = timeline.mark();
-    std::vector<int> forward_order;  // the last stage's losses are summed in this order
-    std::vector<double> micro_batch_losses;  // the last stage's, read before the optimizer step
+    // Each action (or group of transfers) is timed between two marks on the device's timeline: the
+    // host queues the work and moves on; the marks are read once the step's work is done.
+    timeline_.clear();
+    const size_t origin = timeline_.mark();
     const std::vector<Action>& actions = schedule_.actions[static_cast<size_t>(rank_)];
     std::vector<std::pair<size_t, size_t>> action_marks;
     for (size_t i = 0; i < actions.size();) {
-        const Action& a = actions[i];
+        const size_t start_mark = timeline_.mark();
+        const size_t next = run_action(i, compute_copies, losses, result);
+        action_marks.emplace_back(start_mark, timeline_.mark());
         TraceEvent event;
-        const size_t start_mark = timeline.mark();
-        size_t next = i + 1;
-        switch (a.kind) {
-            case ActionKind::SendActivation:
-            case ActionKind::RecvActivation:
-            case ActionKind::SendGradient:
-            case ActionKind::RecvGradient: {
-                size_t last = i;
-                while (actions[last].batched_with_next) ++last;
-                run_group(i, last);
-                event.actions.assign(actions.begin() + static_cast<std::ptrdiff_t>(i),
-                                     actions.begin() + static_cast<std::ptrdiff_t>(last) + 1);
-                next = last + 1;
-                break;
-            }
-            case ActionKind::Forward: {
-                LocalStage& stage = local(a.stage);
-                MicroBatch& mb = stage.mbs.at(static_cast<size_t>(a.micro_batch));
-                // The previous stage on this rank hands its output over here, as a transfer would:
-                // a copy, so that each stage's tape sees its own input.
-                if (!is_first(a.stage) && schedule_.rank_of(a.stage - 1) == rank_) {
-                    MicroBatch& previous = local(a.stage - 1).mbs.at(static_cast<size_t>(a.micro_batch));
-                    mb.input = Tensor::empty(stage.input_shape, stage.input_dtype, device_);
-                    mb.input.copy_from(previous.output);
-                    previous.output = Tensor();
-                }
-                run_forward(stage, mb, a.micro_batch == M - 1);
-                if (is_last(a.stage)) forward_order.push_back(a.micro_batch);
-                event.actions = {a};
-                break;
-            }
-            case ActionKind::Backward:
-            case ActionKind::InputBackward: {
-                LocalStage& stage = local(a.stage);
-                MicroBatch& mb = stage.mbs.at(static_cast<size_t>(a.micro_batch));
-                if (!is_last(a.stage) && schedule_.rank_of(a.stage + 1) == rank_) {
-                    MicroBatch& next_stage = local(a.stage + 1).mbs.at(static_cast<size_t>(a.micro_batch));
-                    mb.grad_output = Tensor::empty(stage.output_shape, stage.output_dtype, device_);
-                    mb.grad_output.copy_from(next_stage.grad_input);
-                    next_stage.grad_input = Tensor();
-                }
-                run_backward(stage, mb, /*split=*/a.kind == ActionKind::InputBackward);
-                event.actions = {a};
-                break;
-            }
-            case ActionKind::WeightBackward: {
-                LocalStage& stage = local(a.stage);
-                run_weight_backward(stage, stage.mbs.at(static_cast<size_t>(a.micro_batch)));
-                event.actions = {a};
-                break;
-            }
-            case ActionKind::OptimizerStep:
-                // Before any weight changes, every rank and replica learns whether any of them found
-                // a bad id or target (the queued GPU checks) or a non-finite loss (the last stage).
-                if (last_stage != nullptr) micro_batch_losses = read_micro_batch_losses(last_stage->mbs, forward_order);
-                agree_before_update(micro_batch_losses, forward_order);
-                if (data_parallel_ != nullptr && data_parallel_->size() > 1) all_reduce_gradients();
-                compute_copies.clear();
-                if (embedding_group_ != nullptr) all_reduce_tied_gradients();
-                // The norm on every step, clipping or not: the step log shows it and a non-finite
-                // one stops every rank before any update. Its cost is one read of the gradients
-                // (fewer bytes than the optimizer's own pass, which also reads weights and state) and
-                // one scalar all-reduce; it changes no gradient when grad_clip is 0, so no result.
-                result.grad_norm = norm_and_clip_gradients();
-                optimizer_.step();
-                agree_parameters_are_finite();
-                if (ties_across_ranks_) check_tied_copies_agree(str("after the update of step ", steps_run_));
-                event.actions = {a};
-                break;
-        }
-        action_marks.emplace_back(start_mark, timeline.mark());
+        event.actions.assign(actions.begin() + static_cast<std::ptrdiff_t>(i),
+                             actions.begin() + static_cast<std::ptrdiff_t>(next));
         result.trace.events.push_back(event);
         i = next;
     }
     synchronize(device_);  // the marks and the losses are ready once the device is done
     for (size_t e = 0; e < result.trace.events.size(); ++e) {
-        result.trace.events[e].start_us = timeline.microseconds(origin, action_marks[e].first);
-        result.trace.events[e].end_us = timeline.microseconds(origin, action_marks[e].second);
+        result.trace.events[e].start_us = timeline_.microseconds(origin, action_marks[e].first);
+        result.trace.events[e].end_us = timeline_.microseconds(origin, action_marks[e].second);
     }
-    result.trace.step_us = action_marks.empty() ? 0.0 : timeline.microseconds(origin, action_marks.back().second);
-    ++steps_run_;
+    result.trace.step_us = action_marks.empty() ? 0.0 : timeline_.microseconds(origin, action_marks.back().second);
+}
 
+size_t Engine::run_action(size_t i, nn::ComputeCopyCache& compute_copies, StepLosses& losses, StepResult& result) {
+    const std::vector<Action>& actions = schedule_.actions[static_cast<size_t>(rank_)];
+    const Action& a = actions[i];
+    switch (a.kind) {
+        case ActionKind::SendActivation:
+        case ActionKind::RecvActivation:
+        case ActionKind::SendGradient:
+        case ActionKind::RecvGradient: {
+            size_t last = i;
+            while (actions[last].batched_with_next) ++last;
+            run_group(i, last);
+            return last + 1;
+        }
+        case ActionKind::Forward: {
+            LocalStage& stage = local(a.stage);
+            MicroBatch& mb = stage.mbs.at(static_cast<size_t>(a.micro_batch));
+            if (!is_first(a.stage) && schedule_.rank_of(a.stage - 1) == rank_) hand_over_activation(stage, mb);
+            run_forward(stage, mb, a.micro_batch == schedule_.micro_batches - 1);
+            if (is_last(a.stage)) losses.forward_order.push_back(a.micro_batch);
+            return i + 1;
+        }
+        case ActionKind::Backward:
+        case ActionKind::InputBackward: {
+            LocalStage& stage = local(a.stage);
+            MicroBatch& mb = stage.mbs.at(static_cast<size_t>(a.micro_batch));
+            if (!is_last(a.stage) && schedule_.rank_of(a.stage + 1) == rank_) hand_over_gradient(stage, mb);
+            run_backward(stage, mb, /*split=*/a.kind == ActionKind::InputBackward);
+            return i + 1;
+        }
+        case ActionKind::WeightBackward: {
+            LocalStage& stage = local(a.stage);
+            run_weight_backward(stage, stage.mbs.at(static_cast<size_t>(a.micro_batch)));
+            return i + 1;
+        }
+        case ActionKind::OptimizerStep:
+            result.grad_norm = run_optimizer_step(compute_copies, losses);
+            return i + 1;
+    }
+    throw std::logic_error(str("pipeline: action ", to_string(a), " has no known kind"));
+}
+
+// The previous stage on this rank hands its output over, as a transfer would: a copy, so that each
+// stage's tape sees its own input.
+void Engine::hand_over_activation(LocalStage& stage, MicroBatch& mb) {
+    MicroBatch& previous = local(stage.index - 1).mbs.at(static_cast<size_t>(mb.index));
+    mb.input = Tensor::empty(stage.input_shape, stage.input_dtype, device_);
+    mb.input.copy_from(previous.output);
+    previous.output = Tensor();
+}
+
+// The next stage on this rank hands the gradient of its input over, likewise.
+void Engine::hand_over_gradient(LocalStage& stage, MicroBatch& mb) {
+    MicroBatch& next = local(stage.index + 1).mbs.at(static_cast<size_t>(mb.index));
+    mb.grad_output = Tensor::empty(stage.output_shape, stage.output_dtype, device_);
+    mb.grad_output.copy_from(next.grad_input);
+    next.grad_input = Tensor();
+}
+
+double Engine::run_optimizer_step(nn::ComputeCopyCache& compute_copies, StepLosses& losses) {
+    // Before any weight changes, every rank and replica learns whether any of them found a bad id
+    // or target (the queued GPU checks) or a non-finite loss (the last stage).
+    if (LocalStage* last_stage = last_stage_here())
+        losses.values = read_micro_batch_losses(last_stage->mbs, losses.forward_order);
+    agree_before_update(losses.values, losses.forward_order);
+    if (replicated()) all_reduce_gradients();
+    compute_copies.clear();
+    if (embedding_group_ != nullptr) all_reduce_tied_gradients();
+    // The norm on every step, clipping or not: the step log shows it and a non-finite one stops
+    // every rank before any update. Its cost is one read of the gradients (fewer bytes than the
+    // optimizer's own pass, which also reads weights and state) and one scalar all-reduce; it
+    // changes no gradient when grad_clip is 0, so no result.
+    const double grad_norm = norm_and_clip_gradients();
+    optimizer_.step();
+    agree_parameters_are_finite();
+    if (ties_across_ranks_) check_tied_copies_agree(str("after the update of step ", steps_run_));
+    return grad_norm;
+}
+
+double Engine::reduce_loss(const StepLosses& losses) {
     // The mean loss over the global batch: micro-batch losses weighted by their counts, summed in
-    // forward order in double.
+    // forward order in double; it lives on the last stage's rank (summed over replicas).
     double loss_sum = 0;
-    if (last_stage != nullptr)
-        for (int m : forward_order)
-            loss_sum += last_stage->mbs[static_cast<size_t>(m)].weight * micro_batch_losses.at(static_cast<size_t>(m));
+    if (LocalStage* last_stage = last_stage_here()) {
+        for (int m : losses.forward_order)
+            loss_sum += last_stage->mbs[static_cast<size_t>(m)].weight * losses.values.at(static_cast<size_t>(m));
+        if (replicated()) loss_sum = all_reduce_scalar(*data_parallel_, loss_sum);
+    }
+    return broadcast_loss(loss_sum);
+}
 
-    // The mean loss lives on the last stage's rank (summed over replicas); every rank gets it.
-    if (last_stage != nullptr && data_parallel_ != nullptr && data_parallel_->size() > 1)
-        loss_sum = all_reduce_scalar(*data_parallel_, loss_sum);
+double Engine::broadcast_loss(double loss_sum) {
     Tensor loss = Tensor::full({1}, loss_sum, DType::Float32, comm_.device_index() >= 0 ? device_ : Device::cpu());
     comm_.broadcast(loss, schedule_.rank_of(schedule_.stages - 1));
-    result.loss = loss.item();
-    memory_.peak_allocator_bytes = allocator.stats().peak_bytes;
-    result.memory = memory_;
-    return result;
+    return loss.item();
 }
+
+// ---- forward-only evaluation --------------------------------------------------------------------
 
 double Engine::evaluate(const Tensor& inputs, const Tensor& targets) {
     const int M = schedule_.micro_batches;
@@ -766,7 +789,7 @@ double Engine::evaluate(const Tensor& inputs, const Tensor& targets) {
     // A bad id or target found on the GPU (the CPU checks throw at once) stops every rank alike.
     const std::string input_error = take_device_error(device_);
     double verdict = all_reduce_scalar(comm_, input_error.empty() ? 0.0 : rank_ + 1.0, comm::ReduceOp::Max);
-    if (data_parallel_ != nullptr && data_parallel_->size() > 1)
+    if (replicated())
         verdict = all_reduce_scalar(*data_parallel_, verdict, comm::ReduceOp::Max);
     if (!input_error.empty()) throw std::invalid_argument(str(input_error, " (in an evaluation batch)"));
     if (verdict >= 1)
@@ -778,17 +801,14 @@ double Engine::evaluate(const Tensor& inputs, const Tensor& targets) {
     // over the replicas, then from the last stage's rank to every rank of the pipeline.
     double loss_sum = 0;
     if (holds_last_stage()) {
-        const bool replicated = data_parallel_ != nullptr && data_parallel_->size() > 1;
-        if (replicated) total_count = all_reduce_scalar(*data_parallel_, total_count);
+        if (replicated()) total_count = all_reduce_scalar(*data_parallel_, total_count);
         MP_REQUIRE(total_count > 0, "pipeline: the evaluation batch has no counted targets");
         for (int m = 0; m < M; ++m) {
             loss_sum += weights[static_cast<size_t>(m)] / total_count * losses[static_cast<size_t>(m)].item();
         }
-        if (replicated) loss_sum = all_reduce_scalar(*data_parallel_, loss_sum);
+        if (replicated()) loss_sum = all_reduce_scalar(*data_parallel_, loss_sum);
     }
-    Tensor loss = Tensor::full({1}, loss_sum, DType::Float32, comm_.device_index() >= 0 ? device_ : Device::cpu());
-    comm_.broadcast(loss, schedule_.rank_of(schedule_.stages - 1));
-    return loss.item();
+    return broadcast_loss(loss_sum);
 }
 
 }  // namespace mp::pipeline

@@ -104,10 +104,44 @@ class Engine {
   private:
     struct MicroBatch;
     struct LocalStage;
+    struct StepLosses;
     LocalStage& local(int stage);
+    // The pipeline's last stage, when this rank holds it; else null.
+    LocalStage* last_stage_here() { return holds_last_stage() ? &local(schedule_.stages - 1) : nullptr; }
+    // Whether gradients and losses are summed over data-parallel replicas.
+    bool replicated() const { return data_parallel_ != nullptr && data_parallel_->size() > 1; }
     void infer_shapes(const Tensor& first_input);
     void prepare_shapes(const Tensor& inputs, int64_t micro);
     uint64_t dropout_key() const;
+
+    // step(), in order: the rows of one micro-batch (the batch checked); each stage's micro-batches
+    // and the last stage's loss weights; the gradients zeroed and the accounting reset; the action
+    // list run and timed; the mean loss.
+    int64_t micro_batch_rows(const Tensor& inputs, const Tensor& targets) const;
+    void prepare_micro_batches(const Tensor& inputs, const Tensor& targets, int64_t micro);
+    void start_accounting();
+    void run_actions(nn::ComputeCopyCache& compute_copies, StepLosses& losses, StepResult& result);
+    double reduce_loss(const StepLosses& losses);
+    // The action (or group of transfers) at `index` of this rank's list; returns the index after it.
+    size_t run_action(size_t index, nn::ComputeCopyCache& compute_copies, StepLosses& losses, StepResult& result);
+    // A stage on this rank takes its input (its output's gradient) from the stage before (after) it,
+    // also on this rank.
+    void hand_over_activation(LocalStage& stage, MicroBatch& mb);
+    void hand_over_gradient(LocalStage& stage, MicroBatch& mb);
+    // The Step action: the checks every rank agrees on, the gradient sums (replicas, ties), the
+    // norm and clipping, the update, and the checks after it. Returns the gradient norm.
+    double run_optimizer_step(nn::ComputeCopyCache& compute_copies, StepLosses& losses);
+    // The last stage's rank sends the mean loss to every rank of the pipeline.
+    double broadcast_loss(double loss_sum);
+
+    // The stage's forward of one micro-batch, the loss on the last stage: recording a new tape
+    // (`record`), or without one (re-materialization's first pass); the output, and the bytes the
+    // forward left allocated beyond it.
+    struct ForwardPass {
+        Tensor output;
+        size_t internals = 0;
+    };
+    ForwardPass forward_pass(LocalStage& stage, MicroBatch& mb, bool record);
     void run_forward(LocalStage& stage, MicroBatch& mb, bool last_micro_batch);
     Tensor loss_of(const Tensor& output, const MicroBatch& mb) const;
     // B (split = false), or I: the input's gradient, the weight closures queued on the tape.
@@ -118,7 +152,8 @@ class Engine {
     void run_group(size_t first, size_t last);
     double all_reduce_scalar(comm::Communicator& comm, double value, comm::ReduceOp op = comm::ReduceOp::Sum);
     // The last stage's loss per micro-batch (index = micro-batch), read from the device at once.
-    std::vector<double> read_micro_batch_losses(const std::vector<MicroBatch>& mbs, const std::vector<int>& forward_order);
+    std::vector<double> read_micro_batch_losses(const std::vector<MicroBatch>& mbs,
+                                                const std::vector<int>& forward_order);
     // Before the optimizer step: reads this rank's queued GPU input checks and (last stage) checks
     // the losses are finite, then tells every rank and replica; if anything failed, every rank
     // throws before changing a weight (the failing one naming the cause).

@@ -1,9 +1,6 @@
-// Pipeline schedules as data: a stage-to-rank placement and, for every rank, an ordered list of
-// actions (forward, backward — whole, or its input and weight halves —, send/receive of an
-// activation or a gradient, optimizer step), each naming its (virtual) stage and micro-batch.
-// Generators write compute actions only; add_communication inserts the transfers for the
-// placement. One registry names every schedule. The same Schedule is validated, simulated,
-// rendered and executed.
+// Pipeline schedules as data (for every rank an ordered list of actions over a stage-to-rank
+// placement) and the registry of named schedules: one Schedule is validated, simulated, rendered and
+// executed. Actions, placements: schedule.cpp; the registry: schedules.cpp; transfers: communication.h.
 #pragma once
 
 #include <functional>
@@ -81,7 +78,7 @@ std::vector<int> looped_placement(int ranks, int virtual_stages);
 std::vector<int> v_shape_placement(int ranks);
 
 struct Schedule {
-    std::string kind;       // a registry name, or one given by whoever built it by hand
+    std::string name;       // the registry's name, or one given by whoever built it by hand
     int ranks = 0;          // K
     int stages = 0;         // S = K · v
     int micro_batches = 0;  // M
@@ -96,8 +93,9 @@ struct Schedule {
     bool one_stage_per_rank() const;
 };
 
-// What every generator starts from: the sizes and the placement set, every rank's list empty.
-Schedule empty_schedule(const std::string& kind, int ranks, int micro_batches, std::vector<int> placement);
+// What every generator starts from: the sizes and the placement set, every rank's list empty (the
+// name is the registry's, set by make_schedule).
+Schedule empty_schedule(int ranks, int micro_batches, std::vector<int> placement);
 
 // The name an action is shown by in this schedule: short_name when every rank holds one stage,
 // to_string otherwise.
@@ -109,67 +107,70 @@ std::string display_name(const Schedule& schedule, const Action& action);
 // "rank 0: 0F0 2F0 [2SendAct0 0RecvGrad0] ...".
 std::string describe(const Schedule& schedule);
 
-// Inserts the sends and receives the placement needs into a schedule of compute actions: a
-// compute action's received input goes right before it, its sent output right after it; stages
-// on the same rank hand activations and gradients over locally, with no action. Transfers are
-// then grouped only where the strict model (see validate.h) would otherwise deadlock: for each
-// rank of a waiting cycle that is blocked in a send, the matching receive (with the receives from
-// the same sender before it, to keep their order) moves up into the receiver's blocked group, and
-// the replay is repeated until it runs through. Where every rank of a cycle waits to receive, a
-// receive placed ahead of an action that does not need it moves down to its consumer, or a send
-// held back behind a later action moves up to its producer. For 1F1B this batches the next
-// action's receive into the gap — the steady state's "send activation + receive gradient" and
-// "send gradient + receive activation" groups; for interleaved 1F1B (Exchange::
-// PerForwardBackwardPair) it gives Megatron-LM's one exchange per forward-backward pair. Throws
-// std::invalid_argument if the schedule already holds communication, and std::logic_error if the
-// compute order itself deadlocks (a generator bug).
-// Where transfers may go between compute actions. Between every two (the default); or, as in
-// Megatron-LM's interleaved steady state, not between a forward and the backward right after it:
-// the pair runs back to back, its receives before it and its sends after it.
-// Or at the instant the data is ready (the zero-bubble orders, whose unit-cost bubble needs it): the
-// compute order is timed at unit costs (F = I = W = 1, B = 2) with free transfers, and each
-// transfer is posted by both of its ranks at the boundary where its producer ends, every transfer
-// of a rank at one instant forming one group. Under unit costs no rank then ever waits in a
-// transfer, and messages between two ranks keep one order on both sides; under other costs the
-// groups can couple transfers that no longer coincide (a rank waits in a group for a message its
-// next action does not need). Non-blocking sends would remove both problems; see docs/schedules.md.
-enum class Exchange { AfterEveryAction, PerForwardBackwardPair, AtReadyTime };
-void add_communication(Schedule& schedule, Exchange exchange = Exchange::AfterEveryAction);
+// ---- the registry (pipeline/schedules.cpp) ------------------------------------------------------
 
-// One registered schedule: its name, a one-line description, the rule its sizes must follow, and
-// the generator of its compute actions.
+// Where add_communication (pipeline/communication.h, which describes each) puts the transfers
+// between a schedule's compute actions.
+enum class Exchange {
+    AfterEveryAction,        // around each compute action; grouped only where a wait would deadlock
+    PerForwardBackwardPair,  // a forward and the backward right after it run back to back (Megatron)
+    AtReadyTime,             // at the instant the data is ready, timed at unit costs (zero-bubble)
+};
+
+// "" when (ranks, micro_batches, virtual_stages) suit a schedule, else the reason they do not.
+using ScheduleRule = std::function<std::string(int ranks, int micro_batches, int virtual_stages)>;
+
+// Helpers for the functions that build registry entries. The rule of a schedule that runs one
+// stage per rank (virtual_stages = 1), its message naming the schedule:
+ScheduleRule one_stage_per_rank_rule(const std::string& name);
+// A bubble fraction from a rank's idle and busy time per step: idle / (idle + busy), 0 if both are 0.
+double unit_cost_fraction(double idle, double busy);
+// ScheduleInfo::unit_cost_bubble where there is no closed form: NaN for every size.
+double no_closed_form(int ranks, int micro_batches, int virtual_stages);
+
+// One registered schedule. Each is built field by field, one per line, by a function next to its
+// generator (pipeline/schedules.cpp, pipeline/zero_bubble.cpp); its name is written there only.
+// K = ranks, M = micro-batches, v = stages per rank, r = rank.
 struct ScheduleInfo {
+    // What the config's pipeline.schedule, --help and make_schedule call it.
     std::string name;
+    // One line for --help.
     std::string description;
+    // Stages per rank when the config leaves pipeline.virtual_stages at 0.
     int default_virtual_stages = 1;
-    // "" when (ranks, micro_batches, virtual_stages) suit the schedule, else the reason they do not.
-    std::function<std::string(int ranks, int micro_batches, int virtual_stages)> rule;
-    // Compute actions only (and the optimizer step), with ranks, stages, micro_batches, placement set.
+    // "" when (K, M, v) suit the schedule, else the reason they do not (shown to the user).
+    ScheduleRule rule;
+    // Compute actions and the final optimizer step only, on an empty_schedule with its placement.
+    // Called only with sizes the rule accepts.
     std::function<Schedule(int ranks, int micro_batches, int virtual_stages)> generate;
     // How add_communication places the transfers between the compute actions.
     Exchange exchange = Exchange::AfterEveryAction;
     // The closed form of each rank's bubble fraction per step (1 - busy / step time) at F = I = W
-    // = 1 (B = 2) with free transfers, or NaN where the sizes are outside the formula's range; and
-    // the formula as text for --help and the docs.
-    std::function<double(int ranks, int micro_batches, int virtual_stages)> unit_cost_bubble;
-    std::string bubble_formula;
-    // The most micro-batches a rank stashes at once (forwarded, not yet through B or I), as text.
-    std::string stash_bound;
+    // = 1 (B = 2) with free transfers, or NaN outside the formula's range; the tests compare it with
+    // the simulator wherever it is a number. Left as no_closed_form where there is none.
+    std::function<double(int ranks, int micro_batches, int virtual_stages)> unit_cost_bubble = no_closed_form;
+    // The most activations rank r stashes at once: (stage, micro-batch) pairs forwarded and not yet
+    // through B or I. Exact: the tests check it against the simulator's and the engine's peak.
+    std::function<int(int ranks, int micro_batches, int virtual_stages, int rank)> peak_stashed;
 };
 
-// Every schedule, in the order --help lists them. A new schedule is one generator and one line here.
+// Every schedule, in the order --help lists them. A new schedule is a generator, the function
+// that builds its ScheduleInfo, and one entry here (see docs/schedules.md, "Adding a schedule").
 const std::vector<ScheduleInfo>& schedule_registry();
 // The registered names, in registry order.
 std::vector<std::string> schedule_kinds();
-// The registry entry of `kind`; throws std::invalid_argument naming the kind and the choices.
-const ScheduleInfo& schedule_info(const std::string& kind);
+// The registry entry called `name`; throws std::invalid_argument naming it and the choices.
+const ScheduleInfo& schedule_info(const std::string& name);
+// Each schedule's default stages per rank, for --help: "interleaved-1f1b and zbv 2, the others 1".
+std::string describe_default_virtual_stages();
 
-// The schedule of `kind` for `ranks` (K >= 1), `micro_batches` (M >= 1; M < K is allowed where
+// The schedule called `name` for `ranks` (K >= 1), `micro_batches` (M >= 1; M < K is allowed where
 // the rule allows it) and `virtual_stages` stages per rank: the registry's generator, then
-// add_communication. Throws std::invalid_argument naming the bad kind or count, or the rule broken.
-Schedule make_schedule(const std::string& kind, int ranks, int micro_batches, int virtual_stages = 1);
+// add_communication. Throws std::invalid_argument naming the bad name or count, or the rule broken.
+Schedule make_schedule(const std::string& name, int ranks, int micro_batches, int virtual_stages = 1);
 
-// The compute actions of the schedule of `kind` (before add_communication), checked as make_schedule checks.
-Schedule make_compute_schedule(const std::string& kind, int ranks, int micro_batches, int virtual_stages = 1);
+// The compute actions of the schedule called `name` (before add_communication), checked as
+// make_schedule checks them.
+Schedule make_compute_schedule(const std::string& name, int ranks, int micro_batches, int virtual_stages = 1);
 
 }  // namespace mp::pipeline

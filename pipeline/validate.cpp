@@ -100,8 +100,8 @@ std::string check_action(const Schedule& schedule, int rank, const Action& actio
             if (whole && done(done.weight_gradient_done, s, m))
                 return str("backwards micro-batch ", m, " after its weight backward");
             if (!done(done.forwarded, s, m))
-                return str(whole ? "backward" : "input backward", " of micro-batch ", m, " before its forward (no earlier ",
-                           name(ActionKind::Forward), ")");
+                return str(whole ? "backward" : "input backward", " of micro-batch ", m,
+                           " before its forward (no earlier ", name(ActionKind::Forward), ")");
             std::string problem = check_output_gradient_ready(schedule, rank, action, done);
             if (!problem.empty()) return problem;
             done(done.input_gradient_done, s, m) = true;
@@ -117,7 +117,8 @@ std::string check_action(const Schedule& schedule, int rank, const Action& actio
             done(done.weight_gradient_done, s, m) = true;
             return "";
         case ActionKind::SendActivation:
-            if (done(done.activation_sent, s, m)) return str("sends the activation of micro-batch ", m, " a second time");
+            if (done(done.activation_sent, s, m))
+                return str("sends the activation of micro-batch ", m, " a second time");
             if (!done(done.forwarded, s, m))
                 return str("sends the activation of micro-batch ", m, " before its forward (no earlier ",
                            name(ActionKind::Forward), ")");
@@ -136,7 +137,8 @@ std::string check_action(const Schedule& schedule, int rank, const Action& actio
             done(done.gradient_sent, s, m) = true;
             return "";
         case ActionKind::RecvGradient:
-            if (done(done.gradient_received, s, m)) return str("receives the gradient of micro-batch ", m, " a second time");
+            if (done(done.gradient_received, s, m))
+                return str("receives the gradient of micro-batch ", m, " a second time");
             done(done.gradient_received, s, m) = true;
             return "";
         case ActionKind::OptimizerStep:
@@ -164,7 +166,8 @@ std::string check_shape(const Schedule& schedule, int rank, const std::vector<Ac
         if (action.stage < 0 || action.stage >= schedule.stages)
             return str("stage ", action.stage, " is out of range [0, ", schedule.stages, ")");
         if (schedule.rank_of(action.stage) != rank)
-            return str("stage ", action.stage, " runs on rank ", schedule.rank_of(action.stage), ", not on rank ", rank);
+            return str("stage ", action.stage, " runs on rank ", schedule.rank_of(action.stage), ", not on rank ",
+                       rank);
         if (action.micro_batch < 0 || action.micro_batch >= schedule.micro_batches)
             return str("micro-batch ", action.micro_batch, " is out of range [0, ", schedule.micro_batches, ")");
     }
@@ -189,11 +192,12 @@ std::string check_shape(const Schedule& schedule, int rank, const std::vector<Ac
 
 // The whole schedule's shape: sizes, the placement, one list per rank.
 std::string check_schedule_shape(const Schedule& schedule) {
-    const std::string name = str("schedule '", schedule.kind, "'");
+    const std::string name = str("schedule '", schedule.name, "'");
     if (schedule.ranks < 1) return str(name, " has ", schedule.ranks, " ranks (need >= 1)");
     if (schedule.micro_batches < 1) return str(name, " has ", schedule.micro_batches, " micro-batches (need >= 1)");
     if (schedule.stages < schedule.ranks)
-        return str(name, " has ", schedule.stages, " stages for ", schedule.ranks, " ranks (need at least one per rank)");
+        return str(name, " has ", schedule.stages, " stages for ", schedule.ranks,
+                   " ranks (need at least one per rank)");
     if (static_cast<int>(schedule.placement.size()) != schedule.stages)
         return str(name, " places ", schedule.placement.size(), " stages but has ", schedule.stages);
     std::vector<int> held(static_cast<size_t>(schedule.ranks), 0);
@@ -368,7 +372,8 @@ class Replay {
 
         if (!is_communication(action.kind)) {
             const double duration = compute_time_(rank, action);
-            result_.timeline[rank].push_back({static_cast<int>(state.next), action, state.clock, state.clock + duration});
+            result_.timeline[rank].push_back(
+                {static_cast<int>(state.next), action, state.clock, state.clock + duration});
             state.clock += duration;
             ++state.next;
             return true;
@@ -424,7 +429,8 @@ class Replay {
                                                                         : "gradient";
         const std::string received = same_kind && send.stage == peer_stage(receive)
                                          ? str("micro-batch ", receive.micro_batch)
-                                         : str("the ", what, " of stage ", receive.stage, ", micro-batch ", receive.micro_batch);
+                                         : str("the ", what, " of stage ", receive.stage, ", micro-batch ",
+                                               receive.micro_batch);
         return str(where_at(receive_rank, receive_index), ": receives ", received,
                    ", but messages arrive in FIFO order and the oldest unmatched ", what, " from ", row_word(schedule_),
                    " ", send_rank, " is ", where_at(send_rank, send_index));
@@ -462,8 +468,9 @@ class Replay {
                 return str(where_at(rank, index), ": waits forever: ", row, " ", partner.rank,
                            finished(partner.rank) ? " has finished and" : "", " never posts the matching ",
                            display_name(schedule_, wanted), " (it posts ", available, sends ? " receive" : " send",
-                           available == 1 ? "" : "s", sends ? " from " : " to ", row, " ", rank, " in all, this is the ",
-                           nth, ordinal_suffix(nth), sends ? " send to " : " receive from ", row, " ", partner.rank, ")");
+                           available == 1 ? "" : "s", sends ? " from " : " to ", row, " ", rank,
+                           " in all, this is the ", nth, ordinal_suffix(nth), sends ? " send to " : " receive from ",
+                           row, " ", partner.rank, ")");
             }
         }
 

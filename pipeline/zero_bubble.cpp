@@ -1,5 +1,6 @@
 // The compute orders of zb-h1, zb-h2 and zbv, written as phases (warm-up, steady, cool-down) like
-// 1F1B's; their bubbles and memory bounds are proved by the simulator in the tests.
+// 1F1B's, then their registry entries; the tests check their bubbles and stashes against
+// the simulator.
 #include "pipeline/zero_bubble.h"
 
 #include <algorithm>
@@ -36,9 +37,8 @@ struct RankList {
 
 // ZB-H1 and ZB-H2: `warmup(s)` forwards, then per micro-batch I, the Ws beyond `held_back(s)`, F.
 template <typename Warmup, typename HeldBack>
-Schedule one_stage_per_rank_zero_bubble(const std::string& kind, int ranks, int micro_batches, Warmup warmup,
-                                        HeldBack held_back) {
-    Schedule schedule = empty_schedule(kind, ranks, micro_batches, identity_placement(ranks));
+Schedule one_stage_per_rank_zero_bubble(int ranks, int micro_batches, Warmup warmup, HeldBack held_back) {
+    Schedule schedule = empty_schedule(ranks, micro_batches, identity_placement(ranks));
     for (int s = 0; s < ranks; ++s) {
         RankList rank{schedule.actions[static_cast<size_t>(s)], static_cast<size_t>(held_back(s)), {}};
         int forwarded = 0;
@@ -52,21 +52,19 @@ Schedule one_stage_per_rank_zero_bubble(const std::string& kind, int ranks, int 
     return schedule;
 }
 
-}  // namespace
-
 Schedule generate_zb_h1(int ranks, int micro_batches, int) {
     return one_stage_per_rank_zero_bubble(
-        "zb-h1", ranks, micro_batches, [ranks](int s) { return ranks - s; }, [](int s) { return s; });
+        ranks, micro_batches, [ranks](int s) { return ranks - s; }, [](int s) { return s; });
 }
 
 Schedule generate_zb_h2(int ranks, int micro_batches, int) {
     return one_stage_per_rank_zero_bubble(
-        "zb-h2", ranks, micro_batches, [ranks](int s) { return 2 * (ranks - s) - 1; }, [](int s) { return 2 * s; });
+        ranks, micro_batches, [ranks](int s) { return 2 * (ranks - s) - 1; }, [](int s) { return 2 * s; });
 }
 
 Schedule generate_zbv(int ranks, int micro_batches, int) {
     MP_REQUIRE(micro_batches >= ranks, "zbv needs micro_batches >= ranks (", ranks, "), got ", micro_batches);
-    Schedule schedule = empty_schedule("zbv", ranks, micro_batches, v_shape_placement(ranks));
+    Schedule schedule = empty_schedule(ranks, micro_batches, v_shape_placement(ranks));
     const int M = micro_batches;
     for (int r = 0; r < ranks; ++r) {
         std::vector<Action>& list = schedule.actions[static_cast<size_t>(r)];
@@ -122,6 +120,60 @@ Schedule generate_zbv(int ranks, int micro_batches, int) {
         list.push_back({ActionKind::OptimizerStep, -1, -1});
     }
     return schedule;
+}
+
+}  // namespace
+
+ScheduleInfo zb_h1_schedule() {
+    ScheduleInfo info;
+    info.name = "zb-h1";
+    info.description =
+        "zero bubble H1 (Qi et al. 2024): I first, s Ws held back on stage s; bubble (K-1)(F+I-W), 1f1b's memory";
+    info.rule = one_stage_per_rank_rule(info.name);
+    info.generate = generate_zb_h1;
+    info.exchange = Exchange::AtReadyTime;
+    // (K-1)(F+I-W) idle: (K-1)/(3M+K-1), for M >= K
+    info.unit_cost_bubble = [](int K, int M, int) {
+        return M >= K ? unit_cost_fraction(K - 1, 3.0 * M) : no_closed_form(K, M, 1);
+    };
+    info.peak_stashed = [](int K, int M, int, int s) { return std::min(K - s, M); };  // 1f1b's
+    return info;
+}
+
+ScheduleInfo zb_h2_schedule() {
+    ScheduleInfo info;
+    info.name = "zb-h2";
+    info.description =
+        "zero bubble H2: 2(K-s)-1 warm-up forwards, 2s Ws held back; no idle between steps without a barrier";
+    info.rule = one_stage_per_rank_rule(info.name);
+    info.generate = generate_zb_h2;
+    info.exchange = Exchange::AtReadyTime;
+    // (K-1)/(3M+K-1) per step, 0 between steps without a barrier, for M >= 2K-1
+    info.unit_cost_bubble = [](int K, int M, int) {
+        return M >= 2 * K - 1 ? unit_cost_fraction(K - 1, 3.0 * M) : no_closed_form(K, M, 1);
+    };
+    info.peak_stashed = [](int K, int M, int, int s) { return std::min(2 * (K - s) - 1, M); };  // its warm-up
+    return info;
+}
+
+ScheduleInfo zbv_schedule() {
+    ScheduleInfo info;
+    info.name = "zbv";
+    info.description =
+        "zero bubble V: rank r holds stages r and 2K-1-r; half of zb-h1's bubble at 1f1b's memory; M >= K";
+    info.default_virtual_stages = 2;
+    info.rule = [name = info.name](int K, int M, int v) {
+        if (v != 2) return str(name, " places two stages per rank in a V: virtual_stages must be 2, got ", v);
+        return M >= K ? std::string() : str(name, " needs micro_batches >= ranks (", K, "), got ", M);
+    };
+    info.generate = generate_zbv;
+    info.exchange = Exchange::AtReadyTime;
+    // (K-1)/(6M+K-1) per step at chunk costs 1, 0 between steps without a barrier, for M >= 2K-1
+    info.unit_cost_bubble = [](int K, int M, int) {
+        return M >= 2 * K - 1 ? unit_cost_fraction(K - 1, 6.0 * M) : no_closed_form(K, M, 2);
+    };
+    info.peak_stashed = [](int K, int M, int, int r) { return std::min(2 * K, M + r + 1); };  // chunks
+    return info;
 }
 
 }  // namespace mp::pipeline

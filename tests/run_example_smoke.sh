@@ -74,8 +74,13 @@ run train_gpt_1f1b_reference "${launch[@]}" -np 2 "$build/examples/train_gpt" --
     --set trace.path= --set trace.svg= --set checkpoint.dir= --set eval.accuracy=0 \
     --summary "$out/summary_1f1b_reference.json"
 reference=$(grep -o '"parameter_checksum": *"[0-9a-f]*"' "$out/summary_1f1b_reference.json" 2>/dev/null)
-# So do the zero-bubble schedules: split backwards, Ws deferred, and for zbv two stages per rank in a V.
-for schedule in zb-h1 zb-h2 zbv; do
+# So does every registered schedule, at its own stages per rank (the choices train_gpt --help lists,
+# so a new schedule joins): whole or split backwards, Ws deferred, for zbv two stages per rank in a V.
+schedules=$("$build/examples/train_gpt" --help 2>/dev/null | sed -n 's/^pipeline\.schedule .*; one of //p' | tr '|' ' ')
+if [ -z "$schedules" ]; then
+    failed=$((failed + 1)); failures+=("schedules_listed"); echo "---- train_gpt --help lists no schedules"
+fi
+for schedule in $schedules; do
     run "train_gpt_$schedule" "${launch[@]}" -np 2 "$build/examples/train_gpt" --config examples/configs/demo.json \
         "${tiny_gpt[@]}" --set pipeline.stages=2 --set pipeline.schedule=$schedule --set steps=3 --set grad_clip=0 \
         --set trace.path= --set trace.svg= --set checkpoint.dir= --summary "$out/summary_$schedule.json"
@@ -90,7 +95,7 @@ expect_same_checksum() {
         failed=$((failed + 1)); failures+=("$1"); echo "---- $1: '$checksum' vs '$3'"
     fi
 }
-for variant in interleaved zb-h1 zb-h2 zbv; do
+for variant in interleaved $schedules; do
     expect_same_checksum "${variant}_equals_1f1b" "$out/summary_$variant.json" "$reference"
     if python3 -c "import json,sys; a, b = (json.load(open(f))['accuracies'] for f in sys.argv[1:]); \
 sys.exit(0 if a == b and len(a) == 2 else 1)" "$out/summary_interleaved.json" "$out/summary_$variant.json"; then

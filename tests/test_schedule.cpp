@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/communication.h"
 #include "pipeline/schedule.h"
 #include "pipeline/simulate.h"
 #include "pipeline/validate.h"
@@ -90,18 +91,18 @@ TEST(Action, KindPredicates) {
     EXPECT_FALSE(produces_input_gradient(ActionKind::WeightBackward));
 }
 
-TEST(MakeSchedule, RejectsBadKindAndCounts) {
+TEST(MakeSchedule, RejectsBadNameAndCounts) {
     expect_invalid_argument([] { make_schedule("zigzag", 4, 8); }, {"make_schedule", "'zigzag'"});
     expect_invalid_argument([] { make_schedule("1f1b", 0, 8); }, {"make_schedule", "stages", "0"});
     expect_invalid_argument([] { make_schedule("gpipe", 4, 0); }, {"make_schedule", "micro_batches", "0"});
     expect_invalid_argument([] { make_schedule("naive", -2, 1); }, {"stages", "-2"});
 }
 
-TEST(MakeSchedule, KindAndSizesAreRecorded) {
-    for (const std::string& kind : schedule_kinds()) {
-        const int v = schedule_info(kind).default_virtual_stages;
-        Schedule schedule = make_schedule(kind, 3, 6, v);
-        EXPECT_EQ(schedule.kind, kind);
+TEST(MakeSchedule, NameAndSizesAreRecorded) {
+    for (const std::string& name : schedule_kinds()) {
+        const int v = schedule_info(name).default_virtual_stages;
+        Schedule schedule = make_schedule(name, 3, 6, v);
+        EXPECT_EQ(schedule.name, name);
         EXPECT_EQ(schedule.ranks, 3);
         EXPECT_EQ(schedule.stages, 3 * v);
         EXPECT_EQ(schedule.micro_batches, 6);
@@ -469,6 +470,43 @@ TEST(Registry, NamesAreUniqueAndDescribed) {
     expect_invalid_argument([] { schedule_info("zigzag"); }, {"'zigzag'", "naive", "gpipe", "1f1b", "interleaved-1f1b"});
 }
 
+// Every entry is complete — a rule, a generator and a peak stash, at least one stage per rank by
+// default — and its rule accepts its default stages per rank for some sizes.
+TEST(Registry, EntriesAreComplete) {
+    for (const ScheduleInfo& info : schedule_registry()) {
+        EXPECT_TRUE(info.rule) << info.name;
+        EXPECT_TRUE(info.generate) << info.name;
+        EXPECT_TRUE(info.peak_stashed) << info.name;
+        EXPECT_TRUE(info.unit_cost_bubble) << info.name;  // no_closed_form where there is none
+        EXPECT_GE(info.default_virtual_stages, 1) << info.name;
+        bool accepted = false;
+        for (int ranks = 1; ranks <= kMaxStages && !accepted; ++ranks)
+            for (int micro_batches = 1; micro_batches <= kMaxMicroBatches && !accepted; ++micro_batches)
+                accepted = info.rule(ranks, micro_batches, info.default_virtual_stages).empty();
+        EXPECT_TRUE(accepted) << info.name << " accepts no size at its default virtual_stages";
+    }
+}
+
+// The --help text of the default stages per rank ("interleaved-1f1b and zbv 2, the others 1") is
+// made from the registry: it ends with the most common default, and names every schedule whose
+// default differs.
+TEST(Registry, DefaultVirtualStagesAreDescribedFromTheRegistry) {
+    const std::string text = describe_default_virtual_stages();
+    std::map<int, int> count;
+    for (const ScheduleInfo& info : schedule_registry()) ++count[info.default_virtual_stages];
+    int most_common = count.begin()->first;
+    for (const auto& [stages, schedules] : count)
+        if (schedules > count[most_common]) most_common = stages;
+    const std::string end = count.size() == 1 ? " for every schedule" : "the others " + std::to_string(most_common);
+    ASSERT_GE(text.size(), end.size()) << text;
+    EXPECT_EQ(text.substr(text.size() - end.size()), end) << text;
+    for (const ScheduleInfo& info : schedule_registry()) {
+        if (info.default_virtual_stages != most_common) {
+            EXPECT_NE(text.find(info.name), std::string::npos) << text;
+        }
+    }
+}
+
 TEST(Registry, RulesAreChecked) {
     expect_invalid_argument([] { make_schedule("1f1b", 4, 8, 2); }, {"make_schedule(1f1b", "virtual_stages must be 1", "2"});
     expect_invalid_argument([] { make_schedule("gpipe", 4, 8, 0); }, {"virtual_stages must be >= 1"});
@@ -549,7 +587,7 @@ namespace {
 // then every backward in reverse stage order, then the step (compute actions only).
 Schedule gpipe_over(std::vector<int> placement, int ranks, int micro_batches) {
     Schedule schedule;
-    schedule.kind = "test";
+    schedule.name = "test";
     schedule.ranks = ranks;
     schedule.stages = static_cast<int>(placement.size());
     schedule.micro_batches = micro_batches;
@@ -646,7 +684,7 @@ namespace {
 
 Schedule one_rank(std::vector<Action> actions, int micro_batches) {
     Schedule schedule;
-    schedule.kind = "split";
+    schedule.name = "split";
     schedule.ranks = 1;
     schedule.stages = 1;
     schedule.micro_batches = micro_batches;
@@ -664,7 +702,7 @@ TEST(SplitBackward, InputThenWeightIsValid) {
     EXPECT_TRUE(validate(one_rank({{K::Forward, 0, 0}, {K::InputBackward, 0, 0}, {K::WeightBackward, 0, 0}, kStep}, 1)).ok);
     // Two stages: I of stage 0 needs the gradient that stage 1's I sends; W can come at the end.
     Schedule two;
-    two.kind = "split";
+    two.name = "split";
     two.ranks = 2;
     two.stages = 2;
     two.micro_batches = 2;

@@ -76,8 +76,9 @@ std::vector<config::Key<TrainConfig>> build_key_table() {
 
         KEY(pipeline.stages, 1, "pipeline stages; must divide the world size (the rest is data parallel)")
             .positive(),
-        KEY(pipeline.virtual_stages, 0, "stages per rank: the model is split into stages x virtual_stages stages; "
-                                        "0 = the schedule's own (interleaved-1f1b and zbv 2, the others 1)")
+        KEY(pipeline.virtual_stages, 0,  // the help is copied, so a temporary string will do
+            str("stages per rank: the model is split into stages x virtual_stages stages; 0 = the schedule's own (",
+                pipeline::describe_default_virtual_stages(), ")").c_str())
             .non_negative(),
         KEY(pipeline.partition, PartitionMethod::Uniform, "how layers are split into stages"),
         KEY(pipeline.balance, List{}, "layers per stage, with partition = balance (e.g. [4,3,3,4])").positive(),
