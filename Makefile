@@ -144,7 +144,7 @@ LIB_DIRS := base tensor tensor/ops kernels/cpu autograd autograd/functions nn pi
 LIB_CPP := $(wildcard $(addsuffix /*.cpp,$(LIB_DIRS)))
 # The parts of pipeline/ and train/ that talk to other ranks need comm/, which needs MPI. Without
 # it, train/ is its config and its builders (what test_config and the other unit tests use).
-TRAIN_NO_COMM_CPP := train/config.cpp train/config_rules.cpp train/build.cpp train/data.cpp
+TRAIN_NO_COMM_CPP := train/config.cpp train/config_rules.cpp train/build.cpp train/data.cpp train/summary.cpp
 RANKS_CPP := pipeline/engine.cpp pipeline/gather.cpp $(filter-out $(TRAIN_NO_COMM_CPP),$(wildcard train/*.cpp))
 ifneq ($(HAVE_MPI),1)
   LIB_CPP := $(filter-out $(RANKS_CPP),$(LIB_CPP))

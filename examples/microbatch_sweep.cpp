@@ -92,14 +92,14 @@ double mean(const std::vector<double>& values) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const examples::ExtraFlag schedules_flag{"--schedules", "LIST",
-                                             "schedules to sweep: registered names, comma-separated, or all",
-                                             "gpipe,1f1b", [](const std::string& list) { parse_schedules(list); }};
+    const ExtraFlag schedules_flag{"--schedules", "LIST",
+                                   "schedules to sweep: registered names, comma-separated, or all", "gpipe,1f1b",
+                                   [](const std::string& list) { parse_schedules(list); }};
     return examples::trainer_main(
         argc, argv, "microbatch_sweep",
         "The seed experiment: one-rank baseline, then each schedule over every rank at micro-batch sizes 4..32.",
         "examples/configs/microbatch_sweep.json",
-        [](const TrainConfig& config, comm::Communicator& world, int gpu, const examples::TrainerCommandLine& command_line) {
+        [](const TrainConfig& config, comm::Communicator& world, int gpu, const TrainerCommandLine& command_line) {
             const int K = world.size();
             const int64_t global_batch = config.train_batch_size;
             const std::vector<std::string> schedules = parse_schedules(command_line.extra.at("--schedules"));

@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
         argc, argv, "pipeline_mlp", "An MLP split into pipeline stages, one per rank: the classic demo.",
         "examples/configs/pipeline_mlp.json",
         [](const mp::train::TrainConfig& config, mp::comm::Communicator& world, int gpu,
-           const mp::examples::TrainerCommandLine&) {
+           const mp::train::TrainerCommandLine&) {
             mp::train::TrainResult result = mp::train::train(config, world, gpu);
             if (world.rank() == 0) {
                 std::printf("the last step, stage by stage (action: start-end in ms):\n");

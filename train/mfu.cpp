@@ -21,8 +21,7 @@ MfuBasis mfu_basis(const TrainConfig& config, const nn::ModelSpec& spec, comm::C
     const double key = device.is_cuda()
                            ? static_cast<double>(std::hash<std::string>{}(host) % (1u << 24)) * 64 + device.index
                            : -1;
-    const std::vector<double> keys =
-        pipeline::all_gather_values(world, key, world.device_index() >= 0 ? device : Device::cpu());
+    const std::vector<double> keys = pipeline::all_gather_values(world, key, comm::staging_device(world, device));
     if (!device.is_cuda() || config.model.kind != ModelKind::Gpt) return basis;
     const PeakEntry* peak = find_peak(device_name(device));
     if (peak == nullptr) return basis;

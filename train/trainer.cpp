@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "base/format.h"
 #include "train/build.h"
 #include "train/checkpointing.h"
 #include "train/evaluation.h"
@@ -27,7 +28,7 @@ double train_step(Run& run, int64_t step, pipeline::StepResult& result) {
     } catch (const std::exception& e) {
         throw std::runtime_error(str("step ", step, ": ", e.what()));  // which step, for every failure
     }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+    const double seconds = seconds_since(begin);
     run.result.losses.push_back(result.loss);
     return seconds;
 }
