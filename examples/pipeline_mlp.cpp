@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
                     std::printf("  stage %d |", trace.stage);
                     for (const mp::pipeline::TraceEvent& e : trace.events)
                         std::printf(" %s %.2f-%.2f", trace.name_of(e).c_str(), e.start_us / 1000, e.end_us / 1000);
-                    std::printf("\n    bubble %.0f%% of %.2f ms\n", 100 * trace.bubble_fraction(), trace.step_us / 1000);
+                    std::printf("\n    bubble %.0f%% of %.2f ms\n", 100 * trace.bubble_fraction(),
+                                trace.step_us / 1000);
                 }
             }
             return 0;

@@ -30,7 +30,7 @@ MfuBasis mfu_basis(const TrainConfig& config, const nn::ModelSpec& spec, comm::C
     const int64_t embedding_parameters = (gpt.padded_vocab + gpt.context) * gpt.channels;  // wte and wpe
     basis.flops_per_token = gpt_flops_per_token(spec.total_parameters() - embedding_parameters, gpt.layers,
                                                 gpt.channels, gpt.context);
-    basis.peak_flops = peak->for_precision(name_of(config.precision)) * static_cast<double>(gpus.size());
+    basis.peak_flops = peak->for_math(gemm_math(config.precision)) * static_cast<double>(gpus.size());
     return basis;
 }
 
