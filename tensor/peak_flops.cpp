@@ -17,9 +17,6 @@ const PeakEntry kPeakTable[] = {
     {"H100 SXM (datasheet)", "H100", 67e12, 495e12, 990e12},
     {"H200 SXM (datasheet)", "H200", 67e12, 495e12, 990e12},
 };
-}  // namespace
-
-namespace {
 
 // Which column of the table `math` reads: 0 fp32, 1 tf32, 2 bf16.
 int peak_column(GemmMath math) {

@@ -128,7 +128,7 @@ TEST(StartupUsage, NamesTheProgramItsFlagsAndEveryConfigKey) {
               0u)
         << usage;
     EXPECT_NE(usage.find("(default: configs/x.json)"), std::string::npos);
-    EXPECT_NE(usage.find("  --colour NAME       a colour to check (default: red)\n"), std::string::npos) << usage;
+    EXPECT_NE(usage.find("  --colour NAME     a colour to check (default: red)\n"), std::string::npos) << usage;
     EXPECT_NE(usage.find("\nconfig keys:\n" + config_help()), std::string::npos);
 }
 

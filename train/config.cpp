@@ -112,9 +112,8 @@ std::vector<config::Key<TrainConfig>> build_key_table() {
         KEY(log.memory, false, "print memory per stage with each step line"),
         KEY(trace.path, "", "Chrome trace JSON of the pipeline actions; \"\" = none"),
         KEY(trace.svg, "", "timeline SVG of the pipeline actions; \"\" = none"),
-        KEY(checkpoint.dir, "", "checkpoint directory: when set, the final checkpoint and the whole model "
-                                "(model.safetensors) are written there whatever checkpoint.every; required when "
-                                "checkpoint.every > 0 or resume; \"\" = none"),
+        KEY(checkpoint.dir, "", "checkpoint directory; when set it always gets the final checkpoint and "
+                                "model.safetensors; required when checkpoint.every > 0 or resume"),
         KEY(checkpoint.every, 0, "also save every N steps; 0 = the final checkpoint only").non_negative(),
         KEY(checkpoint.resume, false, "resume from the latest checkpoint in checkpoint.dir"),
         KEY(summary.path, "", "run summary JSON (resolved config, losses, timings); \"\" = none"),

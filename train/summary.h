@@ -29,7 +29,7 @@ struct RunSummary {
     std::vector<HeldOutAccuracy> accuracies;
     double tokens_per_second = 0;
     double samples_per_second = 0;
-    std::vector<double> bubble_per_stage;      // fraction in [0, 1], [pipeline rank] (its stages, when it holds several)
+    std::vector<double> bubble_per_stage;      // fraction in [0, 1], [pipeline rank] (all its stages together)
     std::vector<size_t> peak_memory_per_stage; // bytes, the device allocator's peak, [stage]
     std::vector<size_t> peak_stash_per_stage;  // bytes of stashed activations at most, [stage]
     std::string parameter_checksum;            // nn::parameter_checksum over every stage's parameters
