@@ -1,7 +1,6 @@
-// The MFU peak table (tensor/peak_flops.h): which GPU names it knows, which column each training
-// precision reads through train::gemm_math (the GEMM dtype and float32 matmul precision that
-// PrecisionScope sets), that GEMMs it has no figure for are refused rather than read as fp32, and
-// the GPT flops-per-token formula.
+// The MFU peak table (tensor/peak_flops.h): the GPU names it knows, the column each precision reads
+// through train::gemm_math (what PrecisionScope sets), GEMMs without a figure refused rather than
+// read as fp32, and the GPT flops-per-token formula.
 #include <gtest/gtest.h>
 
 #include "tensor/peak_flops.h"

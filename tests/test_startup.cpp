@@ -1,8 +1,6 @@
-// A trainer's start-up without MPI (train/startup.h, train/output_paths.h): the command line with
-// --config, --set, --summary, a program's own flags and their checks, --help (printed by rank 0
-// only), the environment's place between the file and --set; the output-path check; and the
-// judgements the ranks' start-up agreement applies to gathered verdicts, configs and flags (the
-// gathering itself runs under mpirun in tests/run_example_smoke.sh).
+// A trainer's start-up without MPI (train/startup.h, train/output_paths.h): command line, --help,
+// environment, output paths, and the judgements of the ranks' gathered verdicts, configs and flags
+// (the gathering itself runs under mpirun in tests/run_example_smoke.sh).
 #include <gtest/gtest.h>
 
 #include <unistd.h>

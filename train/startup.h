@@ -1,7 +1,6 @@
-// A trainer program's start-up before any training, without MPI: the command line (--config FILE,
-// --set key=value ..., --summary FILE, --help and the program's own flags), the environment and the
-// config file into one validated config, and the checks that every rank's start-up must pass
-// together (train/start_agreement.h gathers what they judge).
+// A trainer's start-up without MPI: the command line (--config, --set, --summary, --help, the
+// program's own flags), the environment and the config file into one validated config, and the
+// judgements of the ranks' gathered verdicts, configs and flags (train/start_agreement.h gathers).
 #pragma once
 
 #include <functional>

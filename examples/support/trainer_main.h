@@ -1,8 +1,6 @@
-// The shared main of the trainer examples: MPI start-up, the start-up every rank agrees on
-// (train/startup.h: command line, environment, config; train/start_agreement.h: an error on any
-// rank, or ranks started differently, stops every rank with the cause), threads, the communicator
-// the config asks for, then the example's body. An error in the body on one rank ends the whole
-// job at once (MPI_Abort), naming that rank and its cause; the exit status is non-zero either way.
+// The shared main of the trainer examples: MPI, the start-up every rank agrees on (train/startup.h,
+// train/start_agreement.h), threads, the communicator, then the example's body; an error on one rank
+// stops every rank at once (at start-up by agreement, later by MPI_Abort) with a non-zero status.
 #pragma once
 
 #include <algorithm>
