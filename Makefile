@@ -147,8 +147,10 @@ endif
 LIB_DIRS := base tensor tensor/ops kernels/cpu autograd autograd/functions nn pipeline train
 LIB_CPP := $(wildcard $(addsuffix /*.cpp,$(LIB_DIRS)))
 # The parts of pipeline/ and train/ that talk to other ranks need comm/, which needs MPI. Without
-# it, train/ is its config and its builders (what test_config and the other unit tests use).
-TRAIN_NO_COMM_CPP := train/config.cpp train/config_rules.cpp train/build.cpp train/data.cpp
+# it, train/ is its config, its builders, its data, the run summary and the start-up without MPI
+# (what test_config, test_startup and the other unit tests use).
+TRAIN_NO_COMM_CPP := train/config.cpp train/config_rules.cpp train/build.cpp train/data.cpp train/summary.cpp \
+                     train/startup.cpp train/output_paths.cpp
 RANKS_CPP := pipeline/engine.cpp pipeline/gather.cpp $(filter-out $(TRAIN_NO_COMM_CPP),$(wildcard train/*.cpp))
 ifneq ($(HAVE_MPI),1)
   LIB_CPP := $(filter-out $(RANKS_CPP),$(LIB_CPP))

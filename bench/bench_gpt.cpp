@@ -29,6 +29,7 @@
 
 #include "autograd/functions.h"
 #include "autograd/tape.h"
+#include "base/format.h"
 #include "kernels/gemm.h"
 #include "nn/layers.h"
 #include "nn/models.h"
@@ -54,7 +55,7 @@ struct Options {
     int64_t timed_steps = 10;
     int64_t warmup_steps = 3;
     train::Precision precision = train::Precision::Fp32;
-    std::string device = "cuda";     // cuda | cpu
+    train::DeviceChoice device = train::DeviceChoice::Cuda;  // cuda | cpu (no auto: a benchmark names its device)
     std::string json_path;
     int threads = 0;  // CPU threads; 0 leaves OpenMP's default
     nn::GPTConfig model = gpt2_small();
@@ -104,10 +105,12 @@ std::vector<int64_t> parse_int_list(const std::string& option, const std::string
     return values;
 }
 
-std::string join_ints(const std::vector<int64_t>& values) {
-    std::string text;
-    for (int64_t v : values) text += (text.empty() ? "" : ",") + std::to_string(v);
-    return text;
+// --device: cuda or cpu, by the trainer's name table; auto is the trainer's alone (a benchmark says
+// where it runs).
+train::DeviceChoice parse_device(const std::string& text) {
+    for (train::DeviceChoice choice : {train::DeviceChoice::Cuda, train::DeviceChoice::Cpu})
+        if (text == name_of(choice)) return choice;
+    throw std::invalid_argument("--device must be cuda or cpu, got '" + text + "'");
 }
 
 // One row per option: the parser reads it and --help prints it, so the two cannot drift.
@@ -120,6 +123,8 @@ struct OptionSpec {
 
 const std::vector<OptionSpec>& option_table() {
     static const std::string precision_names = enum_names(train::Precision{}).joined("|");  // "fp32|tf32|bf16"
+    static const std::string device_names =
+        str(name_of(train::DeviceChoice::Cuda), "|", name_of(train::DeviceChoice::Cpu));  // "cuda|cpu"
     static const std::vector<OptionSpec> table = {
         {"--batch", "B[,B...]", "batch sizes, each run in turn (default 8,16)",
          [](Options& o, const std::string& v) { o.batches = parse_int_list("--batch", v); }},
@@ -131,8 +136,8 @@ const std::vector<OptionSpec>& option_table() {
          "fp32: exact float32 GEMMs; tf32: float32 GEMMs on TF32 tensor cores (GPU only, the CPU stays exact); "
          "bf16: mixed precision, float32 masters and bfloat16 compute copies (default fp32)",
          [](Options& o, const std::string& v) { o.precision = parse_enum<train::Precision>(v, "--precision"); }},
-        {"--device", "cuda|cpu", "where to train (default cuda; without a GPU: says so and exits 0)",
-         [](Options& o, const std::string& v) { o.device = v; }},
+        {"--device", device_names.c_str(), "where to train (default cuda; without a GPU: says so and exits 0)",
+         [](Options& o, const std::string& v) { o.device = parse_device(v); }},
         {"--json", "FILE", "write the results as JSON (for bench/report_gpt.py)",
          [](Options& o, const std::string& v) { o.json_path = v; }},
         {"--threads", "N", "CPU threads for OpenMP and OpenBLAS (default: OpenMP's)",
@@ -187,8 +192,6 @@ bool parse_options(int argc, char** argv, Options& options) {
             found->apply(options, argv[++i]);
         }
     }
-    if (options.device != "cuda" && options.device != "cpu")
-        throw std::invalid_argument("--device must be cuda or cpu, got '" + options.device + "'");
     if (options.timed_steps < 1 || options.warmup_steps < 0)
         throw std::invalid_argument("--steps must be >= 1 and --warmup >= 0, got " +
                                     std::to_string(options.timed_steps) + " and " +
@@ -223,15 +226,6 @@ struct RunInfo {
     int64_t matmul_parameters = 0;  // N of the formula: outside the embedding tables
     double flops_per_token = 0;
 };
-
-std::string bytes_str(double bytes) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB"};
-    int unit = 0;
-    while (bytes >= 1024 && unit < 3) bytes /= 1024, ++unit;
-    char buffer[32];
-    std::snprintf(buffer, sizeof buffer, unit == 0 ? "%.0f %s" : "%.2f %s", bytes, units[unit]);
-    return buffer;
-}
 
 // `count` batches of random tokens (ids and, independently, targets in [0, vocab)), on `device`.
 std::vector<std::pair<Tensor, Tensor>> random_batches(int64_t count, int64_t batch, const nn::GPTConfig& model,
@@ -297,10 +291,10 @@ BatchResult run_batch(const Options& options, int64_t batch, Device device, cons
     for (int64_t step = 0; step < total_steps; ++step) {
         const bool timed = step >= options.warmup_steps;
         synchronize(device);
-        auto begin = std::chrono::steady_clock::now();
+        const auto begin = std::chrono::steady_clock::now();
         Tensor loss = train_step(*model, optimizer, parameters, data[step].first, data[step].second);
         synchronize(device);  // the clock is read once the device has finished the step
-        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begin).count();
+        const double ms = 1000 * seconds_since(begin);
         double loss_value = loss.item();
         if (timed) {
             step_ms.push_back(ms);
@@ -393,7 +387,7 @@ int run_benchmark(int argc, char** argv) {
     Device device = Device::cpu();
     RunInfo info;
     info.precision = options.precision;
-    if (options.device == "cuda") {
+    if (options.device == train::DeviceChoice::Cuda) {
 #if !MP_CUDA
         std::printf("bench_gpt: built without CUDA and no GPU to run on; use --device cpu to train on the CPU\n");
         return 0;
@@ -408,15 +402,17 @@ int run_benchmark(int argc, char** argv) {
         CUDA_CHECK(cudaGetDeviceProperties(&properties, 0));
         info.device_label = properties.name;
         if (const PeakEntry* entry = find_peak(info.device_label)) {
-            info.peak_flops = entry->for_precision(name_of(options.precision));
-            info.peak_label = std::string(entry->label) + ", " + PeakEntry::precision_label(name_of(options.precision));
+            const GemmMath math = train::gemm_math(options.precision);
+            info.peak_flops = entry->for_math(math);
+            info.peak_label = std::string(entry->label) + ", " + PeakEntry::math_label(math);
         } else {
             info.peak_label = "unknown device: not in the peak table";
         }
 #endif
     } else {
         if (options.threads > 0) set_cpu_threads(options.threads);
-        info.device_label = "cpu (" + std::to_string(cpu_threads()) + " threads, " + kernels::cpu::blas_description() + ")";
+        info.device_label =
+            "cpu (" + std::to_string(cpu_threads()) + " threads, " + kernels::cpu::blas_description() + ")";
         info.peak_label = "CPU: no peak known";
         if (options.precision == train::Precision::Tf32) {
             std::printf("bench_gpt: TF32 does not apply on the CPU: GEMMs run in exact fp32\n");
@@ -474,7 +470,7 @@ int run_benchmark(int argc, char** argv) {
                         "memory %s, loss %.4f -> %.4f\n",
                         (long long)batch, result.ms_median, (long long)options.timed_steps, result.ms_min,
                         result.ms_max,
-                        result.tokens_per_second, mfu, bytes_str(static_cast<double>(result.peak_bytes)).c_str(),
+                        result.tokens_per_second, mfu, bytes_str(static_cast<double>(result.peak_bytes), 2).c_str(),
                         result.loss_first, result.loss_last);
             if (!std::isfinite(result.loss_first) || !std::isfinite(result.loss_last)) {
                 std::fprintf(stderr, "bench_gpt: batch %lld: the loss is not finite\n", (long long)batch);

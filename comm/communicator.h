@@ -93,4 +93,10 @@ class Communicator {
     int max_tag_ = 32767 / 3 - 1;  // backends lower it to what their transport allows
 };
 
+// The device a tensor is staged on to travel through `communicator`: under NCCL (device_index()
+// >= 0) the rank's own device, `rank_device`; under MPI, which moves host memory, the CPU.
+inline Device staging_device(const Communicator& communicator, Device rank_device) {
+    return communicator.device_index() >= 0 ? rank_device : Device::cpu();
+}
+
 }  // namespace mp::comm

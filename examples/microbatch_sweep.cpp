@@ -69,7 +69,9 @@ Costs measured_costs(const std::vector<StageTrace>& traces, int stages) {
             count[kind][static_cast<size_t>(first.stage)] += 1;
         }
     }
-    auto mean_of = [&](int kind, int stage) { return count[kind][stage] > 0 ? sum[kind][stage] / count[kind][stage] : 0.0; };
+    auto mean_of = [&](int kind, int stage) {
+        return count[kind][stage] > 0 ? sum[kind][stage] / count[kind][stage] : 0.0;
+    };
     Costs costs;
     for (int stage = 0; stage < stages; ++stage) {
         costs.forward.push_back(mean_of(0, stage));
@@ -92,14 +94,14 @@ double mean(const std::vector<double>& values) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const examples::ExtraFlag schedules_flag{"--schedules", "LIST",
-                                             "schedules to sweep: registered names, comma-separated, or all",
-                                             "gpipe,1f1b", [](const std::string& list) { parse_schedules(list); }};
+    const ExtraFlag schedules_flag{"--schedules", "LIST",
+                                   "schedules to sweep: registered names, comma-separated, or all", "gpipe,1f1b",
+                                   [](const std::string& list) { parse_schedules(list); }};
     return examples::trainer_main(
         argc, argv, "microbatch_sweep",
         "The seed experiment: one-rank baseline, then each schedule over every rank at micro-batch sizes 4..32.",
         "examples/configs/microbatch_sweep.json",
-        [](const TrainConfig& config, comm::Communicator& world, int gpu, const examples::TrainerCommandLine& command_line) {
+        [](const TrainConfig& config, comm::Communicator& world, int gpu, const TrainerCommandLine& command_line) {
             const int K = world.size();
             const int64_t global_batch = config.train_batch_size;
             const std::vector<std::string> schedules = parse_schedules(command_line.extra.at("--schedules"));
@@ -116,14 +118,15 @@ int main(int argc, char** argv) {
             for (int64_t micro_batch_size : {4, 8, 16, 32})
                 if (global_batch % micro_batch_size == 0) micro_batch_sizes.push_back(micro_batch_size);
                 else if (world.rank() == 0)
-                    std::printf("microbatch_sweep: skipping micro-batches of %lld: the global batch of %lld does not split "
-                                "into them\n", (long long)micro_batch_size, (long long)global_batch);
+                    std::printf("microbatch_sweep: skipping micro-batches of %lld: the global batch of %lld does not "
+                                "split into them\n", (long long)micro_batch_size, (long long)global_batch);
             MP_REQUIRE(!micro_batch_sizes.empty(), "microbatch_sweep: the global batch of ", global_batch,
                        " splits into none of the micro-batch sizes 4, 8, 16, 32");
             if (world.rank() == 0)
-                std::printf("microbatch_sweep: realistic model, hidden %lld, %lld blocks, vocab %lld, global batch %lld x %lld tokens, %d ranks\n",
-                            (long long)config.model.hidden, (long long)config.model.blocks, (long long)config.model.vocab,
-                            (long long)global_batch, (long long)config.model.context, K);
+                std::printf("microbatch_sweep: realistic model, hidden %lld, %lld blocks, vocab %lld, global batch "
+                            "%lld x %lld tokens, %d ranks\n",
+                            (long long)config.model.hidden, (long long)config.model.blocks,
+                            (long long)config.model.vocab, (long long)global_batch, (long long)config.model.context, K);
             struct Row {
                 std::string name;
                 int stages, micro_batches;
@@ -146,8 +149,9 @@ int main(int argc, char** argv) {
                 baseline.train_batch_size = global_batch;
                 baseline.pipeline.partition = PartitionMethod::Uniform;
                 TrainResult r = train::train(baseline, *solo, gpu, false);
+                const std::vector<size_t>& stash = r.summary.peak_stash_per_stage;
                 rows.push_back({"one rank", 1, 1, r.summary.samples_per_second, 0, 0, 0, 0, 1,
-                                r.summary.peak_stash_per_stage.empty() ? 0.0 : r.summary.peak_stash_per_stage[0] / 1048576.0, ""});
+                                stash.empty() ? 0.0 : stash[0] / 1048576.0, ""});
             }
             // The others wait for the baseline, however long it trains: not a transfer that could
             // hang, so not under comm.timeout_s (a rank that dies still ends the job).
@@ -164,8 +168,8 @@ int main(int argc, char** argv) {
                     const std::string broken = info.rule(K, M, v);
                     if (!broken.empty()) {
                         if (world.rank() == 0)
-                            std::printf("microbatch_sweep: skipping %s at micro-batches of %lld: %s\n", schedule.c_str(),
-                                        (long long)micro_batch_size, broken.c_str());
+                            std::printf("microbatch_sweep: skipping %s at micro-batches of %lld: %s\n",
+                                        schedule.c_str(), (long long)micro_batch_size, broken.c_str());
                         continue;
                     }
                     TrainConfig run = config;
@@ -205,10 +209,10 @@ int main(int argc, char** argv) {
                 std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
                 for (const Row& row : rows) {
                     const std::string theory = std::isnan(row.theory) ? "-" : str(std::lround(100 * row.theory), "%");
-                    std::printf("| %s | %d | %d | %.1f | %.0f%% | %.0f%% | %.0f%% | %s | %d | %.1f |\n", row.name.c_str(),
-                                row.stages, row.micro_batches, row.samples_per_second, 100 * row.bubble,
-                                100 * row.predicted, 100 * row.predicted_steady, theory.c_str(), row.peak_stashed,
-                                row.peak_stash_mib);
+                    std::printf("| %s | %d | %d | %.1f | %.0f%% | %.0f%% | %.0f%% | %s | %d | %.1f |\n",
+                                row.name.c_str(), row.stages, row.micro_batches, row.samples_per_second,
+                                100 * row.bubble, 100 * row.predicted, 100 * row.predicted_steady, theory.c_str(),
+                                row.peak_stashed, row.peak_stash_mib);
                 }
                 std::printf("\nper-stage costs the simulator was fed (ms, means over the last step):\n");
                 for (const Row& row : rows)

@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
         argc, argv, "pipeline_mlp", "An MLP split into pipeline stages, one per rank: the classic demo.",
         "examples/configs/pipeline_mlp.json",
         [](const mp::train::TrainConfig& config, mp::comm::Communicator& world, int gpu,
-           const mp::examples::TrainerCommandLine&) {
+           const mp::train::TrainerCommandLine&) {
             mp::train::TrainResult result = mp::train::train(config, world, gpu);
             if (world.rank() == 0) {
                 std::printf("the last step, stage by stage (action: start-end in ms):\n");
@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
                     std::printf("  stage %d |", trace.stage);
                     for (const mp::pipeline::TraceEvent& e : trace.events)
                         std::printf(" %s %.2f-%.2f", trace.name_of(e).c_str(), e.start_us / 1000, e.end_us / 1000);
-                    std::printf("\n    bubble %.0f%% of %.2f ms\n", 100 * trace.bubble_fraction(), trace.step_us / 1000);
+                    std::printf("\n    bubble %.0f%% of %.2f ms\n", 100 * trace.bubble_fraction(),
+                                trace.step_us / 1000);
                 }
             }
             return 0;

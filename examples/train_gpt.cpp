@@ -8,10 +8,11 @@
 
 int main(int argc, char** argv) {
     return mp::examples::trainer_main(
-        argc, argv, "train_gpt", "Trains a GPT with pipeline parallelism (GPipe or 1F1B) under mpirun.",
+        argc, argv, "train_gpt",
+        "Trains a GPT with pipeline parallelism under mpirun, on any schedule of the registry (pipeline.schedule).",
         "examples/configs/train_gpt.json",
         [](const mp::train::TrainConfig& config, mp::comm::Communicator& world, int gpu,
-           const mp::examples::TrainerCommandLine&) {
+           const mp::train::TrainerCommandLine&) {
             mp::train::train(config, world, gpu);
             return 0;
         });

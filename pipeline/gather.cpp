@@ -83,6 +83,8 @@ std::shared_ptr<nn::Sequential> gather_model(comm::Communicator& pipeline, const
         return nullptr;
     }
     std::shared_ptr<nn::Sequential> whole = spec.build_all();
+    // Under NCCL the parameters arrive on the GPU the communicator uses, the rank's own.
+    const Device arrival = comm::staging_device(pipeline, Device::cuda(pipeline.device_index()));
     size_t next_held = 0;  // rank 0's own stages, in order
     for (size_t s = 0; s < ranges.size(); ++s) {
         // The whole model's parameters of stage s's layers, in the order stage s lists them.
@@ -96,8 +98,7 @@ std::shared_ptr<nn::Sequential> gather_model(comm::Communicator& pipeline, const
             if (local) {
                 destination.copy_from(own.at(i++).second);
             } else {
-                Tensor received = Tensor::empty(target.shape(), target.dtype(),
-                                                pipeline.device_index() >= 0 ? Device::cuda(pipeline.device_index()) : Device::cpu());
+                Tensor received = Tensor::empty(target.shape(), target.dtype(), arrival);
                 pipeline.recv(received, placement[s], kGatherTag);
                 destination.copy_from(received);
             }
@@ -107,7 +108,7 @@ std::shared_ptr<nn::Sequential> gather_model(comm::Communicator& pipeline, const
 }
 
 std::vector<double> all_gather_values(comm::Communicator& comm, double value, Device device) {
-    Device where = comm.device_index() >= 0 ? device : Device::cpu();
+    const Device where = comm::staging_device(comm, device);
     std::vector<float> slots(static_cast<size_t>(comm.size()), 0.0f);
     slots[static_cast<size_t>(comm.rank())] = static_cast<float>(value);
     Tensor t = Tensor::from_vector(slots, {comm.size()}, where);

@@ -17,7 +17,31 @@ const PeakEntry kPeakTable[] = {
     {"H100 SXM (datasheet)", "H100", 67e12, 495e12, 990e12},
     {"H200 SXM (datasheet)", "H200", 67e12, 495e12, 990e12},
 };
+
+// Which column of the table `math` reads: 0 fp32, 1 tf32, 2 bf16.
+int peak_column(GemmMath math) {
+    if (math.dtype == DType::BFloat16) return 2;
+    MP_REQUIRE(math.dtype == DType::Float32, "peak FLOP/s: no figure for GEMMs in ", dtype_name(math.dtype),
+               " (only float32 and bfloat16)");
+    switch (math.float32_precision) {
+        case MatmulPrecision::Exact: return 0;
+        case MatmulPrecision::TF32: return 1;
+    }
+    throw std::invalid_argument(str("peak FLOP/s: matmul precision ", static_cast<int>(math.float32_precision),
+                                    " is neither Exact nor TF32"));
+}
+
 }  // namespace
+
+double PeakEntry::for_math(GemmMath math) const {
+    const double peaks[] = {fp32, tf32, bf16};
+    return peaks[peak_column(math)];
+}
+
+const char* PeakEntry::math_label(GemmMath math) {
+    const char* labels[] = {"FP32", "TF32 dense", "BF16 dense"};
+    return labels[peak_column(math)];
+}
 
 const PeakEntry* find_peak(const std::string& device_name) {
     for (const char* other_form : {"PCIe", "NVL", "GH200"})

@@ -7,8 +7,17 @@
 #include <string>
 
 #include "tensor/device.h"
+#include "tensor/device_context.h"
+#include "tensor/dtype.h"
 
 namespace mp {
+
+// What a GEMM peak depends on: the dtype the GEMMs compute in (Float32 or BFloat16) and, for
+// float32, the matmul precision (Exact: FP32 CUDA cores; TF32: TF32 Tensor Cores).
+struct GemmMath {
+    DType dtype = DType::Float32;
+    MatmulPrecision float32_precision = MatmulPrecision::Exact;
+};
 
 // Datasheet peaks (NVIDIA H100 and H200 Tensor Core GPU datasheets, SXM form factor, dense, i.e.
 // without structured sparsity), chosen by the name cudaGetDeviceProperties reports. PCIe and NVL
@@ -19,13 +28,11 @@ struct PeakEntry {
     const char* name_contains;
     double fp32, tf32, bf16;  // FLOP/s
 
-    // The peak MFU is measured against for `precision` (fp32 | tf32 | bf16), and how it is named.
-    double for_precision(const std::string& precision) const {
-        return precision == "bf16" ? bf16 : precision == "tf32" ? tf32 : fp32;
-    }
-    static const char* precision_label(const std::string& precision) {
-        return precision == "bf16" ? "BF16 dense" : precision == "tf32" ? "TF32 dense" : "FP32";
-    }
+    // The peak MFU is measured against for GEMMs computing as `math`, and how it is named ("BF16
+    // dense", "TF32 dense", "FP32"). A dtype without a figure (float64, int32) or a matmul precision
+    // outside the enum throws std::invalid_argument: never a silent fp32.
+    double for_math(GemmMath math) const;
+    static const char* math_label(GemmMath math);
 };
 
 // The table's row for `device_name`, or nullptr when unknown (PCIe/NVL/Grace parts included).

@@ -349,6 +349,8 @@ expect_failure resume_nothing_left "already reaches steps = 6" "${launch[@]}" -n
 # An output path that cannot be written is refused at start-up (rank 0 checks; both ranks say so).
 expect_failure unwritable_trace "trace.path '/proc/nope/trace.json'" "${launch[@]}" -np 2 "$build/examples/train_gpt" \
     "${small[@]}" --set trace.path=/proc/nope/trace.json
+expect_failure unusable_checkpoint_dir "checkpoint.dir '/etc/hostname/ck'" "${launch[@]}" -np 2 \
+    "$build/examples/train_gpt" "${small[@]}" --set checkpoint.every=0 --set checkpoint.dir=/etc/hostname/ck
 # Sizes that cannot work are refused with their numbers before anything is built.
 expect_failure too_big_to_fit "needs at least" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${small[@]}" \
     --set model.vocab=100000000

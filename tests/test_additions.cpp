@@ -7,8 +7,8 @@
 #include <sstream>
 
 #include "nn/additions.h"
-#include "pipeline/summary.h"
 #include "tests/support/test_util.h"
+#include "train/summary.h"
 
 using namespace mp;
 using mp::testing::expect_invalid_argument;
@@ -133,23 +133,23 @@ TEST(Additions, GreedyCompletionOfAHandMadeModel) {
 // The run summary carries every scoring and the last one's fraction; summaries written before
 // the accuracy fields still read.
 TEST(Additions, AccuracyReachesTheRunSummary) {
-    pipeline::RunSummary summary;
+    train::RunSummary summary;
     summary.parameter_checksum = "ab12";
     summary.accuracies = {{50, 12, 200}, {100, 150, 200}};
-    const nlohmann::json json = nlohmann::json::parse(pipeline::to_json(summary).dump());
+    const nlohmann::json json = nlohmann::json::parse(train::to_json(summary).dump());
     EXPECT_DOUBLE_EQ(json.at("accuracy").get<double>(), 0.75);
     ASSERT_EQ(json.at("accuracies").size(), 2u);
     EXPECT_EQ(json["accuracies"][0]["step"], 50);
     EXPECT_EQ(json["accuracies"][0]["correct"], 12);
     EXPECT_EQ(json["accuracies"][0]["total"], 200);
-    const pipeline::RunSummary read = pipeline::run_summary_from_json(json);
+    const train::RunSummary read = train::run_summary_from_json(json);
     ASSERT_EQ(read.accuracies.size(), 2u);
     EXPECT_EQ(read.accuracies[1].correct, 150);
     EXPECT_EQ(read.accuracies[1].step, 100);
     nlohmann::json older = json;
     older.erase("accuracy"), older.erase("accuracies");
-    EXPECT_TRUE(pipeline::run_summary_from_json(older).accuracies.empty());
+    EXPECT_TRUE(train::run_summary_from_json(older).accuracies.empty());
     older["accuracies"] = {{{"step", 1}, {"correct", 0.5}, {"total", 2}}};
-    expect_invalid_argument([&] { pipeline::run_summary_from_json(older); }, {"accuracies", "integers"});
-    EXPECT_TRUE(pipeline::to_json(pipeline::RunSummary{}).at("accuracy").is_null());
+    expect_invalid_argument([&] { train::run_summary_from_json(older); }, {"accuracies", "integers"});
+    EXPECT_TRUE(train::to_json(train::RunSummary{}).at("accuracy").is_null());
 }

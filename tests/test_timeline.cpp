@@ -1,6 +1,6 @@
 // Timeline SVG: the picture is well-formed XML (checked by a small parser), boxes are placed in
 // proportion to time and coloured by kind, and the simulated 1f1b K=4 M=8 picture matches
-// docs/timeline_1f1b_k4_m8.svg. (Run summary and checksum tests: test_run_summary.cpp.)
+// docs/timeline_1f1b_k4_m8.svg. (Run summary: test_run_summary.cpp; checksum: test_parameter_checksum.cpp.)
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -22,7 +22,6 @@
 
 #include "pipeline/schedule.h"
 #include "pipeline/simulate.h"
-#include "pipeline/summary.h"
 #include "pipeline/timeline_svg.h"
 #include "tests/support/test_util.h"
 #include "tests/support/xml_check.h"

@@ -91,9 +91,20 @@ Device choose_device(const TrainConfig& config, int gpu) {
     return gpu >= 0 ? Device::cuda(gpu) : Device::cpu();
 }
 
+GemmMath gemm_math(Precision precision) {
+    switch (precision) {
+        case Precision::Fp32: return {DType::Float32, MatmulPrecision::Exact};
+        case Precision::Tf32: return {DType::Float32, MatmulPrecision::TF32};
+        case Precision::Bf16: return {DType::BFloat16, MatmulPrecision::Exact};
+    }
+    throw std::logic_error(str("gemm_math: precision ", static_cast<int>(precision), " is not one of ",
+                               enum_names(Precision{}).joined()));
+}
+
 PrecisionScope::PrecisionScope(Precision precision) {
-    set_matmul_precision(precision == Precision::Tf32 ? MatmulPrecision::TF32 : MatmulPrecision::Exact);
-    compute_dtype_.emplace(precision == Precision::Bf16 ? std::optional<DType>(DType::BFloat16) : std::nullopt);
+    const GemmMath math = gemm_math(precision);
+    set_matmul_precision(math.float32_precision);
+    compute_dtype_.emplace(math.dtype == DType::Float32 ? std::nullopt : std::optional<DType>(math.dtype));
 }
 
 pipeline::Schedule schedule_of(const TrainConfig& config) {

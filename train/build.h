@@ -1,6 +1,6 @@
-// The ONE place that turns a training config into the things a run is made of: the model (its
-// spec, its GPT sizes, its layer count), the loss, the optimizer, the learning-rate curve, the
-// device, the precision and the schedule. Nothing here talks to other ranks.
+// The one place that turns a training config into the things a run is made of, but for its data
+// (train/data.h): the model (its spec, its GPT sizes, its layer count), the loss, the optimizer, the
+// learning-rate curve, the device, the precision and the schedule. Nothing here talks to other ranks.
 #pragma once
 
 #include <memory>
@@ -15,6 +15,7 @@
 #include "pipeline/loss.h"
 #include "pipeline/schedule.h"
 #include "tensor/device_context.h"
+#include "tensor/peak_flops.h"
 #include "train/config.h"
 
 namespace mp::train {
@@ -41,6 +42,10 @@ std::string lr_curve(const TrainConfig& config);
 
 // `device` for a rank bound to GPU `gpu` (-1: none); cuda without a GPU is an error.
 Device choose_device(const TrainConfig& config, int gpu);
+
+// What `precision` means for the GEMMs: the dtype they compute in and float32's matmul precision.
+// PrecisionScope sets exactly this, and the MFU peak is looked up by it (tensor/peak_flops.h).
+GemmMath gemm_math(Precision precision);
 
 // The precision for a whole run on this thread: tf32 sets TF32 GEMMs (and fp32 / bf16 exact ones)
 // for the rest of the thread's life; bf16 keeps float32 masters (optimizer, checkpoints, gradient

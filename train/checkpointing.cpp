@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "base/format.h"
 #include "nn/checkpoint.h"
 #include "pipeline/gather.h"
 #include "train/build.h"
@@ -30,7 +31,8 @@ int64_t resume_from_checkpoint(Run& run) {
               "); resume with the schedule and virtual_stages it was saved with")}});
     MP_REQUIRE(saved_run["lr_curve"] == lr_curve(config), "the checkpoint in '", checkpoint_dir,
                "' was trained with the learning-rate curve (", saved_run["lr_curve"], ") but this run's is (",
-               lr_curve(config), "): resuming would change the curve; keep the schedule's settings as they were");
+               lr_curve(config), "): resuming would change the curve; keep optimizer.lr, the lr_schedule keys "
+               "and (with cosine) steps as they were");
     MP_REQUIRE(start_step < config.steps, "the checkpoint in '", checkpoint_dir, "' is at step ", start_step,
                ", which already reaches steps = ", config.steps, ": nothing to train (raise steps to continue)");
     run.engine->set_steps_run(start_step);
@@ -54,7 +56,7 @@ void save_checkpoint(Run& run, int64_t step) {
     nn::save_stage_checkpoint(checkpoint_dir, pipeline_rank, K, *run.stages.checkpoint_module, *run.optimizer, step,
                               file_ranges,
                               {{"lr_curve", lr_curve(run.config)}, {"stage_placement", run.stages.placement}});
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+    const double seconds = seconds_since(begin);
     const std::string file = nn::stage_checkpoint_path(checkpoint_dir, pipeline_rank, K, step);
     const double bytes = static_cast<double>(std::filesystem::file_size(file));
     pipeline.barrier();  // every stage's file is in place before the step is published

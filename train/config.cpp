@@ -113,8 +113,9 @@ std::vector<config::Key<TrainConfig>> build_key_table() {
         KEY(log.memory, false, "print memory per stage with each step line"),
         KEY(trace.path, "", "Chrome trace JSON of the pipeline actions; \"\" = none"),
         KEY(trace.svg, "", "timeline SVG of the pipeline actions; \"\" = none"),
-        KEY(checkpoint.dir, "", "checkpoint directory; required when checkpoint.every > 0 or resume"),
-        KEY(checkpoint.every, 0, "save every N steps; 0 = never").non_negative(),
+        KEY(checkpoint.dir, "", "checkpoint directory; when set it always gets the final checkpoint and "
+                                "model.safetensors; required when checkpoint.every > 0 or resume"),
+        KEY(checkpoint.every, 0, "also save every N steps; 0 = the final checkpoint only").non_negative(),
         KEY(checkpoint.resume, false, "resume from the latest checkpoint in checkpoint.dir"),
         KEY(summary.path, "", "run summary JSON (resolved config, losses, timings); \"\" = none"),
         config::make_key<TrainConfig>("export.hf", [](TrainConfig& c) { return &c.exports.hf; }, "",

@@ -2,6 +2,7 @@
 // learning rate, data, checkpoints), and model.init_from's sizes taken from its config.json.
 #include "train/config_rules.h"
 
+#include "base/format.h"
 #include "nn/hf_gpt2.h"
 #include "nn/models.h"
 #include "pipeline/schedule.h"
@@ -11,11 +12,8 @@ namespace mp::train {
 
 namespace {
 
-std::string join_ints(const std::vector<int64_t>& values) {
-    std::string text;
-    for (int64_t value : values) text += (text.empty() ? "" : ",") + std::to_string(value);
-    return "[" + text + "]";
-}
+// "[2,3,1]": a list key's value as the file writes it.
+std::string list_text(const std::vector<int64_t>& values) { return "[" + join_ints(values) + "]"; }
 
 // a × b, refused (naming `what` and both numbers) when it does not fit in 64 bits: user numbers
 // must never wrap around into a product that happens to pass a later check.
@@ -51,7 +49,7 @@ void check_model(const TrainConfig& config) {
                    "tied to its token embedding: it needs model.kind gpt (is \"", name_of(model.kind),
                    "\") and model.tie_embeddings true (is ", model.tie_embeddings ? "true" : "false", ")");
     if (model.kind == ModelKind::Mlp)
-        MP_REQUIRE(model.widths.size() >= 2, "model.widths ", join_ints(model.widths),
+        MP_REQUIRE(model.widths.size() >= 2, "model.widths ", list_text(model.widths),
                    " needs at least two widths (input and output)");
 }
 
@@ -74,19 +72,19 @@ void check_stages(TrainConfig& config) {
 
     const std::vector<int64_t>& balance = pipeline.balance;
     if (pipeline.partition == pipeline::PartitionMethod::Balance) {
-        MP_REQUIRE(static_cast<int64_t>(balance.size()) == all_stages, "pipeline.balance ", join_ints(balance),
+        MP_REQUIRE(static_cast<int64_t>(balance.size()) == all_stages, "pipeline.balance ", list_text(balance),
                    " has ", balance.size(), " entries but pipeline.stages is ", pipeline.stages,
                    pipeline.virtual_stages == 1 ? std::string()
                                                 : str(" × pipeline.virtual_stages ", pipeline.virtual_stages, " = ",
                                                       all_stages, " stages"));
         int64_t sum = 0;
         for (int64_t stage_layers : balance)
-            MP_REQUIRE(!__builtin_add_overflow(sum, stage_layers, &sum), "pipeline.balance ", join_ints(balance),
+            MP_REQUIRE(!__builtin_add_overflow(sum, stage_layers, &sum), "pipeline.balance ", list_text(balance),
                        ": the sum does not fit in 64 bits");
-        MP_REQUIRE(sum == layers, "pipeline.balance ", join_ints(balance), " sums to ", sum, " but the ", kind,
+        MP_REQUIRE(sum == layers, "pipeline.balance ", list_text(balance), " sums to ", sum, " but the ", kind,
                    " model has ", layers, " layers");
     } else {
-        MP_REQUIRE(balance.empty(), "pipeline.balance ", join_ints(balance), " is set but pipeline.partition is \"",
+        MP_REQUIRE(balance.empty(), "pipeline.balance ", list_text(balance), " is set but pipeline.partition is \"",
                    name_of(pipeline.partition), "\" (use partition = balance, or drop the list)");
     }
 

@@ -6,18 +6,11 @@
 #include <chrono>
 
 #include "autograd/tape.h"
+#include "base/format.h"
 #include "pipeline/gather.h"
 #include "tensor/ops/elementwise.h"
 
 namespace mp::train {
-
-namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point begin) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
-}
-
-}  // namespace
 
 void evaluate_validation(Run& run, int64_t trained) {
     const TrainConfig& config = run.config;
@@ -53,10 +46,10 @@ std::vector<std::string> score_held_out(Run& run, int64_t trained) {
         const nn::ExactMatch match = nn::score_additions(run.held_out, answers);
         counts = {static_cast<int32_t>(match.correct), static_cast<int32_t>(match.total)};
     }
-    Tensor shared = Tensor::from_vector(counts, {2}, collective_device(run.world, run.device));
+    Tensor shared = Tensor::from_vector(counts, {2}, comm::staging_device(run.world, run.device));
     run.world.broadcast(shared, 0);  // every rank's summary holds the same figures
     counts = shared.to_vector<int32_t>();
-    const pipeline::HeldOutAccuracy accuracy{trained, counts[0], counts[1]};
+    const HeldOutAccuracy accuracy{trained, counts[0], counts[1]};
     run.result.summary.accuracies.push_back(accuracy);
     run.log.line("        held-out sums: %lld of %lld exact (%.1f%%) | %7.1f ms", (long long)accuracy.correct,
                  (long long)accuracy.total, 100 * accuracy.accuracy(), 1000 * seconds_since(begin));

@@ -3,10 +3,11 @@
 // rank's summary is whole, then the final line and the samples.
 #include "train/finish.h"
 
-#include <cmath>
+#include <algorithm>
 
 #include "nn/checkpoint.h"
 #include "nn/hf_gpt2.h"
+#include "nn/parameter_checksum.h"
 #include "pipeline/gather.h"
 #include "pipeline/timeline_svg.h"
 #include "train/build.h"
@@ -18,7 +19,7 @@ namespace {
 
 // Timings and every stage's bubble and memory, on every rank.
 void summarize(Run& run, const LoopOutcome& outcome) {
-    pipeline::RunSummary& summary = run.result.summary;
+    RunSummary& summary = run.result.summary;
     comm::Communicator& pipeline = *run.place.pipeline;
     const pipeline::StepResult& last = outcome.last;
     summary.steps = run.config.steps;
@@ -59,7 +60,7 @@ std::shared_ptr<nn::Sequential> gather_and_write(Run& run, const LoopOutcome& ou
                                      config.trace.svg);
         run.log.line("timeline: %s", config.trace.svg.c_str());
     }
-    run.result.summary.parameter_checksum = pipeline::parameter_checksum(whole->named_parameters());
+    run.result.summary.parameter_checksum = nn::parameter_checksum(whole->named_parameters());
     if (!config.checkpoint.dir.empty()) {
         std::string path = config.checkpoint.dir + "/model.safetensors";
         nn::export_model(path, whole->named_parameters());
@@ -77,7 +78,7 @@ void broadcast_checksum(Run& run) {
     std::string& checksum = run.result.summary.parameter_checksum;
     std::vector<int32_t> checksum_chars(64, 0);
     for (size_t i = 0; i < std::min<size_t>(64, checksum.size()); ++i) checksum_chars[i] = checksum[i];
-    Tensor shared = Tensor::from_vector(checksum_chars, {64}, collective_device(run.world, run.device));
+    Tensor shared = Tensor::from_vector(checksum_chars, {64}, comm::staging_device(run.world, run.device));
     run.world.broadcast(shared, 0);
     checksum.clear();
     for (int32_t c : shared.to_vector<int32_t>())
@@ -85,10 +86,8 @@ void broadcast_checksum(Run& run) {
 }
 
 void print_final_line(Run& run) {
-    const pipeline::RunSummary& summary = run.result.summary;
-    std::string bubbles;
-    for (double b : summary.bubble_per_stage)
-        bubbles += (bubbles.empty() ? "" : " ") + std::to_string(std::lround(100 * b));
+    const RunSummary& summary = run.result.summary;
+    const std::string bubbles = bubble_percents(summary.bubble_per_stage);
     const std::string val_text =
         summary.val_losses.empty() ? std::string() : str(" | val loss ", fixed(summary.val_losses.back().second, 4));
     const std::string accuracy_text =
@@ -108,7 +107,7 @@ void print_answers_or_samples(Run& run, const LoopOutcome& outcome, nn::Sequenti
     if (run.world.rank() != 0) return;
     const TrainConfig& config = run.config;
     if (!outcome.held_out_answers.empty()) {
-        const pipeline::HeldOutAccuracy& final_accuracy = run.result.summary.accuracies.back();
+        const HeldOutAccuracy& final_accuracy = run.result.summary.accuracies.back();
         run.log.line("held-out sums after %lld steps: %lld of %lld exact (%.1f%%); the first few:",
                      (long long)config.steps, (long long)final_accuracy.correct, (long long)final_accuracy.total,
                      100 * final_accuracy.accuracy());
@@ -132,7 +131,7 @@ void finish_run(Run& run, const LoopOutcome& outcome) {
     print_final_line(run);
     print_answers_or_samples(run, outcome, whole.get());
     if (!run.config.summary.path.empty() && run.world.rank() == 0) {
-        pipeline::write_summary(run.result.summary, run.config.summary.path);
+        write_summary(run.result.summary, run.config.summary.path);
         run.log.line("summary: %s", run.config.summary.path.c_str());
     }
 }

@@ -1,9 +1,12 @@
 // The trainer's printing: a log that prints on world rank 0 only (and only when verbose), and the
-// number formats its lines share (bytes as KiB / MiB / GiB, fixed decimals).
+// bubble percentages its step and final lines share. Number formats: base/format.h.
 #pragma once
 
 #include <cstdio>
 #include <string>
+#include <vector>
+
+#include "base/format.h"
 
 namespace mp::train {
 
@@ -19,7 +22,7 @@ struct RunLog {
     }
 };
 
-std::string bytes_str(double bytes);              // "512 B", "1.5 KiB", "3.0 GiB"
-std::string fixed(double value, int decimals);  // fixed(0.12345, 4) is "0.1235"
+// Each stage's bubble fraction as a whole percentage, space-separated: "60 63 63 63".
+std::string bubble_percents(const std::vector<double>& fractions);
 
 }  // namespace mp::train

@@ -21,8 +21,7 @@ MfuBasis mfu_basis(const TrainConfig& config, const nn::ModelSpec& spec, comm::C
     const double key = device.is_cuda()
                            ? static_cast<double>(std::hash<std::string>{}(host) % (1u << 24)) * 64 + device.index
                            : -1;
-    const std::vector<double> keys =
-        pipeline::all_gather_values(world, key, world.device_index() >= 0 ? device : Device::cpu());
+    const std::vector<double> keys = pipeline::all_gather_values(world, key, comm::staging_device(world, device));
     if (!device.is_cuda() || config.model.kind != ModelKind::Gpt) return basis;
     const PeakEntry* peak = find_peak(device_name(device));
     if (peak == nullptr) return basis;
@@ -31,7 +30,7 @@ MfuBasis mfu_basis(const TrainConfig& config, const nn::ModelSpec& spec, comm::C
     const int64_t embedding_parameters = (gpt.padded_vocab + gpt.context) * gpt.channels;  // wte and wpe
     basis.flops_per_token = gpt_flops_per_token(spec.total_parameters() - embedding_parameters, gpt.layers,
                                                 gpt.channels, gpt.context);
-    basis.peak_flops = peak->for_precision(name_of(config.precision)) * static_cast<double>(gpus.size());
+    basis.peak_flops = peak->for_math(gemm_math(config.precision)) * static_cast<double>(gpus.size());
     return basis;
 }
 

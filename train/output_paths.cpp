@@ -35,7 +35,9 @@ void check_output_paths(const TrainConfig& config) {
                    config.exports.hf, "' is not a directory");
         require_writable_directory("export.hf", config.exports.hf, config.exports.hf);
     }
-    if (!config.checkpoint.dir.empty() && (config.checkpoint.every > 0 || config.checkpoint.resume)) {
+    // Set, the directory is written at the end whatever checkpoint.every says: the final checkpoint
+    // and the whole model's model.safetensors.
+    if (!config.checkpoint.dir.empty()) {
         MP_REQUIRE(!fs::exists(config.checkpoint.dir) || fs::is_directory(config.checkpoint.dir), "checkpoint.dir '",
                    config.checkpoint.dir, "' is not a directory");
         require_writable_directory("checkpoint.dir", config.checkpoint.dir, config.checkpoint.dir);

@@ -6,7 +6,7 @@
 
 namespace mp::train {
 
-// trace.path, trace.svg, summary.path, export.hf and checkpoint.dir (when it is used). Throws
+// trace.path, trace.svg, summary.path, export.hf and checkpoint.dir, each when set. Throws
 // std::invalid_argument. World rank 0 writes them; the trainers call this there, inside the
 // start-up agreement.
 void check_output_paths(const TrainConfig& config);

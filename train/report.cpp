@@ -2,8 +2,6 @@
 // over the pipeline first (every rank takes part, printing or not).
 #include "train/report.h"
 
-#include <cmath>
-
 #include "pipeline/gather.h"
 #include "pipeline/render.h"
 
@@ -75,10 +73,8 @@ void report_start(Run& run) {
 
 void report_step(Run& run, int64_t step, const pipeline::StepResult& last, double seconds) {
     comm::Communicator& pipeline = *run.place.pipeline;
-    std::vector<double> bubbles = pipeline::all_gather_values(pipeline, last.trace.bubble_fraction(), run.device);
-    std::string bubble_text;
-    for (double b : bubbles)
-        bubble_text += (bubble_text.empty() ? "" : " ") + std::to_string(static_cast<int>(std::lround(100 * b)));
+    const std::string bubble_text =
+        bubble_percents(pipeline::all_gather_values(pipeline, last.trace.bubble_fraction(), run.device));
     // MFU on GPUs only (a GPT on a GPU of the peak table); the CPU has no peak to divide by.
     const double tokens = run.tokens_per_step();
     const std::string mfu_text =

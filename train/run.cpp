@@ -38,7 +38,7 @@ std::vector<pipeline::StageRange> decide_partition(const TrainConfig& config, co
             std::vector<double> t = pipeline::profile_layer_times(spec, sample, device);
             measured.assign(t.begin(), t.end());
         }
-        Tensor shared = Tensor::from_vector(measured, {spec.size()}, collective_device(world, device));
+        Tensor shared = Tensor::from_vector(measured, {spec.size()}, comm::staging_device(world, device));
         world.broadcast(shared, 0);
         for (float t : shared.to_vector<float>()) times.push_back(t);
     }

@@ -48,11 +48,6 @@ struct HeldStages {
     std::optional<nn::HfGpt2Config> hf;                    // model.init_from
 };
 
-// The device a collective's tensors go through: the rank's GPU under NCCL, else the CPU.
-inline Device collective_device(const comm::Communicator& communicator, Device device) {
-    return communicator.device_index() >= 0 ? device : Device::cpu();
-}
-
 struct Run {
     // Builds everything, in member order (collective: every rank of `world` calls it alike).
     Run(const TrainConfig& config, comm::Communicator& world, Device device, bool verbose);

@@ -1,66 +1,17 @@
 // train(): a run as named steps — device and precision, the set-up (train/run.h), the start-up
-// report, the resume, the step loop with its evaluations and checkpoints, and the finish.
+// report, the resume, the step loop (train/step_loop.h) and the finish.
 #include "train/trainer.h"
 
-#include <chrono>
+#include <utility>
 
 #include "train/build.h"
 #include "train/checkpointing.h"
-#include "train/evaluation.h"
 #include "train/finish.h"
 #include "train/report.h"
 #include "train/run.h"
+#include "train/step_loop.h"
 
 namespace mp::train {
-
-namespace {
-
-// One optimizer step on this replica's shard of the global batch of `step`; returns its seconds.
-double train_step(Run& run, int64_t step, pipeline::StepResult& result) {
-    run.optimizer->set_lr(learning_rate(run.config, step));
-    const nn::Batch batch = run.data.batch(run.config, step);
-    const Tensor inputs = run.place.shard_of(batch.ids);
-    const Tensor targets = run.place.shard_of(batch.targets);
-    const auto begin = std::chrono::steady_clock::now();
-    try {
-        result = run.engine->step(inputs, targets);
-    } catch (const std::exception& e) {
-        throw std::runtime_error(str("step ", step, ": ", e.what()));  // which step, for every failure
-    }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
-    run.result.losses.push_back(result.loss);
-    return seconds;
-}
-
-// Steps start_step .. config.steps - 1, each with what is due before it (validation) and after it
-// (the step line, held-out sums, a checkpoint); then the final checkpoint and validation loss.
-LoopOutcome run_steps(Run& run, int64_t start_step) {
-    const TrainConfig& config = run.config;
-    const bool saves = !config.checkpoint.dir.empty();
-    LoopOutcome outcome;
-    double timed_seconds = 0;
-    int64_t timed_steps = 0;
-    for (int64_t step = start_step; step < config.steps; ++step) {
-        if (run.has_validation() && config.eval.every > 0 && step % config.eval.every == 0)
-            evaluate_validation(run, step);
-        const double seconds = train_step(run, step, outcome.last);
-        if (step > start_step || config.steps - start_step == 1) {  // the first step includes warm-up
-            timed_seconds += seconds;
-            ++timed_steps;
-        }
-        const bool log_now = (config.log.every > 0 && step % config.log.every == 0) || step + 1 == config.steps;
-        if (log_now) report_step(run, step, outcome.last, seconds);
-        if (log_now && !run.held_out.empty()) outcome.held_out_answers = score_held_out(run, step + 1);
-        const bool save_now = config.checkpoint.every > 0 && (step + 1) % config.checkpoint.every == 0;
-        if (saves && save_now && step + 1 < config.steps) save_checkpoint(run, step + 1);
-    }
-    if (saves && config.steps > start_step) save_checkpoint(run, config.steps);
-    if (run.has_validation()) evaluate_validation(run, config.steps);  // the final validation loss, always
-    outcome.seconds_per_step = timed_steps > 0 ? timed_seconds / timed_steps : 0;
-    return outcome;
-}
-
-}  // namespace
 
 TrainResult train(const TrainConfig& config, comm::Communicator& world, int gpu, bool verbose) {
     const Device device = choose_device(config, gpu);

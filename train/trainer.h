@@ -6,14 +6,14 @@
 #include <vector>
 
 #include "comm/communicator.h"
-#include "pipeline/summary.h"
 #include "pipeline/trace.h"
 #include "train/config.h"
+#include "train/summary.h"
 
 namespace mp::train {
 
 struct TrainResult {
-    pipeline::RunSummary summary;                   // on every rank (bubble and memory for every stage)
+    RunSummary summary;                             // on every rank (bubble and memory for every stage)
     std::vector<pipeline::StageTrace> last_traces;  // world rank 0: the last step's traces of replica 0, by stage
     std::vector<double> losses;                     // the mean loss of every step run
 };

@@ -16,9 +16,9 @@
 #include "autograd/tape.h"
 #include "nn/models.h"
 #include "nn/optim.h"
+#include "nn/parameter_checksum.h"
 #include "pipeline/engine.h"
 #include "pipeline/partition.h"
-#include "pipeline/summary.h"
 #include "tests/mpi/multi_rank_main.h"
 #include "tests/mpi/pipeline_support.h"
 #include "tests/support/test_util.h"
@@ -74,7 +74,7 @@ std::string checksum(const std::vector<std::shared_ptr<nn::Sequential>>& modules
     std::vector<std::pair<std::string, Tensor>> named;
     for (const auto& module : modules)
         for (auto& entry : module->named_parameters()) named.push_back(entry);
-    return parameter_checksum(named);
+    return nn::parameter_checksum(named);
 }
 
 class Evaluation : public mp::testing::AllRanksTest {};

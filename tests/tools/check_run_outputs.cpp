@@ -10,8 +10,8 @@
 #include <sstream>
 #include <string>
 
-#include "pipeline/summary.h"
 #include "tests/support/xml_check.h"
+#include "train/summary.h"
 
 namespace {
 std::string read(const std::string& path) {
@@ -36,15 +36,17 @@ int main(int argc, char** argv) {
     }
     try {
         if (!summary_path.empty()) {
-            mp::pipeline::RunSummary s = mp::pipeline::run_summary_from_json(nlohmann::json::parse(read(summary_path)));
-            if (!(s.final_loss > 0)) throw std::runtime_error(summary_path + ": final loss " + std::to_string(s.final_loss));
-            if (s.parameter_checksum.size() != 64) throw std::runtime_error(summary_path + ": checksum '" + s.parameter_checksum + "'");
+            mp::train::RunSummary s = mp::train::run_summary_from_json(nlohmann::json::parse(read(summary_path)));
+            if (!(s.final_loss > 0))
+                throw std::runtime_error(summary_path + ": final loss " + std::to_string(s.final_loss));
+            if (s.parameter_checksum.size() != 64)
+                throw std::runtime_error(summary_path + ": checksum '" + s.parameter_checksum + "'");
             if (stages && (s.bubble_per_stage.size() != stages || s.peak_memory_per_stage.size() != stages))
-                throw std::runtime_error(summary_path + ": " + std::to_string(s.bubble_per_stage.size()) + " bubble figures for " +
-                                         std::to_string(stages) + " stages");
+                throw std::runtime_error(summary_path + ": " + std::to_string(s.bubble_per_stage.size()) +
+                                         " bubble figures for " + std::to_string(stages) + " stages");
             if (accuracy) {
                 if (s.accuracies.empty()) throw std::runtime_error(summary_path + ": no held-out accuracy");
-                for (const mp::pipeline::HeldOutAccuracy& a : s.accuracies)
+                for (const mp::train::HeldOutAccuracy& a : s.accuracies)
                     if (a.total <= 0 || a.correct < 0 || a.correct > a.total)
                         throw std::runtime_error(summary_path + ": held-out accuracy " +
                                                  std::to_string(a.correct) + " of " + std::to_string(a.total) +

@@ -1,6 +1,7 @@
 // The machine-readable end-of-run summary every trainer can write (--summary FILE): final loss,
-// throughput, bubble / peak memory / peak stash per stage, and a checksum of all parameters, so
-// two runs (or a run and its resumed twin) can be compared by a script without parsing logs.
+// validation losses, held-out accuracy, throughput, bubble / peak memory / peak stash per stage, the
+// parameter checksum and the config, so two runs (or a run and its resumed twin) can be compared by
+// a script without parsing logs.
 #pragma once
 
 #include <cstddef>
@@ -11,9 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tensor/tensor.h"
-
-namespace mp::pipeline {
+namespace mp::train {
 
 // Held-out exact-match accuracy (eval.accuracy, the synthetic additions) after `step` steps.
 struct HeldOutAccuracy {
@@ -30,10 +29,10 @@ struct RunSummary {
     std::vector<HeldOutAccuracy> accuracies;
     double tokens_per_second = 0;
     double samples_per_second = 0;
-    std::vector<double> bubble_per_stage;      // fraction in [0, 1], [pipeline rank] (its stages, when it holds several)
+    std::vector<double> bubble_per_stage;      // fraction in [0, 1], [pipeline rank] (all its stages together)
     std::vector<size_t> peak_memory_per_stage; // bytes, the device allocator's peak, [stage]
     std::vector<size_t> peak_stash_per_stage;  // bytes of stashed activations at most, [stage]
-    std::string parameter_checksum;            // parameter_checksum() over every stage's parameters
+    std::string parameter_checksum;            // nn::parameter_checksum over every stage's parameters
     int64_t steps = 0;
     nlohmann::json config = nlohmann::json::object();  // the run's options, as the trainer saw them
 };
@@ -54,13 +53,4 @@ RunSummary run_summary_from_json(const nlohmann::json& json);
 // so a reader never sees half a file. Throws std::invalid_argument naming the path on failure.
 void write_summary(const RunSummary& summary, const std::string& path);
 
-// SHA-256 (64 lowercase hex digits) over the parameters sorted by name: for each, its name, dtype,
-// shape and raw bytes (copied to the CPU first if on CUDA), every field length-prefixed so no two
-// different lists encode alike. Bit-identical parameters give the same string whatever the input
-// order; one flipped bit, a renamed tensor or a reshape changes it. SHA-256 rather than a 64-bit
-// FNV-1a: collisions are out of reach however many runs are compared, the digest can be checked
-// against any other implementation, and hashing ~0.5 GB of GPT-2 weights once at the end of a run
-// costs a second or two. Throws std::invalid_argument for an undefined tensor or a repeated name.
-std::string parameter_checksum(const std::vector<std::pair<std::string, Tensor>>& named);
-
-}  // namespace mp::pipeline
+}  // namespace mp::train

@@ -1,11 +1,8 @@
-// Run summary: JSON conversion both ways, the write-then-rename writer, and the parameter
-// checksum — a streaming SHA-256 (FIPS 180-4) fed with a length-prefixed encoding of each tensor.
-#include "pipeline/summary.h"
+// Run summary: JSON conversion both ways (reading names the missing or mistyped field) and the
+// write-then-rename writer.
+#include "train/summary.h"
 
-#include <algorithm>
-#include <array>
 #include <cerrno>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -13,23 +10,10 @@
 #include <type_traits>
 
 #include "base/error.h"
-#include "base/sha256.h"
 
-namespace mp::pipeline {
+namespace mp::train {
 
 namespace {
-
-// Fixed-width little-endian integers, so the encoding is the same on every host.
-void update_u64(Sha256& hash, uint64_t value) {
-    uint8_t bytes[8];
-    for (int i = 0; i < 8; ++i) bytes[i] = static_cast<uint8_t>(value >> (8 * i));
-    hash.update(bytes, 8);
-}
-
-void update_string(Sha256& hash, const std::string& text) {
-    update_u64(hash, text.size());
-    hash.update(text.data(), text.size());
-}
 
 // ---- JSON reading with errors that name the field.
 const nlohmann::json& field(const nlohmann::json& json, const char* name) {
@@ -157,32 +141,4 @@ void write_summary(const RunSummary& summary, const std::string& path) {
     }
 }
 
-std::string parameter_checksum(const std::vector<std::pair<std::string, Tensor>>& named) {
-    std::vector<const std::pair<std::string, Tensor>*> sorted;
-    for (const auto& entry : named) {
-        MP_REQUIRE(entry.second.defined(), "parameter_checksum: parameter '", entry.first, "' is an undefined tensor");
-        sorted.push_back(&entry);
-    }
-    std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
-    for (size_t i = 1; i < sorted.size(); ++i)
-        MP_REQUIRE(sorted[i]->first != sorted[i - 1]->first, "parameter_checksum: the name '", sorted[i]->first,
-                   "' appears twice");
-
-    Sha256 hash;
-    update_string(hash, "minipipe-parameters-v1");
-    update_u64(hash, sorted.size());
-    for (const auto* entry : sorted) {
-        const Tensor& tensor = entry->second;
-        update_string(hash, entry->first);
-        update_string(hash, dtype_name(tensor.dtype()));
-        update_u64(hash, tensor.shape().size());
-        for (int64_t extent : tensor.shape()) update_u64(hash, static_cast<uint64_t>(extent));
-        const Tensor host = tensor.device().is_cpu() ? tensor : tensor.to(Device::cpu());
-        update_u64(hash, host.nbytes());
-        if (host.nbytes() > 0) hash.update(host.raw_data(), host.nbytes());
-    }
-    return hash.hex_digest();
-}
-
-
-}  // namespace mp::pipeline
+}  // namespace mp::train
