@@ -326,7 +326,7 @@ size_t Engine::estimate_stash_bytes(const Tensor& inputs, const Tensor& targets)
 }
 
 double Engine::all_reduce_scalar(comm::Communicator& comm, double value, comm::ReduceOp op) {
-    Tensor t = Tensor::full({1}, value, DType::Float32, comm.device_index() >= 0 ? device_ : Device::cpu());
+    Tensor t = Tensor::full({1}, value, DType::Float32, comm::staging_device(comm, device_));
     comm.all_reduce(t, op);
     return t.item();
 }
@@ -458,7 +458,7 @@ void Engine::check_tied_copies_agree(const std::string& when) {
     for (const TiedHalf& half : tied_) {
         const double sum = ops::sum(half.local).to(DType::Float64).item();
         const double norm = ops::global_l2_norm({half.local});
-        Device where = embedding_group_->device_index() >= 0 ? device_ : Device::cpu();
+        Device where = comm::staging_device(*embedding_group_, device_);
         Tensor both = Tensor::from_vector(std::vector<double>{sum, norm, -sum, -norm}, {4}, where);
         embedding_group_->all_reduce(both, comm::ReduceOp::Max);
         std::vector<double> v = both.to_vector<double>();
@@ -716,7 +716,7 @@ double Engine::reduce_loss(const StepLosses& losses) {
 }
 
 double Engine::broadcast_loss(double loss_sum) {
-    Tensor loss = Tensor::full({1}, loss_sum, DType::Float32, comm_.device_index() >= 0 ? device_ : Device::cpu());
+    Tensor loss = Tensor::full({1}, loss_sum, DType::Float32, comm::staging_device(comm_, device_));
     comm_.broadcast(loss, schedule_.rank_of(schedule_.stages - 1));
     return loss.item();
 }

@@ -23,21 +23,6 @@ using mp::testing::expect_invalid_argument;
 
 namespace {
 
-std::string read_text(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    return buffer.str();
-}
-
-std::filesystem::path fresh_temp_dir(const std::string& name) {
-    std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                                ("minipipe_test_run_summary_" + name + "_" + std::to_string(::getpid()));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return dir;
-}
-
 RunSummary example_summary() {
     RunSummary summary;
     summary.final_loss = 3.25;
@@ -96,11 +81,11 @@ TEST(RunSummary, ReadingNamesTheMissingOrMistypedField) {
 }
 
 TEST(RunSummary, WriteReplacesTheFileAndNamesABadPath) {
-    const std::filesystem::path dir = fresh_temp_dir("summary");
+    const std::filesystem::path dir = mp::testing::fresh_temp_dir("run_summary");
     const std::string path = (dir / "summary.json").string();
     std::ofstream(path) << "old contents";
     write_summary(example_summary(), path);
-    expect_same_summary(run_summary_from_json(nlohmann::json::parse(read_text(path))), example_summary());
+    expect_same_summary(run_summary_from_json(nlohmann::json::parse(mp::testing::read_text_file(path))), example_summary());
     EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
     const std::string bad = (dir / "missing" / "summary.json").string();
     expect_invalid_argument([&] { write_summary(example_summary(), bad); }, {"write_summary", bad});
