@@ -8,7 +8,7 @@
 #   BUILD_DIR   where bench/bench_gpt is (default build)
 #   --rounds    rounds of the pair (default 5)
 #   --threads   CPU threads of each program (default 2)
-# The default shape is the issue's: --vocab 256 --context 128 --layers 4 --channels 128 --heads 4
+# The default shape: --vocab 256 --context 128 --layers 4 --channels 128 --heads 4
 # --batch 16 (10 timed steps after 3 warm-up); options given after it (--batch 8, --steps 20, ...) go
 # to both programs and override it; --tiny replaces it (the smoke test). Each program runs as
 # bench/run_bench_gpt.sh runs it (bench_gpt; torch_gpt.py with attention "math", minipipe's), with
