@@ -2,15 +2,15 @@
 // CausalSelfAttention, MLP, TransformerBlock (pre-LN, GPT-2 residual layout), LMHead (final
 // LayerNorm + vocabulary projection) and Sequential.
 // Each takes one tensor and returns one; parameters are created on the CPU from a seeded
-// Generator (move a model with Module::to).
+// Generator (move a model with Module::to). Layers with parameters compute with for_compute(p)
+// (nn/compute_dtype.h: the mixed-precision copies).
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
+#include "nn/compute_dtype.h"
 #include "nn/module.h"
 
 namespace mp::nn {
@@ -78,45 +78,6 @@ class LayerNorm : public Module {
     double eps_;
 };
 
-// Mixed precision: while a ComputeDTypeScope with a dtype is alive on this thread, every layer
-// with parameters computes with compute copies of them in that dtype (autograd::compute_copy:
-// their gradients land in the float32 masters), so activations, and the transfers between
-// pipeline stages, are in that dtype. Without one, layers use their parameters as they are.
-class ComputeDTypeScope {
-  public:
-    explicit ComputeDTypeScope(std::optional<DType> dtype);
-    ~ComputeDTypeScope();
-    ComputeDTypeScope(const ComputeDTypeScope&) = delete;
-    ComputeDTypeScope& operator=(const ComputeDTypeScope&) = delete;
-
-  private:
-    std::optional<DType> previous_;
-};
-std::optional<DType> compute_dtype();
-// `parameter` as a layer computes with it: its compute copy under a ComputeDTypeScope, else itself
-// (an undefined tensor, such as a missing bias, stays undefined).
-Tensor for_compute(const Tensor& parameter);
-
-// While alive on this thread, for_compute makes each parameter's compute copy once and hands the
-// same copy to every later use — every micro-batch and re-materialized forward of a training step
-// converts each weight once, not once per use. A pipeline step holds one until its optimizer step
-// (after which the copies would be stale). Nests: an inner cache hides the outer one.
-class ComputeCopyCache {
-  public:
-    ComputeCopyCache();
-    ~ComputeCopyCache();
-    ComputeCopyCache(const ComputeCopyCache&) = delete;
-    ComputeCopyCache& operator=(const ComputeCopyCache&) = delete;
-    // Drops the copies (their memory goes once no tape holds them); the cache stays active.
-    void clear() { copies_.clear(); }
-    size_t size() const { return copies_.size(); }
-
-  private:
-    friend Tensor for_compute(const Tensor& parameter);
-    std::unordered_map<uint64_t, Tensor> copies_;  // by the master's identity
-    ComputeCopyCache* previous_;
-};
-
 // Makes dropout masks a function of where they are drawn instead of the layers' running counters
 // while alive: inside the scope, the n-th call of one Dropout module draws its mask from (that
 // module's own seed — its identity in the whole model —, `key`, n) at element offset
@@ -168,7 +129,9 @@ class MLP : public Module {
     std::string describe() const override;
 
   private:
-    std::shared_ptr<Linear> fc_, proj_;  // GELU between them, fused into fc's epilogue
+    // fc_ holds the first projection's parameters, but its forward never runs: MLP::forward calls
+    // fn::linear_gelu with them, the GELU fused into the product's epilogue.
+    std::shared_ptr<Linear> fc_, proj_;
 };
 
 // x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)).

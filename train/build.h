@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "nn/layers.h"
+#include "nn/compute_dtype.h"
 #include "nn/model_spec.h"
 #include "nn/models.h"
 #include "nn/optim.h"
