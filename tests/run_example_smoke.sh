@@ -95,14 +95,19 @@ expect_same_checksum() {
         failed=$((failed + 1)); failures+=("$1"); echo "---- $1: '$checksum' vs '$3'"
     fi
 }
-for variant in interleaved $schedules; do
-    expect_same_checksum "${variant}_equals_1f1b" "$out/summary_$variant.json" "$reference"
-    if python3 -c "import json,sys; a, b = (json.load(open(f))['accuracies'] for f in sys.argv[1:]); \
-sys.exit(0 if a == b and len(a) == 2 else 1)" "$out/summary_interleaved.json" "$out/summary_$variant.json"; then
+# name, summary field, expected length, two summary files: the field's lists are equal and that long.
+expect_same_summary_field() {
+    if python3 -c "import json,sys; a, b = (json.load(open(f))[sys.argv[1]] for f in sys.argv[3:]); \
+sys.exit(0 if a == b and len(a) == int(sys.argv[2]) else 1)" "$2" "$3" "$4" "$5"; then
         passed=$((passed + 1))
     else
-        failed=$((failed + 1)); failures+=("${variant}_same_accuracy")
+        failed=$((failed + 1)); failures+=("$1")
     fi
+}
+for variant in interleaved $schedules; do
+    expect_same_checksum "${variant}_equals_1f1b" "$out/summary_$variant.json" "$reference"
+    expect_same_summary_field "${variant}_same_accuracy" accuracies 2 "$out/summary_interleaved.json" \
+        "$out/summary_$variant.json"
 done
 run pipeline_mlp "${launch[@]}" -np 2 "$build/examples/pipeline_mlp" --set steps=5 --set trace.path= --set trace.svg=
 run microbatch_sweep "${launch[@]}" -np 2 "$build/examples/microbatch_sweep" --set model.hidden=32 --set model.blocks=3 \
@@ -282,12 +287,8 @@ run eval_one_process "${launch[@]}" -np 1 "$build/examples/train_gpt" "${eval_ar
 for schedule in gpipe 1f1b interleaved-1f1b zbv; do
     run "eval_$schedule" "${launch[@]}" -np 2 "$build/examples/train_gpt" "${eval_args[@]}" --set pipeline.stages=2 \
         --set pipeline.schedule=$schedule --summary "$out/eval_$schedule.json"
-    if python3 -c "import json,sys; a, b = (json.load(open(f))['val_losses'] for f in sys.argv[1:]); \
-sys.exit(0 if a == b and len(a) == 3 else 1)" "$out/eval_one.json" "$out/eval_$schedule.json"; then
-        passed=$((passed + 1))
-    else
-        failed=$((failed + 1)); failures+=("eval_${schedule}_equals_one_process")
-    fi
+    expect_same_summary_field "eval_${schedule}_equals_one_process" val_losses 3 "$out/eval_one.json" \
+        "$out/eval_$schedule.json"
 done
 # Bad validation inputs are refused at start-up on every rank, naming the file and the values.
 head -c 1500 $ft/val.bin >"$out/val_truncated.bin"
